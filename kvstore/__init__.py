@@ -1,0 +1,118 @@
+"""kvstore: a Redis-style key-value API over object storage, with a cache in front.
+
+    import kvstore
+    with kvstore.open("s3://bucket/prefix", cache="local") as store:
+        store.set("greeting", "hello", ex=60)
+        store.get("greeting")  # b"hello"
+
+The object store is the source of truth; the cache only accelerates reads.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+from .api import AsyncKVStore
+from .blob import RetryPolicy, open_blob_store
+from .cache import Cache, LocalCache, NoCache, resolve_cache
+from .errors import (
+    BackendError,
+    ConfigurationError,
+    CorruptDataError,
+    InvalidKeyError,
+    InvalidValueError,
+    KVStoreError,
+    UnsupportedOperationError,
+)
+from .stats import Stats
+from .sync import KVStore
+
+__version__ = "0.1.0"
+
+DEFAULT_URL = "./kvstore-data"
+"""Where a store lives when no URL is given (and ``KVSTORE_URL`` is unset)."""
+
+__all__ = [
+    "DEFAULT_URL",
+    "AsyncKVStore",
+    "BackendError",
+    "Cache",
+    "ConfigurationError",
+    "CorruptDataError",
+    "InvalidKeyError",
+    "InvalidValueError",
+    "KVStore",
+    "KVStoreError",
+    "LocalCache",
+    "NoCache",
+    "RetryPolicy",
+    "UnsupportedOperationError",
+    "open",
+    "open_async",
+]
+
+
+def open_async(
+    url: str | None = None,
+    cache: str | Cache | None = "local",
+    *,
+    storage_options: dict[str, Any] | None = None,
+    decode_responses: bool = False,
+    cache_ttl: float = 60.0,
+    concurrency: int = 32,
+    retry: RetryPolicy | None = None,
+) -> AsyncKVStore:
+    """Open a store for asyncio code. Performs no I/O; a bad argument fails here.
+
+    ``url``: a local path or ``file://`` URL, ``memory://name``, ``s3://bucket/prefix``,
+    ``gs://bucket/prefix`` or another fsspec URL; default ``$KVSTORE_URL`` or
+    ``./kvstore-data``. ``cache``: None, ``"local"`` (the in-process cache) or a Cache.
+    ``storage_options`` go to the fsspec filesystem (endpoint_url, credentials ...; for a
+    local directory: ``fsync``). ``decode_responses``: return str instead of bytes.
+    ``cache_ttl``: the longest a cache entry lives (seconds). ``concurrency``: the most
+    object-store requests one multi-key call keeps in flight.
+    """
+    if url is None:
+        url = os.environ.get("KVSTORE_URL") or DEFAULT_URL
+    if not isinstance(decode_responses, bool):
+        raise ConfigurationError(
+            f"decode_responses must be True or False, not {decode_responses!r}"
+        )
+    if storage_options is not None and not isinstance(storage_options, dict):
+        raise ConfigurationError("storage_options must be a dict")
+    resolved = resolve_cache(cache)
+    stats = Stats()
+    blob = open_blob_store(url, storage_options, retry=retry, stats=stats)
+    return AsyncKVStore(
+        blob,
+        resolved,
+        decode_responses=decode_responses,
+        stats=stats,
+        cache_ttl=cache_ttl,
+        concurrency=concurrency,
+    )
+
+
+def open(
+    url: str | None = None,
+    cache: str | Cache | None = "local",
+    *,
+    storage_options: dict[str, Any] | None = None,
+    decode_responses: bool = False,
+    cache_ttl: float = 60.0,
+    concurrency: int = 32,
+    retry: RetryPolicy | None = None,
+) -> KVStore:
+    """Open a store with blocking methods; arguments as :func:`open_async`."""
+    return KVStore(
+        open_async(
+            url,
+            cache,
+            storage_options=storage_options,
+            decode_responses=decode_responses,
+            cache_ttl=cache_ttl,
+            concurrency=concurrency,
+            retry=retry,
+        )
+    )

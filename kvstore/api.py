@@ -1,0 +1,521 @@
+"""AsyncKVStore: the one implementation of the value API; KVStore is its blocking face.
+
+Guarantees of every method (per backend details in the README's guarantees table):
+
+* **Durable on return.** A write returns only after the object store acknowledged it; the
+  cache is touched afterwards, and only to invalidate (DESIGN invariants 1 and 5).
+* **Atomic single-key writes.** ``set`` replaces an object in one PUT. ``set(nx=True)`` is
+  a conditional create, atomic across processes and machines. ``xx``, ``keepttl``,
+  ``expire``, ``pexpire`` and ``persist`` read the object, then write it back with a
+  compare-and-swap on the version they read (S3 If-Match, GCS generation, local flock),
+  retrying on conflict, so they never undo a concurrent write.
+* **Expiry is exact.** An expired value is invisible at once (it is stored with its absolute
+  expiry and checked on every read); ``purge_expired()`` deletes expired objects for good.
+* **Verified reads.** Every object is checksummed; a bad one raises CorruptDataError.
+* **Multi-key calls** (``mset``, ``mget``, ``delete``, ``exists``) run their per-key requests
+  concurrently (bounded) and are not atomic as a whole.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import random
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping, Sequence
+from typing import Any, TypeVar
+
+from . import codec
+from .blob import BlobStore
+from .blob.base import Blob
+from .cache import Cache, Fill
+from .errors import ConfigurationError, CorruptDataError, KVStoreError
+from .keys import decode_name, encode_name, encode_prefix, key_str
+from .stats import Stats
+from .values import duration_ms, expiry_from_args, to_bytes
+
+T = TypeVar("T")
+Result = bytes | str
+
+_TOMBSTONE = b""  # cached "no such key"; never a valid envelope
+_MAX_SWAP_ROUNDS = 64
+DEFAULT_CACHE_TTL = 60.0
+
+
+def _now_ms() -> int:
+    return time.time_ns() // 1_000_000
+
+
+class _Resources:
+    """What a store and all its namespace views share; closed once, by the root store."""
+
+    def __init__(
+        self,
+        blob: BlobStore,
+        cache: Cache,
+        *,
+        stats: Stats,
+        clock: Callable[[], int],
+        concurrency: int,
+        cache_ttl: float,
+    ) -> None:
+        self.blob = blob
+        self.cache = cache
+        self.stats = stats
+        self.clock = clock
+        self.concurrency = concurrency
+        self.cache_ttl = cache_ttl
+        digest = hashlib.sha256(blob.url.encode()).hexdigest()[:16]
+        self.cache_prefix = f"kvstore:{digest}:"
+
+
+class AsyncKVStore:
+    """The value API over one object store, with a cache in front. Use ``kvstore.open_async``.
+
+    ``async with`` closes it. All methods are coroutines; see the module docstring for the
+    guarantees they keep.
+    """
+
+    def __init__(
+        self,
+        blob: BlobStore,
+        cache: Cache,
+        *,
+        decode_responses: bool = False,
+        stats: Stats | None = None,
+        clock: Callable[[], int] | None = None,
+        concurrency: int = 32,
+        cache_ttl: float = DEFAULT_CACHE_TTL,
+        _resources: _Resources | None = None,
+        _base: str = "",
+        _namespace: tuple[str, ...] = (),
+    ) -> None:
+        if not isinstance(concurrency, int) or concurrency < 1:
+            raise ConfigurationError(f"concurrency must be an int >= 1, not {concurrency!r}")
+        if not isinstance(cache_ttl, (int, float)) or cache_ttl <= 0:
+            raise ConfigurationError(f"cache_ttl must be seconds > 0, not {cache_ttl!r}")
+        self._r = _resources or _Resources(
+            blob,
+            cache,
+            stats=stats or blob.stats,
+            clock=clock or _now_ms,
+            concurrency=concurrency,
+            cache_ttl=float(cache_ttl),
+        )
+        self._base = _base
+        self._owner = _resources is None
+        self.decode_responses = decode_responses
+        self.namespace_path = _namespace
+
+    # -- construction, lifetime ------------------------------------------------------------
+
+    @property
+    def url(self) -> str:
+        """The root URL of the object store."""
+        return self._r.blob.url
+
+    def namespace(self, name: str) -> AsyncKVStore:
+        """A view of the same store confined to ``name``: its keys live apart from the
+        parent's and from every other namespace's, under ``{root}/ns/{enc(name)}/``."""
+        encoded = encode_name(name, "namespace")
+        return AsyncKVStore(
+            self._r.blob,
+            self._r.cache,
+            decode_responses=self.decode_responses,
+            _resources=self._r,
+            _base=f"{self._base}ns/{encoded}/",
+            _namespace=(*self.namespace_path, key_str(name, "namespace")),
+        )
+
+    async def close(self) -> None:
+        """Release connections (a namespace view leaves its parent's open)."""
+        if self._owner:
+            await self._r.blob.close()
+            await self._r.cache.close()
+
+    async def __aenter__(self) -> AsyncKVStore:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+    def stats(self) -> dict[str, Any]:
+        """Counters: object-store requests by kind, retries, errors, bytes, cache hits..."""
+        counts: dict[str, Any] = dict(self._r.stats.snapshot())
+        counts["cache"] = {"kind": self._r.cache.name, **self._r.cache.info()}
+        return counts
+
+    def __repr__(self) -> str:
+        ns = f" namespace={'/'.join(self.namespace_path)!r}" if self.namespace_path else ""
+        return f"<{type(self).__name__} {self.url}{ns} cache={self._r.cache.name}>"
+
+    # -- paths and results -----------------------------------------------------------------
+
+    def _path(self, key: object) -> str:
+        return f"{self._base}kv/{encode_name(key)}"
+
+    def _result(self, payload: bytes) -> Result:
+        return payload.decode("utf-8") if self.decode_responses else payload
+
+    # -- cache plumbing: failures never reach the caller -----------------------------------
+
+    async def _cache_safely(self, action: Awaitable[T], fallback: T) -> T:
+        try:
+            return await action
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            self._r.stats.add("cache.errors")
+            return fallback
+
+    async def _invalidate(self, paths: Sequence[str]) -> None:
+        if paths:
+            keys = [self._r.cache_prefix + p for p in paths]
+            await self._cache_safely(self._r.cache.invalidate(keys), None)
+            self._r.stats.add("cache.invalidations", len(keys))
+
+    def _cache_ttl(self, data: bytes, now: int) -> float:
+        if not data:
+            return self._r.cache_ttl
+        expires = codec.peek_expiry(data)
+        if expires == 0:
+            return self._r.cache_ttl
+        return min(self._r.cache_ttl, (expires - now) / 1000)
+
+    async def _load(self, keys: Sequence[str], paths: Sequence[str]) -> list[codec.Envelope | None]:
+        """Live envelopes for paths, through the cache; None for missing or expired."""
+        cache_keys = [self._r.cache_prefix + p for p in paths]
+        lookup = await self._cache_safely(self._r.cache.lookup(cache_keys), None)
+        cached: list[bytes | None] = lookup.values if lookup else [None] * len(paths)
+        misses = [i for i, v in enumerate(cached) if v is None]
+        hits = len(paths) - len(misses)
+        if hits:
+            self._r.stats.add("cache.hits", hits)
+        now = self._r.clock()
+        out: list[codec.Envelope | None] = [None] * len(paths)
+        for i, data in enumerate(cached):
+            if data is None or data == _TOMBSTONE:
+                continue
+            try:
+                out[i] = codec.decode(data, key=keys[i], path=paths[i])
+            except CorruptDataError:  # a damaged cache entry: drop it, ask the source
+                self._r.stats.add("cache.corrupt")
+                await self._invalidate([paths[i]])
+                misses.append(i)
+        if misses:
+            self._r.stats.add("cache.misses", len(misses))
+            blobs = await self._r.blob.get_many([paths[i] for i in misses], self._r.concurrency)
+            fills = []
+            for i, found in zip(misses, blobs, strict=True):
+                data = found.data if found is not None else _TOMBSTONE
+                if data:
+                    out[i] = codec.decode(data, key=keys[i], path=paths[i])
+                ttl = self._cache_ttl(data, now)
+                if ttl > 0:
+                    fills.append(Fill(cache_keys[i], data, ttl))
+            if lookup is not None and fills:
+                await self._cache_safely(self._r.cache.fill(fills, lookup.ticket), None)
+                self._r.stats.add("cache.fills", len(fills))
+        return [env if env is not None and not env.expired(now) else None for env in out]
+
+    # -- read-modify-write with compare-and-swap -------------------------------------------
+
+    async def _read_current(self, key: str, path: str) -> tuple[Blob | None, codec.Envelope | None]:
+        """The stored object and its live envelope (None if missing or expired)."""
+        found = await self._r.blob.get(path)
+        if found is None:
+            return None, None
+        env = codec.decode(found.data, key=key, path=path)
+        return found, (None if env.expired(self._r.clock()) else env)
+
+    async def _swap(
+        self,
+        key: str,
+        path: str,
+        decide: Callable[[Blob | None, codec.Envelope | None], tuple[T, bytes | None]],
+    ) -> T:
+        """Atomically replace the object at ``path`` with what ``decide`` returns.
+
+        ``decide(stored, live)`` returns (result, new object bytes, or None to leave it,
+        or b"" to delete it). The write is a conditional create when nothing is stored and
+        a compare-and-swap on the tag read otherwise; on conflict the read is repeated.
+        """
+        for attempt in range(_MAX_SWAP_ROUNDS):
+            stored, live = await self._read_current(key, path)
+            result, new = decide(stored, live)
+            if new is None:
+                return result
+            if new == b"":
+                assert stored is not None
+                ok = await self._r.blob.delete_if_match(path, stored.tag)
+            elif stored is None:
+                ok = await self._r.blob.put_if_absent(path, new) is not None
+            else:
+                ok = await self._r.blob.put_if_match(path, new, stored.tag) is not None
+            if not ok and new:
+                # An ambiguous retry may have applied our own write: the nonce tells.
+                check = await self._r.blob.get(path)
+                ok = check is not None and check.data == new
+            if ok:
+                await self._invalidate([path])
+                return result
+            self._r.stats.add("swap_conflicts")
+            await asyncio.sleep(random.uniform(0, 0.002 * (attempt + 1)))
+        raise KVStoreError(
+            f"gave up on key {key!r} after {_MAX_SWAP_ROUNDS} conflicting concurrent writes"
+        )
+
+    # -- values ----------------------------------------------------------------------------
+
+    async def get(self, key: str) -> Result | None:
+        """The value of ``key``, or None if it is missing or expired. Cached."""
+        name = key_str(key)
+        (env,) = await self._load([name], [self._path(name)])
+        return None if env is None else self._result(env.payload)
+
+    async def mget(self, keys: Iterable[str], *args: str) -> list[Result | None]:
+        """Values in key order (None where missing). One cache lookup, then one concurrent
+        batch of object reads for the misses."""
+        names = [key_str(k) for k in _flatten(keys, args)]
+        envs = await self._load(names, [self._path(n) for n in names])
+        return [None if env is None else self._result(env.payload) for env in envs]
+
+    async def set(
+        self,
+        key: str,
+        value: Any,
+        ex: Any = None,
+        px: Any = None,
+        nx: bool = False,
+        xx: bool = False,
+        keepttl: bool = False,
+        exat: Any = None,
+        pxat: Any = None,
+    ) -> bool | None:
+        """Store ``value``; True, or None when the ``nx``/``xx`` condition was not met.
+
+        ``ex``/``px``: TTL in seconds/milliseconds (int, float or timedelta); ``exat``/
+        ``pxat``: absolute Unix time; ``nx``: only if missing (atomic conditional create);
+        ``xx``: only if present; ``keepttl``: keep the current TTL.
+        """
+        name = key_str(key)
+        payload = to_bytes(value)
+        if nx and xx:
+            raise ConfigurationError("nx and xx are mutually exclusive")
+        expiry_given = any(v is not None for v in (ex, px, exat, pxat))
+        if keepttl and expiry_given:
+            raise ConfigurationError("keepttl cannot be combined with ex, px, exat or pxat")
+        expires = expiry_from_args(self._r.clock(), ex, px, exat, pxat)
+        path = self._path(name)
+        data = codec.encode(payload, expires_at_ms=expires)
+        if not (nx or xx or keepttl):
+            await self._r.blob.put(path, data)
+            await self._invalidate([path])
+            return True
+        if nx:
+            created = await self._r.blob.put_if_absent(path, data)
+            if created is not None:
+                await self._invalidate([path])
+                return True
+
+        def decide(
+            stored: Blob | None, live: codec.Envelope | None
+        ) -> tuple[bool | None, bytes | None]:
+            if stored is not None and stored.data == data:
+                return True, None  # our own write, applied by an ambiguous retry
+            if (nx and live is not None) or (xx and live is None):
+                return None, None
+            if keepttl and live is not None:
+                return True, codec.with_expiry(data, live.expires_at_ms)
+            return True, data
+
+        return await self._swap(name, path, decide)
+
+    async def mset(self, mapping: Mapping[str, Any]) -> bool:
+        """Store several values; each write is atomic, the batch as a whole is not."""
+        if not isinstance(mapping, Mapping):
+            raise ConfigurationError("mset takes a mapping of keys to values")
+        items = [(self._path(key_str(k)), codec.encode(to_bytes(v))) for k, v in mapping.items()]
+        await _bounded([self._r.blob.put(path, data) for path, data in items], self._r.concurrency)
+        await self._invalidate([path for path, _ in items])
+        return True
+
+    async def delete(self, *keys: str) -> int:
+        """Remove keys; returns how many of them held a live value."""
+        names = list(dict.fromkeys(key_str(k) for k in _flatten((), keys)))
+        paths = [self._path(n) for n in names]
+
+        async def remove(name: str, path: str) -> bool:
+            _, live = await self._read_current(name, path)
+            await self._r.blob.delete(path)
+            return live is not None
+
+        removed = await _bounded(
+            [remove(n, p) for n, p in zip(names, paths, strict=True)], self._r.concurrency
+        )
+        await self._invalidate(paths)
+        return sum(removed)
+
+    async def exists(self, *keys: str) -> int:
+        """How many of ``keys`` hold a live value (a key named twice counts twice). Cached."""
+        names = [key_str(k) for k in _flatten((), keys)]
+        envs = await self._load(names, [self._path(n) for n in names])
+        return sum(env is not None for env in envs)
+
+    # -- expiry ----------------------------------------------------------------------------
+
+    async def pexpire(
+        self,
+        key: str,
+        ms: Any,
+        nx: bool = False,
+        xx: bool = False,
+        gt: bool = False,
+        lt: bool = False,
+    ) -> bool:
+        """Set a TTL in milliseconds; <= 0 deletes the key. False if the key is missing or
+        a condition (nx: no TTL yet, xx: has a TTL, gt/lt: longer/shorter) is not met."""
+        if sum((nx, xx, gt, lt)) > 1 and not (xx and (gt or lt)):
+            raise ConfigurationError(
+                "nx, xx, gt and lt are mutually exclusive (xx may join gt or lt)"
+            )
+        name = key_str(key)
+        delta = duration_ms(ms, 1, "time")
+        path = self._path(name)
+
+        def decide(stored: Blob | None, live: codec.Envelope | None) -> tuple[bool, bytes | None]:
+            if stored is None or live is None:
+                return False, None
+            new_at = self._r.clock() + delta
+            current = live.expires_at_ms or None
+            if (nx and current is not None) or (xx and current is None):
+                return False, None
+            if gt and (current is None or new_at <= current):
+                return False, None
+            if lt and current is not None and new_at >= current:
+                return False, None
+            if delta <= 0:
+                return True, b""
+            return True, codec.with_expiry(stored.data, new_at, key=name, path=path)
+
+        return await self._swap(name, path, decide)
+
+    async def expire(
+        self,
+        key: str,
+        seconds: Any,
+        nx: bool = False,
+        xx: bool = False,
+        gt: bool = False,
+        lt: bool = False,
+    ) -> bool:
+        """Set a TTL in seconds (int, float or timedelta); see :meth:`pexpire`."""
+        return await self.pexpire(
+            key, duration_ms(seconds, 1000, "time"), nx=nx, xx=xx, gt=gt, lt=lt
+        )
+
+    async def persist(self, key: str) -> bool:
+        """Remove the TTL; False if the key is missing or has none."""
+        name = key_str(key)
+        path = self._path(name)
+
+        def decide(stored: Blob | None, live: codec.Envelope | None) -> tuple[bool, bytes | None]:
+            if stored is None or live is None or live.expires_at_ms == 0:
+                return False, None
+            return True, codec.with_expiry(stored.data, 0, key=name, path=path)
+
+        return await self._swap(name, path, decide)
+
+    async def pttl(self, key: str) -> int:
+        """Remaining TTL in ms; -2 if the key is missing, -1 if it has no TTL. Cached."""
+        name = key_str(key)
+        (env,) = await self._load([name], [self._path(name)])
+        if env is None:
+            return -2
+        if env.expires_at_ms == 0:
+            return -1
+        return max(0, env.expires_at_ms - self._r.clock())
+
+    async def ttl(self, key: str) -> int:
+        """Remaining TTL in whole seconds (rounded, like Redis); -2 missing, -1 none."""
+        ms = await self.pttl(key)
+        return ms if ms < 0 else (ms + 500) // 1000
+
+    # -- listing ---------------------------------------------------------------------------
+
+    async def _scan_pages(self, prefix: str) -> AsyncIterator[list[str]]:
+        area = f"{self._base}kv/"
+        async for page in self._r.blob.list_pages(area + encode_prefix(prefix)):
+            keys = []
+            for path in page:
+                try:
+                    keys.append(decode_name(path[len(area) :]))
+                except ValueError:
+                    self._r.stats.add("foreign_objects")
+            if keys:
+                yield keys
+
+    async def scan_iter(self, prefix: str = "") -> AsyncIterator[str]:
+        """Every stored key starting with ``prefix``, page by page (one LIST per 1000).
+
+        Like the object store's listing, it includes keys whose TTL has passed but that
+        ``purge_expired()`` has not removed yet.
+        """
+        async for page in self._scan_pages(prefix):
+            for key in page:
+                yield key
+
+    async def keys(self, prefix: str = "") -> list[str]:
+        """All stored keys starting with ``prefix``, sorted; see :meth:`scan_iter`."""
+        return [key async for key in self.scan_iter(prefix)]
+
+    async def purge_expired(self, prefix: str = "") -> int:
+        """Delete expired values for good; returns how many were removed.
+
+        Each delete is conditional on the version that was found expired, so a value
+        written meanwhile survives.
+        """
+        removed = 0
+        now = self._r.clock()
+        async for page in self._scan_pages(prefix):
+            paths = [self._path(k) for k in page]
+            blobs = await self._r.blob.get_many(paths, self._r.concurrency)
+
+            async def purge(key: str, path: str, found: Blob | None) -> bool:
+                if found is None:
+                    return False
+                if not codec.decode(found.data, key=key, path=path).expired(now):
+                    return False
+                return await self._r.blob.delete_if_match(path, found.tag)
+
+            done = await _bounded(
+                [purge(k, p, b) for k, p, b in zip(page, paths, blobs, strict=True)],
+                self._r.concurrency,
+            )
+            await self._invalidate([p for p, ok in zip(paths, done, strict=True) if ok])
+            removed += sum(done)
+        return removed
+
+
+def _flatten(first: Iterable[Any] | str | bytes, rest: Sequence[Any]) -> list[Any]:
+    """redis-py accepts mget(["a", "b"]) and mget("a", "b"); so do we."""
+    if isinstance(first, (str, bytes)):
+        return [first, *rest]
+    out: list[Any] = list(first)
+    for item in rest:
+        if isinstance(item, (list, tuple)):
+            out.extend(item)
+        else:
+            out.append(item)
+    return out
+
+
+async def _bounded(tasks: Sequence[Awaitable[T]], limit: int) -> list[T]:
+    """Await all, at most ``limit`` at a time, results in order."""
+    gate = asyncio.Semaphore(limit)
+
+    async def run(task: Awaitable[T]) -> T:
+        async with gate:
+            return await task
+
+    return list(await asyncio.gather(*(run(t) for t in tasks)))

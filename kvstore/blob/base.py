@@ -1,0 +1,253 @@
+"""The blob contract: async access to immutable-or-replaced objects below one root.
+
+Every backend (memory, local disk, S3, GCS, any other fsspec filesystem) implements the
+small ``_``-prefixed primitives; this base class wraps each of them once with what every
+backend needs identically: request counting, retries with backoff for transient faults,
+and translation of every other failure into :class:`BackendError` naming the URL and the
+operation, with the cause chained.
+
+Guarantees every implementation must keep (and states in its docstring how):
+
+* ``put`` replaces an object atomically: readers see the old or the new bytes, never a mix.
+* ``put_if_absent`` is an atomic conditional create (DESIGN invariant 3): of several
+  concurrent callers on one path, in any number of processes or machines, exactly one
+  succeeds. Never implemented as exists-then-write.
+* ``put_if_match`` / ``delete_if_match`` are atomic compare-and-swap against the ``tag``
+  returned by ``get`` (S3 ETag, GCS generation, local inode+mtime, memory counter).
+* A write returns only after the store acknowledged it (durable on local disk: fsync).
+
+Paths are relative to the store's root and already encoded by :mod:`kvstore.keys`; the
+blob layer never globs or interprets them.
+
+A conditional write whose outcome was unknown (a timeout, then a retry that finds the
+object present) reports a conflict; callers that need to know whether they themselves
+won compare the stored bytes with their own (every envelope carries a random nonce).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import errno
+import random
+from abc import ABC, abstractmethod
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from dataclasses import dataclass
+from typing import TypeVar
+
+from ..errors import BackendError, UnsupportedOperationError
+from ..stats import Stats
+
+T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class Blob:
+    """The bytes of an object and the version tag a compare-and-swap needs."""
+
+    data: bytes
+    tag: str
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    """Retries for transient faults: ``attempts`` tries in all, exponential backoff, jitter."""
+
+    attempts: int = 4
+    base_delay: float = 0.05
+    max_delay: float = 2.0
+
+    def delay(self, attempt: int) -> float:
+        return float(min(self.max_delay, self.base_delay * 2**attempt) * random.uniform(0.5, 1.0))
+
+
+_TRANSIENT_NAMES = frozenset(
+    {
+        "ClientConnectionError",
+        "ClientOSError",
+        "ServerDisconnectedError",
+        "ServerTimeoutError",
+        "ClientPayloadError",
+        "EndpointConnectionError",
+        "ConnectTimeoutError",
+        "ReadTimeoutError",
+        "ConnectionClosedError",
+        "ProxyError",
+    }
+)
+_TRANSIENT_CODES = frozenset(
+    {
+        "SlowDown",
+        "InternalError",
+        "ServiceUnavailable",
+        "RequestTimeout",
+        "RequestTimeTooSkewed",
+        "ConditionalRequestConflict",
+        "OperationAborted",
+        "Throttling",
+    }
+)
+_TRANSIENT_ERRNOS = frozenset(
+    {errno.ECONNRESET, errno.ECONNREFUSED, errno.ETIMEDOUT, errno.EPIPE, errno.EAGAIN}
+)
+
+
+def is_transient(exc: BaseException) -> bool:
+    """True for faults worth retrying: connection resets, timeouts, throttling, 5xx."""
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        if isinstance(current, (ConnectionError, TimeoutError, asyncio.TimeoutError)):
+            return True
+        if isinstance(current, OSError) and current.errno in _TRANSIENT_ERRNOS:
+            return True
+        if any(cls.__name__ in _TRANSIENT_NAMES for cls in type(current).__mro__):
+            return True
+        code = getattr(current, "code", None)  # gcsfs HttpError
+        if isinstance(code, int) and (code >= 500 or code == 429):
+            return True
+        response = getattr(current, "response", None)  # botocore ClientError
+        if isinstance(response, dict):
+            error = response.get("Error", {})
+            status = response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0)
+            if error.get("Code") in _TRANSIENT_CODES or status >= 500 or status == 429:
+                return True
+        current = current.__cause__ or current.__context__
+    return False
+
+
+class BlobStore(ABC):
+    """Async object access below one root URL. See the module docstring for guarantees."""
+
+    #: ``put_if_absent`` is an atomic conditional create on this backend.
+    atomic_create: bool = True
+    #: ``put_if_match`` / ``delete_if_match`` are atomic compare-and-swap on this backend.
+    atomic_swap: bool = True
+
+    def __init__(self, url: str, *, retry: RetryPolicy | None = None, stats: Stats) -> None:
+        self.url = url.rstrip("/")
+        self.retry = retry or RetryPolicy()
+        self.stats = stats
+
+    # -- public operations: counted, retried, errors translated ---------------------------
+
+    async def get(self, path: str) -> Blob | None:
+        """The object's bytes and tag, or None if there is no object at ``path``."""
+        blob = await self._call("get", path, lambda: self._get(path))
+        if blob is not None:
+            self.stats.add("bytes_read", len(blob.data))
+        return blob
+
+    async def get_many(self, paths: Sequence[str], concurrency: int = 32) -> list[Blob | None]:
+        """``get`` for many paths at once, at most ``concurrency`` requests in flight."""
+        if not paths:
+            return []
+        gate = asyncio.Semaphore(max(1, concurrency))
+
+        async def one(path: str) -> Blob | None:
+            async with gate:
+                return await self.get(path)
+
+        return list(await asyncio.gather(*(one(p) for p in paths)))
+
+    async def put(self, path: str, data: bytes) -> str:
+        """Create or atomically replace an object; returns its new tag."""
+        tag = await self._call("put", path, lambda: self._put(path, data))
+        self.stats.add("bytes_written", len(data))
+        return tag
+
+    async def put_if_absent(self, path: str, data: bytes) -> str | None:
+        """Atomic conditional create: the new tag, or None if an object already exists."""
+        if not self.atomic_create:
+            raise UnsupportedOperationError(
+                f"{self.url} has no atomic conditional create; "
+                "use local disk, memory://, s3:// or gs://"
+            )
+        tag = await self._call("put_if_absent", path, lambda: self._put_if_absent(path, data))
+        if tag is not None:
+            self.stats.add("bytes_written", len(data))
+        return tag
+
+    async def put_if_match(self, path: str, data: bytes, tag: str) -> str | None:
+        """Atomic compare-and-swap: replace only if the object's tag is still ``tag``.
+
+        Returns the new tag, or None if the object changed or vanished meanwhile.
+        """
+        self._require_swap()
+        new = await self._call("put_if_match", path, lambda: self._put_if_match(path, data, tag))
+        if new is not None:
+            self.stats.add("bytes_written", len(data))
+        return new
+
+    async def delete(self, path: str) -> None:
+        """Remove an object; a missing object is not an error."""
+        await self._call("delete", path, lambda: self._delete(path))
+
+    async def delete_if_match(self, path: str, tag: str) -> bool:
+        """Remove an object only if its tag is still ``tag``; False if it changed."""
+        self._require_swap()
+        return await self._call("delete_if_match", path, lambda: self._delete_if_match(path, tag))
+
+    async def list_pages(self, prefix: str) -> AsyncIterator[list[str]]:
+        """Pages of the paths that start with ``prefix`` (a string prefix), in order.
+
+        Each page request is retried on its own (backends call ``_call`` per page), so a
+        transient fault in the middle of a long listing neither truncates nor restarts it.
+        """
+        async for page in self._list(prefix):
+            if page:
+                yield page
+
+    async def close(self) -> None:
+        """Release connections. The store may be used again afterwards (it reconnects)."""
+
+    # -- the primitives a backend implements -----------------------------------------------
+
+    @abstractmethod
+    async def _get(self, path: str) -> Blob | None: ...
+
+    @abstractmethod
+    async def _put(self, path: str, data: bytes) -> str: ...
+
+    @abstractmethod
+    async def _put_if_absent(self, path: str, data: bytes) -> str | None: ...
+
+    @abstractmethod
+    async def _put_if_match(self, path: str, data: bytes, tag: str) -> str | None: ...
+
+    @abstractmethod
+    async def _delete(self, path: str) -> None: ...
+
+    @abstractmethod
+    async def _delete_if_match(self, path: str, tag: str) -> bool: ...
+
+    @abstractmethod
+    def _list(self, prefix: str) -> AsyncIterator[list[str]]:
+        """Pages of matching paths; each page's request goes through ``self._call``."""
+
+    # -- shared machinery ------------------------------------------------------------------
+
+    def _require_swap(self) -> None:
+        if not self.atomic_swap:
+            raise UnsupportedOperationError(
+                f"{self.url} has no atomic compare-and-swap; "
+                "use local disk, memory://, s3:// or gs://"
+            )
+
+    async def _call(self, operation: str, path: str, attempt: Callable[[], Awaitable[T]]) -> T:
+        for n in range(self.retry.attempts):
+            self.stats.add(f"requests.{operation}")
+            try:
+                return await attempt()
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                if isinstance(exc, BackendError | UnsupportedOperationError):
+                    raise
+                if n + 1 < self.retry.attempts and is_transient(exc):
+                    self.stats.add("retries")
+                    await asyncio.sleep(self.retry.delay(n))
+                    continue
+                self.stats.add("errors")
+                raise BackendError(operation, f"{self.url}/{path}", exc) from exc
+        raise AssertionError("unreachable")  # pragma: no cover

@@ -1,0 +1,90 @@
+"""Any other fsspec filesystem (Azure, HDFS, SFTP, ...): plain reads and writes only.
+
+fsspec offers no portable atomic conditional create (its ``pipe_file(mode="create")`` checks,
+then writes), so this backend refuses ``put_if_absent`` and compare-and-swap with
+:class:`UnsupportedOperationError` rather than pretend: ``set``/``get``/``delete``/``keys``
+work; ``nx``, ``xx``, ``expire`` and the other read-modify-write operations do not.
+Whether ``put`` is atomic for readers depends on the filesystem.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator
+from typing import Any
+
+from ..errors import ConfigurationError
+from ..stats import Stats
+from .base import Blob, BlobStore, RetryPolicy
+
+PAGE = 1000
+
+
+class FsspecBlobStore(BlobStore):
+    """Objects below ``protocol://root`` on a filesystem fsspec knows."""
+
+    atomic_create = False
+    atomic_swap = False
+
+    def __init__(
+        self,
+        protocol: str,
+        root: str,
+        storage_options: dict[str, Any],
+        *,
+        retry: RetryPolicy | None = None,
+        stats: Stats,
+    ) -> None:
+        import fsspec
+
+        self.root = root.rstrip("/")
+        super().__init__(f"{protocol}://{self.root}", retry=retry, stats=stats)
+        try:
+            self.fs = fsspec.filesystem(protocol, **storage_options)
+        except (ImportError, ValueError, TypeError) as exc:
+            raise ConfigurationError(f"cannot open {protocol}:// storage: {exc}") from exc
+
+    def _full(self, path: str) -> str:
+        return f"{self.root}/{path}"
+
+    async def _get(self, path: str) -> Blob | None:
+        try:
+            data = await asyncio.to_thread(self.fs.cat_file, self._full(path))
+        except FileNotFoundError:
+            return None
+        return Blob(bytes(data), "")
+
+    async def _put(self, path: str, data: bytes) -> str:
+        full = self._full(path)
+        await asyncio.to_thread(self.fs.makedirs, full.rpartition("/")[0], exist_ok=True)
+        await asyncio.to_thread(self.fs.pipe_file, full, data)
+        return ""
+
+    async def _put_if_absent(self, path: str, data: bytes) -> str | None:
+        raise AssertionError("guarded by atomic_create")  # pragma: no cover
+
+    async def _put_if_match(self, path: str, data: bytes, tag: str) -> str | None:
+        raise AssertionError("guarded by atomic_swap")  # pragma: no cover
+
+    async def _delete(self, path: str) -> None:
+        with contextlib.suppress(FileNotFoundError):
+            await asyncio.to_thread(self.fs.rm_file, self._full(path))
+
+    async def _delete_if_match(self, path: str, tag: str) -> bool:
+        raise AssertionError("guarded by atomic_swap")  # pragma: no cover
+
+    def _find(self, prefix: str) -> list[str]:
+        head = self._full(prefix).rpartition("/")[0]
+        cut = len(self.fs._strip_protocol(self.root)) + 1
+        try:
+            found = self.fs.find(head)
+        except FileNotFoundError:
+            return []
+        names = [str(p)[cut:] for p in found]
+        return sorted(n for n in names if n.startswith(prefix))
+
+    async def _list(self, prefix: str) -> AsyncIterator[list[str]]:
+        names = await self._call("list", prefix, lambda: asyncio.to_thread(self._find, prefix))
+        for i in range(0, len(names), PAGE):
+            yield names[i : i + PAGE]

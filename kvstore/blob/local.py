@@ -1,0 +1,211 @@
+"""Local disk (``file://`` or a bare path): POSIX atomicity, fsync durability.
+
+* ``put`` writes a temp file in ``{root}/.kvstore/tmp``, fsyncs it and renames it over the
+  target (readers never see a partial object, DESIGN invariant 4), then fsyncs the directory.
+* ``put_if_absent`` writes and fsyncs a temp file, then ``os.link``\\ s it to the target:
+  ``link`` fails if the name exists, atomically, across processes (DESIGN invariant 3).
+* ``put_if_match`` / ``delete_if_match`` / ``put`` / ``delete`` take an exclusive
+  ``flock`` on one of 64 lock files (chosen by the path's hash), so a compare-and-swap
+  cannot interleave with another process's write of the same object. The tag is the
+  object's inode, mtime and size, read with ``fstat`` from the same open file as the data.
+
+Works on one machine (several processes). Not for network filesystems without working
+``flock``/``link``, nor for case-insensitive filesystems (two keys that differ only by case
+would share a file).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import fcntl
+import os
+import uuid
+import zlib
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+
+from ..stats import Stats
+from .base import Blob, BlobStore, RetryPolicy
+
+PAGE = 1000
+_LOCK_STRIPES = 64
+_PRIVATE = ".kvstore"
+
+
+def _tag(st: os.stat_result) -> str:
+    return f"{st.st_ino}:{st.st_mtime_ns}:{st.st_size}"
+
+
+class LocalBlobStore(BlobStore):
+    """Objects as files below a local directory. See the module docstring."""
+
+    def __init__(
+        self, root: str, *, fsync: bool = True, retry: RetryPolicy | None = None, stats: Stats
+    ) -> None:
+        self.root = Path(root).expanduser().absolute()
+        super().__init__(f"file://{self.root}", retry=retry, stats=stats)
+        self.fsync = fsync
+        self._tmp = self.root / _PRIVATE / "tmp"
+        self._locks = self.root / _PRIVATE / "locks"
+
+    # -- helpers (run in worker threads) ---------------------------------------------------
+
+    def _file(self, path: str) -> Path:
+        return self.root / path
+
+    def _write_temp(self, data: bytes) -> tuple[Path, str]:
+        self._tmp.mkdir(parents=True, exist_ok=True)
+        tmp = self._tmp / uuid.uuid4().hex
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+        try:
+            with memoryview(data) as view:
+                written = 0
+                while written < len(view):
+                    written += os.write(fd, view[written:])
+            if self.fsync:
+                os.fsync(fd)
+            return tmp, _tag(os.fstat(fd))
+        except BaseException:
+            with contextlib.suppress(OSError):
+                os.unlink(tmp)
+            raise
+        finally:
+            os.close(fd)
+
+    def _sync_dir(self, directory: Path) -> None:
+        if not self.fsync:
+            return
+        fd = os.open(directory, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+
+    @contextlib.contextmanager
+    def _locked(self, path: str) -> Iterator[None]:
+        self._locks.mkdir(parents=True, exist_ok=True)
+        stripe = zlib.crc32(path.encode()) % _LOCK_STRIPES
+        fd = os.open(self._locks / f"{stripe:02d}", os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            yield
+        finally:
+            os.close(fd)  # closing releases the flock
+
+    def _current_tag(self, target: Path) -> str | None:
+        try:
+            return _tag(os.stat(target))
+        except (FileNotFoundError, NotADirectoryError):
+            return None
+
+    def _replace(self, tmp: Path, target: Path) -> None:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        os.replace(tmp, target)
+        self._sync_dir(target.parent)
+
+    # -- primitives ------------------------------------------------------------------------
+
+    def _get_sync(self, path: str) -> Blob | None:
+        try:
+            with open(self._file(path), "rb") as f:
+                st = os.fstat(f.fileno())
+                return Blob(f.read(), _tag(st))
+        except (FileNotFoundError, NotADirectoryError, IsADirectoryError):
+            return None
+
+    async def _get(self, path: str) -> Blob | None:
+        return await asyncio.to_thread(self._get_sync, path)
+
+    def _put_sync(self, path: str, data: bytes) -> str:
+        tmp, tag = self._write_temp(data)
+        try:
+            with self._locked(path):
+                self._replace(tmp, self._file(path))
+        finally:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(tmp)
+        return tag
+
+    async def _put(self, path: str, data: bytes) -> str:
+        return await asyncio.to_thread(self._put_sync, path, data)
+
+    def _put_if_absent_sync(self, path: str, data: bytes) -> str | None:
+        target = self._file(path)
+        tmp, tag = self._write_temp(data)
+        try:
+            target.parent.mkdir(parents=True, exist_ok=True)
+            try:
+                os.link(tmp, target)
+            except FileExistsError:
+                return None
+            self._sync_dir(target.parent)
+            return tag
+        finally:
+            os.unlink(tmp)
+
+    async def _put_if_absent(self, path: str, data: bytes) -> str | None:
+        return await asyncio.to_thread(self._put_if_absent_sync, path, data)
+
+    def _put_if_match_sync(self, path: str, data: bytes, tag: str) -> str | None:
+        target = self._file(path)
+        tmp, new_tag = self._write_temp(data)
+        try:
+            with self._locked(path):
+                if self._current_tag(target) != tag:
+                    return None
+                self._replace(tmp, target)
+                return new_tag
+        finally:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(tmp)
+
+    async def _put_if_match(self, path: str, data: bytes, tag: str) -> str | None:
+        return await asyncio.to_thread(self._put_if_match_sync, path, data, tag)
+
+    def _delete_sync(self, path: str, tag: str | None) -> bool:
+        target = self._file(path)
+        with self._locked(path):
+            if tag is not None and self._current_tag(target) != tag:
+                return False
+            try:
+                os.unlink(target)
+            except (FileNotFoundError, NotADirectoryError):
+                return tag is None
+            self._sync_dir(target.parent)
+            return True
+
+    async def _delete(self, path: str) -> None:
+        await asyncio.to_thread(self._delete_sync, path, None)
+
+    async def _delete_if_match(self, path: str, tag: str) -> bool:
+        return await asyncio.to_thread(self._delete_sync, path, tag)
+
+    def _walk(self, prefix: str) -> list[str]:
+        """Every file path below root starting with ``prefix``, sorted like S3 lists."""
+        head, _, _ = prefix.rpartition("/")
+        base = self.root / head if head else self.root
+        found: list[str] = []
+        stack = [base]
+        while stack:
+            directory = stack.pop()
+            try:
+                entries = list(os.scandir(directory))
+            except (FileNotFoundError, NotADirectoryError):
+                continue
+            for entry in entries:
+                rel = os.path.relpath(entry.path, self.root).replace(os.sep, "/")
+                if rel.startswith(_PRIVATE):
+                    continue
+                if entry.is_dir(follow_symlinks=False):
+                    if prefix.startswith(rel + "/") or (rel + "/").startswith(prefix):
+                        stack.append(Path(entry.path))
+                elif rel.startswith(prefix):
+                    found.append(rel)
+        found.sort()
+        return found
+
+    async def _list(self, prefix: str) -> AsyncIterator[list[str]]:
+        names = await self._call("list", prefix, lambda: asyncio.to_thread(self._walk, prefix))
+        for i in range(0, len(names), PAGE):
+            yield names[i : i + PAGE]

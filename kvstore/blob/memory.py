@@ -1,0 +1,109 @@
+"""``memory://``: objects in this process's memory, shared by every store of the process.
+
+Atomicity comes from one lock held for each check-and-write (DESIGN invariant 3: "memory:
+a lock"). Nothing is durable and nothing is shared with other processes.
+"""
+
+from __future__ import annotations
+
+import bisect
+import functools
+import itertools
+import threading
+from collections.abc import AsyncIterator
+
+from ..stats import Stats
+from .base import Blob, BlobStore, RetryPolicy
+
+PAGE = 1000
+
+
+class _Space:
+    """The process-wide object space: path -> (bytes, tag), kept sorted for listing."""
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.objects: dict[str, tuple[bytes, str]] = {}
+        self.names: list[str] = []
+        self.counter = itertools.count(1)
+
+    def store(self, path: str, data: bytes) -> str:
+        tag = str(next(self.counter))
+        if path not in self.objects:
+            bisect.insort(self.names, path)
+        self.objects[path] = (data, tag)
+        return tag
+
+    def remove(self, path: str) -> None:
+        if self.objects.pop(path, None) is not None:
+            del self.names[bisect.bisect_left(self.names, path)]
+
+
+_SPACE = _Space()
+
+
+class MemoryBlobStore(BlobStore):
+    """Objects in process memory below ``memory://{root}``."""
+
+    def __init__(self, root: str, *, retry: RetryPolicy | None = None, stats: Stats) -> None:
+        self.root = root.strip("/")
+        super().__init__(f"memory://{self.root}", retry=retry, stats=stats)
+        self._space = _SPACE
+
+    def _full(self, path: str) -> str:
+        return f"{self.root}/{path}" if self.root else path
+
+    async def _get(self, path: str) -> Blob | None:
+        with self._space.lock:
+            found = self._space.objects.get(self._full(path))
+        return None if found is None else Blob(*found)
+
+    async def _put(self, path: str, data: bytes) -> str:
+        with self._space.lock:
+            return self._space.store(self._full(path), bytes(data))
+
+    async def _put_if_absent(self, path: str, data: bytes) -> str | None:
+        full = self._full(path)
+        with self._space.lock:
+            if full in self._space.objects:
+                return None
+            return self._space.store(full, bytes(data))
+
+    async def _put_if_match(self, path: str, data: bytes, tag: str) -> str | None:
+        full = self._full(path)
+        with self._space.lock:
+            current = self._space.objects.get(full)
+            if current is None or current[1] != tag:
+                return None
+            return self._space.store(full, bytes(data))
+
+    async def _delete(self, path: str) -> None:
+        with self._space.lock:
+            self._space.remove(self._full(path))
+
+    async def _delete_if_match(self, path: str, tag: str) -> bool:
+        full = self._full(path)
+        with self._space.lock:
+            current = self._space.objects.get(full)
+            if current is None or current[1] != tag:
+                return False
+            self._space.remove(full)
+            return True
+
+    async def _list(self, prefix: str) -> AsyncIterator[list[str]]:
+        start = self._full(prefix)
+        cut = len(self._full(""))
+        after = ""
+        while True:
+            page = await self._call("list", prefix, functools.partial(self._page, start, after))
+            if not page:
+                return
+            yield [name[cut:] for name in page]
+            after = page[-1]
+
+    async def _page(self, start: str, after: str) -> list[str]:
+        with self._space.lock:
+            names = self._space.names
+            i = bisect.bisect_right(names, after) if after else bisect.bisect_left(names, start)
+            page = list(itertools.islice(names, i, i + PAGE))
+        return [n for n in page if n.startswith(start)]

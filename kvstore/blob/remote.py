@@ -1,0 +1,90 @@
+"""What the S3 and GCS blob stores share: an async fsspec filesystem bound to the loop.
+
+aiohttp sessions belong to the event loop that created them. The filesystem is therefore
+made lazily, inside the running loop, and made again if the store is later used from a
+different loop (``asyncio.run`` twice, or the sync face's loop thread after a fork).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from typing import Any
+
+from ..errors import ConfigurationError
+from ..stats import Stats
+from .base import BlobStore, RetryPolicy
+
+
+class RemoteBlobStore(BlobStore):
+    """An object store reached through an async fsspec filesystem below ``bucket/prefix``."""
+
+    protocol: str
+    extra: str  # the pip extra that installs the filesystem
+
+    def __init__(
+        self,
+        bucket: str,
+        prefix: str,
+        storage_options: dict[str, Any],
+        *,
+        retry: RetryPolicy | None = None,
+        stats: Stats,
+    ) -> None:
+        if not bucket:
+            raise ConfigurationError(
+                f"{self.protocol}:// URL needs a bucket: {self.protocol}://BUCKET[/PREFIX]"
+            )
+        self.bucket = bucket
+        self.prefix = prefix.strip("/")
+        super().__init__(
+            f"{self.protocol}://{bucket}/{self.prefix}".rstrip("/"), retry=retry, stats=stats
+        )
+        self.storage_options = dict(storage_options)
+        self._fs_class = self._load_class()
+        self._fs: Any = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+
+    def _load_class(self) -> Any:
+        import fsspec
+
+        try:
+            return fsspec.get_filesystem_class(self.protocol)
+        except ImportError as exc:
+            raise ConfigurationError(
+                f"{self.protocol}:// needs an extra package: pip install 'kvstore[{self.extra}]'"
+            ) from exc
+
+    def key(self, path: str) -> str:
+        """The object key inside the bucket."""
+        return f"{self.prefix}/{path}" if self.prefix else path
+
+    def relative(self, key: str) -> str:
+        return key[len(self.prefix) + 1 :] if self.prefix else key
+
+    async def filesystem(self) -> Any:
+        """The filesystem for the running loop, created on first use."""
+        loop = asyncio.get_running_loop()
+        if self._fs is None or self._loop is not loop:
+            options = {"skip_instance_cache": True, **self.storage_options}
+            try:
+                fs = self._fs_class(asynchronous=True, loop=loop, **options)
+            except TypeError as exc:
+                raise ConfigurationError(
+                    f"bad storage_options for {self.protocol}://: {exc}"
+                ) from exc
+            await self._connect(fs)
+            self._fs, self._loop = fs, loop
+        return self._fs
+
+    async def _connect(self, fs: Any) -> None:
+        """Open the filesystem's session (a hook for subclasses)."""
+
+    async def _disconnect(self, fs: Any) -> None:
+        """Close the filesystem's session (a hook for subclasses)."""
+
+    async def close(self) -> None:
+        fs, self._fs = self._fs, None
+        if fs is not None and self._loop is asyncio.get_running_loop():
+            with contextlib.suppress(Exception):
+                await self._disconnect(fs)

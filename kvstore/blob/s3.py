@@ -1,0 +1,117 @@
+"""S3 (and S3-compatible stores) through s3fs / aiobotocore.
+
+* ``get`` is one GetObject; the tag is the ETag of the bytes returned.
+* ``put_if_absent`` is PutObject with ``If-None-Match: *``: S3 decides atomically which of
+  several concurrent creators wins (the others get 412 Precondition Failed).
+* ``put_if_match`` / ``delete_if_match`` send ``If-Match: <etag>``.
+* Listing is ListObjectsV2, one page (1000 keys) per request.
+
+Conditional writes need an S3 that implements them (AWS S3 since 2024, MinIO, moto >= 5);
+on one that silently ignores the headers, nx/xx/expire lose their atomicity.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+from collections.abc import AsyncIterator
+from typing import Any
+
+from .base import Blob
+from .remote import RemoteBlobStore
+
+
+def _precondition_failed(exc: BaseException) -> bool:
+    """s3fs turns a 412 into FileExistsError (If-None-Match) or an OSError (If-Match)."""
+    if isinstance(exc, FileExistsError):
+        return True
+    cause = exc.__cause__
+    response = getattr(cause, "response", None)
+    if isinstance(response, dict):
+        code = response.get("Error", {}).get("Code")
+        status = response.get("ResponseMetadata", {}).get("HTTPStatusCode")
+        return code in ("PreconditionFailed", "412") or status == 412
+    return False
+
+
+class S3BlobStore(RemoteBlobStore):
+    """Objects in ``s3://bucket/prefix``."""
+
+    protocol = "s3"
+    extra = "s3"
+
+    async def _connect(self, fs: Any) -> None:
+        await fs.set_session()
+
+    async def _disconnect(self, fs: Any) -> None:
+        if fs._s3 is not None:
+            await fs._s3.__aexit__(None, None, None)
+
+    async def _s3(self, method: str, **kwargs: Any) -> Any:
+        fs = await self.filesystem()
+        return await fs._call_s3(method, Bucket=self.bucket, **kwargs)
+
+    async def _get(self, path: str) -> Blob | None:
+        try:
+            resp = await self._s3("get_object", Key=self.key(path))
+        except FileNotFoundError:
+            return None
+        body = resp["Body"]
+        try:
+            data = await body.read()
+        finally:
+            body.close()
+        return Blob(data, resp["ETag"])
+
+    async def _put(self, path: str, data: bytes) -> str:
+        resp = await self._s3("put_object", Key=self.key(path), Body=data)
+        return str(resp["ETag"])
+
+    async def _put_if_absent(self, path: str, data: bytes) -> str | None:
+        try:
+            resp = await self._s3("put_object", Key=self.key(path), Body=data, IfNoneMatch="*")
+        except OSError as exc:
+            if _precondition_failed(exc):
+                return None
+            raise
+        return str(resp["ETag"])
+
+    async def _put_if_match(self, path: str, data: bytes, tag: str) -> str | None:
+        try:
+            resp = await self._s3("put_object", Key=self.key(path), Body=data, IfMatch=tag)
+        except FileNotFoundError:
+            return None
+        except OSError as exc:
+            if _precondition_failed(exc):
+                return None
+            raise
+        return str(resp["ETag"])
+
+    async def _delete(self, path: str) -> None:
+        with contextlib.suppress(FileNotFoundError):
+            await self._s3("delete_object", Key=self.key(path))
+
+    async def _delete_if_match(self, path: str, tag: str) -> bool:
+        try:
+            await self._s3("delete_object", Key=self.key(path), IfMatch=tag)
+        except FileNotFoundError:
+            return False
+        except OSError as exc:
+            if _precondition_failed(exc):
+                return False
+            raise
+        return True
+
+    async def _list(self, prefix: str) -> AsyncIterator[list[str]]:
+        token: str | None = None
+        while True:
+            extra = {"ContinuationToken": token} if token else {}
+            resp = await self._call(
+                "list",
+                prefix,
+                functools.partial(self._s3, "list_objects_v2", Prefix=self.key(prefix), **extra),
+            )
+            yield [self.relative(item["Key"]) for item in resp.get("Contents", [])]
+            if not resp.get("IsTruncated"):
+                return
+            token = resp["NextContinuationToken"]

@@ -1,0 +1,58 @@
+"""The cache contract: bytes by key, with TTLs and a guard against the stale-set race.
+
+The object store is the commit point; a cache only accelerates reads (DESIGN invariant 5).
+The protocol a store follows:
+
+* read: ``lookup(keys)`` returns the cached values and a *ticket*. For the misses the store
+  reads the object store, then calls ``fill(entries, ticket)``. ``fill`` stores an entry only
+  if no ``invalidate`` of that key happened after the ticket was issued, so a slow reader can
+  never put an old value over a newer write.
+* write: write the object store first, then ``invalidate(keys)``.
+
+Every entry carries a TTL. A cache that fails raises; the store counts the error and goes on
+against the object store (see :mod:`kvstore.api`).
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+
+@dataclass(frozen=True)
+class Lookup:
+    """Cached values (None = miss) in key order, and the ticket for filling the misses."""
+
+    values: list[bytes | None]
+    ticket: Any
+
+
+@dataclass(frozen=True)
+class Fill:
+    key: str
+    value: bytes
+    ttl: float  # seconds, > 0
+
+
+class Cache(ABC):
+    """A cache in front of the object store. Implementations state their coherence scope."""
+
+    name: str = "cache"
+
+    @abstractmethod
+    async def lookup(self, keys: Sequence[str]) -> Lookup: ...
+
+    @abstractmethod
+    async def fill(self, entries: Sequence[Fill], ticket: Any) -> None: ...
+
+    @abstractmethod
+    async def invalidate(self, keys: Sequence[str]) -> None: ...
+
+    async def close(self) -> None:
+        """Release connections; the cache's contents stay."""
+
+    def info(self) -> dict[str, Any]:
+        """Gauges for ``store.stats()`` (entries, bytes, ...)."""
+        return {}

@@ -1,0 +1,200 @@
+"""The envelope: how every stored object is framed, compressed and checksummed.
+
+Layout (little-endian), DESIGN "Envelope"::
+
+    offset size  field
+    0      4     magic            b"KVS\\x1e"
+    4      1     format version   1
+    5      1     flags            bit 0: payload is zstd-compressed
+    6      2     reserved         0
+    8      8     expires_at_ms    Unix epoch milliseconds; 0 = never expires
+    16     8     nonce            random per write: lets a writer recognise its own object
+    24     4     meta_len         length of the msgpack metadata map that follows (0 = none)
+    28     4     header_crc       CRC-32 of bytes 0..27
+    32     M     meta             msgpack map (structured header), M = meta_len
+    32+M   P     payload          raw or zstd frame
+    end-4  4     body_crc         CRC-32 of meta + payload
+
+The header has its own checksum so a reader of the first 32 bytes (a TTL check) can trust
+it; the body checksum covers everything after it. :func:`decode` verifies both and turns
+*any* malformed input - truncated, bit-flipped, foreign - into :class:`CorruptDataError`;
+no other exception escapes it.
+"""
+
+from __future__ import annotations
+
+import os
+import struct
+import threading
+import zlib
+from dataclasses import dataclass, field
+from typing import Any
+
+import msgpack
+import zstandard
+
+from .errors import CorruptDataError
+
+MAGIC = b"KVS\x1e"
+VERSION = 1
+FLAG_ZSTD = 0x01
+_KNOWN_FLAGS = FLAG_ZSTD
+_HEADER = struct.Struct("<4sBBHqQI")
+_CRC = struct.Struct("<I")
+HEADER_SIZE = _HEADER.size + _CRC.size  # 32
+MIN_SIZE = HEADER_SIZE + _CRC.size
+
+COMPRESS_THRESHOLD = 256
+"""Payloads shorter than this are stored raw: zstd cannot win much on them."""
+
+_MIN_SAVING = 0.05
+"""Keep the compressed form only if it saves at least this fraction of the payload."""
+
+_MAX_DECOMPRESSED = 1 << 34
+"""Refuse zstd frames claiming to inflate beyond 16 GiB (a corrupted size field)."""
+
+# Leading bytes of formats that are already compressed: compressing them again costs CPU
+# and saves nothing, so they are stored raw without trying.
+_COMPRESSED_MAGICS = (
+    b"\x89PNG",
+    b"\xff\xd8\xff",  # JPEG
+    b"GIF8",
+    b"PK\x03\x04",  # zip, docx, jar, ...
+    b"\x1f\x8b",  # gzip
+    b"\x28\xb5\x2f\xfd",  # zstd
+    b"BZh",
+    b"\xfd7zXZ\x00",
+    b"7z\xbc\xaf",
+    b"OggS",
+    b"fLaC",
+    b"ID3",
+    b"RIFF",  # webp, wav(rarely worth it), avi
+    b"\x00\x00\x00\x18ftyp",
+    b"\x00\x00\x00\x1cftyp",
+    b"\x00\x00\x00\x20ftyp",
+)
+
+
+@dataclass(frozen=True)
+class Envelope:
+    """A decoded object: its payload, expiry and structured metadata."""
+
+    payload: bytes
+    expires_at_ms: int = 0
+    meta: dict[str, Any] = field(default_factory=dict)
+    nonce: int = 0
+
+    def expired(self, now_ms: int) -> bool:
+        return self.expires_at_ms != 0 and self.expires_at_ms <= now_ms
+
+
+class _Codecs(threading.local):
+    """zstd contexts are not thread-safe; keep one pair per thread."""
+
+    def __init__(self) -> None:
+        self.compressor = zstandard.ZstdCompressor(level=3)
+        self.decompressor = zstandard.ZstdDecompressor()
+
+
+_codecs = _Codecs()
+
+
+def looks_compressed(payload: bytes) -> bool:
+    """True if the payload starts like an already-compressed format."""
+    return payload.startswith(_COMPRESSED_MAGICS)
+
+
+def new_nonce() -> int:
+    return int.from_bytes(os.urandom(8), "little")
+
+
+def encode(
+    payload: bytes,
+    *,
+    expires_at_ms: int = 0,
+    meta: dict[str, Any] | None = None,
+    compress: bool | None = None,
+    nonce: int | None = None,
+) -> bytes:
+    """Frame a payload. ``compress=None`` decides by size, content and result."""
+    flags = 0
+    body = payload
+    if compress is None:
+        compress = len(payload) >= COMPRESS_THRESHOLD and not looks_compressed(payload)
+    if compress and payload:
+        packed = _codecs.compressor.compress(payload)
+        if len(packed) <= len(payload) * (1 - _MIN_SAVING):
+            body, flags = packed, FLAG_ZSTD
+    meta_bytes = msgpack.packb(meta, use_bin_type=True) if meta else b""
+    header = _HEADER.pack(
+        MAGIC,
+        VERSION,
+        flags,
+        0,
+        expires_at_ms,
+        new_nonce() if nonce is None else nonce,
+        len(meta_bytes),
+    )
+    crc = zlib.crc32(body, zlib.crc32(meta_bytes))
+    return b"".join((header, _CRC.pack(zlib.crc32(header)), meta_bytes, body, _CRC.pack(crc)))
+
+
+def _header(data: bytes, key: str | None, path: str | None) -> tuple[int, int, int, int]:
+    """Check and unpack the fixed header: (flags, expires_at_ms, nonce, meta_len)."""
+    if len(data) < HEADER_SIZE:
+        raise CorruptDataError(f"object is truncated ({len(data)} bytes)", key=key, path=path)
+    magic, version, flags, _reserved, expires, nonce, meta_len = _HEADER.unpack_from(data)
+    if magic != MAGIC:
+        raise CorruptDataError("not a kvstore object (bad magic)", key=key, path=path)
+    (header_crc,) = _CRC.unpack_from(data, _HEADER.size)
+    if zlib.crc32(data[: _HEADER.size]) != header_crc:
+        raise CorruptDataError("header checksum mismatch", key=key, path=path)
+    if version != VERSION:
+        raise CorruptDataError(
+            f"unsupported format version {version} (this kvstore reads {VERSION})",
+            key=key,
+            path=path,
+        )
+    if flags & ~_KNOWN_FLAGS or expires < 0:
+        raise CorruptDataError("invalid header fields", key=key, path=path)
+    return flags, expires, nonce, meta_len
+
+
+def peek_expiry(data: bytes, *, key: str | None = None, path: str | None = None) -> int:
+    """The expiry of an object from its verified header alone (first 32 bytes suffice)."""
+    return _header(data, key, path)[1]
+
+
+def decode(data: bytes, *, key: str | None = None, path: str | None = None) -> Envelope:
+    """Verify and unpack an object; every failure is a CorruptDataError."""
+    flags, expires, nonce, meta_len = _header(data, key, path)
+    if len(data) < MIN_SIZE + meta_len:
+        raise CorruptDataError(f"object is truncated ({len(data)} bytes)", key=key, path=path)
+    body = memoryview(data)[HEADER_SIZE:-4]
+    (body_crc,) = _CRC.unpack_from(data, len(data) - 4)
+    if zlib.crc32(body) != body_crc:
+        raise CorruptDataError("checksum mismatch", key=key, path=path)
+    meta: dict[str, Any] = {}
+    try:
+        if meta_len:
+            meta = msgpack.unpackb(body[:meta_len], raw=False, strict_map_key=False)
+            if not isinstance(meta, dict):
+                raise ValueError("metadata is not a map")
+        payload = bytes(body[meta_len:])
+        if flags & FLAG_ZSTD:
+            size = zstandard.frame_content_size(payload)
+            if not 0 <= size <= _MAX_DECOMPRESSED:
+                raise ValueError(f"zstd frame declares an invalid size ({size})")
+            payload = _codecs.decompressor.decompress(payload)
+    except Exception as exc:  # a decoder must never leak its own exception types
+        raise CorruptDataError(f"undecodable object: {exc}", key=key, path=path) from exc
+    return Envelope(payload=payload, expires_at_ms=expires, meta=meta, nonce=nonce)
+
+
+def with_expiry(
+    data: bytes, expires_at_ms: int, *, key: str | None = None, path: str | None = None
+) -> bytes:
+    """The same object with a new expiry (and nonce); the body is reused, not re-encoded."""
+    flags, _expires, _nonce, meta_len = _header(data, key, path)
+    header = _HEADER.pack(MAGIC, VERSION, flags, 0, expires_at_ms, new_nonce(), meta_len)
+    return b"".join((header, _CRC.pack(zlib.crc32(header)), data[HEADER_SIZE:]))

@@ -1,0 +1,68 @@
+"""The exceptions kvstore raises.
+
+Everything kvstore raises on purpose derives from :class:`KVStoreError`, so one ``except``
+catches it all. Errors about the caller's input also derive from the built-in exception a
+Python user would expect (``ValueError``, ``TypeError``), so code written against redis-py or
+plain Python keeps working.
+"""
+
+from __future__ import annotations
+
+
+class KVStoreError(Exception):
+    """Base class of every error kvstore raises on purpose."""
+
+
+class ConfigurationError(KVStoreError, ValueError):
+    """A bad URL, option or argument; raised at once, before any I/O is attempted."""
+
+
+class InvalidKeyError(ConfigurationError):
+    """A key (or namespace or artifact name) that cannot be stored."""
+
+
+class InvalidValueError(KVStoreError, TypeError):
+    """A value of a type kvstore does not store (use bytes, str, int or float)."""
+
+
+class UnsupportedOperationError(KVStoreError, NotImplementedError):
+    """The operation needs an atomic primitive this backend does not offer."""
+
+
+class CorruptDataError(KVStoreError):
+    """A stored object failed its checksum or format check.
+
+    Raised instead of ever returning garbage; names the key and the object path.
+    """
+
+    def __init__(self, message: str, *, key: str | None = None, path: str | None = None) -> None:
+        where = []
+        if key is not None:
+            where.append(f"key {key!r}")
+        if path is not None:
+            where.append(f"object {path!r}")
+        super().__init__(f"{message} ({', '.join(where)})" if where else message)
+        self.key = key
+        self.path = path
+
+
+class BackendError(KVStoreError):
+    """The object store failed; names the URL and the operation and chains the cause."""
+
+    def __init__(self, operation: str, url: str, cause: BaseException | None = None) -> None:
+        detail = f": {type(cause).__name__}: {cause}" if cause is not None else ""
+        super().__init__(f"{operation} {url} failed{detail}")
+        self.operation = operation
+        self.url = url
+        self.cause = cause
+
+
+__all__ = [
+    "BackendError",
+    "ConfigurationError",
+    "CorruptDataError",
+    "InvalidKeyError",
+    "InvalidValueError",
+    "KVStoreError",
+    "UnsupportedOperationError",
+]

@@ -1,0 +1,69 @@
+"""The event loop behind the blocking face: one daemon thread per process.
+
+``KVStore`` runs ``AsyncKVStore`` coroutines here (httpx-style "one core, two faces",
+but without generating a second copy of the code). The loop is re-created in a child
+process after ``fork``; stores should be opened after forking.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import threading
+from collections.abc import AsyncIterator, Coroutine, Iterator
+from typing import Any, TypeVar
+
+T = TypeVar("T")
+
+
+class Portal:
+    """A private event loop running in a daemon thread."""
+
+    def __init__(self) -> None:
+        self._loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(
+            target=self._loop.run_forever, name="kvstore-loop", daemon=True
+        )
+        self._thread.start()
+
+    def run(self, coro: Coroutine[Any, Any, T]) -> T:
+        """Run a coroutine on the loop and wait for its result (or exception)."""
+        if threading.current_thread() is self._thread:
+            coro.close()
+            raise RuntimeError(
+                "a blocking KVStore method was called from kvstore's own event loop; "
+                "use AsyncKVStore there"
+            )
+        future = asyncio.run_coroutine_threadsafe(coro, self._loop)
+        try:
+            return future.result()
+        except BaseException:
+            future.cancel()  # e.g. KeyboardInterrupt: do not leave the request running
+            raise
+
+    def iterate(self, agen: AsyncIterator[T]) -> Iterator[T]:
+        """A blocking iterator over an async iterator, one item per round trip."""
+        sentinel: Any = object()
+
+        async def step() -> T:
+            return await anext(agen, sentinel)
+
+        while True:
+            item = self.run(step())
+            if item is sentinel:
+                return
+            yield item
+
+
+_portal: Portal | None = None
+_pid = 0
+_lock = threading.Lock()
+
+
+def portal() -> Portal:
+    """The process's portal, started on first use (and again in a forked child)."""
+    global _portal, _pid
+    with _lock:
+        if _portal is None or _pid != os.getpid():
+            _portal, _pid = Portal(), os.getpid()
+        return _portal

@@ -1,0 +1,90 @@
+"""KVStore: the blocking face of AsyncKVStore.
+
+Each method is *derived* from its AsyncKVStore twin by :func:`_blocking` - same signature,
+same docstring, same behaviour - and runs the coroutine on the process's portal loop. There
+is no second implementation to keep in step.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable, Coroutine, Iterator
+from typing import Any, Concatenate, ParamSpec, TypeVar, cast
+
+from .api import AsyncKVStore
+from .portal import Portal, portal
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+
+def _blocking(
+    method: Callable[Concatenate[AsyncKVStore, P], Coroutine[Any, Any, R]],
+) -> Callable[Concatenate[KVStore, P], R]:
+    def call(self: KVStore, *args: P.args, **kwargs: P.kwargs) -> R:
+        return self._portal.run(method(self._core, *args, **kwargs))
+
+    return cast(Callable[Concatenate["KVStore", P], R], functools.wraps(method)(call))
+
+
+class KVStore:
+    """The value API, blocking. Use ``kvstore.open``; ``with`` closes it.
+
+    Thread-safe: any number of threads may share one KVStore.
+    """
+
+    def __init__(self, core: AsyncKVStore, *, _portal: Portal | None = None) -> None:
+        self._core = core
+        self._portal = _portal or portal()
+
+    @property
+    def url(self) -> str:
+        return self._core.url
+
+    @property
+    def decode_responses(self) -> bool:
+        return self._core.decode_responses
+
+    @property
+    def aio(self) -> AsyncKVStore:
+        """The async core behind this face (for code that runs on kvstore's loop)."""
+        return self._core
+
+    def namespace(self, name: str) -> KVStore:
+        return KVStore(self._core.namespace(name), _portal=self._portal)
+
+    namespace.__doc__ = AsyncKVStore.namespace.__doc__
+
+    def stats(self) -> dict[str, Any]:
+        return self._core.stats()
+
+    stats.__doc__ = AsyncKVStore.stats.__doc__
+
+    def scan_iter(self, prefix: str = "") -> Iterator[str]:
+        """Every stored key starting with ``prefix``, one LIST request per 1000 keys."""
+        for page in self._portal.iterate(self._core._scan_pages(prefix)):
+            yield from page
+
+    def __enter__(self) -> KVStore:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return repr(self._core).replace("AsyncKVStore", "KVStore", 1)
+
+    close = _blocking(AsyncKVStore.close)
+    get = _blocking(AsyncKVStore.get)
+    mget = _blocking(AsyncKVStore.mget)
+    set = _blocking(AsyncKVStore.set)
+    mset = _blocking(AsyncKVStore.mset)
+    delete = _blocking(AsyncKVStore.delete)
+    exists = _blocking(AsyncKVStore.exists)
+    expire = _blocking(AsyncKVStore.expire)
+    pexpire = _blocking(AsyncKVStore.pexpire)
+    persist = _blocking(AsyncKVStore.persist)
+    ttl = _blocking(AsyncKVStore.ttl)
+    pttl = _blocking(AsyncKVStore.pttl)
+    keys = _blocking(AsyncKVStore.keys)
+    purge_expired = _blocking(AsyncKVStore.purge_expired)
