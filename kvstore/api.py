@@ -152,7 +152,9 @@ class AsyncKVStore:
     # -- paths and results -----------------------------------------------------------------
 
     def _path(self, key: object) -> str:
-        return f"{self._base}kv/{encode_name(key)}"
+        path = f"{self._base}kv/{encode_name(key)}"
+        self._r.blob.check_path(path)
+        return path
 
     def _result(self, payload: bytes) -> Result:
         return payload.decode("utf-8") if self.decode_responses else payload
@@ -346,9 +348,12 @@ class AsyncKVStore:
         paths = [self._path(n) for n in names]
 
         async def remove(name: str, path: str) -> bool:
-            _, live = await self._read_current(name, path)
+            try:
+                present = (await self._read_current(name, path))[1] is not None
+            except CorruptDataError:  # unreadable but there: deleting it is the repair
+                present = True
             await self._r.blob.delete(path)
-            return live is not None
+            return present
 
         removed = await _bounded(
             [remove(n, p) for n, p in zip(names, paths, strict=True)], self._r.concurrency

@@ -129,6 +129,9 @@ class BlobStore(ABC):
         self.retry = retry or RetryPolicy()
         self.stats = stats
 
+    def check_path(self, path: str) -> None:
+        """Raise InvalidKeyError if the store cannot hold an object named ``path``."""
+
     # -- public operations: counted, retried, errors translated ---------------------------
 
     async def get(self, path: str) -> Blob | None:

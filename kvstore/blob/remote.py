@@ -11,9 +11,12 @@ import asyncio
 import contextlib
 from typing import Any
 
-from ..errors import ConfigurationError
+from ..errors import ConfigurationError, InvalidKeyError
 from ..stats import Stats
 from .base import BlobStore, RetryPolicy
+
+MAX_OBJECT_NAME = 1024
+"""S3 and GCS object names are at most 1024 bytes of UTF-8."""
 
 
 class RemoteBlobStore(BlobStore):
@@ -58,6 +61,14 @@ class RemoteBlobStore(BlobStore):
     def key(self, path: str) -> str:
         """The object key inside the bucket."""
         return f"{self.prefix}/{path}" if self.prefix else path
+
+    def check_path(self, path: str) -> None:
+        size = len(self.key(path).encode())
+        if size > MAX_OBJECT_NAME:
+            raise InvalidKeyError(
+                f"key too long for {self.url}: its object name would be {size} bytes and "
+                f"{self.protocol}:// allows {MAX_OBJECT_NAME}; use a shorter key or prefix"
+            )
 
     def relative(self, key: str) -> str:
         return key[len(self.prefix) + 1 :] if self.prefix else key
