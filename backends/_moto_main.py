@@ -1,0 +1,100 @@
+"""Launcher for a moto S3 server, run as ``python -m backends._moto_main``.
+
+Why not ``moto_server``?
+    moto's stock server (``moto.server.main`` / ``ThreadedMotoServer``) evaluates
+    ``If-None-Match: *`` and ``If-Match`` on ``PutObject`` (and multipart completion)
+    as check-then-act inside a *threaded* werkzeug server, so two concurrent
+    conditional PUTs of the same key can both succeed. Real S3 makes conditional
+    writes atomic, and kvstore relies on that for compare-and-swap.
+
+What this launcher changes
+    It serves ``DomainDispatcherApplication(create_backend_app)`` (the exact app
+    ``moto_server`` serves, with moto's ``MotoRequestHandler``) through
+    :class:`SerializingMiddleware`, which runs **every request under one lock**.
+    Each request's body is read *before* taking the lock and the response body is
+    materialised *inside* it, so socket I/O with slow clients happens outside the
+    lock while the state transition (check + write) is linearizable, as on S3.
+    The server stays threaded (daemon threads, listen backlog 128), so concurrent
+    clients are accepted promptly; they just execute one at a time.
+
+Other behaviour
+    * Binds ``--host`` (127.0.0.1) on ``--port`` (0 = let the kernel pick) and writes
+      the bound port to ``--port-file`` (atomically, via rename) once listening.
+    * Exits when its parent process (``--parent-pid``) goes away.
+    * State is in memory only; ``POST /moto-api/reset`` wipes it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import os
+import threading
+from collections.abc import Callable, Iterable
+from pathlib import Path
+from typing import Any
+
+from backends._process import watch_parent, write_port_file
+
+WSGIApp = Callable[[dict[str, Any], Callable[..., Any]], Iterable[bytes]]
+
+
+class SerializingMiddleware:
+    """WSGI middleware that runs the wrapped app for one request at a time."""
+
+    def __init__(self, app: WSGIApp) -> None:
+        self.app = app
+        self.lock = threading.Lock()
+
+    @staticmethod
+    def _read_body(environ: dict[str, Any]) -> bytes:
+        stream = environ["wsgi.input"]
+        length = environ.get("CONTENT_LENGTH")
+        if length:
+            return bytes(stream.read(int(length)))
+        if environ.get("wsgi.input_terminated"):  # chunked: werkzeug de-chunks to EOF
+            return bytes(stream.read())
+        return b""
+
+    def __call__(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> list[bytes]:
+        environ["wsgi.input"] = io.BytesIO(self._read_body(environ))
+        with self.lock:
+            result = self.app(environ, start_response)
+            try:
+                chunks = list(result)
+            finally:
+                close = getattr(result, "close", None)
+                if close is not None:
+                    close()
+        return chunks
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description="moto S3 server with linearizable requests")
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, default=0)
+    parser.add_argument("--port-file", type=Path, required=True)
+    parser.add_argument("--parent-pid", type=int, default=0)
+    args = parser.parse_args(argv)
+
+    from moto.moto_server.werkzeug_app import (
+        DomainDispatcherApplication,
+        MotoRequestHandler,
+        create_backend_app,
+    )
+    from werkzeug.serving import make_server
+
+    app = SerializingMiddleware(DomainDispatcherApplication(create_backend_app))
+    server = make_server(
+        args.host, args.port, app, threaded=True, request_handler=MotoRequestHandler
+    )
+    port = int(server.server_port)
+    os.environ["MOTO_PORT"] = str(port)  # moto builds some URLs from it
+    watch_parent(args.parent_pid)
+    write_port_file(args.port_file, port)
+    print(f"moto S3 listening on http://{args.host}:{port}", flush=True)
+    server.serve_forever()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,489 @@
+"""The ``kvstore`` command: redis-cli-style access to a store, and a narrated demo.
+
+    kvstore --url s3://bucket/app set greeting hello --ex 60
+    kvstore --url s3://bucket/app get greeting
+    kvstore demo
+
+Every subcommand is one row of :data:`COMMANDS`; a store command is a small function from
+(store, arguments) to a :class:`Reply`, and :func:`main` does the rest (parsing, opening and
+closing the store, writing bytes to stdout, turning errors into one line on stderr).
+
+Exit status: 0 success; 1 a "no" answer (``get`` of a missing key, ``set`` whose nx/xx
+condition was not met, ``expire``/``persist`` that changed nothing); 2 an error or bad usage.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import os
+import sys
+import tempfile
+import time
+import traceback
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import IO, Any
+
+from . import DEFAULT_URL, KVStore, __version__
+from . import open as open_store
+from .blob import split_url
+from .cache import REDIS_SCHEMES
+from .errors import ConfigurationError, KVStoreError
+from .keys import encode_name
+
+PROG = "kvstore"
+NIL = b"(nil)"
+
+Output = IO[bytes]
+
+
+# -- what a store command returns ------------------------------------------------------------
+
+
+@dataclass
+class Reply:
+    """What a command prints: ``lines`` on stdout (bytes as they are, str as UTF-8), an
+    optional ``note`` on stderr, and the exit status."""
+
+    lines: Iterable[bytes | str] = ()
+    status: int = 0
+    note: str | None = None
+
+
+StoreHandler = Callable[[KVStore, argparse.Namespace], Reply]
+Runner = Callable[[argparse.Namespace, Output], int]
+
+
+def _flag(changed: bool) -> Reply:
+    """redis-cli's integer reply for a yes/no command; "no" also exits 1."""
+    return Reply(["1" if changed else "0"], status=0 if changed else 1)
+
+
+# -- the store commands ------------------------------------------------------------------------
+
+
+def _get(store: KVStore, args: argparse.Namespace) -> Reply:
+    value = store.get(args.key)
+    return Reply(status=1) if value is None else Reply([value])
+
+
+def _set(store: KVStore, args: argparse.Namespace) -> Reply:
+    ok = store.set(
+        args.key,
+        _read_value(args.value),
+        ex=args.ex,
+        px=args.px,
+        nx=args.nx,
+        xx=args.xx,
+        keepttl=args.keepttl,
+    )
+    if ok:
+        return Reply(["OK"])
+    why = "already exists (--nx)" if args.nx else "does not exist (--xx)"
+    return Reply(status=1, note=f"not set: key {args.key!r} {why}")
+
+
+def _read_value(value: str) -> bytes:
+    """``-`` is stdin; anything else is the argument's bytes exactly as the shell gave them."""
+    return sys.stdin.buffer.read() if value == "-" else os.fsencode(value)
+
+
+def _delete(store: KVStore, args: argparse.Namespace) -> Reply:
+    return Reply([str(store.delete(*args.keys))])
+
+
+def _keys(store: KVStore, args: argparse.Namespace) -> Reply:
+    return Reply(store.keys(args.prefix))
+
+
+def _mget(store: KVStore, args: argparse.Namespace) -> Reply:
+    return Reply([NIL if value is None else value for value in store.mget(args.keys)])
+
+
+def _ttl(store: KVStore, args: argparse.Namespace) -> Reply:
+    return Reply([str(store.ttl(args.key))])
+
+
+def _expire(store: KVStore, args: argparse.Namespace) -> Reply:
+    return _flag(store.expire(args.key, args.seconds))
+
+
+def _persist(store: KVStore, args: argparse.Namespace) -> Reply:
+    return _flag(store.persist(args.key))
+
+
+def _purge_expired(store: KVStore, args: argparse.Namespace) -> Reply:
+    return Reply([str(store.purge_expired(args.prefix))])
+
+
+def _stats(store: KVStore, args: argparse.Namespace) -> Reply:
+    return Reply([json.dumps({"url": store.url, **store.stats()}, indent=2)])
+
+
+# -- opening the store from the global options -------------------------------------------------
+
+
+def _cache(value: str) -> str | None:
+    if value == "none":
+        return None
+    if value == "local" or value.lower().startswith(REDIS_SCHEMES):
+        return value
+    raise ConfigurationError(
+        "--cache must be 'none', 'local' or a redis://, rediss://, unix:// or "
+        f"redis+cluster:// URL, not {value!r}"
+    )
+
+
+def _storage_options(items: Sequence[str]) -> dict[str, Any]:
+    """KEY=VALUE pairs; a VALUE that parses as JSON is used parsed (false, 3, {...})."""
+    options: dict[str, Any] = {}
+    for item in items:
+        key, sep, raw = item.partition("=")
+        if not sep or not key:
+            raise ConfigurationError(f"--storage-option takes KEY=VALUE, not {item!r}")
+        try:
+            options[key] = json.loads(raw)
+        except json.JSONDecodeError:
+            options[key] = raw
+    return options
+
+
+def _open(args: argparse.Namespace, url: str | None = None) -> KVStore:
+    items = [*args.storage_option, *args.late_storage_option]
+    return open_store(
+        url or args.url,  # None: kvstore reads $KVSTORE_URL, else DEFAULT_URL
+        _cache(args.cache),
+        storage_options=_storage_options(items) or None,
+    )
+
+
+def _store_command(handler: StoreHandler) -> Runner:
+    """A runner that opens the store, runs ``handler`` and writes its reply."""
+
+    def run(args: argparse.Namespace, out: Output) -> int:
+        with _open(args) as store:
+            reply = handler(store, args)
+            for line in reply.lines:
+                out.write(line if isinstance(line, bytes) else line.encode())
+                out.write(b"\n")
+        if reply.note:
+            print(f"{PROG}: {reply.note}", file=sys.stderr)
+        return reply.status
+
+    return run
+
+
+# -- the demo: a narrated tour, one small function per chapter ---------------------------------
+
+
+@dataclass
+class Tour:
+    """What a demo chapter works with: the store, its directory, and a narrator.
+
+    :meth:`do` prints a line of code, runs that very line and prints what came back, so the
+    narration cannot drift from what the demo does.
+    """
+
+    store: KVStore
+    root: Path
+    out: Output
+    names: dict[str, Any] = field(default_factory=dict)
+
+    def say(self, text: str = "") -> None:
+        self.out.write(text.encode() + b"\n")
+        self.out.flush()
+
+    def do(self, code: str) -> Any:
+        names = {"store": self.store, **self.names}
+        try:
+            result = eval(compile(code, "<demo>", "eval"), names)
+        except SyntaxError:  # a statement, such as an assignment: nothing to show
+            exec(compile(code, "<demo>", "exec"), names)
+            self.names.update((k, v) for k, v in names.items() if k != "__builtins__")
+            self.say(f"   {code}")
+            return None
+        except KVStoreError as exc:
+            self.say(f"   {code}\n     raises {type(exc).__name__}: {exc}")
+            return exc
+        self.say(f"   {code}  ->  {result!r}")
+        return result
+
+
+def _chapter_values(tour: Tour) -> None:
+    """Values: set and get (bytes back, like redis-py)"""
+    tour.do("store.set('greeting', 'hello, object storage')")
+    tour.do("store.get('greeting')")
+    tour.do("store.get('nobody')")
+
+
+def _chapter_expiry(tour: Tour) -> None:
+    """Expiry: a value that lives 200 ms"""
+    tour.do("store.set('session:42', 'alive', px=200)")
+    tour.do("store.get('session:42')")
+    time.sleep(0.25)
+    tour.say("   ... 250 ms later:")
+    tour.do("store.get('session:42')")
+
+
+def _chapter_nx(tour: Tour) -> None:
+    """Conditional create (nx): the first writer wins, atomically"""
+    tour.do("store.set('lock:report', 'worker-1', nx=True)")
+    tour.do("store.set('lock:report', 'worker-2', nx=True)")
+    tour.do("store.get('lock:report')")
+
+
+def _chapter_mget(tour: Tour) -> None:
+    """mget: many keys, one concurrent batch, None where missing"""
+    tour.do("store.mget(['greeting', 'session:42', 'lock:report'])")
+
+
+def _chapter_namespace(tour: Tour) -> None:
+    """Namespaces: the same key, kept apart"""
+    tour.do("tenant = store.namespace('tenant-a')")
+    tour.do("tenant.set('greeting', 'hej')")
+    tour.do("(tenant.get('greeting'), store.get('greeting'))")
+
+
+def _chapter_keys(tour: Tour) -> None:
+    """Keys by prefix: one LIST request per 1000 keys"""
+    tour.do("store.mset({'user:1': 'ada', 'user:2': 'grace', 'user:3': 'alan'})")
+    tour.do("store.keys('user:')")
+
+
+def _chapter_layout(tour: Tour) -> None:
+    """On disk: one object per value (kv/), namespaces under ns/"""
+    files = sorted(
+        p.relative_to(tour.root).as_posix()
+        for p in tour.root.rglob("*")
+        if p.is_file() and ".kvstore" not in p.relative_to(tour.root).parts
+    )
+    for name in files[:8]:
+        tour.say(f"   {name}")
+    if len(files) > 8:
+        tour.say(f"   ... and {len(files) - 8} more")
+
+
+def _chapter_corruption(tour: Tour) -> None:
+    """Corruption is detected, never returned: flip one byte of an object"""
+    tour.do("store.set('fragile', 'precious data')")
+    name = f"kv/{encode_name('fragile')}"
+    path = tour.root / name
+    data = bytearray(path.read_bytes())
+    data[-5] ^= 0xFF  # the payload's last byte, just before the body checksum
+    path.write_bytes(bytes(data))
+    tour.say(f"   (flipped one byte of {name})")
+    tour.do("store.get('fragile')")
+    tour.do("store.delete('fragile')")
+
+
+def _chapter_stats(tour: Tour) -> None:
+    """stats(): what the tour cost in object-store requests"""
+    counts = tour.store.stats()
+    requests = {k.removeprefix("requests."): v for k, v in counts.items() if "requests." in k}
+    tour.say(f"   requests: {counts['requests']} {requests}")
+    cache = {k: counts.get(f"cache.{k}", 0) for k in ("hits", "misses")}
+    tour.say(f"   cache ({counts['cache']['kind']}): {cache}")
+
+
+DEMO_CHAPTERS: list[Callable[[Tour], None]] = [
+    _chapter_values,
+    _chapter_expiry,
+    _chapter_nx,
+    _chapter_mget,
+    _chapter_namespace,
+    _chapter_keys,
+    _chapter_layout,
+    _chapter_corruption,
+    _chapter_stats,
+]
+"""The tour, in order. A chapter's docstring is its title; later features add theirs."""
+
+
+@contextlib.contextmanager
+def _demo_directory(url: str | None) -> Iterator[Path]:
+    """A fresh temporary directory (removed afterwards), or an empty local one the user named
+    (kept, to look at: the demo corrupts one of its own objects, so never a store in use)."""
+    if url is None:
+        with tempfile.TemporaryDirectory(prefix="kvstore-demo-") as tmp:
+            yield Path(tmp)
+        return
+    protocol, rest = split_url(url)
+    root = Path(rest).expanduser()
+    if protocol != "file":
+        raise ConfigurationError(f"demo --url takes a local directory, not {url!r}")
+    if root.exists() and any(root.iterdir()):
+        raise ConfigurationError(f"demo --url needs an empty or new directory; {url!r} has files")
+    yield root
+
+
+def _demo(args: argparse.Namespace, out: Output) -> int:
+    with _demo_directory(args.url) as root, _open(args, str(root)) as store:
+        tour = Tour(store, root, out)
+        tour.say(f"kvstore {__version__} demo: a store in {root} (cache: {args.cache})")
+        for number, chapter in enumerate(DEMO_CHAPTERS, 1):
+            title = (chapter.__doc__ or chapter.__name__).strip()
+            tour.say(f"{number}. {title}")
+            chapter(tour)
+        kept = f"kept in {root}" if args.url else "removed"
+    tour.say(f"Done; the demo store is {kept}.")
+    return 0
+
+
+# -- the command table and the parser ----------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Command:
+    name: str
+    summary: str
+    run: Runner
+    arguments: tuple[tuple[tuple[str, ...], dict[str, Any]], ...] = ()
+
+
+def arg(*flags: str, **options: Any) -> tuple[tuple[str, ...], dict[str, Any]]:
+    return flags, options
+
+
+_KEY = arg("key", help="a non-empty key (at most 1024 bytes in UTF-8)")
+_KEYS = arg("keys", nargs="+", metavar="KEY")
+_PREFIX = arg("prefix", nargs="?", default="", help="only keys starting with PREFIX")
+
+COMMANDS: tuple[Command, ...] = (
+    Command(
+        "get",
+        "print a value (raw bytes + newline); exit 1 if missing",
+        _store_command(_get),
+        (_KEY,),
+    ),
+    Command(
+        "set",
+        "store a value; prints OK, or exits 1 if the --nx/--xx condition is not met",
+        _store_command(_set),
+        (
+            _KEY,
+            arg("value", help="the value; '-' reads it (as bytes) from stdin"),
+            arg("--ex", type=int, metavar="S", help="expire after S seconds"),
+            arg("--px", type=int, metavar="MS", help="expire after MS milliseconds"),
+            arg("--nx", action="store_true", help="only if the key does not exist (atomic)"),
+            arg("--xx", action="store_true", help="only if the key exists"),
+            arg("--keepttl", action="store_true", help="keep the key's current TTL"),
+        ),
+    ),
+    Command("del", "delete keys; prints how many existed", _store_command(_delete), (_KEYS,)),
+    Command("keys", "list keys, one per line, sorted", _store_command(_keys), (_PREFIX,)),
+    Command(
+        "mget",
+        f"print one line per key: the value, or {NIL.decode()} if missing",
+        _store_command(_mget),
+        (_KEYS,),
+    ),
+    Command(
+        "ttl", "print the TTL in seconds (-1: none, -2: no such key)", _store_command(_ttl), (_KEY,)
+    ),
+    Command(
+        "expire",
+        "set a TTL; prints 1, or 0 and exits 1 if the key is missing",
+        _store_command(_expire),
+        (_KEY, arg("seconds", type=int, help="seconds to live; <= 0 deletes the key")),
+    ),
+    Command(
+        "persist",
+        "remove a TTL; prints 1, or 0 and exits 1 if there was none",
+        _store_command(_persist),
+        (_KEY,),
+    ),
+    Command(
+        "purge-expired",
+        "delete expired values for good; prints how many",
+        _store_command(_purge_expired),
+        (_PREFIX,),
+    ),
+    Command("stats", "print the store's URL and request counters as JSON", _store_command(_stats)),
+    Command("demo", "a narrated tour in a temporary directory (or --url DIR, empty)", _demo),
+)
+
+_EPILOG = f"""\
+exit status: 0 ok; 1 a "no" answer (get: missing key, set: --nx/--xx not met,
+expire/persist: nothing changed); 2 an error (one line on stderr; --debug for a traceback).
+mget prints {NIL.decode()} for a missing key, so a stored value "{NIL.decode()}", or one with a
+newline, is ambiguous there: use get for such values.
+"""
+
+
+def _global_options(late: bool) -> argparse.ArgumentParser:
+    """The options every subcommand takes, before it or (``late``) after it. After it they
+    default to SUPPRESS so they do not overwrite what was given before."""
+    p = argparse.ArgumentParser(add_help=False)
+
+    def default(value: Any) -> Any:
+        return argparse.SUPPRESS if late else value
+
+    p.add_argument(
+        "--url",
+        default=default(None),
+        help=f"where the store lives (default: $KVSTORE_URL, else {DEFAULT_URL}): a directory, "
+        "file://, memory://, s3://bucket/prefix, gs://bucket/prefix, any fsspec URL",
+    )
+    p.add_argument(
+        "--cache",
+        default=default("local"),
+        help="none, local (in-process; the default) or a redis:// URL",
+    )
+    p.add_argument(
+        "--storage-option",
+        action="append",
+        dest="late_storage_option" if late else "storage_option",
+        default=[],
+        metavar="KEY=VALUE",
+        help="passed to fsspec (repeatable); VALUE is parsed as JSON when it parses",
+    )
+    p.add_argument("--debug", action="store_true", default=default(False), help="show tracebacks")
+    return p
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog=PROG,
+        description="A Redis-style key-value store over object storage.",
+        epilog=_EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        parents=[_global_options(late=False)],
+    )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    subparsers = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    late = _global_options(late=True)
+    for command in COMMANDS:
+        sub = subparsers.add_parser(
+            command.name, help=command.summary, description=command.summary, parents=[late]
+        )
+        for flags, options in command.arguments:
+            sub.add_argument(*flags, **options)
+        sub.set_defaults(run=command.run)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the ``kvstore`` command; returns the exit status."""
+    args = build_parser().parse_args(argv)
+    out = sys.stdout.buffer
+    try:
+        status: int = args.run(args, out)
+        out.flush()
+        return status
+    except BrokenPipeError:  # `kvstore keys | head`: the reader left; not worth a message
+        with contextlib.suppress(OSError, ValueError):
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 1
+    except (KVStoreError, OSError, ValueError) as exc:
+        if args.debug:
+            traceback.print_exc()
+        print(f"{PROG}: error: {exc or type(exc).__name__}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+
+
+__all__ = ["COMMANDS", "DEMO_CHAPTERS", "Command", "Reply", "Tour", "build_parser", "main"]
