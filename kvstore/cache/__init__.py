@@ -7,7 +7,9 @@ from .base import Cache, Fill, Lookup
 from .local import LocalCache, shared_local_cache
 from .none import NoCache
 
-__all__ = ["Cache", "Fill", "LocalCache", "Lookup", "NoCache", "resolve_cache"]
+__all__ = ["REDIS_SCHEMES", "Cache", "Fill", "LocalCache", "Lookup", "NoCache", "resolve_cache"]
+
+REDIS_SCHEMES = ("redis://", "rediss://", "unix://", "redis+cluster://", "rediss+cluster://")
 
 
 def resolve_cache(cache: object) -> Cache:
@@ -18,12 +20,15 @@ def resolve_cache(cache: object) -> Cache:
         return cache
     if cache == "local":
         return shared_local_cache()
-    if isinstance(cache, str) and cache.startswith(("redis://", "rediss://", "unix://")):
-        raise ConfigurationError(
-            f"cache={cache!r}: the Redis cache is not available in this version; "
-            "use cache='local' or cache=None"
-        )
+    if isinstance(cache, str) and cache.lower().startswith(REDIS_SCHEMES):
+        try:
+            from .redis import RedisCache
+        except ImportError as exc:
+            raise ConfigurationError(
+                f"cache={cache!r} needs redis-py: pip install 'kvstore[redis]'"
+            ) from exc
+        return RedisCache(cache)
     raise ConfigurationError(
-        f"cache must be None, 'local', a redis://, rediss:// or unix:// URL, or a Cache "
-        f"instance, not {cache!r}"
+        "cache must be None, 'local', a redis://, rediss://, unix:// or redis+cluster:// "
+        f"URL, or a Cache instance, not {cache!r}"
     )

@@ -1,0 +1,370 @@
+"""``cache="redis://…"``: Redis (or Redis Cluster) in front of the object store.
+
+Redis is an accelerator that may vanish, hang, or come back with old data at any moment;
+the object store stays the commit point. This cache never raises: a failing Redis turns into
+cache misses (reads go to the object store) and is counted.
+
+Layout in Redis, for a store cache key ``K`` (already prefixed per store and namespace)::
+
+    {K}:d   the cached object, prefixed by the generation it was filled under; PX = TTL
+    {K}:v   the key's invalidation counter (INCR on every write); lives VERSION_TTL
+    kvstore:generation   the cache generation: a random token
+
+The hash tag ``{K}`` keeps ``d`` and ``v`` in one cluster slot, so each fill is one atomic
+Lua script. How staleness is prevented:
+
+* **Stale-set race.** ``lookup`` reads ``{K}:v`` with the data (one MGET). ``fill`` runs a
+  script that writes ``{K}:d`` only if ``{K}:v`` is unchanged - a reader that read the object
+  store before a concurrent write cannot put its old value over the write's invalidation.
+* **Redis restarted empty.** The generation key is gone; a new one is created. Entries filled
+  under the old generation (by a reader that started before the restart) are ignored.
+* **Undelivered invalidations** (Redis down, hung, partitioned, or returning with its old
+  contents). A client whose Redis call fails marks the cache *dirty* and stops using it (the
+  circuit breaker opens, reads go to the object store). When Redis answers again, the
+  client's first act is to replace the generation: every entry filled before is ignored by
+  every client from then on. An outage therefore costs one cache flush, never a stale read
+  from the client that saw it. Residual window, stated honestly: a *different* client that
+  never noticed the outage can read an entry older than the missed invalidation between the
+  moment Redis returns and the first recovery probe of a client that noticed (at most
+  ``breaker_interval``), and if every client that noticed dies first, until the entry's TTL.
+
+A dead or hung Redis costs at most one timeout (``socket_timeout``) per ``breaker_interval``
+per process; one warning is logged per outage.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import time
+from collections import defaultdict
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Any, TypeVar
+
+from ..errors import ConfigurationError
+from .base import Cache, Fill, Lookup
+
+log = logging.getLogger("kvstore.cache")
+T = TypeVar("T")
+
+GENERATION_KEY = "kvstore:generation"
+_GEN_LEN = 16
+VERSION_TTL_MS = 3_600_000
+"""How long a key's invalidation counter outlives its last write. A reader whose object-store
+read takes longer than this could refill an old value; reads that slow are refused below."""
+_MAX_FILL_AGE = VERSION_TTL_MS / 1000 / 2
+
+_FILL = """
+for i = 1, #KEYS, 2 do
+  local j = (i + 1) / 2
+  local seen = redis.call('GET', KEYS[i + 1]) or ''
+  if seen == ARGV[3 * j - 2] then
+    redis.call('SET', KEYS[i], ARGV[3 * j - 1], 'PX', ARGV[3 * j])
+  end
+end
+return 1
+"""
+
+_INVALIDATE = """
+for i = 1, #KEYS, 2 do
+  redis.call('DEL', KEYS[i])
+  redis.call('INCR', KEYS[i + 1])
+  redis.call('PEXPIRE', KEYS[i + 1], ARGV[1])
+end
+return 1
+"""
+
+_CLUSTER_SCHEMES = {"redis+cluster": "redis", "rediss+cluster": "rediss"}
+
+
+def _data_key(key: str) -> str:
+    return f"{{{key}}}:d"
+
+
+def _version_key(key: str) -> str:
+    return f"{{{key}}}:v"
+
+
+class CircuitBreaker:
+    """Closed: use Redis. Open: skip it until ``interval`` has passed, then let one call
+    through as a probe; its success closes the breaker, its failure re-opens it."""
+
+    def __init__(self, interval: float) -> None:
+        self.interval = interval
+        self.open_since: float | None = None
+        self._probing = False
+
+    @property
+    def state(self) -> str:
+        if self.open_since is None:
+            return "closed"
+        return "half-open" if self._probing else "open"
+
+    def allow(self) -> bool:
+        if self.open_since is None:
+            return True
+        if self._probing or time.monotonic() - self.open_since < self.interval:
+            return False
+        self._probing = True
+        return True
+
+    def succeeded(self) -> bool:
+        """Record a success; True if this closed an open breaker (a recovery)."""
+        recovered = self.open_since is not None
+        self.open_since, self._probing = None, False
+        return recovered
+
+    def failed(self) -> bool:
+        """Record a failure; True if this opened a closed breaker (a new outage)."""
+        new = self.open_since is None
+        self.open_since, self._probing = time.monotonic(), False
+        return new
+
+
+class RedisCache(Cache):
+    """A coherent, outage-proof cache in Redis or Redis Cluster. See the module docstring.
+
+    ``url``: ``redis://``, ``rediss://``, ``unix://`` (redis-py URL options apply), or
+    ``redis+cluster://host:port`` / ``rediss+cluster://`` for Redis Cluster (any node).
+    """
+
+    name = "redis"
+
+    def __init__(
+        self,
+        url: str,
+        *,
+        socket_timeout: float = 0.25,
+        connect_timeout: float = 0.25,
+        breaker_interval: float = 1.0,
+        max_entry_bytes: int = 1 << 20,
+        max_connections: int = 64,
+    ) -> None:
+        import redis.asyncio  # noqa: F401 - fail at open time if the extra is missing
+
+        scheme = url.partition("://")[0].lower()
+        self.cluster = scheme in _CLUSTER_SCHEMES
+        if self.cluster:
+            url = _CLUSTER_SCHEMES[scheme] + url[len(scheme) :]
+        elif scheme not in ("redis", "rediss", "unix"):
+            raise ConfigurationError(f"not a Redis URL: {url!r}")
+        for name, value in (
+            ("socket_timeout", socket_timeout),
+            ("connect_timeout", connect_timeout),
+            ("breaker_interval", breaker_interval),
+        ):
+            if not isinstance(value, (int, float)) or value <= 0:
+                raise ConfigurationError(f"{name} must be seconds > 0, not {value!r}")
+        self.url = url
+        self.socket_timeout = float(socket_timeout)
+        self.connect_timeout = float(connect_timeout)
+        self.max_entry_bytes = max_entry_bytes
+        self.max_connections = max_connections
+        self.breaker = CircuitBreaker(breaker_interval)
+        self.dirty = False
+        self.counters: dict[str, int] = defaultdict(int)
+        self._client: Any = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._generation: bytes | None = None
+        self._validate_url()
+
+    def _validate_url(self) -> None:
+        from redis.asyncio.connection import parse_url
+
+        try:
+            parse_url(self.url)
+        except ValueError as exc:
+            raise ConfigurationError(f"bad Redis URL {self.url!r}: {exc}") from exc
+
+    # -- connection ------------------------------------------------------------------------
+
+    def _make_client(self) -> Any:
+        from redis.asyncio import Redis
+        from redis.asyncio.cluster import RedisCluster
+        from redis.backoff import NoBackoff
+        from redis.exceptions import ConnectionError as RedisConnectionError
+        from redis.retry import Retry
+
+        options: dict[str, Any] = {
+            "socket_timeout": self.socket_timeout,
+            "socket_connect_timeout": self.connect_timeout,
+            # One immediate retry for a broken pooled connection (Redis restarted); none
+            # for timeouts: a hung Redis must cost one timeout, then the breaker decides.
+            "retry": Retry(NoBackoff(), 1, supported_errors=(RedisConnectionError,)),
+        }
+        if self.cluster:
+            return RedisCluster.from_url(self.url, **options)
+        return Redis.from_url(self.url, max_connections=self.max_connections, **options)
+
+    def _redis(self) -> Any:
+        loop = asyncio.get_running_loop()
+        if self._client is None or self._loop is not loop:
+            self._client, self._loop = self._make_client(), loop
+        return self._client
+
+    async def close(self) -> None:
+        client, self._client = self._client, None
+        if client is not None and self._loop is asyncio.get_running_loop():
+            with contextlib.suppress(Exception):  # closing a dead connection is no error
+                await client.aclose()
+
+    # -- fault handling --------------------------------------------------------------------
+
+    async def _guarded(self, operation: str, action: Callable[[], Awaitable[T]]) -> T | None:
+        """Run a Redis call under the breaker; None (and the cache marked dirty) on failure."""
+        if not self.breaker.allow():
+            self.counters["bypasses"] += 1
+            return None
+        try:
+            if self.dirty:
+                await self._new_generation()
+            result = await asyncio.wait_for(action(), self.socket_timeout * 4)
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            self.counters["errors"] += 1
+            self.dirty = True
+            if self.breaker.failed():
+                self.counters["outages"] += 1
+                log.warning(
+                    "Redis cache %s unreachable during %s (%s: %s); "
+                    "using the object store only, retrying every %.1fs",
+                    self.url,
+                    operation,
+                    type(exc).__name__,
+                    exc,
+                    self.breaker.interval,
+                )
+            return None
+        if self.breaker.succeeded():
+            log.warning("Redis cache %s is back; cache generation replaced", self.url)
+        return result
+
+    async def _new_generation(self) -> None:
+        """Replace the generation: every entry filled before is ignored from now on."""
+        token = os.urandom(_GEN_LEN // 2).hex().encode()
+        await asyncio.wait_for(self._redis().set(GENERATION_KEY, token), self.socket_timeout * 4)
+        self._generation, self.dirty = token, False
+        self.counters["generation_bumps"] += 1
+
+    async def _current_generation(self, seen: bytes | None) -> bytes:
+        if seen is not None:
+            self._generation = seen
+            return seen
+        # Redis restarted empty (or is new): create a generation unless someone just did.
+        token = os.urandom(_GEN_LEN // 2).hex().encode()
+        client = self._redis()
+        await client.set(GENERATION_KEY, token, nx=True)
+        current = await client.get(GENERATION_KEY)
+        self._generation = current if current is not None else token
+        return self._generation
+
+    # -- the cache protocol ----------------------------------------------------------------
+
+    async def _lookup(self, keys: Sequence[str]) -> tuple[list[bytes | None], Any]:
+        client = self._redis()
+        pairs = [k for key in keys for k in (_data_key(key), _version_key(key))]
+        if self.cluster:
+            seen_gen, values = await asyncio.gather(
+                client.get(GENERATION_KEY), client.mget_nonatomic(pairs)
+            )
+        else:
+            seen_gen, *values = await client.mget([GENERATION_KEY, *pairs])
+        generation = await self._current_generation(seen_gen)
+        found: list[bytes | None] = []
+        versions: dict[str, bytes] = {}
+        for i, key in enumerate(keys):
+            data, version = values[2 * i], values[2 * i + 1]
+            versions[key] = version or b""
+            if data is not None and data[:_GEN_LEN] == generation:
+                found.append(data[_GEN_LEN:])
+            else:
+                found.append(None)
+        return found, (generation, versions, time.monotonic())
+
+    async def lookup(self, keys: Sequence[str]) -> Lookup:
+        result = await self._guarded("lookup", lambda: self._lookup(keys))
+        if result is None:
+            return Lookup([None] * len(keys), None)
+        values, ticket = result
+        return Lookup(values, ticket)
+
+    def _slots(self, keys: Sequence[str]) -> list[list[int]]:
+        """Indexes of ``keys`` grouped so that each group is one cluster slot (or all)."""
+        if not self.cluster:
+            return [list(range(len(keys)))]
+        from redis.crc import key_slot
+
+        groups: dict[int, list[int]] = defaultdict(list)
+        for i, key in enumerate(keys):
+            groups[key_slot(_data_key(key).encode())].append(i)
+        return list(groups.values())
+
+    async def _run_script(self, script: str, keys: list[str], args: list[Any]) -> None:
+        await self._redis().eval(script, len(keys), *keys, *args)
+
+    async def _fill(self, entries: Sequence[Fill], ticket: Any) -> None:
+        generation, versions, _started = ticket
+        calls = []
+        for group in self._slots([e.key for e in entries]):
+            keys: list[str] = []
+            args: list[Any] = []
+            for i in group:
+                entry = entries[i]
+                keys += [_data_key(entry.key), _version_key(entry.key)]
+                args += [versions[entry.key], generation + entry.value, int(entry.ttl * 1000)]
+            calls.append(self._run_script(_FILL, keys, args))
+        await asyncio.gather(*calls)
+
+    async def fill(self, entries: Sequence[Fill], ticket: Any) -> None:
+        if ticket is None:
+            return  # the lookup bypassed Redis: its versions are unknown
+        if time.monotonic() - ticket[2] > _MAX_FILL_AGE:
+            return
+        versions = ticket[1]
+        wanted = [
+            e
+            for e in entries
+            if e.key in versions and len(e.value) <= self.max_entry_bytes and e.ttl >= 0.001
+        ]
+        if wanted:
+            await self._guarded("fill", lambda: self._fill(wanted, ticket))
+
+    async def _invalidate(self, keys: Sequence[str]) -> bool:
+        calls = []
+        for group in self._slots(keys):
+            pairs = [k for i in group for k in (_data_key(keys[i]), _version_key(keys[i]))]
+            calls.append(self._run_script(_INVALIDATE, pairs, [VERSION_TTL_MS]))
+        await asyncio.gather(*calls)
+        return True
+
+    async def invalidate(self, keys: Sequence[str]) -> None:
+        if not keys:
+            return
+        done = await self._guarded("invalidate", lambda: self._invalidate(keys))
+        if done is None:
+            # Not delivered: the cache may now hold entries older than this write. The
+            # client is marked dirty; on recovery the generation is replaced first.
+            self.dirty = True
+            self.counters["undelivered_invalidations"] += len(keys)
+
+    async def health(self) -> dict[str, Any]:
+        started = time.perf_counter()
+        try:
+            await asyncio.wait_for(self._redis().ping(), self.socket_timeout * 4)
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            return {"ok": False, "error": f"{type(exc).__name__}: {exc}", **self.info()}
+        return {"ok": True, "latency_ms": (time.perf_counter() - started) * 1000, **self.info()}
+
+    def info(self) -> dict[str, Any]:
+        return {
+            "url": self.url,
+            "cluster": self.cluster,
+            "breaker": self.breaker.state,
+            "dirty": self.dirty,
+            **dict(self.counters),
+        }
