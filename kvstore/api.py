@@ -380,7 +380,7 @@ class AsyncKVStore:
     ) -> bool:
         """Set a TTL in milliseconds; <= 0 deletes the key. False if the key is missing or
         a condition (nx: no TTL yet, xx: has a TTL, gt/lt: longer/shorter) is not met."""
-        if sum((nx, xx, gt, lt)) > 1 and not (xx and (gt or lt)):
+        if (nx and (xx or gt or lt)) or (gt and lt):
             raise ConfigurationError(
                 "nx, xx, gt and lt are mutually exclusive (xx may join gt or lt)"
             )
@@ -472,7 +472,7 @@ class AsyncKVStore:
 
     async def keys(self, prefix: str = "") -> list[str]:
         """All stored keys starting with ``prefix``, sorted; see :meth:`scan_iter`."""
-        return [key async for key in self.scan_iter(prefix)]
+        return sorted([key async for key in self.scan_iter(prefix)])
 
     async def purge_expired(self, prefix: str = "") -> int:
         """Delete expired values for good; returns how many were removed.
@@ -504,9 +504,12 @@ class AsyncKVStore:
 
 def _flatten(first: Iterable[Any] | str | bytes, rest: Sequence[Any]) -> list[Any]:
     """redis-py accepts mget(["a", "b"]) and mget("a", "b"); so do we."""
-    if isinstance(first, (str, bytes)):
+    if isinstance(first, (str, bytes, bytearray, memoryview)):
         return [first, *rest]
-    out: list[Any] = list(first)
+    try:
+        out: list[Any] = list(first)
+    except TypeError:  # not a list of keys: one (invalid) key, rejected by key_str
+        return [first, *rest]
     for item in rest:
         if isinstance(item, (list, tuple)):
             out.extend(item)

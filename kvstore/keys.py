@@ -117,6 +117,8 @@ def decode_name(name: str) -> str:
                 raise ValueError(f"not a kvstore object name: {name!r}")
             raw.append(ord(ch))
             i += 1
+    if not raw or len(raw) > MAX_KEY_BYTES:  # no valid key encodes to this name
+        raise ValueError(f"not a kvstore object name: {name!r}")
     try:
         key = raw.decode("utf-8")
     except UnicodeDecodeError:

@@ -33,6 +33,10 @@ def to_bytes(value: object) -> bytes:
     )
 
 
+_MAX_MS = 2**62
+"""The largest TTL or timestamp accepted, in ms (about 146 million years)."""
+
+
 def _duration_ms(value: object, unit_ms: int, name: str) -> int:
     if isinstance(value, datetime.timedelta):
         ms = value / datetime.timedelta(milliseconds=1)
@@ -42,6 +46,8 @@ def _duration_ms(value: object, unit_ms: int, name: str) -> int:
         ms = value * unit_ms
     if not math.isfinite(ms):
         raise ConfigurationError(f"{name} must be finite, not {value!r}")
+    if abs(ms) > _MAX_MS:  # now + ms must fit the envelope's signed 64-bit expiry field
+        raise ConfigurationError(f"{name} is out of range: {value!r}")
     return int(ms)
 
 

@@ -34,7 +34,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import TypeVar
 
-from ..errors import BackendError, UnsupportedOperationError
+from ..errors import BackendError, ConfigurationError, UnsupportedOperationError
 from ..stats import Stats
 
 T = TypeVar("T")
@@ -55,6 +55,18 @@ class RetryPolicy:
     attempts: int = 4
     base_delay: float = 0.05
     max_delay: float = 2.0
+
+    def __post_init__(self) -> None:
+        if (
+            isinstance(self.attempts, bool)
+            or not isinstance(self.attempts, int)
+            or self.attempts < 1
+        ):
+            raise ConfigurationError(f"attempts must be an int >= 1, not {self.attempts!r}")
+        for name in ("base_delay", "max_delay"):
+            delay = getattr(self, name)
+            if not isinstance(delay, (int, float)) or not delay >= 0:
+                raise ConfigurationError(f"{name} must be seconds >= 0, not {delay!r}")
 
     def delay(self, attempt: int) -> float:
         return float(min(self.max_delay, self.base_delay * 2**attempt) * random.uniform(0.5, 1.0))
@@ -125,6 +137,8 @@ class BlobStore(ABC):
     atomic_swap: bool = True
 
     def __init__(self, url: str, *, retry: RetryPolicy | None = None, stats: Stats) -> None:
+        if retry is not None and not isinstance(retry, RetryPolicy):
+            raise ConfigurationError(f"retry must be a kvstore.RetryPolicy, not {retry!r}")
         self.url = url.rstrip("/")
         self.retry = retry or RetryPolicy()
         self.stats = stats
