@@ -46,11 +46,21 @@ __all__ = [
     "KVStoreError",
     "LocalCache",
     "NoCache",
+    "RedisCache",
     "RetryPolicy",
     "UnsupportedOperationError",
     "open",
     "open_async",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    """``kvstore.RedisCache`` without importing redis-py for users who do not need it."""
+    if name == "RedisCache":
+        from .cache.redis import RedisCache
+
+        return RedisCache
+    raise AttributeError(f"module 'kvstore' has no attribute {name!r}")
 
 
 def open_async(

@@ -145,6 +145,28 @@ class AsyncKVStore:
         counts["cache"] = {"kind": self._r.cache.name, **self._r.cache.info()}
         return counts
 
+    async def health(self) -> dict[str, Any]:
+        """Is the object store reachable (one GET of an absent probe object) and the cache?
+
+        Never raises for an unreachable backend: reports ``ok: False`` and the error.
+        """
+        started = time.perf_counter()
+        try:
+            await self._r.blob.get(".kvstore/health-probe")
+            store: dict[str, Any] = {"ok": True}
+        except KVStoreError as exc:
+            store = {"ok": False, "error": str(exc)}
+        store["url"] = self.url
+        store["latency_ms"] = round((time.perf_counter() - started) * 1000, 3)
+        cache = await self._cache_safely(
+            self._r.cache.health(), {"ok": False, "error": "cache health check failed"}
+        )
+        return {
+            "ok": store["ok"] and cache["ok"],
+            "store": store,
+            "cache": {"kind": self._r.cache.name, **cache},
+        }
+
     def __repr__(self) -> str:
         ns = f" namespace={'/'.join(self.namespace_path)!r}" if self.namespace_path else ""
         return f"<{type(self).__name__} {self.url}{ns} cache={self._r.cache.name}>"
@@ -155,6 +177,10 @@ class AsyncKVStore:
         path = f"{self._base}kv/{encode_name(key)}"
         self._r.blob.check_path(path)
         return path
+
+    def _where(self, path: str) -> str:
+        """The full URL of an object, for error messages."""
+        return f"{self._r.blob.url}/{path}"
 
     def _result(self, payload: bytes) -> Result:
         return payload.decode("utf-8") if self.decode_responses else payload
@@ -199,7 +225,7 @@ class AsyncKVStore:
             if data is None or data == _TOMBSTONE:
                 continue
             try:
-                out[i] = codec.decode(data, key=keys[i], path=paths[i])
+                out[i] = codec.decode(data, key=keys[i], path=self._where(paths[i]))
             except CorruptDataError:  # a damaged cache entry: drop it, ask the source
                 self._r.stats.add("cache.corrupt")
                 await self._invalidate([paths[i]])
@@ -211,7 +237,7 @@ class AsyncKVStore:
             for i, found in zip(misses, blobs, strict=True):
                 data = found.data if found is not None else _TOMBSTONE
                 if data:
-                    out[i] = codec.decode(data, key=keys[i], path=paths[i])
+                    out[i] = codec.decode(data, key=keys[i], path=self._where(paths[i]))
                 ttl = self._cache_ttl(data, now)
                 if ttl > 0:
                     fills.append(Fill(cache_keys[i], data, ttl))
@@ -227,7 +253,7 @@ class AsyncKVStore:
         found = await self._r.blob.get(path)
         if found is None:
             return None, None
-        env = codec.decode(found.data, key=key, path=path)
+        env = codec.decode(found.data, key=key, path=self._where(path))
         return found, (None if env.expired(self._r.clock()) else env)
 
     async def _swap(
@@ -401,7 +427,7 @@ class AsyncKVStore:
                 return False, None
             if delta <= 0:
                 return True, b""
-            return True, codec.with_expiry(stored.data, new_at, key=name, path=path)
+            return True, codec.with_expiry(stored.data, new_at, key=name, path=self._where(path))
 
         return await self._swap(name, path, decide)
 
@@ -427,7 +453,7 @@ class AsyncKVStore:
         def decide(stored: Blob | None, live: codec.Envelope | None) -> tuple[bool, bytes | None]:
             if stored is None or live is None or live.expires_at_ms == 0:
                 return False, None
-            return True, codec.with_expiry(stored.data, 0, key=name, path=path)
+            return True, codec.with_expiry(stored.data, 0, key=name, path=self._where(path))
 
         return await self._swap(name, path, decide)
 
@@ -489,7 +515,7 @@ class AsyncKVStore:
             async def purge(key: str, path: str, found: Blob | None) -> bool:
                 if found is None:
                     return False
-                if not codec.decode(found.data, key=key, path=path).expired(now):
+                if not codec.decode(found.data, key=key, path=self._where(path)).expired(now):
                     return False
                 return await self._r.blob.delete_if_match(path, found.tag)
 

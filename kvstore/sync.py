@@ -88,3 +88,4 @@ class KVStore:
     pttl = _blocking(AsyncKVStore.pttl)
     keys = _blocking(AsyncKVStore.keys)
     purge_expired = _blocking(AsyncKVStore.purge_expired)
+    health = _blocking(AsyncKVStore.health)

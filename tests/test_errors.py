@@ -241,28 +241,10 @@ def test_retry_policy_edges() -> None:
         assert store.set("k", "v") is True
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="unknown S3/GCS storage_options are only noticed at the first request (as a "
-    "BackendError wrapping a TypeError from the fsspec session), not at open time",
-)
-def test_unknown_remote_storage_option_fails_at_open() -> None:
-    with pytest.raises(kvstore.ConfigurationError):
-        kvstore.open("s3://bucket/prefix", storage_options={"no_such_option": 1}, cache=None)
-
-
-def test_unknown_remote_storage_option_is_reported_on_first_use() -> None:
-    """What happens today (see the xfail above): a BackendError that names the option."""
-    with (
-        kvstore.open(
-            "s3://bucket/prefix",
-            storage_options={"no_such_option": 1},
-            cache=None,
-            retry=kvstore.RetryPolicy(attempts=1),
-        ) as store,
-        pytest.raises(BackendError, match="no_such_option"),
-    ):
-        store.get("k")
+@pytest.mark.parametrize("url", ["s3://bucket/prefix", "gs://bucket/prefix"])
+def test_unknown_remote_storage_option_fails_at_open(url: str) -> None:
+    with pytest.raises(kvstore.ConfigurationError, match="no_such_option"):
+        kvstore.open(url, storage_options={"no_such_option": 1}, cache=None)
 
 
 # -- corrupted objects on every backend ----------------------------------------------------
@@ -350,7 +332,7 @@ def test_corrupt_object_is_detected(target: Target) -> None:
                 assert repr(key) in message, message
                 assert path in message, message
                 assert info.value.key == key
-                assert info.value.path == path
+                assert info.value.path == f"{store.url}/{path}"
                 assert isinstance(info.value, kvstore.KVStoreError)
             # the other keys are untouched and still readable
             assert store.mget("other", "ttl") == [b"fine", b"x"]

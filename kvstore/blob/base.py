@@ -135,12 +135,15 @@ class BlobStore(ABC):
     atomic_create: bool = True
     #: ``put_if_match`` / ``delete_if_match`` are atomic compare-and-swap on this backend.
     atomic_swap: bool = True
+    #: Retries when the caller gives none. Backends whose client library already retries
+    #: transient faults keep this small, so the layers do not multiply.
+    default_retry: RetryPolicy = RetryPolicy()
 
     def __init__(self, url: str, *, retry: RetryPolicy | None = None, stats: Stats) -> None:
         if retry is not None and not isinstance(retry, RetryPolicy):
             raise ConfigurationError(f"retry must be a kvstore.RetryPolicy, not {retry!r}")
         self.url = url.rstrip("/")
-        self.retry = retry or RetryPolicy()
+        self.retry = retry or self.default_retry
         self.stats = stats
 
     def check_path(self, path: str) -> None:

@@ -19,7 +19,7 @@ from collections.abc import AsyncIterator
 from typing import Any
 from urllib.parse import quote
 
-from .base import Blob
+from .base import Blob, RetryPolicy
 from .remote import RemoteBlobStore
 
 
@@ -28,6 +28,9 @@ class GCSBlobStore(RemoteBlobStore):
 
     protocol = "gs"
     extra = "gcs"
+    # gcsfs retries each request (6 tries, exponential backoff) and reads the body inside
+    # that loop; retrying again here would multiply its delays.
+    default_retry = RetryPolicy(attempts=1)
 
     async def _connect(self, fs: Any) -> None:
         await fs._set_session()

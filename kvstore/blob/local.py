@@ -7,7 +7,8 @@
 * ``put_if_match`` / ``delete_if_match`` / ``put`` / ``delete`` take an exclusive
   ``flock`` on one of 64 lock files (chosen by the path's hash), so a compare-and-swap
   cannot interleave with another process's write of the same object. The tag is the
-  object's inode, mtime and size, read with ``fstat`` from the same open file as the data.
+  object's inode, mtime, size and a checksum of its first 32 bytes (where every kvstore
+  object keeps a random nonce), read from the same open file as the data.
 
 Works on one machine (several processes). Not for network filesystems without working
 ``flock``/``link``, nor for case-insensitive filesystems (two keys that differ only by case
@@ -33,8 +34,13 @@ _LOCK_STRIPES = 64
 _PRIVATE = ".kvstore"
 
 
-def _tag(st: os.stat_result) -> str:
-    return f"{st.st_ino}:{st.st_mtime_ns}:{st.st_size}"
+_TAG_HEAD = 32
+"""The tag includes a checksum of the first bytes: kvstore objects carry a random nonce
+there, so a tag stays unique even where inode numbers are reused and timestamps are coarse."""
+
+
+def _tag(st: os.stat_result, head: bytes) -> str:
+    return f"{st.st_ino}:{st.st_mtime_ns}:{st.st_size}:{zlib.crc32(head[:_TAG_HEAD]):08x}"
 
 
 class LocalBlobStore(BlobStore):
@@ -65,7 +71,7 @@ class LocalBlobStore(BlobStore):
                     written += os.write(fd, view[written:])
             if self.fsync:
                 os.fsync(fd)
-            return tmp, _tag(os.fstat(fd))
+            return tmp, _tag(os.fstat(fd), data)
         except BaseException:
             with contextlib.suppress(OSError):
                 os.unlink(tmp)
@@ -95,8 +101,9 @@ class LocalBlobStore(BlobStore):
 
     def _current_tag(self, target: Path) -> str | None:
         try:
-            return _tag(os.stat(target))
-        except (FileNotFoundError, NotADirectoryError):
+            with open(target, "rb") as f:
+                return _tag(os.fstat(f.fileno()), f.read(_TAG_HEAD))
+        except (FileNotFoundError, NotADirectoryError, IsADirectoryError):
             return None
 
     def _replace(self, tmp: Path, target: Path) -> None:
@@ -110,7 +117,8 @@ class LocalBlobStore(BlobStore):
         try:
             with open(self._file(path), "rb") as f:
                 st = os.fstat(f.fileno())
-                return Blob(f.read(), _tag(st))
+                data = f.read()
+                return Blob(data, _tag(st, data))
         except (FileNotFoundError, NotADirectoryError, IsADirectoryError):
             return None
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import inspect
 from typing import Any
 
 from ..errors import ConfigurationError, InvalidKeyError
@@ -17,6 +18,26 @@ from .base import BlobStore, RetryPolicy
 
 MAX_OBJECT_NAME = 1024
 """S3 and GCS object names are at most 1024 bytes of UTF-8."""
+
+
+# Options fsspec itself consumes (instance cache, listings cache) on top of each class's own.
+_FSSPEC_OPTIONS = frozenset(
+    {"skip_instance_cache", "use_listings_cache", "listings_expiry_time", "max_paths"}
+)
+
+
+def _accepted_options(fs_class: type) -> set[str]:
+    """The keyword arguments a filesystem class and its bases name in ``__init__``."""
+    accepted = set(_FSSPEC_OPTIONS)
+    for cls in fs_class.__mro__:
+        init = cls.__dict__.get("__init__")
+        if init is None:
+            continue
+        for name, param in inspect.signature(init).parameters.items():
+            if param.kind in (param.POSITIONAL_OR_KEYWORD, param.KEYWORD_ONLY):
+                accepted.add(name)
+    accepted.discard("self")
+    return accepted
 
 
 class RemoteBlobStore(BlobStore):
@@ -45,6 +66,12 @@ class RemoteBlobStore(BlobStore):
         )
         self.storage_options = dict(storage_options)
         self._fs_class = self._load_class()
+        unknown = set(self.storage_options) - _accepted_options(self._fs_class)
+        if unknown:
+            raise ConfigurationError(
+                f"unknown storage_options for {self.protocol}://: {sorted(unknown)} "
+                f"(see {self._fs_class.__module__}.{self._fs_class.__name__})"
+            )
         self._fs: Any = None
         self._loop: asyncio.AbstractEventLoop | None = None
 

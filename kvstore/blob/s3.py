@@ -17,7 +17,7 @@ import functools
 from collections.abc import AsyncIterator
 from typing import Any
 
-from .base import Blob
+from .base import Blob, RetryPolicy
 from .remote import RemoteBlobStore
 
 
@@ -39,6 +39,9 @@ class S3BlobStore(RemoteBlobStore):
 
     protocol = "s3"
     extra = "s3"
+    # botocore and s3fs retry requests themselves; one more try here covers what they do
+    # not: a connection dropped while the response body is being read.
+    default_retry = RetryPolicy(attempts=2)
 
     async def _connect(self, fs: Any) -> None:
         await fs.set_session()

@@ -53,6 +53,10 @@ class Cache(ABC):
     async def close(self) -> None:
         """Release connections; the cache's contents stay."""
 
+    async def health(self) -> dict[str, Any]:
+        """Whether the cache answers, and how fast (a remote cache pings)."""
+        return {"ok": True, **self.info()}
+
     def info(self) -> dict[str, Any]:
         """Gauges for ``store.stats()`` (entries, bytes, ...)."""
         return {}
