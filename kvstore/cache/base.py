@@ -8,6 +8,7 @@ The protocol a store follows:
   if no ``invalidate`` of that key happened after the ticket was issued, so a slow reader can
   never put an old value over a newer write.
 * write: write the object store first, then ``invalidate(keys)``.
+* immutable objects: ``put_immutable(entries)`` caches them with no guard at all.
 
 Every entry carries a TTL. A cache that fails raises; the store counts the error and goes on
 against the object store (see :mod:`kvstore.api`).
@@ -49,6 +50,15 @@ class Cache(ABC):
 
     @abstractmethod
     async def invalidate(self, keys: Sequence[str]) -> None: ...
+
+    @abstractmethod
+    async def put_immutable(self, entries: Sequence[Fill]) -> None:
+        """Cache objects that are never rewritten (log chunks, artifact versions).
+
+        No ticket and no invalidation are needed: the bytes under such a key never change.
+        Each entry lives ``ttl`` seconds; implementations skip entries too big to be worth
+        a cache slot.
+        """
 
     async def close(self) -> None:
         """Release connections; the cache's contents stay."""

@@ -21,3 +21,6 @@ class NoCache(Cache):
 
     async def invalidate(self, keys: Sequence[str]) -> None:
         return None
+
+    async def put_immutable(self, entries: Sequence[Fill]) -> None:
+        return None

@@ -350,6 +350,21 @@ class RedisCache(Cache):
             self.dirty = True
             self.counters["undelivered_invalidations"] += len(keys)
 
+    async def _put_immutable(self, entries: Sequence[Fill]) -> bool:
+        generation = self._generation
+        if generation is None:
+            generation = await self._current_generation(await self._redis().get(GENERATION_KEY))
+        async with self._redis().pipeline(transaction=False) as pipe:
+            for e in entries:
+                pipe.set(_data_key(e.key), generation + e.value, px=int(e.ttl * 1000))
+            await pipe.execute()
+        return True
+
+    async def put_immutable(self, entries: Sequence[Fill]) -> None:
+        wanted = [e for e in entries if len(e.value) <= self.max_entry_bytes and e.ttl >= 0.001]
+        if wanted:
+            await self._guarded("put_immutable", lambda: self._put_immutable(wanted))
+
     async def health(self) -> dict[str, Any]:
         started = time.perf_counter()
         try:
