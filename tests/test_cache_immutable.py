@@ -57,7 +57,7 @@ def test_redis_put_immutable_is_served_and_capped(redis_server: Any, size: int) 
         try:
             await cache.put_immutable([Fill(key, b"z" * size, 30)])
             values = (await cache.lookup([key])).values
-            ttl = await cache._redis().pttl(f"{{{key}}}:d")
+            ttl = await (await cache._connected()).pttl(f"{{{key}}}:d")
             return values, ttl
         finally:
             await cache.close()

@@ -49,7 +49,8 @@ class LocalBlobStore(BlobStore):
     def __init__(
         self, root: str, *, fsync: bool = True, retry: RetryPolicy | None = None, stats: Stats
     ) -> None:
-        self.root = Path(root).expanduser().absolute()
+        # resolve(): one directory reached through a symlink is one store (one cache prefix)
+        self.root = Path(root).expanduser().resolve()
         super().__init__(f"file://{self.root}", retry=retry, stats=stats)
         self.fsync = fsync
         self._tmp = self.root / _PRIVATE / "tmp"

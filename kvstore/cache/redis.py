@@ -7,8 +7,8 @@ cache misses (reads go to the object store) and is counted.
 Layout in Redis, for a store cache key ``K`` (already prefixed per store and namespace)::
 
     {K}:d   the cached object, prefixed by the generation it was filled under; PX = TTL
-    {K}:v   the key's invalidation counter (INCR on every write); lives VERSION_TTL
-    kvstore:generation   the cache generation: a random token
+    {K}:v   the key's invalidation token (a new random one on every write); lives VERSION_TTL
+    kvstore:generation   the cache generation: the server's run_id prefix + a random token
 
 The hash tag ``{K}`` keeps ``d`` and ``v`` in one cluster slot, so each fill is one atomic
 Lua script. How staleness is prevented:
@@ -16,8 +16,11 @@ Lua script. How staleness is prevented:
 * **Stale-set race.** ``lookup`` reads ``{K}:v`` with the data (one MGET). ``fill`` runs a
   script that writes ``{K}:d`` only if ``{K}:v`` is unchanged - a reader that read the object
   store before a concurrent write cannot put its old value over the write's invalidation.
-* **Redis restarted empty.** The generation key is gone; a new one is created. Entries filled
-  under the old generation (by a reader that started before the restart) are ignored.
+* **Redis restarted** - empty, or from a snapshot (RDB/AOF) with old entries. Every new
+  connection learns the server's ``run_id``; a generation that does not start with it was
+  made by an earlier server process, so the client atomically replaces it before using the
+  cache. Entries filled under any older generation are ignored. (Redis Cluster: restarts
+  come back empty unless persistence is on; the run_id check covers standalone Redis.)
 * **Undelivered invalidations** (Redis down, hung, partitioned, or returning with its old
   contents). A client whose Redis call fails marks the cache *dirty* and stops using it (the
   circuit breaker opens, reads go to the object store). When Redis answers again, the
@@ -50,7 +53,8 @@ log = logging.getLogger("kvstore.cache")
 T = TypeVar("T")
 
 GENERATION_KEY = "kvstore:generation"
-_GEN_LEN = 16
+_RUN_ID_LEN = 16
+_GEN_LEN = 32  # run_id prefix + 16 random hex digits
 VERSION_TTL_MS = 3_600_000
 """How long a key's invalidation counter outlives its last write. A reader whose object-store
 read takes longer than this could refill an old value; reads that slow are refused below."""
@@ -70,10 +74,16 @@ return 1
 _INVALIDATE = """
 for i = 1, #KEYS, 2 do
   redis.call('DEL', KEYS[i])
-  redis.call('INCR', KEYS[i + 1])
-  redis.call('PEXPIRE', KEYS[i + 1], ARGV[1])
+  redis.call('SET', KEYS[i + 1], ARGV[(i + 1) / 2 + 1], 'PX', ARGV[1])
 end
 return 1
+"""
+
+_ADOPT_GENERATION = """
+local current = redis.call('GET', KEYS[1])
+if current and string.sub(current, 1, #ARGV[1]) == ARGV[1] then return current end
+redis.call('SET', KEYS[1], ARGV[2])
+return ARGV[2]
 """
 
 _CLUSTER_SCHEMES = {"redis+cluster": "redis", "rediss+cluster": "rediss"}
@@ -109,6 +119,10 @@ class CircuitBreaker:
             return False
         self._probing = True
         return True
+
+    def abandon_probe(self) -> None:
+        """A probe that ended without an answer (cancelled): the next call may probe."""
+        self._probing = False
 
     def succeeded(self) -> bool:
         """Record a success; True if this closed an open breaker (a recovery)."""
@@ -168,14 +182,20 @@ class RedisCache(Cache):
         self._client: Any = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._generation: bytes | None = None
+        self._run_id = b"0" * _RUN_ID_LEN  # learnt on connect (standalone Redis only)
+        self._init_lock = asyncio.Lock()
+        self._init_loop: asyncio.AbstractEventLoop | None = None
         self._validate_url()
 
     def _validate_url(self) -> None:
-        from redis.asyncio.connection import parse_url
-
+        """Build (without connecting) what a connection would be built from, so a typo in a
+        URL option fails here rather than at the first call."""
         try:
-            parse_url(self.url)
-        except ValueError as exc:
+            client = self._make_client()
+            if not self.cluster:
+                pool = client.connection_pool
+                pool.connection_class(**pool.connection_kwargs)
+        except (ValueError, TypeError) as exc:
             raise ConfigurationError(f"bad Redis URL {self.url!r}: {exc}") from exc
 
     # -- connection ------------------------------------------------------------------------
@@ -196,13 +216,41 @@ class RedisCache(Cache):
         }
         if self.cluster:
             return RedisCluster.from_url(self.url, **options)
-        return Redis.from_url(self.url, max_connections=self.max_connections, **options)
+        return Redis.from_url(
+            self.url,
+            max_connections=self.max_connections,
+            redis_connect_func=self._on_connect,
+            **options,
+        )
 
-    def _redis(self) -> Any:
+    async def _connected(self) -> Any:
+        """The client for the running loop; a cluster client maps its slots first (redis-py
+        fails concurrent first commands on an uninitialised cluster client)."""
         loop = asyncio.get_running_loop()
-        if self._client is None or self._loop is not loop:
-            self._client, self._loop = self._make_client(), loop
+        if self._client is not None and self._loop is loop:
+            return self._client
+        if self._init_loop is not loop:
+            self._init_lock, self._init_loop = asyncio.Lock(), loop
+        async with self._init_lock:
+            if self._client is None or self._loop is not loop:
+                client = self._make_client()
+                if self.cluster:
+                    await client.initialize()
+                self._client, self._loop = client, loop
         return self._client
+
+    async def _on_connect(self, connection: Any) -> None:
+        """Every new connection: the usual handshake, then note the server's run_id."""
+        await connection.on_connect()
+        await connection.send_command("INFO", "server")
+        try:
+            info = await connection.read_response()
+        except Exception:  # INFO disabled (some managed Redis): no restart detection
+            return
+        text = info.decode() if isinstance(info, bytes) else str(info)
+        for line in text.splitlines():
+            if line.startswith("run_id:"):
+                self._run_id = line.split(":", 1)[1].strip()[:_RUN_ID_LEN].encode()
 
     async def close(self) -> None:
         client, self._client = self._client, None
@@ -222,6 +270,12 @@ class RedisCache(Cache):
                 await self._new_generation()
             result = await asyncio.wait_for(action(), self.socket_timeout * 4)
         except asyncio.CancelledError:
+            # Cancelled mid-call (a caller's deadline, Ctrl-C): an invalidation may not have
+            # arrived, so distrust the cache; a probe decided nothing, so allow another.
+            if operation == "invalidate":
+                self.dirty = True
+                self.counters["undelivered_invalidations"] += 1
+            self.breaker.abandon_probe()
             raise
         except Exception as exc:
             self.counters["errors"] += 1
@@ -242,29 +296,36 @@ class RedisCache(Cache):
             log.warning("Redis cache %s is back; cache generation replaced", self.url)
         return result
 
+    def _fresh_generation(self) -> bytes:
+        return self._run_id + os.urandom((_GEN_LEN - _RUN_ID_LEN) // 2).hex().encode()
+
     async def _new_generation(self) -> None:
         """Replace the generation: every entry filled before is ignored from now on."""
-        token = os.urandom(_GEN_LEN // 2).hex().encode()
-        await asyncio.wait_for(self._redis().set(GENERATION_KEY, token), self.socket_timeout * 4)
+        client = await self._connected()
+        token = self._fresh_generation()
+        await asyncio.wait_for(client.set(GENERATION_KEY, token), self.socket_timeout * 4)
         self._generation, self.dirty = token, False
         self.counters["generation_bumps"] += 1
 
     async def _current_generation(self, seen: bytes | None) -> bytes:
-        if seen is not None:
+        if seen is not None and seen[:_RUN_ID_LEN] == self._run_id:
             self._generation = seen
             return seen
-        # Redis restarted empty (or is new): create a generation unless someone just did.
-        token = os.urandom(_GEN_LEN // 2).hex().encode()
-        client = self._redis()
-        await client.set(GENERATION_KEY, token, nx=True)
-        current = await client.get(GENERATION_KEY)
-        self._generation = current if current is not None else token
+        # Missing (Redis new or restarted empty) or made by an earlier server process
+        # (restored from a snapshot): replace it - atomically, so concurrent clients agree.
+        client = await self._connected()
+        adopted = await client.eval(
+            _ADOPT_GENERATION, 1, GENERATION_KEY, self._run_id, self._fresh_generation()
+        )
+        if seen is not None:
+            self.counters["generation_bumps"] += 1
+        self._generation = bytes(adopted)
         return self._generation
 
     # -- the cache protocol ----------------------------------------------------------------
 
     async def _lookup(self, keys: Sequence[str]) -> tuple[list[bytes | None], Any]:
-        client = self._redis()
+        client = await self._connected()
         pairs = [k for key in keys for k in (_data_key(key), _version_key(key))]
         if self.cluster:
             seen_gen, values = await asyncio.gather(
@@ -303,7 +364,7 @@ class RedisCache(Cache):
         return list(groups.values())
 
     async def _run_script(self, script: str, keys: list[str], args: list[Any]) -> None:
-        await self._redis().eval(script, len(keys), *keys, *args)
+        await (await self._connected()).eval(script, len(keys), *keys, *args)
 
     async def _fill(self, entries: Sequence[Fill], ticket: Any) -> None:
         generation, versions, _started = ticket
@@ -336,7 +397,10 @@ class RedisCache(Cache):
         calls = []
         for group in self._slots(keys):
             pairs = [k for i in group for k in (_data_key(keys[i]), _version_key(keys[i]))]
-            calls.append(self._run_script(_INVALIDATE, pairs, [VERSION_TTL_MS]))
+            # A fresh random token per write: unlike a counter, it cannot come back to a
+            # value a slow reader saw before the counter expired or was evicted.
+            tokens = [os.urandom(8).hex() for _ in group]
+            calls.append(self._run_script(_INVALIDATE, pairs, [VERSION_TTL_MS, *tokens]))
         await asyncio.gather(*calls)
         return True
 
@@ -353,8 +417,10 @@ class RedisCache(Cache):
     async def _put_immutable(self, entries: Sequence[Fill]) -> bool:
         generation = self._generation
         if generation is None:
-            generation = await self._current_generation(await self._redis().get(GENERATION_KEY))
-        async with self._redis().pipeline(transaction=False) as pipe:
+            generation = await self._current_generation(
+                await (await self._connected()).get(GENERATION_KEY)
+            )
+        async with (await self._connected()).pipeline(transaction=False) as pipe:
             for e in entries:
                 pipe.set(_data_key(e.key), generation + e.value, px=int(e.ttl * 1000))
             await pipe.execute()
@@ -368,7 +434,7 @@ class RedisCache(Cache):
     async def health(self) -> dict[str, Any]:
         started = time.perf_counter()
         try:
-            await asyncio.wait_for(self._redis().ping(), self.socket_timeout * 4)
+            await asyncio.wait_for((await self._connected()).ping(), self.socket_timeout * 4)
         except asyncio.CancelledError:
             raise
         except Exception as exc:
