@@ -43,9 +43,7 @@ class Target:
 
     def open_async(self, **kwargs: Any) -> kvstore.AsyncKVStore:
         kwargs.setdefault("cache", None)
-        return kvstore.open_async(
-            self.url, storage_options=self.storage_options or None, **kwargs
-        )
+        return kvstore.open_async(self.url, storage_options=self.storage_options or None, **kwargs)
 
 
 @pytest.fixture(scope="session")
