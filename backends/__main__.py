@@ -92,6 +92,7 @@ def _print_usage(
         env["KVSTORE_URL"] = store.url_for(bucket, prefix)  # read by kvstore.open(None)
     if redis:
         env["REDIS_URL"] = redis.url
+        env["KVSTORE_CACHE"] = redis.url  # read by the examples and the CLI's --cache default
     for server in (s3, gcs):
         if server:
             env.update(server.env)

@@ -2,7 +2,7 @@
 
 Run it:
 
-    python -m backends up --only s3      # in another terminal; prints `export` lines
+    python -m backends up --only s3,redis   # in another terminal; prints `export` lines
     export KVSTORE_URL=s3://kvstore-test/demo AWS_ACCESS_KEY_ID=... \\
            AWS_SECRET_ACCESS_KEY=... AWS_DEFAULT_REGION=... AWS_ENDPOINT_URL_S3=http://127.0.0.1:PORT
     python examples/s3_quickstart.py
@@ -12,8 +12,9 @@ botocore) takes the credentials, region and endpoint from the standard ``AWS_*``
 variables - ``AWS_ENDPOINT_URL_S3`` (or ``AWS_ENDPOINT_URL``) points it at moto; leave it
 unset for real S3. No ``storage_options`` are needed; pass
 ``storage_options={"endpoint_url": ...}`` to ``kvstore.open`` if you prefer explicit
-configuration. The cache is ``KVSTORE_CACHE`` if set (``none``, ``local``, and later
-``redis://host:6379/0``), else the in-process cache.
+configuration. The cache is ``KVSTORE_CACHE`` if set (``none``, ``local``, or a Redis URL
+such as the ``redis://127.0.0.1:PORT/0`` that ``python -m backends up`` prints), else the
+in-process cache.
 """
 
 from __future__ import annotations

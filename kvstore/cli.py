@@ -429,8 +429,9 @@ def _global_options(late: bool) -> argparse.ArgumentParser:
     )
     p.add_argument(
         "--cache",
-        default=default("local"),
-        help="none, local (in-process; the default) or a redis:// URL",
+        default=default(os.environ.get("KVSTORE_CACHE") or "local"),
+        help="none, local (in-process) or a redis://, rediss://, unix:// or redis+cluster:// "
+        "URL (default: $KVSTORE_CACHE, else local)",
     )
     p.add_argument(
         "--storage-option",

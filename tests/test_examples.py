@@ -126,3 +126,19 @@ def test_s3_quickstart_without_a_cache(tmp_path: Path, s3_server: Any) -> None:
     lines = run_example("s3_quickstart.py", tmp_path, env)
     assert lines[0] == f"store: {url} cache: none"
     assert lines[1:-1] == SYNC_TOUR
+
+
+def test_s3_quickstart_with_a_redis_cache(
+    tmp_path: Path, s3_server: Any, redis_server: Any
+) -> None:
+    """The setup `python -m backends up` gives: moto S3 behind a real redis-server cache."""
+    url = s3_server.url_for("kvstore-test", f"examples-{uuid.uuid4().hex[:8]}")
+    env = {**s3_server.env, "KVSTORE_URL": url, "KVSTORE_CACHE": redis_server.url}
+    lines = run_example("s3_quickstart.py", tmp_path, env)
+    assert lines[0] == f"store: {url} cache: {redis_server.url}"
+    assert lines[1:-1] == SYNC_TOUR
+    client = redis_server.client()
+    try:
+        assert client.exists("kvstore:generation")  # the example really used this Redis
+    finally:
+        client.close()
