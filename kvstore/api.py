@@ -19,6 +19,7 @@ Guarantees of every method (per backend details in the README's guarantees table
 from __future__ import annotations
 
 import asyncio
+import functools
 import hashlib
 import random
 import time
@@ -27,7 +28,7 @@ from typing import Any, TypeVar
 
 from . import codec
 from .blob import BlobStore
-from .blob.base import Blob
+from .blob.base import AmbiguousWriteError, Blob
 from .cache import Cache, Fill
 from .errors import ConfigurationError, CorruptDataError, KVStoreError
 from .keys import decode_name, encode_name, encode_prefix, key_str
@@ -65,7 +66,7 @@ class _Resources:
         self.clock = clock
         self.concurrency = concurrency
         self.cache_ttl = cache_ttl
-        digest = hashlib.sha256(blob.url.encode()).hexdigest()[:16]
+        digest = hashlib.sha256(blob.identity.encode()).hexdigest()[:16]
         self.cache_prefix = f"kvstore:{digest}:"
 
 
@@ -145,17 +146,20 @@ class AsyncKVStore:
         counts["cache"] = {"kind": self._r.cache.name, **self._r.cache.info()}
         return counts
 
-    async def health(self) -> dict[str, Any]:
+    async def health(self, timeout: float = 5.0) -> dict[str, Any]:
         """Is the object store reachable (one GET of an absent probe object) and the cache?
 
-        Never raises for an unreachable backend: reports ``ok: False`` and the error.
+        Never raises for an unreachable backend: reports ``ok: False`` and the error, within
+        ``timeout`` seconds.
         """
         started = time.perf_counter()
         try:
-            await self._r.blob.get(".kvstore/health-probe")
+            await asyncio.wait_for(self._r.blob.get(".kvstore/health-probe"), timeout)
             store: dict[str, Any] = {"ok": True}
         except KVStoreError as exc:
             store = {"ok": False, "error": str(exc)}
+        except asyncio.TimeoutError:
+            store = {"ok": False, "error": f"no answer within {timeout} s"}
         store["url"] = self.url
         store["latency_ms"] = round((time.perf_counter() - started) * 1000, 3)
         cache = await self._cache_safely(
@@ -195,6 +199,26 @@ class AsyncKVStore:
         except Exception:
             self._r.stats.add("cache.errors")
             return fallback
+
+    async def _commit(self, paths: Sequence[str], write: Callable[[], Awaitable[T]]) -> T:
+        """Run a write, then invalidate ``paths`` in the cache - whatever happened.
+
+        The invalidation runs after success, after a failure (a partial ``mset`` wrote some
+        keys) and after cancellation. The write and its invalidation are shielded from the
+        caller's cancellation (a deadline, Ctrl-C on the blocking face): a request already
+        sent may still land, so the pair runs to its end on the loop even if the caller
+        has stopped waiting.
+        """
+
+        async def write_then_invalidate() -> T:
+            try:
+                return await write()
+            finally:
+                await self._invalidate(paths)
+
+        task = asyncio.ensure_future(write_then_invalidate())
+        task.add_done_callback(_consume_result)
+        return await asyncio.shield(task)
 
     async def _invalidate(self, paths: Sequence[str]) -> None:
         if paths:
@@ -273,19 +297,25 @@ class AsyncKVStore:
             result, new = decide(stored, live)
             if new is None:
                 return result
-            if new == b"":
-                assert stored is not None
-                ok = await self._r.blob.delete_if_match(path, stored.tag)
-            elif stored is None:
-                ok = await self._r.blob.put_if_absent(path, new) is not None
-            else:
-                ok = await self._r.blob.put_if_match(path, new, stored.tag) is not None
-            if not ok and new:
-                # An ambiguous retry may have applied our own write: the nonce tells.
-                check = await self._r.blob.get(path)
-                ok = check is not None and check.data == new
+            try:
+                if new == b"":
+                    assert stored is not None
+                    ok = await self._r.blob.delete_if_match(path, stored.tag)
+                elif stored is None:
+                    ok = await self._r.blob.put_if_absent(path, new) is not None
+                else:
+                    ok = await self._r.blob.put_if_match(path, new, stored.tag) is not None
+            except AmbiguousWriteError:
+                # A retried conditional write met a conflict: our first attempt may have
+                # applied. A swap or delete of the version we read is then either ours or
+                # superseded by a concurrent write - success both ways (re-applying could
+                # undo that newer write). A create is ours only if the bytes are (nonce).
+                if stored is None:
+                    check = await self._r.blob.get(path)
+                    ok = check is not None and check.data == new
+                else:
+                    ok = True
             if ok:
-                await self._invalidate([path])
                 return result
             self._r.stats.add("swap_conflicts")
             await asyncio.sleep(random.uniform(0, 0.002 * (attempt + 1)))
@@ -337,14 +367,8 @@ class AsyncKVStore:
         path = self._path(name)
         data = codec.encode(payload, expires_at_ms=expires)
         if not (nx or xx or keepttl):
-            await self._r.blob.put(path, data)
-            await self._invalidate([path])
+            await self._commit([path], lambda: self._r.blob.put(path, data))
             return True
-        if nx:
-            created = await self._r.blob.put_if_absent(path, data)
-            if created is not None:
-                await self._invalidate([path])
-                return True
 
         def decide(
             stored: Blob | None, live: codec.Envelope | None
@@ -357,16 +381,30 @@ class AsyncKVStore:
                 return True, codec.with_expiry(data, live.expires_at_ms)
             return True, data
 
-        return await self._swap(name, path, decide)
+        async def conditional() -> bool | None:
+            if nx:
+                try:
+                    if await self._r.blob.put_if_absent(path, data) is not None:
+                        return True
+                except AmbiguousWriteError:
+                    pass  # decide() below recognises our own bytes
+            return await self._swap(name, path, decide)
+
+        return await self._commit([path], conditional)
 
     async def mset(self, mapping: Mapping[str, Any]) -> bool:
         """Store several values; each write is atomic, the batch as a whole is not."""
         if not isinstance(mapping, Mapping):
             raise ConfigurationError("mset takes a mapping of keys to values")
         items = [(self._path(key_str(k)), codec.encode(to_bytes(v))) for k, v in mapping.items()]
-        await _bounded([self._r.blob.put(path, data) for path, data in items], self._r.concurrency)
-        await self._invalidate([path for path, _ in items])
-        return True
+
+        async def put_all() -> bool:
+            await _bounded(
+                [self._r.blob.put(path, data) for path, data in items], self._r.concurrency
+            )
+            return True
+
+        return await self._commit([path for path, _ in items], put_all)
 
     async def delete(self, *keys: str) -> int:
         """Remove keys; returns how many of them held a live value."""
@@ -381,11 +419,13 @@ class AsyncKVStore:
             await self._r.blob.delete(path)
             return present
 
-        removed = await _bounded(
-            [remove(n, p) for n, p in zip(names, paths, strict=True)], self._r.concurrency
-        )
-        await self._invalidate(paths)
-        return sum(removed)
+        async def remove_all() -> int:
+            removed = await _bounded(
+                [remove(n, p) for n, p in zip(names, paths, strict=True)], self._r.concurrency
+            )
+            return sum(removed)
+
+        return await self._commit(paths, remove_all)
 
     async def exists(self, *keys: str) -> int:
         """How many of ``keys`` hold a live value (a key named twice counts twice). Cached."""
@@ -429,7 +469,7 @@ class AsyncKVStore:
                 return True, b""
             return True, codec.with_expiry(stored.data, new_at, key=name, path=self._where(path))
 
-        return await self._swap(name, path, decide)
+        return await self._commit([path], lambda: self._swap(name, path, decide))
 
     async def expire(
         self,
@@ -455,7 +495,7 @@ class AsyncKVStore:
                 return False, None
             return True, codec.with_expiry(stored.data, 0, key=name, path=self._where(path))
 
-        return await self._swap(name, path, decide)
+        return await self._commit([path], lambda: self._swap(name, path, decide))
 
     async def pttl(self, key: str) -> int:
         """Remaining TTL in ms; -2 if the key is missing, -1 if it has no TTL. Cached."""
@@ -519,11 +559,10 @@ class AsyncKVStore:
                     return False
                 return await self._r.blob.delete_if_match(path, found.tag)
 
-            done = await _bounded(
-                [purge(k, p, b) for k, p, b in zip(page, paths, blobs, strict=True)],
-                self._r.concurrency,
+            tasks = [purge(k, p, b) for k, p, b in zip(page, paths, blobs, strict=True)]
+            done = await self._commit(
+                paths, functools.partial(_bounded, tasks, self._r.concurrency)
             )
-            await self._invalidate([p for p, ok in zip(paths, done, strict=True) if ok])
             removed += sum(done)
         return removed
 
@@ -545,11 +584,25 @@ def _flatten(first: Iterable[Any] | str | bytes, rest: Sequence[Any]) -> list[An
 
 
 async def _bounded(tasks: Sequence[Awaitable[T]], limit: int) -> list[T]:
-    """Await all, at most ``limit`` at a time, results in order."""
+    """Await all, at most ``limit`` at a time, results in order.
+
+    Every task is settled before an error is raised (the first one), so nothing is still
+    writing when the caller invalidates the cache or reports the failure.
+    """
     gate = asyncio.Semaphore(limit)
 
     async def run(task: Awaitable[T]) -> T:
         async with gate:
             return await task
 
-    return list(await asyncio.gather(*(run(t) for t in tasks)))
+    results = await asyncio.gather(*(run(t) for t in tasks), return_exceptions=True)
+    for result in results:
+        if isinstance(result, BaseException):
+            raise result
+    return results  # type: ignore[return-value]
+
+
+def _consume_result(task: asyncio.Future[Any]) -> None:
+    """Retrieve a shielded write's exception when its caller has stopped waiting for it."""
+    if not task.cancelled():
+        task.exception()

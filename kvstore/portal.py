@@ -1,8 +1,9 @@
 """The event loop behind the blocking face: one daemon thread per process.
 
 ``KVStore`` runs ``AsyncKVStore`` coroutines here (httpx-style "one core, two faces",
-but without generating a second copy of the code). The loop is re-created in a child
-process after ``fork``; stores should be opened after forking.
+but without generating a second copy of the code). A child process after ``fork`` gets a
+loop of its own on first use, and a store opened before the fork reconnects there (its
+object-store and Redis clients are rebuilt for the new loop).
 """
 
 from __future__ import annotations
@@ -63,6 +64,8 @@ _lock = threading.Lock()
 def portal() -> Portal:
     """The process's portal, started on first use (and again in a forked child)."""
     global _portal, _pid
+    if _portal is not None and _pid == os.getpid():
+        return _portal  # the fast path: no lock
     with _lock:
         if _portal is None or _pid != os.getpid():
             _portal, _pid = Portal(), os.getpid()

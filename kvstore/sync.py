@@ -33,9 +33,14 @@ class KVStore:
     Thread-safe: any number of threads may share one KVStore.
     """
 
-    def __init__(self, core: AsyncKVStore, *, _portal: Portal | None = None) -> None:
+    def __init__(self, core: AsyncKVStore) -> None:
         self._core = core
-        self._portal = _portal or portal()
+
+    @property
+    def _portal(self) -> Portal:
+        # Looked up on every call, not kept: in a child process after fork() the parent's
+        # loop thread does not exist, and the child gets its own (the store reconnects).
+        return portal()
 
     @property
     def url(self) -> str:
@@ -51,7 +56,7 @@ class KVStore:
         return self._core
 
     def namespace(self, name: str) -> KVStore:
-        return KVStore(self._core.namespace(name), _portal=self._portal)
+        return KVStore(self._core.namespace(name))
 
     namespace.__doc__ = AsyncKVStore.namespace.__doc__
 

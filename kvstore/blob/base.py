@@ -34,10 +34,23 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import TypeVar
 
-from ..errors import BackendError, ConfigurationError, UnsupportedOperationError
+from ..errors import (
+    BackendError,
+    ConfigurationError,
+    KVStoreError,
+    UnsupportedOperationError,
+)
 from ..stats import Stats
 
 T = TypeVar("T")
+
+
+class AmbiguousWriteError(KVStoreError):
+    """A conditional write failed transiently, was retried, and the retry met a conflict:
+    the first attempt may or may not have been applied. Callers decide (see api._swap)."""
+
+
+_CONDITIONAL = frozenset({"put_if_absent", "put_if_match", "delete_if_match"})
 
 
 @dataclass(frozen=True)
@@ -145,6 +158,12 @@ class BlobStore(ABC):
         self.url = url.rstrip("/")
         self.retry = retry or self.default_retry
         self.stats = stats
+
+    @property
+    def identity(self) -> str:
+        """What names this store's data uniquely, for keys in a shared cache: the URL plus
+        whatever else tells two same-named stores apart (an endpoint, a host)."""
+        return self.url
 
     def check_path(self, path: str) -> None:
         """Raise InvalidKeyError if the store cannot hold an object named ``path``."""
@@ -255,16 +274,22 @@ class BlobStore(ABC):
             )
 
     async def _call(self, operation: str, path: str, attempt: Callable[[], Awaitable[T]]) -> T:
+        uncertain = False  # an earlier attempt of a conditional write may have applied
         for n in range(self.retry.attempts):
             self.stats.add(f"requests.{operation}")
             try:
-                return await attempt()
+                result = await attempt()
+                if uncertain and result in (None, False):
+                    self.stats.add("ambiguous_writes")
+                    raise AmbiguousWriteError(f"{operation} {self.url}/{path}: outcome unknown")
+                return result
             except asyncio.CancelledError:
                 raise
             except Exception as exc:
-                if isinstance(exc, BackendError | UnsupportedOperationError):
+                if isinstance(exc, KVStoreError):
                     raise
                 if n + 1 < self.retry.attempts and is_transient(exc):
+                    uncertain = uncertain or operation in _CONDITIONAL
                     self.stats.add("retries")
                     await asyncio.sleep(self.retry.delay(n))
                     continue

@@ -28,9 +28,11 @@ class GCSBlobStore(RemoteBlobStore):
 
     protocol = "gs"
     extra = "gcs"
+    endpoint_env = ("STORAGE_EMULATOR_HOST",)
     # gcsfs retries each request (6 tries, exponential backoff) and reads the body inside
     # that loop; retrying again here would multiply its delays.
     default_retry = RetryPolicy(attempts=1)
+    _bucket_checked = False
 
     async def _connect(self, fs: Any) -> None:
         await fs._set_session()
@@ -38,6 +40,17 @@ class GCSBlobStore(RemoteBlobStore):
     async def _disconnect(self, fs: Any) -> None:
         if fs.session is not None and not fs.session.closed:
             await fs.session.close()
+
+    async def _require_bucket(self, fs: Any) -> None:
+        """GCS answers 404 alike for a missing object and a missing bucket; on the first
+        miss, ask once whether the bucket exists, so a typo is an error, not empty data."""
+        if self._bucket_checked:
+            return
+        try:
+            await fs._call("GET", "b/{}", self.bucket, json_out=True)
+        except FileNotFoundError:
+            raise FileNotFoundError(f"bucket {self.bucket!r} does not exist") from None
+        self._bucket_checked = True
 
     async def _upload(self, path: str, data: bytes, **conditions: Any) -> str | None:
         """A single-request media upload; None when a precondition failed (HTTP 412)."""
@@ -64,6 +77,7 @@ class GCSBlobStore(RemoteBlobStore):
                 "GET", "b/{}/o/{}", self.bucket, self.key(path), alt="media"
             )
         except FileNotFoundError:
+            await self._require_bucket(fs)
             return None
         return Blob(data, str(headers.get("x-goog-generation", "")))
 

@@ -10,6 +10,10 @@
   object's inode, mtime, size and a checksum of its first 32 bytes (where every kvstore
   object keeps a random nonce), read from the same open file as the data.
 
+New directories are fsynced into their parents; temp files orphaned by a killed writer are
+removed (when older than an hour) by the next store that writes. Listing walks the
+directory tree in one pass, then pages the sorted result.
+
 Works on one machine (several processes). Not for network filesystems without working
 ``flock``/``link``, nor for case-insensitive filesystems (two keys that differ only by case
 would share a file).
@@ -21,6 +25,8 @@ import asyncio
 import contextlib
 import fcntl
 import os
+import socket
+import time
 import uuid
 import zlib
 from collections.abc import AsyncIterator, Iterator
@@ -31,6 +37,7 @@ from .base import Blob, BlobStore, RetryPolicy
 
 PAGE = 1000
 _LOCK_STRIPES = 64
+_STALE_TEMP_SECONDS = 3600
 _PRIVATE = ".kvstore"
 
 
@@ -55,14 +62,46 @@ class LocalBlobStore(BlobStore):
         self.fsync = fsync
         self._tmp = self.root / _PRIVATE / "tmp"
         self._locks = self.root / _PRIVATE / "locks"
+        self._swept = False
+
+    @property
+    def identity(self) -> str:
+        # The same path on two hosts is two stores; one Redis may serve both.
+        return f"{socket.gethostname()}:{self.url}"
 
     # -- helpers (run in worker threads) ---------------------------------------------------
 
     def _file(self, path: str) -> Path:
         return self.root / path
 
+    def _makedirs(self, directory: Path) -> None:
+        """Create missing directories and fsync each new one's parent: a file is durable only
+        once every directory entry on its path is."""
+        if directory.is_dir():
+            return
+        missing = []
+        while not directory.exists():
+            missing.append(directory)
+            directory = directory.parent
+        for new in reversed(missing):
+            with contextlib.suppress(FileExistsError):  # a concurrent writer made it
+                new.mkdir()
+            self._sync_dir(new.parent)
+
+    def _sweep_temp(self) -> None:
+        """Remove temp files orphaned by killed writers (older than an hour), once per store."""
+        self._swept = True
+        cutoff = time.time() - _STALE_TEMP_SECONDS
+        with contextlib.suppress(FileNotFoundError):
+            for entry in os.scandir(self._tmp):
+                with contextlib.suppress(FileNotFoundError):
+                    if entry.stat().st_mtime < cutoff:
+                        os.unlink(entry.path)
+
     def _write_temp(self, data: bytes) -> tuple[Path, str]:
-        self._tmp.mkdir(parents=True, exist_ok=True)
+        self._makedirs(self._tmp)
+        if not self._swept:
+            self._sweep_temp()
         tmp = self._tmp / uuid.uuid4().hex
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
         try:
@@ -91,7 +130,7 @@ class LocalBlobStore(BlobStore):
 
     @contextlib.contextmanager
     def _locked(self, path: str) -> Iterator[None]:
-        self._locks.mkdir(parents=True, exist_ok=True)
+        self._makedirs(self._locks)
         stripe = zlib.crc32(path.encode()) % _LOCK_STRIPES
         fd = os.open(self._locks / f"{stripe:02d}", os.O_RDWR | os.O_CREAT, 0o644)
         try:
@@ -108,7 +147,7 @@ class LocalBlobStore(BlobStore):
             return None
 
     def _replace(self, tmp: Path, target: Path) -> None:
-        target.parent.mkdir(parents=True, exist_ok=True)
+        self._makedirs(target.parent)
         os.replace(tmp, target)
         self._sync_dir(target.parent)
 
@@ -143,7 +182,7 @@ class LocalBlobStore(BlobStore):
         target = self._file(path)
         tmp, tag = self._write_temp(data)
         try:
-            target.parent.mkdir(parents=True, exist_ok=True)
+            self._makedirs(target.parent)
             try:
                 os.link(tmp, target)
             except FileExistsError:

@@ -9,6 +9,8 @@ from __future__ import annotations
 import bisect
 import functools
 import itertools
+import os
+import socket
 import threading
 from collections.abc import AsyncIterator
 
@@ -49,6 +51,11 @@ class MemoryBlobStore(BlobStore):
         self.root = root.strip("/")
         super().__init__(f"memory://{self.root}", retry=retry, stats=stats)
         self._space = _SPACE
+
+    @property
+    def identity(self) -> str:
+        # memory:// is private to its process: two processes never share its data.
+        return f"{socket.gethostname()}:{os.getpid()}:{self.url}"
 
     def _full(self, path: str) -> str:
         return f"{self.root}/{path}" if self.root else path

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import inspect
+import os
 from typing import Any
 
 from ..errors import ConfigurationError, InvalidKeyError
@@ -84,6 +85,18 @@ class RemoteBlobStore(BlobStore):
             raise ConfigurationError(
                 f"{self.protocol}:// needs an extra package: pip install 'kvstore[{self.extra}]'"
             ) from exc
+
+    #: Environment variables that choose the endpoint when storage_options do not.
+    endpoint_env: tuple[str, ...] = ()
+
+    @property
+    def identity(self) -> str:
+        # The same bucket name on two endpoints (AWS vs MinIO, two regions' emulators) is
+        # two stores: the endpoint is part of what a shared cache must tell apart.
+        endpoint = self.storage_options.get("endpoint_url") or next(
+            (os.environ[v] for v in self.endpoint_env if os.environ.get(v)), "default"
+        )
+        return f"{self.url}@{endpoint}"
 
     def key(self, path: str) -> str:
         """The object key inside the bucket."""

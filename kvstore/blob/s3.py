@@ -21,6 +21,14 @@ from .base import Blob, RetryPolicy
 from .remote import RemoteBlobStore
 
 
+def _error_code(exc: BaseException) -> str | None:
+    response = getattr(exc.__cause__, "response", None)
+    if isinstance(response, dict):
+        code = response.get("Error", {}).get("Code")
+        return str(code) if code is not None else None
+    return None
+
+
 def _precondition_failed(exc: BaseException) -> bool:
     """s3fs turns a 412 into FileExistsError (If-None-Match) or an OSError (If-Match)."""
     if isinstance(exc, FileExistsError):
@@ -39,9 +47,10 @@ class S3BlobStore(RemoteBlobStore):
 
     protocol = "s3"
     extra = "s3"
-    # botocore and s3fs retry requests themselves; one more try here covers what they do
-    # not: a connection dropped while the response body is being read.
-    default_retry = RetryPolicy(attempts=2)
+    # botocore and s3fs retry requests themselves (s3fs: 5 tries with backoff); retrying
+    # again here would multiply their delays. Pass retry=RetryPolicy(...) to add more.
+    default_retry = RetryPolicy(attempts=1)
+    endpoint_env = ("AWS_ENDPOINT_URL_S3", "AWS_ENDPOINT_URL")
 
     async def _connect(self, fs: Any) -> None:
         await fs.set_session()
@@ -57,7 +66,9 @@ class S3BlobStore(RemoteBlobStore):
     async def _get(self, path: str) -> Blob | None:
         try:
             resp = await self._s3("get_object", Key=self.key(path))
-        except FileNotFoundError:
+        except FileNotFoundError as exc:
+            if _error_code(exc) == "NoSuchBucket":
+                raise  # a wrong bucket is an error, not an empty store
             return None
         body = resp["Body"]
         try:

@@ -86,6 +86,8 @@ redis.call('SET', KEYS[1], ARGV[2])
 return ARGV[2]
 """
 
+_MAX_UNDELIVERED = 100_000  # beyond this, only the generation bump repairs (it always does)
+
 _CLUSTER_SCHEMES = {"redis+cluster": "redis", "rediss+cluster": "rediss"}
 
 
@@ -185,6 +187,8 @@ class RedisCache(Cache):
         self._run_id = b"0" * _RUN_ID_LEN  # learnt on connect (standalone Redis only)
         self._init_lock = asyncio.Lock()
         self._init_loop: asyncio.AbstractEventLoop | None = None
+        self._undelivered: set[str] = set()
+        self._flusher: asyncio.Future[None] | None = None
         self._validate_url()
 
     def _validate_url(self) -> None:
@@ -253,10 +257,19 @@ class RedisCache(Cache):
                 self._run_id = line.split(":", 1)[1].strip()[:_RUN_ID_LEN].encode()
 
     async def close(self) -> None:
-        client, self._client = self._client, None
-        if client is not None and self._loop is asyncio.get_running_loop():
+        """Close the connections. A client still dirty (an invalidation it could not
+        deliver) first tries, within one timeout, to replace the generation - so leaving
+        the process does not leave stale entries behind for everyone else."""
+        if self._flusher is not None:
+            self._flusher.cancel()
+        if self._client is not None and self._loop is asyncio.get_running_loop():
+            if self.dirty:
+                with contextlib.suppress(Exception):
+                    await self._new_generation()
+            client, self._client = self._client, None
             with contextlib.suppress(Exception):  # closing a dead connection is no error
                 await client.aclose()
+        self._client = None
 
     # -- fault handling --------------------------------------------------------------------
 
@@ -305,6 +318,7 @@ class RedisCache(Cache):
         token = self._fresh_generation()
         await asyncio.wait_for(client.set(GENERATION_KEY, token), self.socket_timeout * 4)
         self._generation, self.dirty = token, False
+        self._undelivered.clear()  # the new generation supersedes them
         self.counters["generation_bumps"] += 1
 
     async def _current_generation(self, seen: bytes | None) -> bytes:
@@ -410,9 +424,33 @@ class RedisCache(Cache):
         done = await self._guarded("invalidate", lambda: self._invalidate(keys))
         if done is None:
             # Not delivered: the cache may now hold entries older than this write. The
-            # client is marked dirty; on recovery the generation is replaced first.
+            # client is marked dirty (on recovery the generation is replaced first), and
+            # the keys are queued for a background delivery that does not wait for the
+            # breaker: Redis may be fine and only this client's breaker open.
             self.dirty = True
             self.counters["undelivered_invalidations"] += len(keys)
+            self._queue_invalidations(keys)
+
+    def _queue_invalidations(self, keys: Sequence[str]) -> None:
+        if len(self._undelivered) < _MAX_UNDELIVERED:
+            self._undelivered.update(keys)
+        if self._flusher is None or self._flusher.done():
+            self._flusher = asyncio.ensure_future(self._deliver_undelivered())
+
+    async def _deliver_undelivered(self) -> None:
+        """Retry queued invalidations until they arrive (or a generation bump makes them
+        moot), one attempt per ``breaker_interval``; never raises."""
+        while self._undelivered and self.dirty:
+            keys = list(self._undelivered)
+            try:
+                await asyncio.wait_for(self._invalidate(keys), self.socket_timeout * 4)
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                await asyncio.sleep(self.breaker.interval)
+                continue
+            self._undelivered.difference_update(keys)
+            self.counters["late_invalidations"] += len(keys)
 
     async def _put_immutable(self, entries: Sequence[Fill]) -> bool:
         generation = self._generation
