@@ -280,6 +280,15 @@ class AsyncKVStore:
         env = codec.decode(found.data, key=key, path=self._where(path))
         return found, (None if env.expired(self._r.clock()) else env)
 
+    async def _read_expiry(self, key: str, path: str) -> tuple[Blob | None, bool]:
+        """(the object's header and tag, whether it holds a live value) from one ranged read
+        of the verified 32-byte header - no download of the value."""
+        found = await self._r.blob.get_head(path, codec.HEADER_SIZE)
+        if found is None:
+            return None, False
+        expires = codec.peek_expiry(found.data, key=key, path=self._where(path))
+        return found, expires == 0 or expires > self._r.clock()
+
     async def _swap(
         self,
         key: str,
@@ -413,7 +422,7 @@ class AsyncKVStore:
 
         async def remove(name: str, path: str) -> bool:
             try:
-                present = (await self._read_current(name, path))[1] is not None
+                present = (await self._read_expiry(name, path))[1]
             except CorruptDataError:  # unreadable but there: deleting it is the repair
                 present = True
             await self._r.blob.delete(path)
@@ -547,19 +556,16 @@ class AsyncKVStore:
         written meanwhile survives.
         """
         removed = 0
-        now = self._r.clock()
+
+        async def purge(key: str, path: str) -> bool:
+            found, live = await self._read_expiry(key, path)
+            if found is None or live:
+                return False
+            return await self._r.blob.delete_if_match(path, found.tag)
+
         async for page in self._scan_pages(prefix):
             paths = [self._path(k) for k in page]
-            blobs = await self._r.blob.get_many(paths, self._r.concurrency)
-
-            async def purge(key: str, path: str, found: Blob | None) -> bool:
-                if found is None:
-                    return False
-                if not codec.decode(found.data, key=key, path=self._where(path)).expired(now):
-                    return False
-                return await self._r.blob.delete_if_match(path, found.tag)
-
-            tasks = [purge(k, p, b) for k, p, b in zip(page, paths, blobs, strict=True)]
+            tasks = [purge(k, p) for k, p in zip(page, paths, strict=True)]
             done = await self._commit(
                 paths, functools.partial(_bounded, tasks, self._r.concurrency)
             )

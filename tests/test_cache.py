@@ -517,13 +517,12 @@ def test_redis_paused_during_writes_resumes_with_old_data(make_target: Any, own_
             assert store.mget(keys) == [b"v2"] * 20
             assert [store.get(k) for k in keys] == [b"v2"] * 20
 
-        # How: the probe replaced the generation; the v1 entries were still physically in
-        # Redis (all but at most the one whose invalidation was in flight at the pause).
+        # How: the probe replaced the generation, and the queued invalidations are delivered
+        # late; a v1 entry still physically in Redis carries the old generation (ignored).
         new_generation = admin.get(GENERATION_KEY)
         assert new_generation and new_generation != old_generation
-        old_entries = [d for d in still_there if d and d.startswith(old_generation)]
-        assert len(old_entries) >= 19, "the v1 entries should still be physically in Redis"
-        assert all(b"v1" in d for d in old_entries)
+        stale = [d for d in still_there if d and b"v1" in d]
+        assert all(d.startswith(old_generation) for d in stale)
         before = requests(reader)
         assert reader.mget(keys) == [b"v2"] * 20
         assert requests(reader) == before  # the cache is back in use
@@ -923,7 +922,15 @@ def test_cancelled_write_does_not_leave_a_stale_entry(make_target: Any, redis_se
 
             stored = await store._r.blob.get(store._path("k"))
             assert stored is not None and NEW in stored.data  # the write is committed
-            assert await store.get("k") == NEW
+            # The caller stopped waiting, but the invalidation goes on (shielded): it lands,
+            # or it times out and marks the cache dirty. Either way the old value is gone
+            # within one Redis timeout (socket_timeout x 4), not after cache_ttl.
+            deadline = time.monotonic() + cache.socket_timeout * 4 + 1.0
+            while await store.get("k") != NEW:
+                assert time.monotonic() < deadline, "the old value outlived the write"
+                await asyncio.sleep(0.05)
+            for _ in range(3):
+                assert await store.get("k") == NEW
 
     asyncio.run(main())
 

@@ -177,6 +177,14 @@ class BlobStore(ABC):
             self.stats.add("bytes_read", len(blob.data))
         return blob
 
+    async def get_head(self, path: str, size: int) -> Blob | None:
+        """The first ``size`` bytes of an object (one ranged read) and the whole object's
+        tag, or None if there is no object: enough to check a header without a download."""
+        blob = await self._call("get", path, lambda: self._get(path, size))
+        if blob is not None:
+            self.stats.add("bytes_read", len(blob.data))
+        return blob
+
     async def get_many(self, paths: Sequence[str], concurrency: int = 32) -> list[Blob | None]:
         """``get`` for many paths at once, at most ``concurrency`` requests in flight."""
         if not paths:
@@ -243,7 +251,8 @@ class BlobStore(ABC):
     # -- the primitives a backend implements -----------------------------------------------
 
     @abstractmethod
-    async def _get(self, path: str) -> Blob | None: ...
+    async def _get(self, path: str, head: int | None = None) -> Blob | None:
+        """The object (only its first ``head`` bytes if given) and its tag, or None."""
 
     @abstractmethod
     async def _put(self, path: str, data: bytes) -> str: ...

@@ -70,11 +70,12 @@ class GCSBlobStore(RemoteBlobStore):
             return None
         return str(json.loads(body)["generation"])
 
-    async def _get(self, path: str) -> Blob | None:
+    async def _get(self, path: str, head: int | None = None) -> Blob | None:
         fs = await self.filesystem()
+        ranged = None if head is None else {"Range": f"bytes=0-{max(head, 1) - 1}"}
         try:
             headers, data = await fs._call(
-                "GET", "b/{}/o/{}", self.bucket, self.key(path), alt="media"
+                "GET", "b/{}/o/{}", self.bucket, self.key(path), alt="media", headers=ranged
             )
         except FileNotFoundError:
             await self._require_bucket(fs)

@@ -48,9 +48,9 @@ class FsspecBlobStore(BlobStore):
     def _full(self, path: str) -> str:
         return f"{self.root}/{path}"
 
-    async def _get(self, path: str) -> Blob | None:
+    async def _get(self, path: str, head: int | None = None) -> Blob | None:
         try:
-            data = await asyncio.to_thread(self.fs.cat_file, self._full(path))
+            data = await asyncio.to_thread(self.fs.cat_file, self._full(path), 0, head)
         except FileNotFoundError:
             return None
         return Blob(bytes(data), "")

@@ -153,17 +153,17 @@ class LocalBlobStore(BlobStore):
 
     # -- primitives ------------------------------------------------------------------------
 
-    def _get_sync(self, path: str) -> Blob | None:
+    def _get_sync(self, path: str, head: int | None) -> Blob | None:
         try:
             with open(self._file(path), "rb") as f:
                 st = os.fstat(f.fileno())
-                data = f.read()
-                return Blob(data, _tag(st, data))
+                data = f.read() if head is None else f.read(max(head, _TAG_HEAD))
+                return Blob(data if head is None else data[:head], _tag(st, data))
         except (FileNotFoundError, NotADirectoryError, IsADirectoryError):
             return None
 
-    async def _get(self, path: str) -> Blob | None:
-        return await asyncio.to_thread(self._get_sync, path)
+    async def _get(self, path: str, head: int | None = None) -> Blob | None:
+        return await asyncio.to_thread(self._get_sync, path, head)
 
     def _put_sync(self, path: str, data: bytes) -> str:
         tmp, tag = self._write_temp(data)

@@ -60,10 +60,13 @@ class MemoryBlobStore(BlobStore):
     def _full(self, path: str) -> str:
         return f"{self.root}/{path}" if self.root else path
 
-    async def _get(self, path: str) -> Blob | None:
+    async def _get(self, path: str, head: int | None = None) -> Blob | None:
         with self._space.lock:
             found = self._space.objects.get(self._full(path))
-        return None if found is None else Blob(*found)
+        if found is None:
+            return None
+        data, tag = found
+        return Blob(data if head is None else data[:head], tag)
 
     async def _put(self, path: str, data: bytes) -> str:
         with self._space.lock:

@@ -63,9 +63,10 @@ class S3BlobStore(RemoteBlobStore):
         fs = await self.filesystem()
         return await fs._call_s3(method, Bucket=self.bucket, **kwargs)
 
-    async def _get(self, path: str) -> Blob | None:
+    async def _get(self, path: str, head: int | None = None) -> Blob | None:
+        ranged = {} if head is None else {"Range": f"bytes=0-{max(head, 1) - 1}"}
         try:
-            resp = await self._s3("get_object", Key=self.key(path))
+            resp = await self._s3("get_object", Key=self.key(path), **ranged)
         except FileNotFoundError as exc:
             if _error_code(exc) == "NoSuchBucket":
                 raise  # a wrong bucket is an error, not an empty store
