@@ -435,10 +435,10 @@ class FlakyBlobStore(MemoryBlobStore):
             return True
         return False
 
-    async def _get(self, path: str) -> Any:
+    async def _get(self, path: str, head: int | None = None) -> Any:
         if self._should_fail("get", path):
             raise self.error()
-        return await super()._get(path)
+        return await super()._get(path, head)
 
     async def _put(self, path: str, data: bytes) -> str:
         if self._should_fail("put", path):

@@ -75,6 +75,8 @@ class RemoteBlobStore(BlobStore):
             )
         self._fs: Any = None
         self._loop: asyncio.AbstractEventLoop | None = None
+        self._connect_lock = asyncio.Lock()
+        self._connect_loop: asyncio.AbstractEventLoop | None = None
 
     def _load_class(self) -> Any:
         import fsspec
@@ -116,17 +118,23 @@ class RemoteBlobStore(BlobStore):
     async def filesystem(self) -> Any:
         """The filesystem for the running loop, created on first use."""
         loop = asyncio.get_running_loop()
-        if self._fs is None or self._loop is not loop:
-            options = {"skip_instance_cache": True, **self.storage_options}
-            try:
-                fs = self._fs_class(asynchronous=True, loop=loop, **options)
-            except TypeError as exc:
-                raise ConfigurationError(
-                    f"bad storage_options for {self.protocol}://: {exc}"
-                ) from exc
-            await self._connect(fs)
-            self._fs, self._loop = fs, loop
+        if self._fs is not None and self._loop is loop:
+            return self._fs
+        if self._connect_loop is not loop:  # an asyncio.Lock belongs to one loop
+            self._connect_lock, self._connect_loop = asyncio.Lock(), loop
+        async with self._connect_lock:  # concurrent first calls share one session
+            if self._fs is None or self._loop is not loop:
+                self._fs, self._loop = await self._open_filesystem(loop), loop
         return self._fs
+
+    async def _open_filesystem(self, loop: asyncio.AbstractEventLoop) -> Any:
+        options = {"skip_instance_cache": True, **self.storage_options}
+        try:
+            fs = self._fs_class(asynchronous=True, loop=loop, **options)
+        except TypeError as exc:
+            raise ConfigurationError(f"bad storage_options for {self.protocol}://: {exc}") from exc
+        await self._connect(fs)
+        return fs
 
     async def _connect(self, fs: Any) -> None:
         """Open the filesystem's session (a hook for subclasses)."""
