@@ -32,6 +32,7 @@ from .blob.base import AmbiguousWriteError, Blob
 from .cache import Cache, Fill
 from .errors import ConfigurationError, CorruptDataError, KVStoreError
 from .keys import decode_name, encode_name, encode_prefix, key_str
+from .logs import Logs
 from .stats import Stats
 from .values import duration_ms, expiry_from_args, to_bytes
 
@@ -68,6 +69,7 @@ class _Resources:
         self.cache_ttl = cache_ttl
         digest = hashlib.sha256(blob.identity.encode()).hexdigest()[:16]
         self.cache_prefix = f"kvstore:{digest}:"
+        self.writers: dict[tuple[int, str], Any] = {}  # log appenders, see logs.Logs
 
 
 class AsyncKVStore:
@@ -107,6 +109,7 @@ class AsyncKVStore:
         self._owner = _resources is None
         self.decode_responses = decode_responses
         self.namespace_path = _namespace
+        self._logs = Logs(self)
 
     # -- construction, lifetime ------------------------------------------------------------
 
@@ -420,13 +423,17 @@ class AsyncKVStore:
         names = list(dict.fromkeys(key_str(k) for k in _flatten((), keys)))
         paths = [self._path(n) for n in names]
 
-        async def remove(name: str, path: str) -> bool:
+        async def remove_value(name: str, path: str) -> bool:
             try:
                 present = (await self._read_expiry(name, path))[1]
             except CorruptDataError:  # unreadable but there: deleting it is the repair
                 present = True
             await self._r.blob.delete(path)
             return present
+
+        async def remove(name: str, path: str) -> bool:
+            value, log = await asyncio.gather(remove_value(name, path), self._logs.delete(name))
+            return value or log
 
         async def remove_all() -> int:
             removed = await _bounded(
@@ -440,7 +447,10 @@ class AsyncKVStore:
         """How many of ``keys`` hold a live value (a key named twice counts twice). Cached."""
         names = [key_str(k) for k in _flatten((), keys)]
         envs = await self._load(names, [self._path(n) for n in names])
-        return sum(env is not None for env in envs)
+        missing = list(dict.fromkeys(n for n, env in zip(names, envs, strict=True) if env is None))
+        lengths = await _bounded([self._logs.length(n) for n in missing], self._r.concurrency)
+        logs = {n for n, length in zip(missing, lengths, strict=True) if length > 0}
+        return sum(env is not None or name in logs for name, env in zip(names, envs, strict=True))
 
     # -- expiry ----------------------------------------------------------------------------
 
@@ -521,6 +531,36 @@ class AsyncKVStore:
         ms = await self.pttl(key)
         return ms if ms < 0 else (ms + 500) // 1000
 
+    # -- logs (session histories) -------------------------------------------------------------
+
+    async def append(self, key: str, *values: Any) -> int:
+        """Append records to the log ``key``; returns its new length (Redis RPUSH).
+
+        Durable on return (one object PUT; concurrent appends from this process share it).
+        Safe with any number of writers in any number of processes: no record is lost or
+        doubled, and each writer's records keep their order.
+        """
+        return await self._logs.append(key_str(key), values)
+
+    async def range(self, key: str, start: int = 0, end: int = -1) -> list[Result]:
+        """Records ``start..end`` of the log, inclusive, negative from the end, clamped
+        (Redis LRANGE). Reads only the objects that hold them, concurrently."""
+        records = await self._logs.range(key_str(key), start, end)
+        return [self._result(r) for r in records]
+
+    async def length(self, key: str) -> int:
+        """The number of records in the log (Redis LLEN); 0 if there is none."""
+        return await self._logs.length(key_str(key))
+
+    async def trim(self, key: str, start: int) -> int:
+        """Drop the log's records before index ``start`` (negative: keep the last
+        ``-start``), like LTRIM key start -1; returns the new length."""
+        return await self._logs.trim(key_str(key), start)
+
+    async def compact(self, key: str) -> int:
+        """Merge the log's old small chunks into segments; returns objects removed."""
+        return await self._logs.compact(key_str(key))
+
     # -- listing ---------------------------------------------------------------------------
 
     async def _scan_pages(self, prefix: str) -> AsyncIterator[list[str]]:
@@ -536,18 +576,27 @@ class AsyncKVStore:
                 yield keys
 
     async def scan_iter(self, prefix: str = "") -> AsyncIterator[str]:
-        """Every stored key starting with ``prefix``, page by page (one LIST per 1000).
+        """Every stored key starting with ``prefix``: values page by page (one LIST per
+        1000), then logs that hold records (one listing of the log area).
 
         Like the object store's listing, it includes keys whose TTL has passed but that
-        ``purge_expired()`` has not removed yet.
+        ``purge_expired()`` has not removed yet. A key that is both a value and a log is
+        listed twice.
         """
-        async for page in self._scan_pages(prefix):
+        async for page in self._all_pages(prefix):
             for key in page:
                 yield key
 
+    async def _all_pages(self, prefix: str) -> AsyncIterator[list[str]]:
+        async for page in self._scan_pages(prefix):
+            yield page
+        logs = await self._logs.live_keys(prefix)
+        if logs:
+            yield logs
+
     async def keys(self, prefix: str = "") -> list[str]:
         """All stored keys starting with ``prefix``, sorted; see :meth:`scan_iter`."""
-        return sorted([key async for key in self.scan_iter(prefix)])
+        return sorted({key async for key in self.scan_iter(prefix)})
 
     async def purge_expired(self, prefix: str = "") -> int:
         """Delete expired values for good; returns how many were removed.

@@ -2,6 +2,8 @@
 
     kvstore --url s3://bucket/app set greeting hello --ex 60
     kvstore --url s3://bucket/app get greeting
+    kvstore append chat '{"role": "user", "content": "hi"}'
+    kvstore range chat -5 -1
     kvstore demo
 
 Every subcommand is one row of :data:`COMMANDS`; a store command is a small function from
@@ -119,6 +121,41 @@ def _purge_expired(store: KVStore, args: argparse.Namespace) -> Reply:
     return Reply([str(store.purge_expired(args.prefix))])
 
 
+def _append(store: KVStore, args: argparse.Namespace) -> Reply:
+    if args.values.count("-") > 1:
+        raise ValueError("only one VALUE can be '-' (stdin holds one record)")
+    return Reply([str(store.append(args.key, *map(_read_value, args.values)))])
+
+
+def _range(store: KVStore, args: argparse.Namespace) -> Reply:
+    start, end = _index(args.start, "START"), _index(args.end, "END")
+    return Reply(store.range(args.key, start, end))
+
+
+def _length(store: KVStore, args: argparse.Namespace) -> Reply:
+    return Reply([str(store.length(args.key))])
+
+
+def _trim(store: KVStore, args: argparse.Namespace) -> Reply:
+    return Reply([str(store.trim(args.key, _index(args.start, "START")))])
+
+
+def _compact(store: KVStore, args: argparse.Namespace) -> Reply:
+    return Reply([str(store.compact(args.key))])
+
+
+def _index(value: str, name: str) -> int:
+    """A record index from the command line, parsed here rather than by argparse so that a
+    bad one is one error line (exit 2), not a usage message. ("-5" reaches us as an index:
+    argparse takes a negative number for a positional when no option looks like one.)"""
+    try:
+        return int(value, 10)
+    except ValueError:
+        raise ValueError(
+            f"{name} must be an integer (negative counts from the end), not {value!r}"
+        ) from None
+
+
 def _stats(store: KVStore, args: argparse.Namespace) -> Reply:
     return Reply([json.dumps({"url": store.url, **store.stats()}, indent=2)])
 
@@ -197,7 +234,7 @@ class Tour:
         self.out.flush()
 
     def do(self, code: str) -> Any:
-        names = {"store": self.store, **self.names}
+        names = {"store": self.store, "json": json, **self.names}
         try:
             result = eval(compile(code, "<demo>", "eval"), names)
         except SyntaxError:  # a statement, such as an assignment: nothing to show
@@ -253,17 +290,42 @@ def _chapter_keys(tour: Tour) -> None:
     tour.do("store.keys('user:')")
 
 
-def _chapter_layout(tour: Tour) -> None:
-    """On disk: one object per value (kv/), namespaces under ns/"""
-    files = sorted(
-        p.relative_to(tour.root).as_posix()
-        for p in tour.root.rglob("*")
-        if p.is_file() and ".kvstore" not in p.relative_to(tour.root).parts
+def _chapter_log(tour: Tour) -> None:
+    """Session history: an append log"""
+    tour.do(
+        """store.append('chat', '{"role": "system", "content": "You book tables."}', """
+        """'{"role": "user", "content": "Two at 8?"}')"""
     )
-    for name in files[:8]:
-        tour.say(f"   {name}")
-    if len(files) > 8:
-        tour.say(f"   ... and {len(files) - 8} more")
+    tour.do("""store.append('chat', '{"role": "assistant", "content": "Booked for 8 pm."}')""")
+    tour.do("""store.append('chat', '{"role": "user", "content": "Thanks!"}')""")
+    tour.do("store.length('chat')")
+    tour.do("[json.loads(message)['role'] for message in store.range('chat')]")
+    tour.do("store.range('chat', -2, -1)")
+    log = f"log/{encode_name('chat')}/"
+    objects = sorted(p.relative_to(tour.root / log).as_posix() for p in _files(tour.root / log))
+    tour.say(f"   on disk, one object per append: {log}{', '.join(objects)}")
+
+
+def _files(directory: Path) -> list[Path]:
+    return sorted(p for p in directory.rglob("*") if p.is_file())
+
+
+def _chapter_layout(tour: Tour) -> None:
+    """On disk: one object per value (kv/), a directory per log (log/), namespaces under ns/"""
+    entries: dict[str, int] = {}  # a value's object, or a log's directory: how many objects
+    for path in _files(tour.root):
+        parts = path.relative_to(tour.root).parts
+        if ".kvstore" in parts:
+            continue
+        if "log" in parts[:-1]:  # the log area (encoded names end in "~", so never "log")
+            name = "/".join(parts[: parts.index("log") + 2]) + "/"
+        else:
+            name = "/".join(parts)
+        entries[name] = entries.get(name, 0) + 1
+    for name, count in list(entries.items())[:8]:
+        tour.say(f"   {name}  ({count} objects)" if name.endswith("/") else f"   {name}")
+    if len(entries) > 8:
+        tour.say(f"   ... and {len(entries) - 8} more")
 
 
 def _chapter_corruption(tour: Tour) -> None:
@@ -295,6 +357,7 @@ DEMO_CHAPTERS: list[Callable[[Tour], None]] = [
     _chapter_mget,
     _chapter_namespace,
     _chapter_keys,
+    _chapter_log,
     _chapter_layout,
     _chapter_corruption,
     _chapter_stats,
@@ -350,6 +413,7 @@ def arg(*flags: str, **options: Any) -> tuple[tuple[str, ...], dict[str, Any]]:
 _KEY = arg("key", help="a non-empty key (at most 1024 bytes in UTF-8)")
 _KEYS = arg("keys", nargs="+", metavar="KEY")
 _PREFIX = arg("prefix", nargs="?", default="", help="only keys starting with PREFIX")
+_LOG = arg("key", help="the log's key (a log is stored apart from a value of that key)")
 
 COMMANDS: tuple[Command, ...] = (
     Command(
@@ -401,6 +465,40 @@ COMMANDS: tuple[Command, ...] = (
         _store_command(_purge_expired),
         (_PREFIX,),
     ),
+    Command(
+        "append",
+        "append records to a log; prints its new length",
+        _store_command(_append),
+        (
+            _LOG,
+            arg("values", nargs="+", metavar="VALUE", help="a record; '-' reads one from stdin"),
+        ),
+    ),
+    Command(
+        "range",
+        "print a log's records START..END (inclusive, negative from the end), one per line",
+        _store_command(_range),
+        (
+            _LOG,
+            arg("start", nargs="?", default="0", metavar="START", help="first index (default 0)"),
+            arg("end", nargs="?", default="-1", metavar="END", help="last index (default -1)"),
+        ),
+    ),
+    Command(
+        "len", "print how many records a log holds (0: none)", _store_command(_length), (_LOG,)
+    ),
+    Command(
+        "trim",
+        "drop a log's records before START (negative: keep the last -START); prints the new length",
+        _store_command(_trim),
+        (_LOG, arg("start", metavar="START", help="the first index to keep")),
+    ),
+    Command(
+        "compact",
+        "merge a log's old chunks into segments; prints how many objects it removed",
+        _store_command(_compact),
+        (_LOG,),
+    ),
     Command("stats", "print the store's URL and request counters as JSON", _store_command(_stats)),
     Command("demo", "a narrated tour in a temporary directory (or --url DIR, empty)", _demo),
 )
@@ -409,7 +507,9 @@ _EPILOG = f"""\
 exit status: 0 ok; 1 a "no" answer (get: missing key, set: --nx/--xx not met,
 expire/persist: nothing changed); 2 an error (one line on stderr; --debug for a traceback).
 mget prints {NIL.decode()} for a missing key, so a stored value "{NIL.decode()}", or one with a
-newline, is ambiguous there: use get for such values.
+newline, is ambiguous there: use get for such values. range prints one record per line, so
+records holding newlines are ambiguous there too. Negative indices need no "--":
+  kvstore range chat -5 -1
 """
 
 

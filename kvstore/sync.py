@@ -66,9 +66,10 @@ class KVStore:
     stats.__doc__ = AsyncKVStore.stats.__doc__
 
     def scan_iter(self, prefix: str = "") -> Iterator[str]:
-        """Every stored key starting with ``prefix``, one LIST request per 1000 keys."""
-        for page in self._portal.iterate(self._core._scan_pages(prefix)):
+        for page in self._portal.iterate(self._core._all_pages(prefix)):
             yield from page
+
+    scan_iter.__doc__ = AsyncKVStore.scan_iter.__doc__
 
     def __enter__(self) -> KVStore:
         return self
@@ -94,3 +95,8 @@ class KVStore:
     keys = _blocking(AsyncKVStore.keys)
     purge_expired = _blocking(AsyncKVStore.purge_expired)
     health = _blocking(AsyncKVStore.health)
+    append = _blocking(AsyncKVStore.append)
+    range = _blocking(AsyncKVStore.range)
+    length = _blocking(AsyncKVStore.length)
+    trim = _blocking(AsyncKVStore.trim)
+    compact = _blocking(AsyncKVStore.compact)

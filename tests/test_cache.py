@@ -148,6 +148,7 @@ def test_redis_hits_cost_no_object_requests(make_target: Any, redis_server: Any)
         assert store.get("k") == b"v2"
 
         assert store.get("missing") is None  # a miss is cached too (a tombstone)
+        assert store.exists("missing") == 0  # ... and the absence of a log (its plan)
         before = requests(store)
         assert store.get("missing") is None
         assert store.exists("missing") == 0

@@ -202,6 +202,101 @@ def test_stats_prints_json(run: CLI) -> None:
     }
 
 
+# -- logs ----------------------------------------------------------------------------------------
+
+
+def test_append_prints_the_new_length(run: CLI) -> None:
+    assert run("append", "chat", "one") == Result(0, b"1\n", "")
+    assert run("append", "chat", "two", "three") == Result(0, b"3\n", "")
+    assert run("len", "chat") == Result(0, b"3\n", "")
+    assert run("get", "chat").status == 1  # a log is not a value
+    with kvstore.open(run.url, cache=None) as store:
+        assert store.range("chat") == [b"one", b"two", b"three"]
+
+
+def test_range_prints_one_record_per_line(run: CLI) -> None:
+    run("append", "chat", *(f"m{i}" for i in range(6)), "grüße")
+    assert run("range", "chat") == Result(0, "m0\nm1\nm2\nm3\nm4\nm5\ngrüße\n".encode(), "")
+    assert run("range", "chat", "2").lines == ["m2", "m3", "m4", "m5", "grüße"]
+    assert run("range", "chat", "1", "2") == Result(0, b"m1\nm2\n", "")
+    assert run("range", "chat", "5", "99").lines == ["m5", "grüße"]  # clamped, like LRANGE
+    assert run("range", "chat", "4", "2") == Result(0, b"", "")
+    assert run("range", "nobody") == Result(0, b"", "")
+
+
+def test_range_takes_negative_indices(run: CLI) -> None:
+    run("append", "chat", "a", "b", "c", "d", "e", "f")
+    assert run("range", "chat", "-5", "-1") == Result(0, b"b\nc\nd\ne\nf\n", "")
+    assert run("range", "chat", "-2") == Result(0, b"e\nf\n", "")
+    assert run("range", "chat", "--", "-3", "-2") == Result(0, b"d\ne\n", "")
+    assert run("range", "chat", "0", "-4").lines == ["a", "b", "c"]
+    assert run("range", "chat", "-99", "0").lines == ["a"]
+    # global options still work after negative indices
+    assert run.raw("range", "chat", "-1", "-1", "--url", run.url, "--cache", "none").lines == ["f"]
+
+
+def test_append_dash_reads_one_record_from_stdin(run: CLI, monkeypatch: pytest.MonkeyPatch) -> None:
+    payload = b"\x00\xff binary\nwith newline"
+    monkeypatch.setattr(sys, "stdin", io.TextIOWrapper(io.BytesIO(payload)))
+    assert run("append", "blobs", "before", "-", "after") == Result(0, b"3\n", "")
+    assert run("range", "blobs", "1", "1").out == payload + b"\n"
+    with kvstore.open(run.url, cache=None) as store:
+        assert store.range("blobs") == [b"before", payload, b"after"]
+
+
+def test_append_dash_only_once(run: CLI, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(sys, "stdin", io.TextIOWrapper(io.BytesIO(b"x")))
+    assert_error(run("append", "chat", "-", "-"), "only one VALUE can be '-'")
+    assert run("len", "chat").out == b"0\n"
+
+
+def test_len_of_a_missing_log_is_0(run: CLI) -> None:
+    run("set", "value", "x")
+    assert run("len", "nobody") == Result(0, b"0\n", "")
+    assert run("len", "value") == Result(0, b"0\n", "")  # a value is not a log
+
+
+def test_trim_prints_the_new_length(run: CLI) -> None:
+    run("append", "chat", "a", "b", "c", "d", "e")
+    assert run("trim", "chat", "1") == Result(0, b"4\n", "")
+    assert run("range", "chat").lines == ["b", "c", "d", "e"]
+    assert run("trim", "chat", "-2") == Result(0, b"2\n", "")  # keep the last two
+    assert run("range", "chat").lines == ["d", "e"]
+    assert run("append", "chat", "f").out == b"3\n"
+    assert run("trim", "chat", "0").out == b"3\n"
+    assert run("trim", "chat", "10") == Result(0, b"0\n", "")
+    assert run("len", "chat").out == b"0\n"
+    assert run("keys").out == b""
+
+
+def test_compact_prints_the_objects_removed(run: CLI, monkeypatch: pytest.MonkeyPatch) -> None:
+    for record in ("a", "b", "c"):
+        run("append", "chat", record)  # one chunk each
+    assert run("compact", "chat") == Result(0, b"0\n", "")  # young chunks are left alone
+    later = time.time_ns() // 1_000_000 + 11 * 60_000
+    monkeypatch.setattr(kvstore.api, "_now_ms", lambda: later)
+    assert run("compact", "chat") == Result(0, b"2\n", "")  # all but the tail chunk
+    assert run("range", "chat").lines == ["a", "b", "c"]
+    assert run("compact", "nobody") == Result(0, b"0\n", "")
+
+
+def test_logs_show_in_keys_and_del_removes_them(run: CLI) -> None:
+    run("append", "chat:1", "hi")
+    run("set", "user:1", "ada")
+    assert run("keys").lines == ["chat:1", "user:1"]
+    assert run("del", "chat:1") == Result(0, b"1\n", "")
+    assert run("range", "chat:1") == Result(0, b"", "")
+    assert run("keys").lines == ["user:1"]
+
+
+def test_log_usage_errors_exit_2(capsys: pytest.CaptureFixture[str]) -> None:
+    for argv in (["append", "chat"], ["range"], ["trim", "chat"], ["len"], ["range", "k", "-x"]):
+        with pytest.raises(SystemExit) as exit_info:
+            main(argv)
+        assert exit_info.value.code == 2
+        assert "usage: kvstore" in capsys.readouterr().err
+
+
 # -- global options ----------------------------------------------------------------------------
 
 
@@ -275,6 +370,12 @@ def test_usage_errors_exit_2(capsys: pytest.CaptureFixture[str]) -> None:
         (["--storage-option", "novalue", "get", "k"], ["KEY=VALUE", "'novalue'"]),
         (["set", "k", "v", "--ex", "0"], ["ex must be positive"]),
         (["mget", "ok", ""], ["key must not be empty"]),
+        (["append", "", "v"], ["key must not be empty"]),
+        (["range", "chat", "x"], ["START must be an integer", "'x'"]),
+        (["range", "chat", "0", "1.5"], ["END must be an integer", "'1.5'"]),
+        (["range", "chat", "--", "-1e3"], ["START must be an integer", "'-1e3'"]),
+        (["trim", "chat", "first"], ["START must be an integer", "'first'"]),
+        (["len", ""], ["key must not be empty"]),
     ],
     ids=[
         "empty-key",
@@ -285,6 +386,12 @@ def test_usage_errors_exit_2(capsys: pytest.CaptureFixture[str]) -> None:
         "bad-option",
         "ex-zero",
         "mget-empty-key",
+        "append-empty-key",
+        "range-bad-start",
+        "range-bad-end",
+        "range-float-start",
+        "trim-bad-start",
+        "len-empty-key",
     ],
 )
 def test_errors_are_one_line(run: CLI, argv: list[str], fragments: list[str]) -> None:
@@ -328,7 +435,7 @@ def test_demo_narrates_every_chapter_and_cleans_up(run: CLI) -> None:
     assert result.status == 0, result.err
     text = result.out.decode()
     lines = text.splitlines()
-    assert len(lines) <= 45
+    assert len(lines) <= 55
     for number, chapter in enumerate(cli.DEMO_CHAPTERS, 1):
         assert f"{number}. {chapter.__doc__}" in lines
     assert "store.get('greeting')  ->  b'hello, object storage'" in text
@@ -336,6 +443,23 @@ def test_demo_narrates_every_chapter_and_cleans_up(run: CLI) -> None:
     assert "store.set('lock:report', 'worker-2', nx=True)  ->  None" in text
     assert "raises CorruptDataError: checksum mismatch (key 'fragile'" in text
     assert "   ns/tenant-a~/kv/greeting~" in lines
+    titles = [line for line in lines if line[:1].isdigit()]
+    assert titles[5:8] == [
+        "6. Keys by prefix: one LIST request per 1000 keys",
+        "7. Session history: an append log",
+        "8. On disk: one object per value (kv/), a directory per log (log/), namespaces under ns/",
+    ]
+    log = lines[lines.index(titles[6]) + 1 : lines.index(titles[7])]
+    assert log[0].endswith('\'{"role": "user", "content": "Two at 8?"}\')  ->  2')
+    assert "   store.length('chat')  ->  4" in log
+    assert any(line.endswith("->  ['system', 'user', 'assistant', 'user']") for line in log)
+    assert (
+        '   store.range(\'chat\', -2, -1)  ->  [b\'{"role": "assistant", "content": '
+        '"Booked for 8 pm."}\', b\'{"role": "user", "content": "Thanks!"}\']'
+    ) in log
+    zero, two, three = (f"{n:020d}" for n in (0, 2, 3))
+    assert log[-1] == f"   on disk, one object per append: log/chat~/c/{zero}, c/{two}, c/{three}"
+    assert "   log/chat~/  (3 objects)" in lines
     root = Path(lines[0].split(" in ", 1)[1].split(" (cache")[0])
     assert root.name.startswith("kvstore-demo-")
     assert not root.exists()
@@ -350,6 +474,8 @@ def test_demo_in_a_named_directory_keeps_it(run: CLI, tmp_path: Path) -> None:
     with kvstore.open(str(target), cache=None) as store:
         assert store.get("greeting") == b"hello, object storage"
         assert store.get("fragile") is None  # the demo removed its corrupted object
+        assert len(store.range("chat")) == 4
+        assert json.loads(store.range("chat", -1)[0]) == {"role": "user", "content": "Thanks!"}
     assert_error(run.raw("demo", "--url", str(target)), "empty or new directory")
     assert_error(run.raw("demo", "--url", "memory://demo"), "local directory")
 

@@ -1,0 +1,674 @@
+"""Append logs (session histories): immutable chunks, many writers, no locks.
+
+Layout below ``{base}log/{enc(key)}/`` (the README's table):
+
+========================== =================================================================
+``c/{first:020d}``          chunk: records ``[first, first + n)``; created once, by conditional
+                            create, at the log's tail; never rewritten
+``s/{first:020d}-{end:020d}`` segment: records ``[first, end)`` merged from chunks by compaction
+``m/{mark:020d}``           mark: records below ``mark`` are gone (``trim``, ``delete``)
+========================== =================================================================
+
+Records are msgpack-framed inside the usual envelope (zstd, checksum). Sequence numbers are
+absolute and only grow; index 0 of ``range`` is the first record at or above the highest
+mark.
+
+* **Appends** claim the tail with a conditional create of ``c/{tail}``. The loser learns the
+  winner's record count from its chunk and retries one chunk further: any number of writers
+  in any number of processes, no locks, no Redis. Readers never see record N+1 without N
+  (a chunk is only created at the tail, after the chunk before it exists).
+* **Retry safety.** Every chunk carries a random batch id: a writer whose create had an
+  unknown outcome recognises its own chunk and does not write the records twice.
+* **Group commit.** Appends to one log from one process, made while a chunk write is in
+  flight, go into the next chunk together. A lone writer's append costs one PUT; its tail is
+  kept in memory (no LIST), and re-read from the store once it is older than
+  ``TAIL_REFRESH_MS``.
+* **Nothing young is ever deleted.** Compaction, trim and delete remove a chunk only when it
+  is older than ``MIN_AGE_MS`` (10 min, much more than the tail refresh): a writer with a
+  stale tail can then only meet chunks that still exist, never re-create a removed one.
+  Marks make removed records invisible at once; old objects are deleted behind them.
+* **Reads** plan from one LIST (cached) which objects cover the range, fetch those
+  concurrently and decode only the records asked for. Chunks and segments are immutable, so
+  caches keep them without invalidation. An object that vanished under a reader (compacted)
+  makes it re-plan.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import functools
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+import msgpack
+
+from . import codec
+from .blob.base import AmbiguousWriteError
+from .cache import Fill
+from .errors import ConfigurationError, CorruptDataError, KVStoreError
+from .values import to_bytes
+
+if TYPE_CHECKING:
+    from .api import AsyncKVStore
+
+SEQ_DIGITS = 20
+MIN_AGE_MS = 600_000
+TAIL_REFRESH_MS = 60_000
+CHUNK_MAX_RECORDS = 10_000
+CHUNK_MAX_BYTES = 8 << 20
+SEGMENT_RECORDS = 10_000
+SEGMENT_BYTES = 16 << 20
+AUTO_COMPACT_CHUNKS = 64
+MAX_WRITERS = 4096  # logs whose tail a process keeps in memory; idle ones are forgotten
+IMMUTABLE_TTL = 3600.0
+_MAX_CLAIMS = 1000
+_REPLANS = 5
+
+
+class _Replan(Exception):
+    """The listing changed under a reader (an object was compacted away): plan again."""
+
+
+@dataclass(frozen=True)
+class Piece:
+    """One object of a log and the records it holds; ``end`` None = unknown (last chunk)."""
+
+    name: str  # relative to the log's directory: c/..., s/...
+    start: int
+    end: int | None
+
+    @property
+    def segment(self) -> bool:
+        return self.name.startswith("s/")
+
+
+@dataclass(frozen=True)
+class Plan:
+    """Which objects hold the log's live records ``[first, tail)``, in order."""
+
+    mark: int
+    pieces: tuple[Piece, ...]
+    tail: int
+    names: tuple[str, ...]  # every object of the log, for cleanup
+
+    @property
+    def first(self) -> int:
+        return max(self.mark, self.pieces[0].start) if self.pieces else self.tail
+
+    @property
+    def length(self) -> int:
+        return max(0, self.tail - self.first)
+
+    def to_bytes(self) -> bytes:
+        pieces = [[p.name, p.start, p.end] for p in self.pieces]
+        return bytes(msgpack.packb([self.mark, pieces, self.tail, list(self.names)]))
+
+    @classmethod
+    def from_bytes(cls, data: bytes) -> Plan:
+        mark, pieces, tail, names = msgpack.unpackb(data)
+        return cls(mark, tuple(Piece(*p) for p in pieces), tail, tuple(names))
+
+
+def _seq(n: int) -> str:
+    return f"{n:0{SEQ_DIGITS}d}"
+
+
+def _parse(names: Sequence[str]) -> tuple[dict[int, str], list[tuple[int, int, str]], int]:
+    """Chunks by start, segments as (start, end, name), and the highest mark."""
+    chunks: dict[int, str] = {}
+    segments: list[tuple[int, int, str]] = []
+    mark = 0
+    for name in names:
+        kind, _, rest = name.partition("/")
+        try:
+            if kind == "c":
+                chunks[int(rest)] = name
+            elif kind == "s":
+                a, _, b = rest.partition("-")
+                segments.append((int(a), int(b), name))
+            elif kind == "m":
+                mark = max(mark, int(rest))
+        except ValueError:
+            continue  # not ours: ignore
+    return chunks, segments, mark
+
+
+def cover(names: Sequence[str]) -> tuple[int, list[Piece]]:
+    """(mark, the pieces covering the log from its first live record to its tail).
+
+    Segments win over chunks where both cover a position; a chunk's end is the next
+    object's start (chunks are contiguous; a compacted run is replaced by a segment that
+    starts where the run did). A gap before the first live record is a removed prefix; a
+    gap after it means the listing raced a compaction and raises _Replan.
+    """
+    chunks, segments, mark = _parse(names)
+    starts = sorted(set(chunks) | {a for a, _, _ in segments})
+    pieces: list[Piece] = []
+    pos = mark
+    while True:
+        covering = [s for s in segments if s[0] <= pos < s[1]]
+        if covering:
+            a, b, name = max(covering, key=lambda s: s[1])
+            pieces.append(Piece(name, a, b))
+            pos = b
+            continue
+        below = [s for s in chunks if s <= pos]
+        if below:
+            start = max(below)
+            later = [s for s in starts if s > start]
+            end = later[0] if later else None
+            if end is None or pos < end:
+                pieces.append(Piece(chunks[start], start, end))
+                if end is None:
+                    break
+                pos = end
+                continue
+        ahead = [s for s in starts if s > pos]
+        if not ahead:
+            break
+        if pieces:
+            raise _Replan(f"gap at {pos}")
+        pos = ahead[0]  # a removed prefix: the log starts at the next object
+    return mark, pieces
+
+
+def _encode_records(records: Sequence[bytes], meta: dict[str, Any]) -> bytes:
+    return codec.encode(bytes(msgpack.packb(list(records))), meta=meta)
+
+
+def _decode_records(env: codec.Envelope, skip: int, take: int) -> list[bytes]:
+    """Records ``[skip, skip + take)`` of an object, without building the others."""
+    unpacker = msgpack.Unpacker(raw=True, max_buffer_size=len(env.payload) + 1)
+    unpacker.feed(env.payload)
+    try:
+        count = unpacker.read_array_header()
+        out: list[bytes] = []
+        for i in range(min(count, skip + take)):
+            if i < skip:
+                unpacker.skip()
+            else:
+                out.append(bytes(unpacker.unpack()))
+        return out
+    except Exception as exc:  # a checksummed object that does not parse: not ours
+        raise CorruptDataError(f"undecodable log records: {exc}") from exc
+
+
+def _normalise(start: int, end: int, length: int) -> tuple[int, int] | None:
+    """Redis LRANGE indices -> [lo, hi) offsets, or None for an empty range."""
+    if start < 0:
+        start = max(0, length + start)
+    if end < 0:
+        end = length + end
+    end = min(end, length - 1)
+    if start > end or start >= length:
+        return None
+    return start, end + 1
+
+
+class _Writer:
+    """This process's appender for one log on one event loop: tail and group-commit queue."""
+
+    def __init__(self) -> None:
+        self.tail: int | None = None
+        self.first = 0
+        self.checked_ms = 0
+        self.queue: list[tuple[list[bytes], asyncio.Future[int]]] = []
+        self.busy = False
+        self.chunks_since_compaction = 0
+
+
+class Logs:
+    """The log operations of one store view (a namespace or the root)."""
+
+    def __init__(self, store: AsyncKVStore) -> None:
+        self._s = store
+        self._r = store._r
+
+    # -- names -----------------------------------------------------------------------------
+
+    def dir(self, key: str) -> str:
+        """The log's directory (relative to the store root), ending in '/'."""
+        from .keys import encode_name
+
+        directory = f"{self._s._base}log/{encode_name(key)}/"
+        self._r.blob.check_path(directory + "s/" + _seq(0) + "-" + _seq(0))
+        return directory
+
+    def _plan_key(self, directory: str) -> str:
+        return directory + "plan"  # a cache key only; no object has this name
+
+    # -- planning --------------------------------------------------------------------------
+
+    async def _list(self, directory: str) -> list[str]:
+        names: list[str] = []
+        async for page in self._r.blob.list_pages(directory):
+            names.extend(p[len(directory) :] for p in page)
+        return names
+
+    async def plan(
+        self,
+        key: str,
+        directory: str,
+        fresh: bool = False,
+        seen: dict[str, codec.Envelope] | None = None,
+    ) -> Plan:
+        """The log's plan: from the cache, else one LIST (+ the last chunk, for the tail).
+
+        The last chunk, when read, is left in ``seen`` so a reader does not fetch it twice.
+        """
+        cache_key = self._r.cache_prefix + self._plan_key(directory)
+        lookup = None
+        if not fresh:
+            lookup = await self._s._cache_safely(self._r.cache.lookup([cache_key]), None)
+            if lookup is not None and lookup.values[0]:
+                try:
+                    return Plan.from_bytes(lookup.values[0])
+                except Exception:
+                    self._r.stats.add("cache.corrupt")
+        for _ in range(_REPLANS):
+            names = await self._list(directory)
+            try:
+                mark, pieces = cover(names)
+            except _Replan:
+                self._r.stats.add("log.replans")
+                continue
+            tail = mark
+            if pieces:
+                last = pieces[-1]
+                if last.end is None:
+                    found = await self._fetch(key, directory, [last])
+                    if found[0] is None:
+                        self._r.stats.add("log.replans")
+                        continue
+                    if seen is not None:
+                        seen[last.name] = found[0]
+                    count = int(found[0].meta.get("n", 0))
+                    pieces[-1] = Piece(last.name, last.start, last.start + count)
+                tail = max(mark, pieces[-1].end or mark)
+            plan = Plan(mark, tuple(pieces), tail, tuple(names))
+            if lookup is not None:
+                fill = Fill(cache_key, plan.to_bytes(), self._r.cache_ttl)
+                await self._s._cache_safely(self._r.cache.fill([fill], lookup.ticket), None)
+            return plan
+        raise KVStoreError(f"log {key!r} kept changing while it was being listed; try again")
+
+    async def _fetch(
+        self, key: str, directory: str, pieces: Sequence[Piece]
+    ) -> list[codec.Envelope | None]:
+        """Decoded pieces, through the cache (they are immutable); None where gone."""
+        paths = [directory + p.name for p in pieces]
+        cache_keys = [self._r.cache_prefix + p for p in paths]
+        lookup = await self._s._cache_safely(self._r.cache.lookup(cache_keys), None)
+        raw: list[bytes | None] = lookup.values if lookup else [None] * len(paths)
+        missing = [i for i, v in enumerate(raw) if v is None]
+        if len(paths) - len(missing):
+            self._r.stats.add("cache.hits", len(paths) - len(missing))
+        if missing:
+            blobs = await self._r.blob.get_many([paths[i] for i in missing], self._r.concurrency)
+            fills = []
+            for i, found in zip(missing, blobs, strict=True):
+                if found is not None:
+                    raw[i] = found.data
+                    fills.append(Fill(cache_keys[i], found.data, IMMUTABLE_TTL))
+            if fills:
+                await self._s._cache_safely(self._r.cache.put_immutable(fills), None)
+        return [
+            None if data is None else codec.decode(data, key=key, path=self._s._where(path))
+            for data, path in zip(raw, paths, strict=True)
+        ]
+
+    # -- reading ---------------------------------------------------------------------------
+
+    async def range(self, key: str, start: int, end: int) -> list[bytes]:
+        for name, value in (("start", start), ("end", end)):
+            if isinstance(value, bool) or not isinstance(value, int):
+                raise ConfigurationError(f"{name} must be an int, not {value!r}")
+        directory = self.dir(key)
+        fresh = False
+        for _ in range(_REPLANS):
+            seen: dict[str, codec.Envelope] = {}
+            plan = await self.plan(key, directory, fresh, seen)
+            window = _normalise(start, end, plan.length)
+            if window is None:
+                return []
+            lo, hi = plan.first + window[0], plan.first + window[1]
+            pieces = [p for p in plan.pieces if p.start < hi and (p.end or hi) > lo]
+            fetched = iter(
+                await self._fetch(key, directory, [p for p in pieces if p.name not in seen])
+            )
+            envs = [seen[p.name] if p.name in seen else next(fetched) for p in pieces]
+            if any(env is None for env in envs):
+                fresh = True  # compacted away under us: plan again
+                self._r.stats.add("log.replans")
+                continue
+            out: list[bytes] = []
+            for piece, env in zip(pieces, envs, strict=True):
+                assert env is not None
+                skip = max(0, lo - piece.start)
+                take = min(hi, piece.end or hi) - piece.start - skip
+                out.extend(_decode_records(env, skip, take))
+            return out
+        raise KVStoreError(f"log {key!r} kept changing while it was being read; try again")
+
+    async def length(self, key: str) -> int:
+        return (await self.plan(key, self.dir(key))).length
+
+    # -- appending -------------------------------------------------------------------------
+
+    def _writer(self, directory: str) -> _Writer:
+        loop_key = (id(asyncio.get_running_loop()), directory)
+        writers = self._r.writers
+        writer = writers.get(loop_key)
+        if writer is None:
+            if len(writers) >= MAX_WRITERS:  # forget idle logs, oldest first
+                idle = [k for k, w in writers.items() if not w.busy and not w.queue]
+                for k in idle[: len(idle) // 2 + 1]:
+                    del writers[k]
+            writer = writers[loop_key] = _Writer()
+        return writer
+
+    async def append(self, key: str, values: Sequence[Any]) -> int:
+        if not values:
+            raise ConfigurationError("append needs at least one value")
+        records = [to_bytes(v) for v in values]
+        directory = self.dir(key)
+        writer = self._writer(directory)
+        done: asyncio.Future[int] = asyncio.get_running_loop().create_future()
+        writer.queue.append((records, done))
+        if not writer.busy:
+            writer.busy = True
+            task = asyncio.ensure_future(self._drain(key, directory, writer))
+            task.add_done_callback(_consume)
+        # Shielded: a caller that stops waiting does not cancel the batch it joined.
+        return await asyncio.shield(done)
+
+    async def _drain(self, key: str, directory: str, writer: _Writer) -> None:
+        try:
+            while writer.queue:
+                batch = _take_batch(writer.queue)
+                records = [r for recs, _ in batch for r in recs]
+                try:
+                    first = await self._s._commit(
+                        [self._plan_key(directory)],
+                        functools.partial(self._write_chunk, key, directory, writer, records),
+                    )
+                except BaseException as exc:
+                    for _, done in batch:
+                        if not done.done():
+                            done.set_exception(exc)
+                    if isinstance(exc, asyncio.CancelledError):
+                        raise
+                    continue
+                position = first
+                for recs, done in batch:
+                    position += len(recs)
+                    if not done.done():
+                        done.set_result(position - writer.first)
+        finally:
+            writer.busy = False
+        if writer.chunks_since_compaction >= AUTO_COMPACT_CHUNKS:
+            writer.chunks_since_compaction = 0
+            task = asyncio.ensure_future(self.compact(key))
+            task.add_done_callback(_consume)
+
+    async def _write_chunk(
+        self, key: str, directory: str, writer: _Writer, records: list[bytes]
+    ) -> int:
+        """Create one chunk at the tail; returns its first sequence number."""
+        now = self._r.clock()
+        if writer.tail is None or now - writer.checked_ms > TAIL_REFRESH_MS:
+            await self._refresh(key, directory, writer)
+        batch_id = os.urandom(8).hex()
+        data = _encode_records(records, {"n": len(records), "b": batch_id, "t": now})
+        for claims in range(_MAX_CLAIMS):
+            if writer.tail is None:  # forgotten by a trim/delete in this process meanwhile
+                await self._refresh(key, directory, writer)
+            assert writer.tail is not None
+            tail = writer.tail
+            path = f"{directory}c/{_seq(tail)}"
+            try:
+                created = await self._r.blob.put_if_absent(path, data) is not None
+            except AmbiguousWriteError:
+                created = False
+            if not created:
+                found = await self._r.blob.get(path)
+                if found is None:
+                    continue  # an ambiguous create that did not land: try the same slot
+                env = codec.decode(found.data, key=key, path=self._s._where(path))
+                if env.meta.get("b") != batch_id:
+                    # Another writer's chunk: step over it (and re-list now and then, to
+                    # jump ahead when many writers are busy).
+                    writer.tail = tail + int(env.meta.get("n", 0))
+                    self._r.stats.add("log.claim_conflicts")
+                    if claims % 16 == 15:
+                        await self._refresh(key, directory, writer)
+                    continue
+                # Our own chunk: a create whose success we did not hear about.
+            writer.tail = tail + len(records)
+            writer.checked_ms = now
+            writer.chunks_since_compaction += 1
+            fill = Fill(self._r.cache_prefix + path, data, IMMUTABLE_TTL)
+            await self._s._cache_safely(self._r.cache.put_immutable([fill]), None)
+            return tail
+        raise KVStoreError(f"append to {key!r}: could not claim the tail; too many writers?")
+
+    async def _refresh(self, key: str, directory: str, writer: _Writer) -> None:
+        plan = await self.plan(key, directory, fresh=True)
+        writer.tail = max(plan.tail, writer.tail or 0)
+        writer.first = plan.first
+        writer.checked_ms = self._r.clock()
+
+    # -- removing --------------------------------------------------------------------------
+
+    async def _set_mark(self, key: str, directory: str, mark: int) -> None:
+        data = codec.encode(b"", meta={"t": self._r.clock()})
+        path = f"{directory}m/{_seq(mark)}"
+        with contextlib.suppress(AmbiguousWriteError):  # an existing mark is the same mark
+            await self._r.blob.put_if_absent(path, data)
+
+    async def trim(self, key: str, start: int) -> int:
+        """Drop the records before index ``start`` (negative: keep the last ``-start``);
+        returns the new length. Like LTRIM key start -1."""
+        if isinstance(start, bool) or not isinstance(start, int):
+            raise ConfigurationError(f"start must be an int, not {start!r}")
+        directory = self.dir(key)
+
+        async def cut() -> int:
+            plan = await self.plan(key, directory, fresh=True)
+            length = plan.length
+            keep_from = max(0, length + start) if start < 0 else min(start, length)
+            mark = plan.first + keep_from
+            if keep_from > 0:
+                await self._set_mark(key, directory, mark)
+                await self._remove_below(directory, plan, mark)
+            return plan.tail - mark
+
+        try:
+            return await self._s._commit([self._plan_key(directory)], cut)
+        finally:
+            self._forget(directory)
+
+    async def delete(self, key: str) -> bool:
+        """Remove the log; True if it held records. A mark at the tail keeps sequence
+        numbers growing, so a writer that appends meanwhile starts a new log, never a gap."""
+        directory = self.dir(key)
+
+        async def remove() -> bool:
+            plan = await self.plan(key, directory, fresh=True)
+            if not plan.names:
+                return False
+            if plan.length or not any(n.startswith("m/") for n in plan.names):
+                await self._set_mark(key, directory, plan.tail)
+            await self._remove_below(directory, plan, plan.tail)
+            return plan.length > 0
+
+        try:
+            return await self._s._commit([self._plan_key(directory)], remove)
+        finally:
+            self._forget(directory)
+
+    def _forget(self, directory: str) -> None:
+        """This process's appenders re-read the log before their next append (its start
+        moved). Appenders in other processes notice within TAIL_REFRESH_MS."""
+        for (_, writer_dir), writer in self._r.writers.items():
+            if writer_dir == directory:
+                writer.tail = None
+
+    async def _remove_below(self, directory: str, plan: Plan, mark: int) -> int:
+        """Delete objects wholly below ``mark`` - chunks only once old (see module doc) -
+        and superseded marks."""
+        ends = {p.name: p.end for p in plan.pieces}
+        chunks, segments, top_mark = _parse(plan.names)
+        doomed = [name for a, b, name in segments if b <= mark]
+        old = await self._old_chunks(directory, [n for s, n in sorted(chunks.items()) if s < mark])
+        doomed += [n for n in old if (ends.get(n) or 0) <= mark or n not in ends]
+        doomed += [f"m/{_seq(m)}" for m in _marks(plan.names) if m < max(mark, top_mark)]
+        for name in doomed:  # ascending order: a crash leaves a consistent suffix
+            await self._r.blob.delete(directory + name)
+        return len(doomed)
+
+    async def _old_chunks(self, directory: str, names: Sequence[str]) -> list[str]:
+        """The chunks among ``names`` older than MIN_AGE_MS (their creation time is inside)."""
+        if not names:
+            return []
+        heads = await self._r.blob.get_many([directory + n for n in names], self._r.concurrency)
+        now = self._r.clock()
+        old = []
+        for name, found in zip(names, heads, strict=True):
+            if found is None:
+                continue
+            try:
+                created = int(codec.decode(found.data).meta.get("t", now))
+            except CorruptDataError:
+                continue
+            if now - created >= MIN_AGE_MS:
+                old.append(name)
+        return old
+
+    # -- listing ---------------------------------------------------------------------------
+
+    async def live_keys(self, prefix: object) -> list[str]:
+        """Keys of the logs that hold records, from one listing of the log area (plus, for
+        a log trimmed into its last chunk, a read of that chunk)."""
+        from .keys import decode_name, encode_prefix
+
+        area = f"{self._s._base}log/"
+        by_log: dict[str, list[str]] = {}
+        async for page in self._r.blob.list_pages(area + encode_prefix(prefix)):
+            for path in page:
+                encoded, sep, rest = path[len(area) :].partition("~/")
+                if sep:
+                    by_log.setdefault(encoded + "~", []).append(rest)
+        live = []
+        for encoded, names in by_log.items():
+            try:
+                key = decode_name(encoded)
+                mark, pieces = cover(names)
+            except (ValueError, _Replan):
+                continue
+            if not pieces:
+                continue
+            last = pieces[-1]
+            if last.end is not None and last.end <= mark:
+                continue
+            trimmed_into_last = last.end is None and last.start < mark
+            if trimmed_into_last and await self.length(key) == 0:
+                continue
+            live.append(key)
+        return sorted(live)
+
+    # -- compaction ------------------------------------------------------------------------
+
+    async def compact(self, key: str) -> int:
+        """Merge old chunks (and small segments) into segments; returns objects removed.
+
+        Safe with concurrent writers and readers: the segment is durable before anything it
+        replaces is deleted; only chunks older than MIN_AGE_MS are merged; a reader that
+        meets a vanished object plans again.
+        """
+        directory = self.dir(key)
+
+        async def run() -> int:
+            plan = await self.plan(key, directory, fresh=True)
+            pieces = [p for p in plan.pieces if p.end is not None]
+            if plan.pieces and plan.pieces[-1].end is not None:
+                pieces = list(pieces[:-1])  # never merge the tail chunk: it may be young
+            chunk_names = [p.name for p in pieces if not p.segment]
+            old = set(await self._old_chunks(directory, chunk_names))
+            runs: list[list[Piece]] = [[]]
+            size = 0
+            for piece in pieces:
+                count = (piece.end or piece.start) - piece.start
+                full = piece.segment and count >= SEGMENT_RECORDS
+                if full or not (piece.segment or piece.name in old):
+                    runs.append([])  # a young chunk or a full segment ends a run
+                    size = 0
+                    continue
+                if size + count > SEGMENT_RECORDS:
+                    runs.append([])
+                    size = 0
+                runs[-1].append(piece)
+                size += count
+            removed = 0
+            for run in runs:
+                if len(run) >= 2:
+                    removed += await self._merge(key, directory, run)
+            return removed + await self._remove_below(directory, plan, plan.mark)
+
+        return await self._s._commit([self._plan_key(directory)], run)
+
+    async def _merge(self, key: str, directory: str, run: list[Piece]) -> int:
+        envs = await self._fetch(key, directory, run)
+        if any(env is None for env in envs):
+            return 0  # another compactor got there first
+        records: list[bytes] = []
+        for piece, env in zip(run, envs, strict=True):
+            assert env is not None and piece.end is not None
+            records.extend(_decode_records(env, 0, piece.end - piece.start))
+        start, end = run[0].start, run[-1].end
+        assert end is not None
+        name = f"s/{_seq(start)}-{_seq(end)}"
+        await self._r.blob.put(directory + name, _encode_records(records, {"n": len(records)}))
+        for piece in run:  # ascending: every prefix of this loop leaves a valid log
+            await self._r.blob.delete(directory + piece.name)
+        self._r.stats.add("log.compactions")
+        return len(run)
+
+
+def _marks(names: Sequence[str]) -> list[int]:
+    out = []
+    for name in names:
+        if name.startswith("m/"):
+            try:
+                out.append(int(name[2:]))
+            except ValueError:
+                continue
+    return out
+
+
+def _take_batch(
+    queue: list[tuple[list[bytes], asyncio.Future[int]]],
+) -> list[tuple[list[bytes], asyncio.Future[int]]]:
+    """Pop the appends that fit in one chunk (at least one, however large)."""
+    taken = 0
+    size = 0
+    count = 0
+    for records, _ in queue:
+        records_size = sum(len(r) for r in records)
+        too_many = count + len(records) > CHUNK_MAX_RECORDS
+        if taken and (too_many or size + records_size > CHUNK_MAX_BYTES):
+            break
+        taken += 1
+        count += len(records)
+        size += records_size
+    batch = queue[:taken]
+    del queue[:taken]
+    return batch
+
+
+def _consume(task: asyncio.Future[Any]) -> None:
+    if not task.cancelled():
+        task.exception()
