@@ -6,7 +6,7 @@ Layout (little-endian), DESIGN "Envelope"::
     0      4     magic            b"KVS\\x1e"
     4      1     format version   1
     5      1     flags            bit 0: payload is zstd-compressed
-    6      2     reserved         0
+    6      2     count            records in a log chunk or segment (<= 65535); 0 otherwise
     8      8     expires_at_ms    Unix epoch milliseconds; 0 = never expires
     16     8     nonce            random per write: lets a writer recognise its own object
     24     4     meta_len         length of the msgpack metadata map that follows (0 = none)
@@ -83,6 +83,7 @@ class Envelope:
     expires_at_ms: int = 0
     meta: dict[str, Any] = field(default_factory=dict)
     nonce: int = 0
+    count: int = 0
 
     def expired(self, now_ms: int) -> bool:
         return self.expires_at_ms != 0 and self.expires_at_ms <= now_ms
@@ -115,6 +116,7 @@ def encode(
     meta: dict[str, Any] | None = None,
     compress: bool | None = None,
     nonce: int | None = None,
+    count: int = 0,
 ) -> bytes:
     """Frame a payload. ``compress=None`` decides by size, content and result."""
     flags = 0
@@ -126,11 +128,13 @@ def encode(
         if len(packed) <= len(payload) * (1 - _MIN_SAVING):
             body, flags = packed, FLAG_ZSTD
     meta_bytes = msgpack.packb(meta, use_bin_type=True) if meta else b""
+    if not 0 <= count <= 0xFFFF:
+        raise ValueError(f"count {count} does not fit the header")
     header = _HEADER.pack(
         MAGIC,
         VERSION,
         flags,
-        0,
+        count,
         expires_at_ms,
         new_nonce() if nonce is None else nonce,
         len(meta_bytes),
@@ -139,11 +143,11 @@ def encode(
     return b"".join((header, _CRC.pack(zlib.crc32(header)), meta_bytes, body, _CRC.pack(crc)))
 
 
-def _header(data: bytes, key: str | None, path: str | None) -> tuple[int, int, int, int]:
-    """Check and unpack the fixed header: (flags, expires_at_ms, nonce, meta_len)."""
+def _header(data: bytes, key: str | None, path: str | None) -> tuple[int, int, int, int, int]:
+    """Check and unpack the fixed header: (flags, expires_at_ms, nonce, meta_len, count)."""
     if len(data) < HEADER_SIZE:
         raise CorruptDataError(f"object is truncated ({len(data)} bytes)", key=key, path=path)
-    magic, version, flags, _reserved, expires, nonce, meta_len = _HEADER.unpack_from(data)
+    magic, version, flags, count, expires, nonce, meta_len = _HEADER.unpack_from(data)
     if magic != MAGIC:
         raise CorruptDataError("not a kvstore object (bad magic)", key=key, path=path)
     (header_crc,) = _CRC.unpack_from(data, _HEADER.size)
@@ -157,7 +161,12 @@ def _header(data: bytes, key: str | None, path: str | None) -> tuple[int, int, i
         )
     if flags & ~_KNOWN_FLAGS or expires < 0:
         raise CorruptDataError("invalid header fields", key=key, path=path)
-    return flags, expires, nonce, meta_len
+    return flags, expires, nonce, meta_len, count
+
+
+def peek_count(data: bytes, *, key: str | None = None, path: str | None = None) -> int:
+    """The record count of a log object from its verified header alone (32 bytes)."""
+    return _header(data, key, path)[4]
 
 
 def peek_expiry(data: bytes, *, key: str | None = None, path: str | None = None) -> int:
@@ -167,7 +176,7 @@ def peek_expiry(data: bytes, *, key: str | None = None, path: str | None = None)
 
 def decode(data: bytes, *, key: str | None = None, path: str | None = None) -> Envelope:
     """Verify and unpack an object; every failure is a CorruptDataError."""
-    flags, expires, nonce, meta_len = _header(data, key, path)
+    flags, expires, nonce, meta_len, count = _header(data, key, path)
     if len(data) < MIN_SIZE + meta_len:
         raise CorruptDataError(f"object is truncated ({len(data)} bytes)", key=key, path=path)
     body = memoryview(data)[HEADER_SIZE:-4]
@@ -188,13 +197,13 @@ def decode(data: bytes, *, key: str | None = None, path: str | None = None) -> E
             payload = _codecs.decompressor.decompress(payload)
     except Exception as exc:  # a decoder must never leak its own exception types
         raise CorruptDataError(f"undecodable object: {exc}", key=key, path=path) from exc
-    return Envelope(payload=payload, expires_at_ms=expires, meta=meta, nonce=nonce)
+    return Envelope(payload=payload, expires_at_ms=expires, meta=meta, nonce=nonce, count=count)
 
 
 def with_expiry(
     data: bytes, expires_at_ms: int, *, key: str | None = None, path: str | None = None
 ) -> bytes:
     """The same object with a new expiry (and nonce); the body is reused, not re-encoded."""
-    flags, _expires, _nonce, meta_len = _header(data, key, path)
-    header = _HEADER.pack(MAGIC, VERSION, flags, 0, expires_at_ms, new_nonce(), meta_len)
+    flags, _expires, _nonce, meta_len, count = _header(data, key, path)
+    header = _HEADER.pack(MAGIC, VERSION, flags, count, expires_at_ms, new_nonce(), meta_len)
     return b"".join((header, _CRC.pack(zlib.crc32(header)), data[HEADER_SIZE:]))

@@ -61,6 +61,7 @@ CHUNK_MAX_RECORDS = 10_000
 CHUNK_MAX_BYTES = 8 << 20
 SEGMENT_RECORDS = 10_000
 SEGMENT_BYTES = 16 << 20
+AUTO_COMPACT = False
 AUTO_COMPACT_CHUNKS = 64
 MAX_WRITERS = 4096  # logs whose tail a process keeps in memory; idle ones are forgotten
 IMMUTABLE_TTL = 3600.0
@@ -141,8 +142,8 @@ def cover(names: Sequence[str]) -> tuple[int, list[Piece]]:
 
     Segments win over chunks where both cover a position; a chunk's end is the next
     object's start (chunks are contiguous; a compacted run is replaced by a segment that
-    starts where the run did). A gap before the first live record is a removed prefix; a
-    gap after it means the listing raced a compaction and raises _Replan.
+    starts where the run did). The walk starts at the highest mark; any gap above it means
+    the listing raced a compaction and raises _Replan.
     """
     chunks, segments, mark = _parse(names)
     starts = sorted(set(chunks) | {a for a, _, _ in segments})
@@ -160,23 +161,23 @@ def cover(names: Sequence[str]) -> tuple[int, list[Piece]]:
             start = max(below)
             later = [s for s in starts if s > start]
             end = later[0] if later else None
-            if end is None or pos < end:
+            if (end is None and pos < start + CHUNK_MAX_RECORDS) or (end is not None and pos < end):
                 pieces.append(Piece(chunks[start], start, end))
                 if end is None:
                     break
                 pos = end
                 continue
-        ahead = [s for s in starts if s > pos]
-        if not ahead:
-            break
-        if pieces:
+        if any(s > pos for s in starts):
+            # Records above this point exist but nothing holds `pos`: the listing raced a
+            # compaction (it saw chunks deleted but not the segment replacing them). A
+            # removed prefix always leaves a mark, so this is never a legitimate state.
             raise _Replan(f"gap at {pos}")
-        pos = ahead[0]  # a removed prefix: the log starts at the next object
+        break
     return mark, pieces
 
 
 def _encode_records(records: Sequence[bytes], meta: dict[str, Any]) -> bytes:
-    return codec.encode(bytes(msgpack.packb(list(records))), meta=meta)
+    return codec.encode(bytes(msgpack.packb(list(records))), meta=meta, count=len(records))
 
 
 def _decode_records(env: codec.Envelope, skip: int, take: int) -> list[bytes]:
@@ -217,7 +218,7 @@ class _Writer:
         self.checked_ms = 0
         self.queue: list[tuple[list[bytes], asyncio.Future[int]]] = []
         self.busy = False
-        self.chunks_since_compaction = 0
+        self.written: list[int] = []  # creation times of chunks written since compaction
 
 
 class Logs:
@@ -248,17 +249,8 @@ class Logs:
             names.extend(p[len(directory) :] for p in page)
         return names
 
-    async def plan(
-        self,
-        key: str,
-        directory: str,
-        fresh: bool = False,
-        seen: dict[str, codec.Envelope] | None = None,
-    ) -> Plan:
-        """The log's plan: from the cache, else one LIST (+ the last chunk, for the tail).
-
-        The last chunk, when read, is left in ``seen`` so a reader does not fetch it twice.
-        """
+    async def plan(self, key: str, directory: str, fresh: bool = False) -> Plan:
+        """The log's plan: from the cache, else one LIST (+ the tail chunk's header)."""
         cache_key = self._r.cache_prefix + self._plan_key(directory)
         lookup = None
         if not fresh:
@@ -279,13 +271,14 @@ class Logs:
             if pieces:
                 last = pieces[-1]
                 if last.end is None:
-                    found = await self._fetch(key, directory, [last])
-                    if found[0] is None:
+                    # The tail chunk's record count is in its verified 32-byte header: one
+                    # small ranged read, never the records themselves.
+                    path = directory + last.name
+                    head = await self._r.blob.get_head(path, codec.HEADER_SIZE)
+                    if head is None:
                         self._r.stats.add("log.replans")
                         continue
-                    if seen is not None:
-                        seen[last.name] = found[0]
-                    count = int(found[0].meta.get("n", 0))
+                    count = codec.peek_count(head.data, key=key, path=self._s._where(path))
                     pieces[-1] = Piece(last.name, last.start, last.start + count)
                 tail = max(mark, pieces[-1].end or mark)
             plan = Plan(mark, tuple(pieces), tail, tuple(names))
@@ -329,17 +322,13 @@ class Logs:
         directory = self.dir(key)
         fresh = False
         for _ in range(_REPLANS):
-            seen: dict[str, codec.Envelope] = {}
-            plan = await self.plan(key, directory, fresh, seen)
+            plan = await self.plan(key, directory, fresh)
             window = _normalise(start, end, plan.length)
             if window is None:
                 return []
             lo, hi = plan.first + window[0], plan.first + window[1]
             pieces = [p for p in plan.pieces if p.start < hi and (p.end or hi) > lo]
-            fetched = iter(
-                await self._fetch(key, directory, [p for p in pieces if p.name not in seen])
-            )
-            envs = [seen[p.name] if p.name in seen else next(fetched) for p in pieces]
+            envs = await self._fetch(key, directory, pieces)
             if any(env is None for env in envs):
                 fresh = True  # compacted away under us: plan again
                 self._r.stats.add("log.replans")
@@ -373,6 +362,11 @@ class Logs:
     async def append(self, key: str, values: Sequence[Any]) -> int:
         if not values:
             raise ConfigurationError("append needs at least one value")
+        if len(values) > CHUNK_MAX_RECORDS:
+            raise ConfigurationError(
+                f"append takes at most {CHUNK_MAX_RECORDS} values per call (one chunk); "
+                "split larger batches"
+            )
         records = [to_bytes(v) for v in values]
         directory = self.dir(key)
         writer = self._writer(directory)
@@ -409,8 +403,12 @@ class Logs:
                         done.set_result(position - writer.first)
         finally:
             writer.busy = False
-        if writer.chunks_since_compaction >= AUTO_COMPACT_CHUNKS:
-            writer.chunks_since_compaction = 0
+        # Compact once this writer has left enough chunks that are old enough to merge (it
+        # knows when it wrote them: no request is spent finding out). Off until compaction
+        # is proven safe against concurrent appends (see compact()).
+        cutoff = self._r.clock() - MIN_AGE_MS
+        if AUTO_COMPACT and sum(t <= cutoff for t in writer.written) >= AUTO_COMPACT_CHUNKS:
+            writer.written = [t for t in writer.written if t > cutoff]
             task = asyncio.ensure_future(self.compact(key))
             task.add_done_callback(_consume)
 
@@ -449,7 +447,7 @@ class Logs:
                 # Our own chunk: a create whose success we did not hear about.
             writer.tail = tail + len(records)
             writer.checked_ms = now
-            writer.chunks_since_compaction += 1
+            writer.written.append(now)
             fill = Fill(self._r.cache_prefix + path, data, IMMUTABLE_TTL)
             await self._s._cache_safely(self._r.cache.put_immutable([fill]), None)
             return tail
@@ -483,13 +481,11 @@ class Logs:
             mark = plan.first + keep_from
             if keep_from > 0:
                 await self._set_mark(key, directory, mark)
-                await self._remove_below(directory, plan, mark)
+                self._forget(directory, mark)
+                await self._remove_superseded(directory, plan.names, mark, plan.tail)
             return plan.tail - mark
 
-        try:
-            return await self._s._commit([self._plan_key(directory)], cut)
-        finally:
-            self._forget(directory)
+        return await self._s._commit([self._plan_key(directory)], cut)
 
     async def delete(self, key: str) -> bool:
         """Remove the log; True if it held records. A mark at the tail keeps sequence
@@ -497,56 +493,90 @@ class Logs:
         directory = self.dir(key)
 
         async def remove() -> bool:
-            plan = await self.plan(key, directory, fresh=True)
-            if not plan.names:
+            known: int | None
+            try:
+                plan = await self.plan(key, directory, fresh=True)
+                names, tail, held = plan.names, plan.tail, plan.length > 0
+                known = tail
+            except CorruptDataError:
+                # The tail chunk is unreadable, so its end is unknown: put the mark past
+                # anything it could hold. Deleting is how a damaged log is repaired.
+                names = tuple(await self._list(directory))
+                chunks, segments, mark = _parse(names)
+                starts = [*chunks, *(b for _, b, _ in segments), mark]
+                tail, held, known = max(starts) + CHUNK_MAX_RECORDS, True, None
+            if not names:
                 return False
-            if plan.length or not any(n.startswith("m/") for n in plan.names):
-                await self._set_mark(key, directory, plan.tail)
-            await self._remove_below(directory, plan, plan.tail)
-            return plan.length > 0
+            if held or not any(n.startswith("m/") for n in names):
+                await self._set_mark(key, directory, tail)
+            self._forget(directory, tail)
+            await self._remove_superseded(directory, names, tail, known)
+            return held
 
-        try:
-            return await self._s._commit([self._plan_key(directory)], remove)
-        finally:
-            self._forget(directory)
+        return await self._s._commit([self._plan_key(directory)], remove)
 
-    def _forget(self, directory: str) -> None:
-        """This process's appenders re-read the log before their next append (its start
-        moved). Appenders in other processes notice within TAIL_REFRESH_MS."""
+    def _forget(self, directory: str, first: int) -> None:
+        """The log now starts at ``first``: this process's appenders count lengths from
+        there and re-read the tail before their next chunk. Appenders in other processes
+        notice within TAIL_REFRESH_MS."""
         for (_, writer_dir), writer in self._r.writers.items():
             if writer_dir == directory:
                 writer.tail = None
+                writer.first = first
 
-    async def _remove_below(self, directory: str, plan: Plan, mark: int) -> int:
-        """Delete objects wholly below ``mark`` - chunks only once old (see module doc) -
-        and superseded marks."""
-        ends = {p.name: p.end for p in plan.pieces}
-        chunks, segments, top_mark = _parse(plan.names)
-        doomed = [name for a, b, name in segments if b <= mark]
-        old = await self._old_chunks(directory, [n for s, n in sorted(chunks.items()) if s < mark])
-        doomed += [n for n in old if (ends.get(n) or 0) <= mark or n not in ends]
-        doomed += [f"m/{_seq(m)}" for m in _marks(plan.names) if m < max(mark, top_mark)]
-        for name in doomed:  # ascending order: a crash leaves a consistent suffix
+    async def _remove_superseded(
+        self, directory: str, names: Sequence[str], mark: int, tail: int | None = None
+    ) -> int:
+        """Delete what no reader needs: objects wholly below ``mark``, chunks that a
+        segment covers (left by an interrupted compaction), segments inside bigger ones,
+        and lower marks. Chunks only once old (see the module docstring)."""
+        chunks, segments, top_mark = _parse(names)
+        mark = max(mark, top_mark)
+        starts = sorted({*chunks, *(a for a, _, _ in segments)})
+
+        def chunk_end(start: int) -> int | None:
+            later = [s for s in starts if s > start]
+            return later[0] if later else tail
+
+        def covered(a: int, b: int | None, name: str) -> bool:
+            if b is not None and b <= mark:
+                return True
+            return any(
+                sa <= a and b is not None and b <= sb and sname != name
+                for sa, sb, sname in segments
+            )
+
+        doomed = [n for a, b, n in segments if covered(a, b, n)]
+        candidates = [n for s, n in sorted(chunks.items()) if covered(s, chunk_end(s), n)]
+        doomed += sorted(await self._old_chunks(directory, candidates))
+        doomed += [f"m/{_seq(m)}" for m in _marks(names) if m < mark]
+        for name in doomed:  # ascending: a crash leaves a consistent log
             await self._r.blob.delete(directory + name)
         return len(doomed)
 
-    async def _old_chunks(self, directory: str, names: Sequence[str]) -> list[str]:
-        """The chunks among ``names`` older than MIN_AGE_MS (their creation time is inside)."""
+    async def _old_chunks(
+        self, directory: str, names: Sequence[str], key: str = ""
+    ) -> dict[str, codec.Envelope]:
+        """The chunks among ``names`` older than MIN_AGE_MS (their creation time is inside),
+        decoded, so a caller that merges them does not read them again."""
         if not names:
-            return []
-        heads = await self._r.blob.get_many([directory + n for n in names], self._r.concurrency)
+            return {}
+        pieces = [Piece(n, 0, None) for n in names]
+        try:
+            envs = await self._fetch(key, directory, pieces)
+        except CorruptDataError:  # a damaged chunk is left where it is; the rest go on
+            envs = []
+            for piece in pieces:
+                try:
+                    envs += await self._fetch(key, directory, [piece])
+                except CorruptDataError:
+                    envs.append(None)
         now = self._r.clock()
-        old = []
-        for name, found in zip(names, heads, strict=True):
-            if found is None:
-                continue
-            try:
-                created = int(codec.decode(found.data).meta.get("t", now))
-            except CorruptDataError:
-                continue
-            if now - created >= MIN_AGE_MS:
-                old.append(name)
-        return old
+        return {
+            name: env
+            for name, env in zip(names, envs, strict=True)
+            if env is not None and now - int(env.meta.get("t", now)) >= MIN_AGE_MS
+        }
 
     # -- listing ---------------------------------------------------------------------------
 
@@ -585,9 +615,10 @@ class Logs:
     async def compact(self, key: str) -> int:
         """Merge old chunks (and small segments) into segments; returns objects removed.
 
-        Safe with concurrent writers and readers: the segment is durable before anything it
-        replaces is deleted; only chunks older than MIN_AGE_MS are merged; a reader that
-        meets a vanished object plans again.
+        Safe with concurrent readers: the segment is durable before anything it replaces is
+        deleted, and a reader that meets a vanished object plans again. NOT yet safe with
+        concurrent appends to the same log: run it when no one is appending (a known bug,
+        see the README). Only chunks older than MIN_AGE_MS are merged.
         """
         directory = self.dir(key)
 
@@ -597,31 +628,45 @@ class Logs:
             if plan.pieces and plan.pieces[-1].end is not None:
                 pieces = list(pieces[:-1])  # never merge the tail chunk: it may be young
             chunk_names = [p.name for p in pieces if not p.segment]
-            old = set(await self._old_chunks(directory, chunk_names))
+            old = await self._old_chunks(directory, chunk_names, key)
+            small = [
+                p for p in pieces if p.segment and (p.end or p.start) - p.start < SEGMENT_RECORDS
+            ]
+            for piece, env in zip(small, await self._fetch(key, directory, small), strict=True):
+                if env is not None:
+                    old[piece.name] = env  # small segments may be merged again
             runs: list[list[Piece]] = [[]]
-            size = 0
+            records = size = 0
             for piece in pieces:
-                count = (piece.end or piece.start) - piece.start
-                full = piece.segment and count >= SEGMENT_RECORDS
-                if full or not (piece.segment or piece.name in old):
-                    runs.append([])  # a young chunk or a full segment ends a run
-                    size = 0
-                    continue
-                if size + count > SEGMENT_RECORDS:
+                env = old.get(piece.name)
+                if env is None:  # a young chunk or a full segment ends a run
                     runs.append([])
-                    size = 0
+                    records = size = 0
+                    continue
+                count = (piece.end or piece.start) - piece.start
+                if runs[-1] and (
+                    records + count > SEGMENT_RECORDS or size + len(env.payload) > SEGMENT_BYTES
+                ):
+                    runs.append([])
+                    records = size = 0
                 runs[-1].append(piece)
-                size += count
+                records += count
+                size += len(env.payload)
             removed = 0
             for run in runs:
                 if len(run) >= 2:
-                    removed += await self._merge(key, directory, run)
-            return removed + await self._remove_below(directory, plan, plan.mark)
+                    removed += await self._merge(key, directory, run, old)
+            names = await self._list(directory)
+            return removed + await self._remove_superseded(directory, names, plan.mark)
 
         return await self._s._commit([self._plan_key(directory)], run)
 
-    async def _merge(self, key: str, directory: str, run: list[Piece]) -> int:
-        envs = await self._fetch(key, directory, run)
+    async def _merge(
+        self, key: str, directory: str, run: list[Piece], known: dict[str, codec.Envelope]
+    ) -> int:
+        unknown = [p for p in run if p.name not in known]
+        fetched = iter(await self._fetch(key, directory, unknown))
+        envs = [known[p.name] if p.name in known else next(fetched) for p in run]
         if any(env is None for env in envs):
             return 0  # another compactor got there first
         records: list[bytes] = []
