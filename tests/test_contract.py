@@ -398,11 +398,13 @@ def test_expire_conditions(clocked: tuple[kvstore.KVStore, FakeClock]) -> None:
 def test_real_clock_expiry(store: kvstore.KVStore) -> None:
     store.get("warm-up")  # the first request of a remote store opens its session
     start = time.monotonic()
-    store.set("t", "v", px=300)
-    assert store.get("t") == b"v"
-    assert 0 < store.pttl("t") <= 300
-    assert time.monotonic() - start < 0.3  # else the reads above could not have seen it
-    time.sleep(max(0.0, start + 0.31 - time.monotonic()))
+    store.set("t", "v", px=1000)
+    value, pttl = store.get("t"), store.pttl("t")
+    if time.monotonic() - start >= 1.0:  # the wall clock check needs a fast enough machine
+        pytest.skip("set+get took over 1 s here; the fake-clock tests cover expiry logic")
+    assert value == b"v"
+    assert 0 < pttl <= 1000
+    time.sleep(max(0.0, start + 1.01 - time.monotonic()))
     assert store.get("t") is None
     assert store.pttl("t") == -2
 
