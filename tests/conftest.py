@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import sys
+import time
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -22,6 +23,8 @@ if str(ROOT) not in sys.path:  # make `backends` importable without installing i
     sys.path.insert(0, str(ROOT))
 
 import kvstore  # noqa: E402
+from kvstore.blob import open_blob_store  # noqa: E402
+from kvstore.stats import Stats  # noqa: E402
 
 BACKENDS = ("memory", "local", "s3", "gcs")
 CACHES = (None, "local")
@@ -105,3 +108,41 @@ def store(request: pytest.FixtureRequest, target: Target) -> Iterator[kvstore.KV
     cache = kvstore.LocalCache() if request.param == "local" else None
     with target.open(cache=cache) as s:
         yield s
+
+
+class FakeClock:
+    """Milliseconds since the epoch, moved only by the test. Starts at a whole second."""
+
+    def __init__(self) -> None:
+        self.now = (time.time_ns() // 10**9) * 1000
+
+    def __call__(self) -> int:
+        return self.now
+
+    def advance(self, ms: int) -> None:
+        self.now += ms
+
+
+def open_clocked(
+    target: Target,
+    clock: Callable[[], int],
+    cache: kvstore.Cache | None = None,
+    retry: kvstore.RetryPolicy | None = None,
+    **kwargs: Any,
+) -> kvstore.KVStore:
+    """A store on ``target`` that reads the time from ``clock`` (expiry, log chunk ages)."""
+    stats = Stats()
+    blob = open_blob_store(target.url, target.storage_options or None, retry=retry, stats=stats)
+    core = kvstore.AsyncKVStore(
+        blob, cache or kvstore.NoCache(), stats=stats, clock=clock, **kwargs
+    )
+    return kvstore.KVStore(core)
+
+
+@pytest.fixture(params=CACHES, ids=lambda c: f"cache={c}")
+def clocked(request: pytest.FixtureRequest, target: Target) -> Iterator[tuple[Any, FakeClock]]:
+    """(store, clock) on each backend x cache, the store reading time from ``clock``."""
+    clock = FakeClock()
+    cache = kvstore.LocalCache() if request.param == "local" else None
+    with open_clocked(target, clock, cache) as s:
+        yield s, clock

@@ -10,50 +10,16 @@ import asyncio
 import datetime
 import random
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 
 import pytest
+from conftest import FakeClock
 
 import kvstore
-from kvstore.blob import open_blob_store
-from kvstore.stats import Stats
 
 CACHES = (None, "local")
 Target = Any  # tests/conftest.py's Target: .backend, .url, .storage_options, .open()
-
-
-class FakeClock:
-    """Milliseconds since the epoch, moved only by the test. Starts at a whole second."""
-
-    def __init__(self) -> None:
-        self.now = (time.time_ns() // 10**9) * 1000
-
-    def __call__(self) -> int:
-        return self.now
-
-    def advance(self, ms: int) -> None:
-        self.now += ms
-
-
-def open_clocked(
-    target: Target, clock: FakeClock, cache: kvstore.Cache | None = None, **kwargs: Any
-) -> kvstore.KVStore:
-    stats = Stats()
-    blob = open_blob_store(target.url, target.storage_options or None, stats=stats)
-    core = kvstore.AsyncKVStore(
-        blob, cache or kvstore.NoCache(), stats=stats, clock=clock, **kwargs
-    )
-    return kvstore.KVStore(core)
-
-
-@pytest.fixture(params=CACHES, ids=lambda c: f"cache={c}")
-def clocked(request: pytest.FixtureRequest, target: Target) -> Iterator[tuple[Any, FakeClock]]:
-    """(store, clock) on each backend x cache, the store reading time from ``clock``."""
-    clock = FakeClock()
-    cache = kvstore.LocalCache() if request.param == "local" else None
-    with open_clocked(target, clock, cache) as s:
-        yield s, clock
 
 
 # -- set / get -----------------------------------------------------------------------------

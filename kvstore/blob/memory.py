@@ -106,9 +106,10 @@ class MemoryBlobStore(BlobStore):
         after = ""
         while True:
             page = await self._call("list", prefix, functools.partial(self._page, start, after))
-            if not page:
+            if page:
+                yield [name[cut:] for name in page]
+            if len(page) < PAGE:  # a short page is the last: no request for an empty one
                 return
-            yield [name[cut:] for name in page]
             after = page[-1]
 
     async def _page(self, start: str, after: str) -> list[str]:
