@@ -14,6 +14,7 @@ import os
 from typing import Any
 
 from .api import AsyncKVStore
+from .artifacts import Artifact, ArtifactFile, AsyncArtifactReader
 from .blob import RetryPolicy, open_blob_store
 from .cache import Cache, LocalCache, NoCache, resolve_cache
 from .errors import (
@@ -26,7 +27,7 @@ from .errors import (
     UnsupportedOperationError,
 )
 from .stats import Stats
-from .sync import KVStore
+from .sync import Artifacts, KVStore
 
 __version__ = "0.1.0"
 
@@ -35,6 +36,10 @@ DEFAULT_URL = "./kvstore-data"
 
 __all__ = [
     "DEFAULT_URL",
+    "Artifact",
+    "ArtifactFile",
+    "Artifacts",
+    "AsyncArtifactReader",
     "AsyncKVStore",
     "BackendError",
     "Cache",

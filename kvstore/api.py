@@ -23,10 +23,12 @@ import functools
 import hashlib
 import random
 import time
+from collections import OrderedDict
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping, Sequence
 from typing import Any, TypeVar
 
 from . import codec
+from .artifacts import AsyncArtifacts
 from .blob import BlobStore
 from .blob.base import AmbiguousWriteError, Blob
 from .cache import Cache, Fill
@@ -70,6 +72,7 @@ class _Resources:
         digest = hashlib.sha256(blob.identity.encode()).hexdigest()[:16]
         self.cache_prefix = f"kvstore:{digest}:"
         self.writers: dict[tuple[int, str], Any] = {}  # log appenders, see logs.Logs
+        self.artifact_known: OrderedDict[str, tuple[int, int]] = OrderedDict()  # artifacts
 
 
 class AsyncKVStore:
@@ -110,6 +113,8 @@ class AsyncKVStore:
         self.decode_responses = decode_responses
         self.namespace_path = _namespace
         self._logs = Logs(self)
+        self.artifacts = AsyncArtifacts(self)
+        """Versioned artifacts: ``save``, ``load``, ``open``, ``versions``, ``list``, ``delete``."""
 
     # -- construction, lifetime ------------------------------------------------------------
 

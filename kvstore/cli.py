@@ -20,6 +20,7 @@ import argparse
 import contextlib
 import json
 import os
+import shutil
 import sys
 import tempfile
 import time
@@ -154,6 +155,85 @@ def _index(value: str, name: str) -> int:
         raise ValueError(
             f"{name} must be an integer (negative counts from the end), not {value!r}"
         ) from None
+
+
+def _version(value: str | None) -> int | None:
+    if value is None:
+        return None
+    if not value.isdigit():
+        raise ValueError(f"--version must be a version number (0, 1, ...), not {value!r}")
+    return int(value)
+
+
+def _artifact_save(store: KVStore, args: argparse.Namespace) -> Reply:
+    metadata = None
+    if args.meta is not None:
+        try:
+            metadata = json.loads(args.meta)
+        except json.JSONDecodeError as exc:
+            raise ValueError(f"--meta must be a JSON object: {exc}") from None
+    source: Any = sys.stdin.buffer if args.source == "-" else Path(args.source)
+    if isinstance(source, Path) and not source.is_file():
+        raise ValueError(f"no such file: {args.source!r} (use '-' for stdin)")
+    version = store.artifacts.save(args.name, source, mime_type=args.mime, metadata=metadata)
+    return Reply([str(version)])
+
+
+def _artifact_load(args: argparse.Namespace, out: Output) -> int:
+    """Stream a version to stdout or to a file (written beside it, then renamed)."""
+    with _open(args) as store:
+        reader = store.artifacts.open(args.name, _version(args.version))
+        if reader is None:
+            which = "" if args.version is None else f" version {args.version}"
+            print(f"{PROG}: no artifact {args.name!r}{which}", file=sys.stderr)
+            return 1
+        with reader:
+            if args.output is None:
+                shutil.copyfileobj(reader, out, _COPY_BUFFER)
+                return 0
+            target = Path(args.output)
+            partial = target.with_name(f".{target.name}.{os.getpid()}.part")
+            try:
+                with partial.open("wb") as file:
+                    shutil.copyfileobj(reader, file, _COPY_BUFFER)
+                os.replace(partial, target)
+            finally:
+                partial.unlink(missing_ok=True)
+    print(f"{PROG}: wrote {reader.size} bytes to {target}", file=sys.stderr)
+    return 0
+
+
+_COPY_BUFFER = 1 << 20
+
+
+def _artifact_info(store: KVStore, args: argparse.Namespace) -> Reply:
+    reader = store.artifacts.open(args.name, _version(args.version))
+    if reader is None:
+        which = "" if args.version is None else f" version {args.version}"
+        return Reply(status=1, note=f"no artifact {args.name!r}{which}")
+    with reader:
+        info = {
+            "name": reader.name,
+            "version": reader.version,
+            "size": reader.size,
+            "mime_type": reader.mime_type,
+            "sha256": reader.sha256,
+            "created_at": reader.created_at.isoformat(),
+            "metadata": reader.metadata,
+        }
+    return Reply([json.dumps(info, indent=2, ensure_ascii=False, default=repr)])
+
+
+def _artifact_versions(store: KVStore, args: argparse.Namespace) -> Reply:
+    return Reply(map(str, store.artifacts.versions(args.name)))
+
+
+def _artifact_list(store: KVStore, args: argparse.Namespace) -> Reply:
+    return Reply(store.artifacts.list(args.prefix))
+
+
+def _artifact_delete(store: KVStore, args: argparse.Namespace) -> Reply:
+    return Reply([str(store.artifacts.delete(args.name, _version(args.version)))])
 
 
 def _stats(store: KVStore, args: argparse.Namespace) -> Reply:
@@ -306,26 +386,42 @@ def _chapter_log(tour: Tour) -> None:
     tour.say(f"   on disk, one object per append: {log}{', '.join(objects)}")
 
 
+def _chapter_artifacts(tour: Tour) -> None:
+    """Artifacts: numbered immutable versions"""
+    tour.do("store.artifacts.save('report.md', '# Q3\\nRevenue up.')")
+    tour.do(
+        "store.artifacts.save('report.md', '# Q3\\nRevenue up 12%.', "
+        "metadata={'author': 'agent-7'})"
+    )
+    tour.do("store.artifacts.load('report.md', version=0).text")
+    tour.do("a = store.artifacts.load('report.md')")
+    tour.do("(a.version, a.text, a.mime_type, a.metadata)")
+    art = f"art/{encode_name('report.md')}/"
+    objects = sorted(p.relative_to(tour.root / art).as_posix() for p in _files(tour.root / art))
+    tour.say(f"   on disk, one object per version: {art}{', '.join(objects)}")
+
+
 def _files(directory: Path) -> list[Path]:
     return sorted(p for p in directory.rglob("*") if p.is_file())
 
 
 def _chapter_layout(tour: Tour) -> None:
-    """On disk: one object per value (kv/), a directory per log (log/), namespaces under ns/"""
+    """On disk: a value per object (kv/), a directory per log (log/) and artifact (art/)"""
     entries: dict[str, int] = {}  # a value's object, or a log's directory: how many objects
     for path in _files(tour.root):
         parts = path.relative_to(tour.root).parts
         if ".kvstore" in parts:
             continue
-        if "log" in parts[:-1]:  # the log area (encoded names end in "~", so never "log")
-            name = "/".join(parts[: parts.index("log") + 2]) + "/"
+        area = next((a for a in ("log", "art") if a in parts[:-1]), None)
+        if area:  # a log's or an artifact's directory (encoded names end in "~")
+            name = "/".join(parts[: parts.index(area) + 2]) + "/"
         else:
             name = "/".join(parts)
         entries[name] = entries.get(name, 0) + 1
-    for name, count in list(entries.items())[:8]:
+    for name, count in list(entries.items())[:10]:
         tour.say(f"   {name}  ({count} objects)" if name.endswith("/") else f"   {name}")
-    if len(entries) > 8:
-        tour.say(f"   ... and {len(entries) - 8} more")
+    if len(entries) > 10:
+        tour.say(f"   ... and {len(entries) - 10} more")
 
 
 def _chapter_corruption(tour: Tour) -> None:
@@ -358,6 +454,7 @@ DEMO_CHAPTERS: list[Callable[[Tour], None]] = [
     _chapter_namespace,
     _chapter_keys,
     _chapter_log,
+    _chapter_artifacts,
     _chapter_layout,
     _chapter_corruption,
     _chapter_stats,
@@ -402,8 +499,9 @@ def _demo(args: argparse.Namespace, out: Output) -> int:
 class Command:
     name: str
     summary: str
-    run: Runner
+    run: Runner | None
     arguments: tuple[tuple[tuple[str, ...], dict[str, Any]], ...] = ()
+    subcommands: tuple[Command, ...] = ()
 
 
 def arg(*flags: str, **options: Any) -> tuple[tuple[str, ...], dict[str, Any]]:
@@ -414,6 +512,8 @@ _KEY = arg("key", help="a non-empty key (at most 1024 bytes in UTF-8)")
 _KEYS = arg("keys", nargs="+", metavar="KEY")
 _PREFIX = arg("prefix", nargs="?", default="", help="only keys starting with PREFIX")
 _LOG = arg("key", help="the log's key (a log is stored apart from a value of that key)")
+_ARTIFACT = arg("name", help="the artifact's name")
+_VERSION = arg("--version", help="a version number (default: the latest)")
 
 COMMANDS: tuple[Command, ...] = (
     Command(
@@ -499,6 +599,58 @@ COMMANDS: tuple[Command, ...] = (
         _store_command(_compact),
         (_LOG,),
     ),
+    Command(
+        "artifact",
+        "versioned artifacts: save, load, info, versions, ls, rm",
+        None,
+        subcommands=(
+            Command(
+                "save",
+                "store a new version of a file (streamed); prints its version number",
+                _store_command(_artifact_save),
+                (
+                    _ARTIFACT,
+                    arg("source", metavar="FILE", help="the file to store; '-' reads stdin"),
+                    arg("--mime", help="its media type (default: guessed from FILE's name)"),
+                    arg("--meta", metavar="JSON", help="metadata: a JSON object"),
+                ),
+            ),
+            Command(
+                "load",
+                "write a version (default: the latest) to stdout or a file; exit 1 if missing",
+                _artifact_load,
+                (
+                    _ARTIFACT,
+                    _VERSION,
+                    arg("-o", "--output", metavar="FILE", help="write here instead of stdout"),
+                ),
+            ),
+            Command(
+                "info",
+                "print a version's size, type, sha256, time and metadata as JSON",
+                _store_command(_artifact_info),
+                (_ARTIFACT, _VERSION),
+            ),
+            Command(
+                "versions",
+                "print an artifact's versions, one per line",
+                _store_command(_artifact_versions),
+                (_ARTIFACT,),
+            ),
+            Command(
+                "ls",
+                "list artifact names, one per line, sorted",
+                _store_command(_artifact_list),
+                (arg("prefix", nargs="?", default="", help="only names starting with PREFIX"),),
+            ),
+            Command(
+                "rm",
+                "delete one version, or all; prints how many were removed",
+                _store_command(_artifact_delete),
+                (_ARTIFACT, arg("--version", help="only this version")),
+            ),
+        ),
+    ),
     Command("stats", "print the store's URL and request counters as JSON", _store_command(_stats)),
     Command("demo", "a narrated tour in a temporary directory (or --url DIR, empty)", _demo),
 )
@@ -557,13 +709,22 @@ def build_parser() -> argparse.ArgumentParser:
     subparsers = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     late = _global_options(late=True)
     for command in COMMANDS:
-        sub = subparsers.add_parser(
-            command.name, help=command.summary, description=command.summary, parents=[late]
-        )
-        for flags, options in command.arguments:
-            sub.add_argument(*flags, **options)
-        sub.set_defaults(run=command.run)
+        _add_command(subparsers, command, late)
     return parser
+
+
+def _add_command(subparsers: Any, command: Command, late: argparse.ArgumentParser) -> None:
+    sub = subparsers.add_parser(
+        command.name, help=command.summary, description=command.summary, parents=[late]
+    )
+    for flags, options in command.arguments:
+        sub.add_argument(*flags, **options)
+    if command.subcommands:
+        nested = sub.add_subparsers(dest="subcommand", required=True, metavar="SUBCOMMAND")
+        for child in command.subcommands:
+            _add_command(nested, child, late)
+    else:
+        sub.set_defaults(run=command.run)
 
 
 def main(argv: list[str] | None = None) -> int:

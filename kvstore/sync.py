@@ -1,39 +1,29 @@
-"""KVStore: the blocking face of AsyncKVStore.
+"""KVStore: the blocking face of AsyncKVStore (and Artifacts, of AsyncArtifacts).
 
-Each method is *derived* from its AsyncKVStore twin by :func:`_blocking` - same signature,
-same docstring, same behaviour - and runs the coroutine on the process's portal loop. There
-is no second implementation to keep in step.
+Each method is *derived* from its async twin by :func:`_blocking` - same signature, same
+docstring, same behaviour - and runs the coroutine on the process's portal loop. There is
+no second implementation to keep in step.
 """
 
 from __future__ import annotations
 
 import functools
 from collections.abc import Callable, Coroutine, Iterator
-from typing import Any, Concatenate, ParamSpec, TypeVar, cast
+from typing import Any, Concatenate, Generic, ParamSpec, TypeVar, cast
 
 from .api import AsyncKVStore
+from .artifacts import ArtifactFile, AsyncArtifacts
 from .portal import Portal, portal
 
 P = ParamSpec("P")
 R = TypeVar("R")
+Core = TypeVar("Core")
 
 
-def _blocking(
-    method: Callable[Concatenate[AsyncKVStore, P], Coroutine[Any, Any, R]],
-) -> Callable[Concatenate[KVStore, P], R]:
-    def call(self: KVStore, *args: P.args, **kwargs: P.kwargs) -> R:
-        return self._portal.run(method(self._core, *args, **kwargs))
+class _Face(Generic[Core]):
+    """A blocking face over an async core object."""
 
-    return cast(Callable[Concatenate["KVStore", P], R], functools.wraps(method)(call))
-
-
-class KVStore:
-    """The value API, blocking. Use ``kvstore.open``; ``with`` closes it.
-
-    Thread-safe: any number of threads may share one KVStore.
-    """
-
-    def __init__(self, core: AsyncKVStore) -> None:
+    def __init__(self, core: Core) -> None:
         self._core = core
 
     @property
@@ -41,6 +31,49 @@ class KVStore:
         # Looked up on every call, not kept: in a child process after fork() the parent's
         # loop thread does not exist, and the child gets its own (the store reconnects).
         return portal()
+
+
+Face = TypeVar("Face", bound=_Face[Any])
+
+
+def _blocking(
+    method: Callable[Concatenate[Core, P], Coroutine[Any, Any, R]],
+) -> Callable[Concatenate[Face, P], R]:
+    def call(self: Face, *args: P.args, **kwargs: P.kwargs) -> R:
+        return self._portal.run(method(self._core, *args, **kwargs))
+
+    return cast(Callable[Concatenate[Face, P], R], functools.wraps(method)(call))
+
+
+class Artifacts(_Face[AsyncArtifacts]):
+    """Versioned artifacts, blocking: ``store.artifacts``. See :mod:`kvstore.artifacts`."""
+
+    save = _blocking(AsyncArtifacts.save)
+    load = _blocking(AsyncArtifacts.load)
+    versions = _blocking(AsyncArtifacts.versions)
+    list = _blocking(AsyncArtifacts.list)
+    delete = _blocking(AsyncArtifacts.delete)
+
+    def open(self, name: str, version: int | None = None) -> ArtifactFile | None:
+        reader = self._portal.run(self._core.open(name, version))
+        return None if reader is None else ArtifactFile(reader, self._portal.run)
+
+    open.__doc__ = AsyncArtifacts.open.__doc__
+
+    def __repr__(self) -> str:
+        return f"<Artifacts of {self._core._s!r}>"
+
+
+class KVStore(_Face[AsyncKVStore]):
+    """The value API, blocking. Use ``kvstore.open``; ``with`` closes it.
+
+    Thread-safe: any number of threads may share one KVStore.
+    """
+
+    def __init__(self, core: AsyncKVStore) -> None:
+        super().__init__(core)
+        self.artifacts = Artifacts(core.artifacts)
+        """Versioned artifacts: ``save``, ``load``, ``open``, ``versions``, ``list``, ``delete``."""
 
     @property
     def url(self) -> str:

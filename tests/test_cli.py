@@ -435,7 +435,7 @@ def test_demo_narrates_every_chapter_and_cleans_up(run: CLI) -> None:
     assert result.status == 0, result.err
     text = result.out.decode()
     lines = text.splitlines()
-    assert len(lines) <= 55
+    assert len(lines) <= 60
     for number, chapter in enumerate(cli.DEMO_CHAPTERS, 1):
         assert f"{number}. {chapter.__doc__}" in lines
     assert "store.get('greeting')  ->  b'hello, object storage'" in text
@@ -443,11 +443,13 @@ def test_demo_narrates_every_chapter_and_cleans_up(run: CLI) -> None:
     assert "store.set('lock:report', 'worker-2', nx=True)  ->  None" in text
     assert "raises CorruptDataError: checksum mismatch (key 'fragile'" in text
     assert "   ns/tenant-a~/kv/greeting~" in lines
+    assert "store.artifacts.load('report.md', version=0).text  ->  '# Q3\\nRevenue up.'" in text
     titles = [line for line in lines if line[:1].isdigit()]
-    assert titles[5:8] == [
+    assert titles[5:9] == [
         "6. Keys by prefix: one LIST request per 1000 keys",
         "7. Session history: an append log",
-        "8. On disk: one object per value (kv/), a directory per log (log/), namespaces under ns/",
+        "8. Artifacts: numbered immutable versions",
+        "9. On disk: a value per object (kv/), a directory per log (log/) and artifact (art/)",
     ]
     log = lines[lines.index(titles[6]) + 1 : lines.index(titles[7])]
     assert log[0].endswith('\'{"role": "user", "content": "Two at 8?"}\')  ->  2')
@@ -460,6 +462,10 @@ def test_demo_narrates_every_chapter_and_cleans_up(run: CLI) -> None:
     zero, two, three = (f"{n:020d}" for n in (0, 2, 3))
     assert log[-1] == f"   on disk, one object per append: log/chat~/c/{zero}, c/{two}, c/{three}"
     assert "   log/chat~/  (3 objects)" in lines
+    artifacts = lines[lines.index(titles[7]) + 1 : lines.index(titles[8])]
+    assert artifacts[0].endswith("->  0") and artifacts[1].endswith("->  1")
+    assert artifacts[-1] == f"   on disk, one object per version: art/report.md~/{zero}, {1:020d}"
+    assert "   art/report.md~/  (2 objects)" in lines
     root = Path(lines[0].split(" in ", 1)[1].split(" (cache")[0])
     assert root.name.startswith("kvstore-demo-")
     assert not root.exists()
