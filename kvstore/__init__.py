@@ -13,7 +13,7 @@ from __future__ import annotations
 import os
 from typing import Any
 
-from .api import AsyncKVStore
+from .api import DEFAULT_CONCURRENCY, AsyncKVStore
 from .artifacts import Artifact, ArtifactFile, AsyncArtifactReader
 from .blob import RetryPolicy, open_blob_store
 from .cache import Cache, LocalCache, NoCache, resolve_cache
@@ -35,6 +35,7 @@ DEFAULT_URL = "./kvstore-data"
 """Where a store lives when no URL is given (and ``KVSTORE_URL`` is unset)."""
 
 __all__ = [
+    "DEFAULT_CONCURRENCY",
     "DEFAULT_URL",
     "Artifact",
     "ArtifactFile",
@@ -75,7 +76,7 @@ def open_async(
     storage_options: dict[str, Any] | None = None,
     decode_responses: bool = False,
     cache_ttl: float = 60.0,
-    concurrency: int = 32,
+    concurrency: int = DEFAULT_CONCURRENCY,
     retry: RetryPolicy | None = None,
 ) -> AsyncKVStore:
     """Open a store for asyncio code. Performs no I/O; a bad argument fails here.
@@ -86,7 +87,8 @@ def open_async(
     ``storage_options`` go to the fsspec filesystem (endpoint_url, credentials ...; for a
     local directory: ``fsync``). ``decode_responses``: return str instead of bytes.
     ``cache_ttl``: the longest a cache entry lives (seconds). ``concurrency``: the most
-    object-store requests one multi-key call keeps in flight.
+    object-store requests one multi-key call keeps in flight (default: an eighth of the
+    open-file limit, as fsspec's ``FSMap.getitems``, between 32 and 1024).
     """
     if url is None:
         url = os.environ.get("KVSTORE_URL") or DEFAULT_URL
@@ -116,7 +118,7 @@ def open(
     storage_options: dict[str, Any] | None = None,
     decode_responses: bool = False,
     cache_ttl: float = 60.0,
-    concurrency: int = 32,
+    concurrency: int = DEFAULT_CONCURRENCY,
     retry: RetryPolicy | None = None,
 ) -> KVStore:
     """Open a store with blocking methods; arguments as :func:`open_async`."""

@@ -46,6 +46,23 @@ _MAX_SWAP_ROUNDS = 64
 DEFAULT_CACHE_TTL = 60.0
 
 
+def _default_concurrency() -> int:
+    """Requests one multi-key call keeps in flight: fsspec's own rule (an eighth of the
+    open-file limit, as ``FSMap.getitems`` uses), at least 32 and at most 1024."""
+    try:
+        import resource
+
+        soft = resource.getrlimit(resource.RLIMIT_NOFILE)[0]
+    except (ImportError, OSError, ValueError):
+        return 128
+    if soft == resource.RLIM_INFINITY:
+        return 1024
+    return max(32, min(1024, soft // 8))
+
+
+DEFAULT_CONCURRENCY = _default_concurrency()
+
+
 def _now_ms() -> int:
     return time.time_ns() // 1_000_000
 
@@ -90,7 +107,7 @@ class AsyncKVStore:
         decode_responses: bool = False,
         stats: Stats | None = None,
         clock: Callable[[], int] | None = None,
-        concurrency: int = 32,
+        concurrency: int = DEFAULT_CONCURRENCY,
         cache_ttl: float = DEFAULT_CACHE_TTL,
         _resources: _Resources | None = None,
         _base: str = "",

@@ -419,29 +419,39 @@ class AsyncArtifacts:
     async def _manifest(
         self, key: str, directory: str, version: int, cached: bool = True
     ) -> _Manifest | None:
-        """A version's manifest: from the cache, else one GET (then cached under the guard)."""
+        """A version's manifest: from the cache, else one GET (then cached under the guard).
+        None if the version does not exist or was deleted."""
         path = directory + _version_name(version)
         cache_key = self._r.cache_prefix + path
         lookup = None
         if cached:
             lookup = await self._s._cache_safely(self._r.cache.lookup([cache_key]), None)
-            if lookup is not None and lookup.values[0] is not None:
-                self._r.stats.add("cache.hits")
-                env = codec.decode(lookup.values[0], key=key, path=path)
-                return _Manifest.parse(env, key, path)
+            hit = lookup.values[0] if lookup is not None else None
+            if hit is not None:
+                try:
+                    manifest = _Manifest.parse(self._decode(hit, key, path), key, path)
+                except CorruptDataError:  # a damaged cache entry: drop it, ask the source
+                    self._r.stats.add("cache.corrupt")
+                    await self._s._invalidate([path])
+                else:
+                    self._r.stats.add("cache.hits")
+                    return manifest
             self._r.stats.add("cache.misses")
         blob = await self._r.blob.get(path)
         if blob is None:
             return None
-        manifest = _Manifest.parse(codec.decode(blob.data, key=key, path=path), key, path)
+        manifest = _Manifest.parse(self._decode(blob.data, key, path), key, path)
         if manifest is None:
             self._learn(directory, version, live=self._known(directory)[1])
-        else:
-            self._learn(directory, version)
-        if manifest is not None and lookup is not None:
+            return None
+        self._learn(directory, version)
+        if lookup is not None:
             fill = Fill(cache_key, blob.data, self._r.cache_ttl)
             await self._s._cache_safely(self._r.cache.fill([fill], lookup.ticket), None)
         return manifest
+
+    def _decode(self, data: bytes, key: str, path: str) -> codec.Envelope:
+        return codec.decode(data, key=key, path=self._s._where(path))
 
     async def _latest(self, key: str, directory: str) -> tuple[int, _Manifest] | None:
         """The newest live version and its manifest: the cached pointer if it is fresh and
@@ -461,14 +471,14 @@ class AsyncArtifacts:
             live, _ = await self._scan(directory)
             if not live:
                 return None
-            version = live[-1]
-            if lookup is not None:
-                fill = Fill(pointer_key, str(version).encode(), self._r.cache_ttl)
-                await self._s._cache_safely(self._r.cache.fill([fill], lookup.ticket), None)
-            manifest = await self._manifest(key, directory, version)
-            if manifest is not None:
-                return version, manifest
-            # deleted between the listing and the read: list again
+            for version in reversed(live):  # past tombstones of half-finished deletes
+                manifest = await self._manifest(key, directory, version)
+                if manifest is not None:
+                    if lookup is not None:
+                        fill = Fill(pointer_key, str(version).encode(), self._r.cache_ttl)
+                        await self._s._cache_safely(self._r.cache.fill([fill], lookup.ticket), None)
+                    return version, manifest
+            return None
         return None
 
     async def _resolve(
@@ -596,19 +606,25 @@ class AsyncArtifacts:
                 inline = whole
                 digest.update(whole)
             else:
-                async for block in source.blocks():
-                    digest.update(block)
-                    if not sizes and len(block) < PART_SIZE:
-                        inline = block  # a short stream fits in the manifest
-                        break
-                    path = part_dir + f"{len(sizes):06d}"
-                    sizes.append(len(block))
-                    pending.add(asyncio.ensure_future(self._put_part(path, block, compress)))
-                    del block
-                    while len(pending) >= PART_CONCURRENCY:
+                blocks = aiter(source.blocks())
+                first = await anext(blocks, b"")
+                ahead = await anext(blocks, b"") if len(first) == PART_SIZE else b""
+                if not ahead:  # at most PART_SIZE bytes in all: the manifest holds them
+                    inline = first
+                    digest.update(first)
+                else:
+                    head, first, ahead = [first, ahead], b"", b""  # only _chain holds them
+                    async for block in _chain(head, blocks):
+                        digest.update(block)
+                        path = part_dir + f"{len(sizes):06d}"
+                        sizes.append(len(block))
+                        put = self._put_part(path, block, compress)
+                        pending.add(asyncio.ensure_future(put))
+                        del block
+                        while len(pending) >= PART_CONCURRENCY:
+                            pending = await _reap(pending)
+                    while pending:
                         pending = await _reap(pending)
-                while pending:
-                    pending = await _reap(pending)
             meta = {
                 "f": _FORMAT,
                 "mime": mime,
@@ -699,27 +715,50 @@ class AsyncArtifacts:
         return sum(removed)
 
     async def _delete_version(self, key: str, directory: str, version: int) -> bool:
+        """Bury one version: a tombstone over its manifest (it reads as missing at once),
+        then the ``.deleted`` marker (listings stop showing it), then its parts. A version
+        found already buried has its marker written again, which finishes a delete that
+        failed halfway. A damaged manifest is buried too (its parts, unknown, stay)."""
         path = directory + _version_name(version)
-        manifest = await self._manifest(key, directory, version, cached=False)
-        if manifest is None:
+        blob = await self._r.blob.get(path)
+        if blob is None:
             return False
+        parts: tuple[str, int] | None = None
+        try:
+            manifest = _Manifest.parse(self._decode(blob.data, key, path), key, path)
+        except CorruptDataError:
+            self._r.stats.add("artifacts.corrupt_deleted")
+            alive = True
+        else:
+            alive = manifest is not None
+            if manifest is not None and manifest.parts is not None:
+                parts = (manifest.upload, len(manifest.parts))
 
         async def bury() -> None:
+            if alive:
+                await self._r.blob.put(path, _tombstone())
             await self._r.blob.put(path + _DELETED, _tombstone())
-            await self._r.blob.put(path, _tombstone())
 
         await self._s._commit([path, self._pointer_key(directory)], bury)
-        if manifest.parts is not None:
+        if parts is not None:
             encoded = directory[len(self._s._base) + len("art/") : -1]
-            part_dir = self._part_dir(encoded, manifest.upload)
+            part_dir = self._part_dir(encoded, parts[0])
             gate = asyncio.Semaphore(self._r.concurrency)
 
             async def drop(index: int) -> None:
                 async with gate:
                     await self._r.blob.delete(part_dir + f"{index:06d}")
 
-            await asyncio.gather(*map(drop, range(len(manifest.parts))))
-        return True
+            await asyncio.gather(*map(drop, range(parts[1])))
+        return alive
+
+
+async def _chain(head: list[bytes], rest: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
+    """``head``'s blocks (released as they are handed out), then ``rest``'s."""
+    while head:
+        yield head.pop(0)
+    async for block in rest:
+        yield block
 
 
 class _Gone(Exception):

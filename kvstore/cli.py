@@ -412,11 +412,9 @@ def _chapter_layout(tour: Tour) -> None:
         parts = path.relative_to(tour.root).parts
         if ".kvstore" in parts:
             continue
+        # a log's or an artifact's directory counts as one entry (encoded names end in "~")
         area = next((a for a in ("log", "art") if a in parts[:-1]), None)
-        if area:  # a log's or an artifact's directory (encoded names end in "~")
-            name = "/".join(parts[: parts.index(area) + 2]) + "/"
-        else:
-            name = "/".join(parts)
+        name = "/".join(parts[: parts.index(area) + 2]) + "/" if area else "/".join(parts)
         entries[name] = entries.get(name, 0) + 1
     for name, count in list(entries.items())[:10]:
         tour.say(f"   {name}  ({count} objects)" if name.endswith("/") else f"   {name}")
