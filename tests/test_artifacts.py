@@ -706,6 +706,32 @@ def test_list_pages_through_s3(make_target: Any, monkeypatch: pytest.MonkeyPatch
         assert store.artifacts.versions("n00") == [1]
 
 
+def test_list_more_than_1000_names_on_s3(make_target: Any) -> None:
+    """1001 names on S3 (moto's real 1000-key pages): list() returns all of them, sorted,
+    from two LIST pages. The names are real manifests, copied with one PUT each."""
+    names = sorted(f"agent-{i:04d}/report.md" for i in range(1001))
+    with make_target("s3").open(cache=None) as store:
+        store.artifacts.save(names[0], "the report")
+        blob = blob_of(store)
+
+        async def copy_all() -> None:
+            manifest = await blob.get(f"art/{encode_name(names[0])}/{0:020d}")
+            gate = asyncio.Semaphore(16)
+
+            async def copy(name: str) -> None:
+                async with gate:
+                    await blob.put(f"art/{encode_name(name)}/{0:020d}", manifest.data)
+
+            await asyncio.gather(*map(copy, names[1:]))
+
+        portal().run(copy_all())  # on the store's own loop (its S3 session lives there)
+        listed, cost = spend(store, store.artifacts.list)
+        assert listed == names
+        assert cost == {"requests.list": 2}
+        assert store.artifacts.list("agent-100") == names[1000:]
+        assert store.artifacts.load(names[-1]).text == "the report"
+
+
 # -- 2. large artifacts: streaming, the reader, compression, the memory bound -----------------
 
 
