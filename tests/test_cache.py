@@ -415,6 +415,36 @@ def test_stale_set_race_local_cache(make_target: Any, op: str, topology: str) ->
     asyncio.run(main())
 
 
+def test_pooled_connections_reconnect_after_a_restart_without_an_outage(
+    make_target: Any, own_redis: Any
+) -> None:
+    """Regression: the asyncio client was given redis-py's *sync* Retry, which cannot await,
+    so every pooled connection broken by a Redis restart raised once - each failure opened
+    the breaker, dirtied the cache and bumped the generation again. With the asyncio Retry,
+    a broken pooled connection is retried once, transparently."""
+    target = make_target("memory")
+    cache = rcache(own_redis.url)
+
+    async def main() -> None:
+        async with target.open_async(cache=cache) as store:
+            await store.mset({f"k{i}": f"v{i}" for i in range(16)})
+            keys = [f"k{i}" for i in range(16)]
+            for _ in range(3):  # concurrent lookups: several pooled connections
+                await asyncio.gather(*(store.get(k) for k in keys))
+            pool = cache._client.connection_pool
+            assert len(pool._available_connections) > 1
+            own_redis.kill()
+            own_redis.restart()
+            for _ in range(3):
+                got = await asyncio.gather(*(store.get(k) for k in keys))
+                assert got == [f"v{i}".encode() for i in range(16)]
+            assert cache.counters["errors"] == 0, cache.info()
+            assert cache.counters["outages"] == 0
+            assert cache.breaker.state == "closed"
+
+    asyncio.run(main())
+
+
 # -- 3. Redis killed mid-workload, restarted empty ------------------------------------------
 
 
