@@ -526,3 +526,35 @@ def test_stale_local_temp_files_are_removed(tmp_path: Any) -> None:
         assert store.get("k") == b"v"
     assert not stale.exists(), "a temp file older than an hour survived open + write"
     assert fresh.exists(), "a fresh temp file (a write in progress) was removed"
+
+
+def test_ctrl_c_in_a_blocking_call_cancels_its_coroutine() -> None:
+    """Ctrl-C while the blocking face waits: KeyboardInterrupt reaches the caller at once and
+    the coroutine on the portal loop is cancelled, not left running."""
+    import signal
+    import threading
+
+    from kvstore.portal import portal
+
+    events: list[str] = []
+
+    async def slow() -> None:
+        try:
+            await asyncio.sleep(30)
+        except asyncio.CancelledError:
+            events.append("cancelled")
+            raise
+
+    main = threading.main_thread().ident
+    assert main is not None and threading.get_ident() == main
+    timer = threading.Timer(0.2, signal.pthread_kill, (main, signal.SIGINT))  # a real Ctrl-C
+    timer.start()
+    started = time.monotonic()
+    with pytest.raises(KeyboardInterrupt):
+        portal().run(slow())
+    assert time.monotonic() - started < 5
+    deadline = time.monotonic() + 5
+    while not events and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert events == ["cancelled"]
+    assert portal().run(asyncio.sleep(0, "still works")) == "still works"
