@@ -20,6 +20,8 @@ The encoding guarantees (DESIGN invariant 7):
 
 from __future__ import annotations
 
+import functools
+
 from .errors import InvalidKeyError
 
 MAX_KEY_BYTES = 1024
@@ -83,8 +85,21 @@ def _segment(flat: str) -> str:
 
 
 def encode_name(key: object, what: str = "key") -> str:
-    """The object name of a key: escaped, segmented and terminated."""
+    """The object name of a key: escaped, segmented and terminated.
+
+    Recently used str/bytes keys are remembered (encoding is a per-byte loop and hot keys
+    are encoded on every call); invalid keys are never remembered, they raise each time.
+    """
+    if type(key) is str or type(key) is bytes:
+        return _encode_cached(key, what)
+    return _encode(key, what)
+
+
+def _encode(key: object, what: str) -> str:
     return _segment(_escape(key_bytes(key, what)) + TERMINATOR)
+
+
+_encode_cached = functools.lru_cache(maxsize=4096)(_encode)
 
 
 def encode_prefix(prefix: object) -> str:
