@@ -89,12 +89,22 @@ class Envelope:
         return self.expires_at_ms != 0 and self.expires_at_ms <= now_ms
 
 
+DEFAULT_LEVEL = 3
+"""zstd level for writes on the request path; background work (compaction) may use more."""
+
+
 class _Codecs(threading.local):
-    """zstd contexts are not thread-safe; keep one pair per thread."""
+    """zstd contexts are not thread-safe; keep them per thread (a compressor per level)."""
 
     def __init__(self) -> None:
-        self.compressor = zstandard.ZstdCompressor(level=3)
+        self.compressors: dict[int, zstandard.ZstdCompressor] = {}
         self.decompressor = zstandard.ZstdDecompressor()
+
+    def compressor(self, level: int) -> zstandard.ZstdCompressor:
+        found = self.compressors.get(level)
+        if found is None:
+            found = self.compressors[level] = zstandard.ZstdCompressor(level=level)
+        return found
 
 
 _codecs = _Codecs()
@@ -117,14 +127,16 @@ def encode(
     compress: bool | None = None,
     nonce: int | None = None,
     count: int = 0,
+    level: int = DEFAULT_LEVEL,
 ) -> bytes:
-    """Frame a payload. ``compress=None`` decides by size, content and result."""
+    """Frame a payload. ``compress=None`` decides by size, content and result; ``level`` is
+    the zstd level (3 by default: fast; compaction uses more)."""
     flags = 0
     body = payload
     if compress is None:
         compress = len(payload) >= COMPRESS_THRESHOLD and not looks_compressed(payload)
     if compress and payload:
-        packed = _codecs.compressor.compress(payload)
+        packed = _codecs.compressor(level).compress(payload)
         if len(packed) <= len(payload) * (1 - _MIN_SAVING):
             body, flags = packed, FLAG_ZSTD
     meta_bytes = msgpack.packb(meta, use_bin_type=True) if meta else b""
