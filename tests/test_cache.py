@@ -445,6 +445,34 @@ def test_pooled_connections_reconnect_after_a_restart_without_an_outage(
     asyncio.run(main())
 
 
+def test_a_write_through_an_open_breaker_still_invalidates(
+    make_target: Any, own_redis: Any
+) -> None:
+    """The residual window benchmark S9 measured: client A noticed an outage (breaker open,
+    dirty), client B never did. Redis returns with its old contents; before A's next probe,
+    A writes a key that B has cached. The write's invalidation must not be skipped by A's
+    open breaker, or B serves the old value."""
+    target = make_target("memory")
+    with (
+        target.open(cache=rcache(own_redis.url, breaker_interval=30.0)) as a,
+        target.open(cache=rcache(own_redis.url, breaker_interval=30.0)) as b,
+    ):
+        a.set("x", "v1")
+        assert b.get("x") == b"v1" and b.get("x") == b"v1"  # cached in Redis
+        before = requests(b)
+        assert b.get("x") == b"v1" and requests(b) == before
+        own_redis.pause()
+        try:
+            assert a.get("other") is None  # A notices: breaker open, cache dirty
+        finally:
+            own_redis.resume()
+        info = a.stats()["cache"]
+        assert info["breaker"] == "open" and info["dirty"] is True
+        a.set("x", "v2")  # A's breaker stays open for 30 s; the invalidation goes anyway
+        assert b.get("x") == b"v2"
+        assert a.stats()["cache"]["invalidations_past_open_breaker"] == 1
+
+
 # -- 3. Redis killed mid-workload, restarted empty ------------------------------------------
 
 

@@ -31,8 +31,10 @@ Lua script. How staleness is prevented:
   moment Redis returns and the first recovery probe of a client that noticed (at most
   ``breaker_interval``), and if every client that noticed dies first, until the entry's TTL.
 
-A dead or hung Redis costs at most one timeout (``socket_timeout``) per ``breaker_interval``
-per process; one warning is logged per outage.
+A dead or hung Redis costs reads at most one timeout (``socket_timeout``) per
+``breaker_interval`` per process; writes still attempt their invalidation through an open
+breaker (at most ``FORCED_INVALIDATION_TIMEOUT`` each, so a client that noticed an outage
+cannot leave a stale entry behind once Redis answers again). One warning per outage.
 """
 
 from __future__ import annotations
@@ -71,6 +73,8 @@ VERSION_TTL_MS = 3_600_000
 """How long a key's invalidation counter outlives its last write. A reader whose object-store
 read takes longer than this could refill an old value; reads that slow are refused below."""
 _MAX_FILL_AGE = VERSION_TTL_MS / 1000 / 2
+FORCED_INVALIDATION_TIMEOUT = 0.05
+"""The longest a write waits for its invalidation while the breaker is open (seconds)."""
 
 _FILL = """
 for i = 1, #KEYS, 2 do
@@ -286,14 +290,30 @@ class RedisCache(Cache):
     # -- fault handling --------------------------------------------------------------------
 
     async def _guarded(self, operation: str, action: Callable[[], Awaitable[T]]) -> T | None:
-        """Run a Redis call under the breaker; None (and the cache marked dirty) on failure."""
+        """Run a Redis call under the breaker; None (and the cache marked dirty) on failure.
+
+        An open breaker skips reads and fills, but never an invalidation: a write's
+        invalidation is always attempted (within ``FORCED_INVALIDATION_TIMEOUT``; a refused
+        connection fails at once, a hung Redis costs each write that much). Otherwise,
+        between Redis's return and this client's next probe, another client that already
+        recovered could serve an entry this write has made stale. If the attempt succeeds
+        it acts as the recovery probe (the generation is replaced first when this client is
+        dirty)."""
+        bound = self.socket_timeout * 4
         if not self.breaker.allow():
-            self.counters["bypasses"] += 1
-            return None
-        try:
+            if operation != "invalidate":
+                self.counters["bypasses"] += 1
+                return None
+            self.counters["invalidations_past_open_breaker"] += 1
+            bound = min(self.socket_timeout, FORCED_INVALIDATION_TIMEOUT)
+
+        async def attempt() -> T:
             if self.dirty:
                 await self._new_generation()
-            result = await _bounded(action(), self.socket_timeout * 4)
+            return await action()
+
+        try:
+            result = await _bounded(attempt(), bound)
         except asyncio.CancelledError:
             # Cancelled mid-call (a caller's deadline, Ctrl-C): an invalidation may not have
             # arrived, so distrust the cache; a probe decided nothing, so allow another.
