@@ -1,0 +1,182 @@
+"""The latency model: in-memory object stores that charge a fixed delay per request.
+
+Two faces of the same model, so kvstore and its baselines pay the same price per request:
+
+* :class:`LatencyBlobStore` - kvstore's own ``memory://`` backend
+  (:class:`kvstore.blob.memory.MemoryBlobStore`) whose primitives first
+  ``await asyncio.sleep(latency)``. kvstore runs on it with its full feature set
+  (conditional create, compare-and-swap), which fsspec's generic filesystems cannot offer.
+* :class:`LatencyMemoryFS` - fsspec's ``MemoryFileSystem`` behind an fsspec
+  ``AsyncFileSystem`` whose coroutines sleep the same ``latency`` first. The baselines
+  (a sequential ``cat_file`` loop, ``FSMap.getitems``, ``fs.cat`` of many objects) run on it.
+
+Both count requests by kind in ``.counts`` (a Counter), independently of kvstore's own
+``store.stats()``, so the two can be cross-checked. The delay is a pure wait on the event
+loop (no CPU), so any number of requests in flight overlap, as on a real object store with
+enough connections; CPU time spent by the client is real and measured.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections import Counter
+from typing import Any
+
+from fsspec.asyn import AsyncFileSystem
+from fsspec.implementations.memory import MemoryFileSystem
+
+import kvstore
+from kvstore.blob.base import Blob, RetryPolicy
+from kvstore.blob.memory import MemoryBlobStore
+from kvstore.cache import Cache, NoCache
+from kvstore.stats import Stats
+
+try:  # a private helper of the memory backend: one object space per benchmark store
+    from kvstore.blob.memory import _Space as _MemorySpace
+except ImportError:  # pragma: no cover - the backend changed; share the global space
+    _MemorySpace = None  # type: ignore[assignment,misc]
+
+
+class Space:
+    """A private object space for :class:`LatencyBlobStore` (several stores may share it)."""
+
+    def __init__(self) -> None:
+        self.inner: Any = _MemorySpace() if _MemorySpace is not None else None
+
+    def sizes(self, prefix: str = "") -> dict[str, int]:
+        """Object path -> stored size in bytes, for the objects below ``prefix``."""
+        if self.inner is None:
+            raise RuntimeError("kvstore.blob.memory._Space is gone: cannot size objects")
+        with self.inner.lock:
+            return {
+                p: len(d) for p, (d, _tag) in self.inner.objects.items() if p.startswith(prefix)
+            }
+
+
+class LatencyBlobStore(MemoryBlobStore):
+    """kvstore's memory backend with ``latency`` seconds added to every request."""
+
+    def __init__(self, root: str, latency: float, *, stats: Stats, space: Space | None = None):
+        super().__init__(root, stats=stats, retry=RetryPolicy(attempts=1))
+        self.latency = latency
+        self.counts: Counter[str] = Counter()
+        self.space = space or Space()
+        if self.space.inner is not None:
+            self._space = self.space.inner
+
+    async def _wait(self, kind: str) -> None:
+        self.counts[kind] += 1
+        if self.latency > 0:
+            await asyncio.sleep(self.latency)
+
+    async def _get(self, path: str, head: int | None = None) -> Blob | None:
+        await self._wait("get" if head is None else "get_head")
+        return await super()._get(path, head)
+
+    async def _put(self, path: str, data: bytes) -> str:
+        await self._wait("put")
+        return await super()._put(path, data)
+
+    async def _put_if_absent(self, path: str, data: bytes) -> str | None:
+        await self._wait("put_if_absent")
+        return await super()._put_if_absent(path, data)
+
+    async def _put_if_match(self, path: str, data: bytes, tag: str) -> str | None:
+        await self._wait("put_if_match")
+        return await super()._put_if_match(path, data, tag)
+
+    async def _delete(self, path: str) -> None:
+        await self._wait("delete")
+        await super()._delete(path)
+
+    async def _delete_if_match(self, path: str, tag: str) -> bool:
+        await self._wait("delete_if_match")
+        return await super()._delete_if_match(path, tag)
+
+    async def _page(self, start: str, after: str) -> list[str]:
+        await self._wait("list")  # one LIST request per page of up to 1000 names
+        return await super()._page(start, after)
+
+
+def latency_store(
+    root: str,
+    latency: float,
+    cache: Cache | None = None,
+    *,
+    space: Space | None = None,
+    **kwargs: Any,
+) -> kvstore.AsyncKVStore:
+    """An AsyncKVStore on a :class:`LatencyBlobStore`, assembled as ``kvstore.open_async``
+    does (blob + cache + shared Stats). ``kwargs`` go to AsyncKVStore (clock, concurrency)."""
+    stats = Stats()
+    blob = LatencyBlobStore(root, latency, stats=stats, space=space)
+    return kvstore.AsyncKVStore(blob, cache or NoCache(), stats=stats, **kwargs)
+
+
+def blob_of(store: kvstore.AsyncKVStore | kvstore.KVStore) -> LatencyBlobStore:
+    core = store.aio if isinstance(store, kvstore.KVStore) else store
+    blob = core._r.blob
+    assert isinstance(blob, LatencyBlobStore)
+    return blob
+
+
+class LatencyMemoryFS(AsyncFileSystem):
+    """fsspec's MemoryFileSystem (a private, independent store) behind an async layer that
+    sleeps ``latency`` seconds per request. Sync methods (``cat_file``, ``cat``, an FSMap)
+    run on fsspec's IO loop thread, as with s3fs or gcsfs."""
+
+    protocol = "latencymemory"
+    cachable = False
+
+    def __init__(self, latency: float, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.latency = latency
+        self.counts: Counter[str] = Counter()
+        self.mem = MemoryFileSystem(global_store=False, skip_instance_cache=True)
+
+    async def _wait(self, kind: str) -> None:
+        self.counts[kind] += 1
+        if self.latency > 0:
+            await asyncio.sleep(self.latency)
+
+    @classmethod
+    def _strip_protocol(cls, path: Any) -> Any:
+        if isinstance(path, list):
+            return [cls._strip_protocol(p) for p in path]
+        path = str(path)
+        if path.startswith(cls.protocol + "://"):
+            path = path[len(cls.protocol) + 3 :]
+        return path.rstrip("/") or "/"
+
+    def load(self, path: str, data: bytes) -> None:
+        """Put an object without a request (set-up of baselines, not measured)."""
+        self.mem.pipe_file(path, data)
+
+    async def _cat_file(
+        self, path: str, start: int | None = None, end: int | None = None, **kwargs: Any
+    ) -> bytes:
+        await self._wait("get")
+        return bytes(self.mem.cat_file(path, start=start, end=end))
+
+    async def _pipe_file(self, path: str, value: bytes, mode: str = "overwrite", **kw: Any) -> None:
+        await self._wait("put")
+        self.mem.pipe_file(path, value, mode=mode)
+
+    async def _info(self, path: str, **kwargs: Any) -> dict[str, Any]:
+        await self._wait("head")
+        return dict(self.mem.info(path))
+
+    async def _ls(self, path: str, detail: bool = True, **kwargs: Any) -> list[Any]:
+        await self._wait("list")
+        try:
+            return list(self.mem.ls(path, detail=detail))
+        except FileNotFoundError:
+            return []
+
+    async def _rm_file(self, path: str, **kwargs: Any) -> None:
+        await self._wait("delete")
+        self.mem.rm_file(path)
+
+    async def _rm(self, path: Any, recursive: bool = False, **kwargs: Any) -> None:
+        for p in path if isinstance(path, list) else [path]:
+            await self._rm_file(p)

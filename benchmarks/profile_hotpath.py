@@ -1,0 +1,216 @@
+"""Where the time of a warm ``get`` / ``mget`` goes: a decomposition, not a scenario.
+
+``python -m benchmarks.profile_hotpath [--calls N]`` times each layer of the cache-hit path
+on its own, against a redis-server of its own, with the same 1 KiB value as S1/S2:
+the redis-py commands kvstore sends, the cache lookup with and without its guard, the
+envelope decode, the key encoding, the blocking face's thread hop - and the whole call.
+Medians of interleaved repetitions, in microseconds per call (wall, and CPU of this
+process). Findings: BENCHMARKS.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import statistics
+import threading
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import redis
+import redis.asyncio
+
+import kvstore
+from kvstore import codec
+from kvstore.cache.redis import GENERATION_KEY, RedisCache
+from kvstore.keys import key_str
+from kvstore.portal import portal
+
+from . import data
+from .harness import ROOT  # noqa: F401 - puts `backends` on sys.path
+from .latency import latency_store
+
+REPS = 7
+
+
+Sample = tuple[float, float]  # (wall, CPU of this process: all its threads) per call, us
+
+
+def per_call(fn: Callable[[], Any], calls: int) -> Sample:
+    wall, cpu = time.perf_counter(), time.process_time()
+    for _ in range(calls):
+        fn()
+    return (
+        (time.perf_counter() - wall) / calls * 1e6,
+        (time.process_time() - cpu) / calls * 1e6,
+    )
+
+
+async def aper_call(fn: Callable[[], Awaitable[Any]], calls: int) -> Sample:
+    wall, cpu = time.perf_counter(), time.process_time()
+    for _ in range(calls):
+        await fn()
+    return (
+        (time.perf_counter() - wall) / calls * 1e6,
+        (time.process_time() - cpu) / calls * 1e6,
+    )
+
+
+def report(title: str, rows: dict[str, list[Sample]]) -> None:
+    """Wall time per call, and the CPU time this process spent per call (less sensitive to
+    other load on the machine: waiting for redis-server is not in it)."""
+    print(f"\n{title}\n  {'wall':>9}     {'cpu':>9}")
+    for name, samples in rows.items():
+        wall = statistics.median(s[0] for s in samples)
+        cpu = statistics.median(s[1] for s in samples)
+        print(f"  {wall:9.1f} us  {cpu:9.1f} us  {name}")
+
+
+class LeanHop:
+    """What a thread hop costs at the least: call_soon_threadsafe + a lock handoff (no
+    concurrent.futures.Future, no Task wrapping). For comparison with Portal.run."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self.loop = loop
+
+    def run(self, fn: Callable[[], Any]) -> Any:
+        done = threading.Lock()
+        done.acquire()
+        box: list[Any] = []
+
+        def call() -> None:
+            box.append(fn())
+            done.release()
+
+        self.loop.call_soon_threadsafe(call)
+        done.acquire()
+        return box[0]
+
+
+async def async_part(server: Any, calls: int, mget_calls: int) -> None:
+    value = data.sized_json(1024)
+    plain = redis.asyncio.Redis(host=server.host, port=server.port)
+    cache = RedisCache(server.url)
+    store = latency_store("profile-a", 0.02, cache)
+    await store.set("session:1", value)
+    await store.get("session:1")
+    await plain.set("plain", value)
+    ck = store._r.cache_prefix + store._path("session:1")
+    triple = [GENERATION_KEY, f"{{{ck}}}:d", f"{{{ck}}}:v"]
+    envelope = codec.encode(value)
+    contenders: dict[str, Callable[[], Awaitable[Any]]] = {
+        "redis.asyncio GET (baseline)": lambda: plain.get("plain"),
+        "redis.asyncio MGET [generation, {K}:d, {K}:v]": lambda: plain.mget(triple),
+        "redis.asyncio MGET [generation, {K}:d] (a full hit needs no more)": lambda: plain.mget(
+            triple[:2]
+        ),
+        "RedisCache._lookup (unguarded)": lambda: cache._lookup([ck]),
+        "RedisCache.lookup (breaker + timeout guard)": lambda: cache.lookup([ck]),
+        "AsyncKVStore.get (whole call)": lambda: store.get("session:1"),
+    }
+    rows: dict[str, list[Sample]] = {name: [] for name in contenders}
+    for _ in range(REPS):
+        for name, fn in contenders.items():
+            rows[name].append(await aper_call(fn, calls))
+    rows["codec.decode of the 1 KiB envelope (CPU)"] = [
+        per_call(lambda: codec.decode(envelope, key="session:1", path="p"), calls)
+        for _ in range(REPS)
+    ]
+    rows["key_str + _path (key validation + encoding, CPU)"] = [
+        per_call(lambda: store._path(key_str("session:1")), calls) for _ in range(REPS)
+    ]
+
+    async def noop() -> None:
+        return None
+
+    rows["asyncio.wait_for(noop(), 1) (a new Task per call on 3.11)"] = [
+        await aper_call(lambda: asyncio.wait_for(noop(), 1.0), calls) for _ in range(REPS)
+    ]
+    report("S1 async: warm get, per call", rows)
+
+    # S2: 1000 keys.
+    keys = [f"user:{i:05d}" for i in range(1000)]
+    items = {k: data.sized_json(1024, seed=i) for i, k in enumerate(keys)}
+    await store.mset(items)
+    await plain.mset({"plain:" + k: v for k, v in items.items()})
+    await store.mget(keys)
+    cks = [store._r.cache_prefix + store._path(k) for k in keys]
+    pairs = [GENERATION_KEY] + [x for c in cks for x in (f"{{{c}}}:d", f"{{{c}}}:v")]
+    data_only = [GENERATION_KEY] + [f"{{{c}}}:d" for c in cks]
+    plain_keys = ["plain:" + k for k in keys]
+    envelopes = [codec.encode(v) for v in items.values()]
+    contenders = {
+        "redis.asyncio MGET 1000 keys (baseline)": lambda: plain.mget(plain_keys),
+        "redis.asyncio MGET 2001 keys (generation + entry and token per key)": (
+            lambda: plain.mget(pairs)
+        ),
+        "redis.asyncio MGET 1001 keys (generation + entry per key)": (
+            lambda: plain.mget(data_only)
+        ),
+        "RedisCache.lookup(1000)": lambda: cache.lookup(cks),
+        "AsyncKVStore.mget(1000) (whole call)": lambda: store.mget(keys),
+    }
+    rows = {name: [] for name in contenders}
+    for _ in range(REPS):
+        for name, fn in contenders.items():
+            rows[name].append(await aper_call(fn, mget_calls))
+
+    def decode_all() -> None:
+        for env in envelopes:
+            codec.decode(env, key="k", path="p")
+
+    def paths_all() -> None:
+        for k in keys:
+            store._path(key_str(k))
+
+    rows["1000 x codec.decode (CPU)"] = [per_call(decode_all, mget_calls) for _ in range(REPS)]
+    rows["1000 x key_str + _path (CPU)"] = [per_call(paths_all, mget_calls) for _ in range(REPS)]
+    report("S2 async: warm mget of 1000 keys, per call", rows)
+    await plain.aclose()
+    await store.close()
+
+
+def sync_part(server: Any, calls: int) -> None:
+    value = data.sized_json(1024)
+    plain = redis.Redis(host=server.host, port=server.port)
+    plain.set("plain", value)
+    store = kvstore.KVStore(latency_store("profile-s", 0.02, RedisCache(server.url)))
+    store.set("session:1", value)
+    store.get("session:1")
+    hop = portal()
+    lean = LeanHop(hop._loop)
+
+    async def noop() -> None:
+        return None
+
+    contenders: dict[str, Callable[[], Any]] = {
+        "redis.Redis GET (baseline)": lambda: plain.get("plain"),
+        "Portal.run(noop()) (the thread hop alone)": lambda: hop.run(noop()),
+        "call_soon_threadsafe + lock (a leaner hop, for comparison)": lambda: lean.run(
+            lambda: None
+        ),
+        "KVStore.get (whole call)": lambda: store.get("session:1"),
+    }
+    rows: dict[str, list[Sample]] = {name: [] for name in contenders}
+    for _ in range(REPS):
+        for name, fn in contenders.items():
+            rows[name].append(per_call(fn, calls))
+    report("S1 sync: warm get, per call", rows)
+    store.close()
+    plain.close()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.profile_hotpath")
+    parser.add_argument("--calls", type=int, default=2000)
+    args = parser.parse_args()
+    from backends import RedisServer
+
+    with RedisServer() as server:
+        sync_part(server, args.calls)
+        asyncio.run(async_part(server, args.calls, max(5, args.calls // 200)))
+
+
+if __name__ == "__main__":
+    main()
