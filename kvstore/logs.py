@@ -27,6 +27,8 @@ mark.
   is older than ``MIN_AGE_MS`` (10 min, much more than the tail refresh): a writer with a
   stale tail can then only meet chunks that still exist, never re-create a removed one.
   Marks make removed records invisible at once; old objects are deleted behind them.
+  A chunk is dated just before each attempt to create it, so its age counts from its
+  create however long its writer fought for the tail.
 * **Reads** plan from one LIST (cached) which objects cover the range, fetch those
   concurrently and decode only the records asked for. Chunks and segments are immutable, so
   caches keep them without invalidation. An object that vanished under a reader (compacted)
@@ -418,17 +420,25 @@ class Logs:
     async def _write_chunk(
         self, key: str, directory: str, writer: _Writer, records: list[bytes]
     ) -> int:
-        """Create one chunk at the tail; returns its first sequence number."""
-        now = self._r.clock()
-        if writer.tail is None or now - writer.checked_ms > TAIL_REFRESH_MS:
-            await self._refresh(key, directory, writer)
+        """Create one chunk at the tail; returns its first sequence number.
+
+        Each attempt is dated (``t``) just before its create, and re-reads the tail first if
+        what this writer knows of it is older than TAIL_REFRESH_MS: a claim loop can last
+        long when many writers race, and a chunk dated when the append *began* would look
+        old the moment it lands - compaction could delete it while another writer still
+        holds its slot as a fresh tail, and that writer's create would then succeed inside
+        a segment (an acknowledged record lost)."""
         batch_id = os.urandom(8).hex()
-        data = _encode_records(records, {"n": len(records), "b": batch_id, "t": now})
+        packed = bytes(msgpack.packb(list(records)))
         for claims in range(_MAX_CLAIMS):
-            if writer.tail is None:  # forgotten by a trim/delete in this process meanwhile
+            if writer.tail is None or self._r.clock() - writer.checked_ms > TAIL_REFRESH_MS:
+                # (also: forgotten by a trim/delete in this process meanwhile)
                 await self._refresh(key, directory, writer)
             assert writer.tail is not None
             tail = writer.tail
+            now = self._r.clock()
+            meta = {"n": len(records), "b": batch_id, "t": now}
+            data = codec.encode(packed, meta=meta, count=len(records))
             path = f"{directory}c/{_seq(tail)}"
             try:
                 created = await self._r.blob.put_if_absent(path, data) is not None
@@ -457,10 +467,11 @@ class Logs:
         raise KVStoreError(f"append to {key!r}: could not claim the tail; too many writers?")
 
     async def _refresh(self, key: str, directory: str, writer: _Writer) -> None:
+        listed = self._r.clock()  # the tail is known as of the listing, not of its answer
         plan = await self.plan(key, directory, fresh=True)
         writer.tail = max(plan.tail, writer.tail or 0)
         writer.first = plan.first
-        writer.checked_ms = self._r.clock()
+        writer.checked_ms = listed
 
     # -- removing --------------------------------------------------------------------------
 

@@ -1324,3 +1324,68 @@ def test_cover_never_returns_overlapping_pieces(names: list[str]) -> None:
         return
     for before, after in itertools.pairwise(pieces):
         assert before.end == after.start, f"{before} then {after}: overlapping pieces"
+
+
+# -- found by the stress harness (tests/stress_logs.py) ----------------------------------------
+
+
+def _open_clocked_async(target: Target, clock: FakeClock) -> kvstore.AsyncKVStore:
+    return open_clocked(target, clock).aio  # memory/local: usable from any event loop
+
+
+@pytest.mark.parametrize("backend", ["memory", "local"])
+def test_a_chunk_is_dated_when_its_create_is_attempted_not_when_the_append_began(
+    make_target: Callable[[str], Target], backend: str
+) -> None:
+    """A writer that loses claims for a long time (the stress harness saw 20 s of conflicts
+    with 6 writers) used to stamp its chunk with the time its append *began*. Created late,
+    the chunk was born "older than MIN_AGE_MS", so a compaction could merge and delete it at
+    once, while another writer still held that slot as its fresh tail: that writer's create
+    then succeeded inside the segment, and its acknowledged record was lost. Design rule: no
+    chunk younger than MIN_AGE_MS is deleted - its age must count from its create."""
+    target = make_target(backend)
+    clock = FakeClock()
+
+    async def main() -> tuple[list[bytes], list[str]]:
+        a, b, w, y, c = (_open_clocked_async(target, clock) for _ in range(5))
+        await a.append("log", "a0")  # c/0; a's tail is 1
+        await b.append("log", "b0")  # c/1; a's tail is now stale (normal, < 60 s)
+        # a's next append conflicts on c/1; while it resolves the conflict, its claim loop
+        # takes long (simulated: the clock jumps by MIN_AGE) and a fresh writer `w` lists
+        # the log (tail 2) and sends its create of c/2, which is slow to arrive.
+        w_blob = w._r.blob
+        w_create = w_blob._put_if_absent
+        w_sent, w_lands = asyncio.Event(), asyncio.Event()
+
+        async def slow_create(path: str, data: bytes) -> str | None:
+            w_sent.set()
+            await w_lands.wait()
+            return await w_create(path, data)
+
+        w_blob._put_if_absent = slow_create
+        w_append: list[asyncio.Future[int]] = []
+        a_blob = a._r.blob
+        a_get = a_blob._get
+
+        async def long_claim_loop(path: str, head: int | None = None) -> Any:
+            found = await a_get(path, head)
+            if "/c/" in path and not w_append:
+                clock.advance(MIN_AGE + 1)
+                w_append.append(asyncio.ensure_future(w.append("log", "w")))
+                await w_sent.wait()
+            return found
+
+        a_blob._get = long_claim_loop
+        assert await a.append("log", "a1") == 3  # lands as c/2, just now
+        a_blob._get = a_get
+        await y.append("log", "y")  # c/3: a's chunk is no longer the tail
+        await c.compact("log")  # must not merge (and delete) c/2: it is seconds old
+        w_lands.set()
+        await w_append[0]
+        records = await y.range("log")
+        names = [n async for page in y._r.blob.list_pages("") for n in page]
+        return records, names
+
+    records, names = asyncio.run(main())
+    assert b"w" in records, f"an acknowledged append was lost: {records} {names}"
+    assert sorted(records) == sorted([b"a0", b"b0", b"a1", b"y", b"w"])
