@@ -31,8 +31,9 @@ mark.
   create however long its writer fought for the tail.
 * **Reads** plan from one LIST (cached) which objects cover the range, fetch those
   concurrently and decode only the records asked for. Chunks and segments are immutable, so
-  caches keep them without invalidation. An object that vanished under a reader (compacted)
-  makes it re-plan.
+  caches keep them without invalidation. An object that vanished under a reader (compacted),
+  or that holds another number of records than the plan says (a listing that was not a
+  snapshot), makes it re-plan.
 """
 
 from __future__ import annotations
@@ -77,11 +78,19 @@ class _Replan(Exception):
 
 @dataclass(frozen=True)
 class Piece:
-    """One object of a log and the records it holds; ``end`` None = unknown (last chunk)."""
+    """One object of a log and the records ``[start, end)`` read from it; ``end`` None =
+    unknown (last chunk). ``skip``: records at the object's beginning that are not part of
+    the piece (a segment that starts below the previous piece's end, see cover)."""
 
     name: str  # relative to the log's directory: c/..., s/...
     start: int
     end: int | None
+    skip: int = 0
+
+    @property
+    def count(self) -> int:
+        """The records the object holds, if the plan is right (end known)."""
+        return self.skip + (self.end if self.end is not None else self.start) - self.start
 
     @property
     def segment(self) -> bool:
@@ -106,7 +115,7 @@ class Plan:
         return max(0, self.tail - self.first)
 
     def to_bytes(self) -> bytes:
-        pieces = [[p.name, p.start, p.end] for p in self.pieces]
+        pieces = [[p.name, p.start, p.end, p.skip] for p in self.pieces]
         return bytes(msgpack.packb([self.mark, pieces, self.tail, list(self.names)]))
 
     @classmethod
@@ -145,7 +154,10 @@ def cover(names: Sequence[str]) -> tuple[int, list[Piece]]:
     Segments win over chunks where both cover a position; a chunk's end is the next
     object's start (chunks are contiguous; a compacted run is replaced by a segment that
     starts where the run did). The walk starts at the highest mark; any gap above it means
-    the listing raced a compaction and raises _Replan.
+    the listing raced a compaction and raises _Replan. Each piece starts where the previous
+    one ended: segments cut by compactions with different views (one planned before a trim,
+    one after) can overlap without one holding the other, and are then read from the
+    walk's position on (``skip``), never from their own start.
     """
     chunks, segments, mark = _parse(names)
     starts = sorted(set(chunks) | {a for a, _, _ in segments})
@@ -155,7 +167,8 @@ def cover(names: Sequence[str]) -> tuple[int, list[Piece]]:
         covering = [s for s in segments if s[0] <= pos < s[1]]
         if covering:
             a, b, name = max(covering, key=lambda s: s[1])
-            pieces.append(Piece(name, a, b))
+            skip = pos - a if pieces else 0  # the first piece may start below the mark
+            pieces.append(Piece(name, a + skip, b, skip))
             pos = b
             continue
         below = [s for s in chunks if s <= pos]
@@ -326,6 +339,7 @@ class Logs:
                 raise ConfigurationError(f"{name} must be an int, not {value!r}")
         directory = self.dir(key)
         fresh = False
+        known: dict[str, codec.Envelope] = {}  # immutable objects: kept across re-plans
         for _ in range(_REPLANS):
             plan = await self.plan(key, directory, fresh)
             window = _normalise(start, end, plan.length)
@@ -333,17 +347,23 @@ class Logs:
                 return []
             lo, hi = plan.first + window[0], plan.first + window[1]
             pieces = [p for p in plan.pieces if p.start < hi and (p.end or hi) > lo]
-            envs = await self._fetch(key, directory, pieces)
-            if any(env is None for env in envs):
-                fresh = True  # compacted away under us: plan again
+            wanted = [p for p in pieces if p.name not in known]
+            for piece, env in zip(wanted, await self._fetch(key, directory, wanted), strict=True):
+                if env is not None:
+                    known[piece.name] = env
+            envs = [known.get(p.name) for p in pieces]
+            if not _as_planned(pieces, envs):
+                fresh = True  # compacted away under us, or a torn listing: plan again
                 self._r.stats.add("log.replans")
+                if all(env is not None for env in envs):
+                    self._r.stats.add("log.torn_listings")
                 continue
             out: list[bytes] = []
             for piece, env in zip(pieces, envs, strict=True):
                 assert env is not None
                 skip = max(0, lo - piece.start)
                 take = min(hi, piece.end or hi) - piece.start - skip
-                out.extend(_decode_records(env, skip, take))
+                out.extend(_decode_records(env, piece.skip + skip, take))
             return out
         raise KVStoreError(f"log {key!r} kept changing while it was being read; try again")
 
@@ -681,12 +701,12 @@ class Logs:
         unknown = [p for p in run if p.name not in known]
         fetched = iter(await self._fetch(key, directory, unknown))
         envs = [known[p.name] if p.name in known else next(fetched) for p in run]
-        if any(env is None for env in envs):
-            return 0  # another compactor got there first
+        if not _as_planned(run, envs):
+            return 0  # another compactor got there first, or the listing was torn
         records: list[bytes] = []
         for piece, env in zip(run, envs, strict=True):
             assert env is not None and piece.end is not None
-            records.extend(_decode_records(env, 0, piece.end - piece.start))
+            records.extend(_decode_records(env, piece.skip, piece.end - piece.start))
         start, end = run[0].start, run[-1].end
         assert end is not None
         name = f"s/{_seq(start)}-{_seq(end)}"
@@ -695,6 +715,19 @@ class Logs:
             await self._r.blob.delete(directory + piece.name)
         self._r.stats.add("log.compactions")
         return len(run)
+
+
+def _as_planned(pieces: Sequence[Piece], envs: Sequence[codec.Envelope | None]) -> bool:
+    """Every piece is there and holds the records the plan says (its header's count).
+
+    A listing is not always a snapshot (a local directory read in several batches while
+    chunks are deleted): a chunk missing from it makes the chunk before look longer than it
+    is. Reading it as planned would skip records; merging it would name a segment wrongly.
+    """
+    return all(
+        env is not None and (piece.end is None or env.count == piece.count)
+        for piece, env in zip(pieces, envs, strict=True)
+    )
 
 
 def _marks(names: Sequence[str]) -> list[int]:
