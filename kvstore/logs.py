@@ -34,11 +34,15 @@ mark.
   caches keep them without invalidation. An object that vanished under a reader (compacted),
   or that holds another number of records than the plan says (a listing that was not a
   snapshot), makes it re-plan.
+* **Compaction** merges old chunks into segments, by ``compact()`` or automatically: a
+  writer that has left AUTO_COMPACT_CHUNKS chunks older than MIN_AGE_MS starts one in a
+  background task (never in an append's path; ``close()`` cancels it).
 """
 
 from __future__ import annotations
 
 import asyncio
+import bisect
 import contextlib
 import functools
 import os
@@ -64,8 +68,9 @@ CHUNK_MAX_RECORDS = 10_000
 CHUNK_MAX_BYTES = 8 << 20
 SEGMENT_RECORDS = 10_000
 SEGMENT_BYTES = 16 << 20
-AUTO_COMPACT = False
-AUTO_COMPACT_CHUNKS = 64
+AUTO_COMPACT = True
+AUTO_COMPACT_CHUNKS = 64  # a writer compacts in the background after leaving this many old chunks
+_STOP_WAIT_S = 10.0  # how long close() waits for cancelled compactions to unwind
 MAX_WRITERS = 4096  # logs whose tail a process keeps in memory; idle ones are forgotten
 IMMUTABLE_TTL = 3600.0
 _MAX_CLAIMS = 1000
@@ -236,7 +241,8 @@ class _Writer:
         self.checked_ms = 0
         self.queue: list[tuple[list[bytes], asyncio.Future[int]]] = []
         self.busy = False
-        self.written: list[int] = []  # creation times of chunks written since compaction
+        self.written: list[int] = []  # dates of chunks written since compaction, ascending
+        self.compacting: asyncio.Task[Any] | None = None  # this log's automatic compaction
 
 
 class Logs:
@@ -429,13 +435,13 @@ class Logs:
         finally:
             writer.busy = False
         # Compact once this writer has left enough chunks that are old enough to merge (it
-        # knows when it wrote them: no request is spent finding out). Off until compaction
-        # racing appends has been proven over long runs (see compact()).
-        cutoff = self._r.clock() - MIN_AGE_MS
-        if AUTO_COMPACT and sum(t <= cutoff for t in writer.written) >= AUTO_COMPACT_CHUNKS:
-            writer.written = [t for t in writer.written if t > cutoff]
-            task = asyncio.ensure_future(self.compact(key))
-            task.add_done_callback(_consume)
+        # knows when it wrote them: no request is spent finding out) - in a background task,
+        # never in an append's path; one at a time per log and process; close() stops it.
+        if AUTO_COMPACT and (writer.compacting is None or writer.compacting.done()):
+            old = bisect.bisect_right(writer.written, self._r.clock() - MIN_AGE_MS)
+            if old >= AUTO_COMPACT_CHUNKS:
+                del writer.written[:old]
+                self._compact_in_background(key, directory, writer)
 
     async def _write_chunk(
         self, key: str, directory: str, writer: _Writer, records: list[bytes]
@@ -480,7 +486,8 @@ class Logs:
                 # Our own chunk: a create whose success we did not hear about.
             writer.tail = tail + len(records)
             writer.checked_ms = now
-            writer.written.append(now)
+            if AUTO_COMPACT:
+                writer.written.append(now)
             fill = Fill(self._r.cache_prefix + path, data, IMMUTABLE_TTL)
             await self._s._cache_safely(self._r.cache.put_immutable([fill]), None)
             return tail
@@ -591,26 +598,41 @@ class Logs:
     async def _old_chunks(
         self, directory: str, names: Sequence[str], key: str = ""
     ) -> dict[str, codec.Envelope]:
-        """The chunks among ``names`` older than MIN_AGE_MS (their creation time is inside),
-        decoded, so a caller that merges them does not read them again."""
-        if not names:
-            return {}
-        pieces = [Piece(n, 0, None) for n in names]
-        try:
-            envs = await self._fetch(key, directory, pieces)
-        except CorruptDataError:  # a damaged chunk is left where it is; the rest go on
-            envs = []
-            for piece in pieces:
-                try:
-                    envs += await self._fetch(key, directory, [piece])
-                except CorruptDataError:
-                    envs.append(None)
-        now = self._r.clock()
-        return {
-            name: env
-            for name, env in zip(names, envs, strict=True)
-            if env is not None and now - int(env.meta.get("t", now)) >= MIN_AGE_MS
-        }
+        """The chunks among ``names`` (in log order) older than MIN_AGE_MS - their date is
+        inside - decoded, so a caller that merges them does not read them again.
+
+        Read a batch (``concurrency``) at a time, stopping after the first batch that holds
+        a young chunk: chunk dates grow along the log (a chunk is dated just before its
+        create, and its slot is only known once the chunk before exists), so the rest are
+        young too. Compaction and cleanup then read the old chunks plus at most one batch,
+        not every chunk of the last 10 minutes each time.
+        """
+        step = max(1, self._r.concurrency)
+        old: dict[str, codec.Envelope] = {}
+        for i in range(0, len(names), step):
+            part = names[i : i + step]
+            pieces = [Piece(n, 0, None) for n in part]
+            try:
+                envs = await self._fetch(key, directory, pieces)
+            except CorruptDataError:  # a damaged chunk is left where it is; the rest go on
+                envs = []
+                for piece in pieces:
+                    try:
+                        envs += await self._fetch(key, directory, [piece])
+                    except CorruptDataError:
+                        envs.append(None)
+            now = self._r.clock()
+            young = False
+            for name, env in zip(part, envs, strict=True):
+                if env is None:
+                    continue
+                if now - int(env.meta.get("t", now)) >= MIN_AGE_MS:
+                    old[name] = env
+                else:
+                    young = True
+            if young:
+                break
+        return old
 
     # -- listing ---------------------------------------------------------------------------
 
@@ -649,51 +671,88 @@ class Logs:
     async def compact(self, key: str) -> int:
         """Merge old chunks (and small segments) into segments; returns objects removed.
 
-        Safe with concurrent readers: the segment is durable before anything it replaces is
-        deleted, and a reader that meets a vanished object plans again. Concurrent appends
-        are tested (tests/test_logs.py) but not yet proven over long runs; automatic
-        compaction stays off until they are. Only chunks older than MIN_AGE_MS are merged.
+        Safe with concurrent readers and writers (tests/test_logs.py, and the multi-process
+        harness tests/stress_logs.py): the segment is durable before anything it replaces
+        is deleted, a reader that meets a vanished object plans again, and only chunks older
+        than MIN_AGE_MS are merged or deleted, so no writer can meet a removed slot.
         """
         directory = self.dir(key)
-
-        async def run() -> int:
-            plan = await self.plan(key, directory, fresh=True)
-            pieces = [p for p in plan.pieces if p.end is not None]
-            if plan.pieces and plan.pieces[-1].end is not None:
-                pieces = list(pieces[:-1])  # never merge the tail chunk: it may be young
-            chunk_names = [p.name for p in pieces if not p.segment]
-            old = await self._old_chunks(directory, chunk_names, key)
-            small = [
-                p for p in pieces if p.segment and (p.end or p.start) - p.start < SEGMENT_RECORDS
-            ]
-            for piece, env in zip(small, await self._fetch(key, directory, small), strict=True):
-                if env is not None:
-                    old[piece.name] = env  # small segments may be merged again
-            runs: list[list[Piece]] = [[]]
-            records = size = 0
-            for piece in pieces:
-                env = old.get(piece.name)
-                if env is None:  # a young chunk or a full segment ends a run
-                    runs.append([])
-                    records = size = 0
-                    continue
-                count = (piece.end or piece.start) - piece.start
-                if runs[-1] and (
-                    records + count > SEGMENT_RECORDS or size + len(env.payload) > SEGMENT_BYTES
-                ):
-                    runs.append([])
-                    records = size = 0
-                runs[-1].append(piece)
-                records += count
-                size += len(env.payload)
-            removed = 0
-            for run in runs:
-                if len(run) >= 2:
-                    removed += await self._merge(key, directory, run, old)
-            names = await self._list(directory)
-            return removed + await self._remove_superseded(directory, names, plan.mark)
-
+        run = functools.partial(self._compact, key, directory)
         return await self._s._commit([self._plan_key(directory)], run)
+
+    def _compact_in_background(self, key: str, directory: str, writer: _Writer) -> None:
+        task = asyncio.ensure_future(self._auto_compact(key, directory))
+        writer.compacting = task
+        self._r.background.add(task)
+        task.add_done_callback(self._r.background.discard)
+        task.add_done_callback(_consume)
+
+    async def _auto_compact(self, key: str, directory: str) -> None:
+        """compact(), not shielded (so close() can stop it), errors counted, not raised:
+        the next trigger tries again."""
+        try:
+            await self._compact(key, directory)
+            self._r.stats.add("log.auto_compactions")
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            self._r.stats.add("log.auto_compaction_errors")
+        finally:
+            await self._s._invalidate([self._plan_key(directory)])
+
+    async def stop_background(self) -> None:
+        """Cancel the automatic compactions of this store's resources (close() calls this)
+        and wait briefly for them to unwind. An interrupted compaction leaves the log
+        consistent: a segment is durable before what it replaces is deleted, deletions go
+        in log order, and leftovers are removed by the next compaction."""
+        here: list[asyncio.Task[Any]] = []
+        loop = asyncio.get_running_loop()
+        for task in list(self._r.background):
+            if task.done():
+                continue
+            if task.get_loop() is loop:
+                task.cancel()
+                here.append(task)
+            elif not task.get_loop().is_closed():  # a store used from several loops
+                with contextlib.suppress(RuntimeError):
+                    task.get_loop().call_soon_threadsafe(task.cancel)
+        if here:
+            await asyncio.wait(here, timeout=_STOP_WAIT_S)
+
+    async def _compact(self, key: str, directory: str) -> int:
+        plan = await self.plan(key, directory, fresh=True)
+        pieces = [p for p in plan.pieces if p.end is not None]
+        if plan.pieces and plan.pieces[-1].end is not None:
+            pieces = list(pieces[:-1])  # never merge the tail chunk: it may be young
+        chunk_names = [p.name for p in pieces if not p.segment]
+        old = await self._old_chunks(directory, chunk_names, key)
+        small = [p for p in pieces if p.segment and (p.end or p.start) - p.start < SEGMENT_RECORDS]
+        for piece, env in zip(small, await self._fetch(key, directory, small), strict=True):
+            if env is not None:
+                old[piece.name] = env  # small segments may be merged again
+        runs: list[list[Piece]] = [[]]
+        records = size = 0
+        for piece in pieces:
+            env = old.get(piece.name)
+            if env is None:  # a young chunk or a full segment ends a run
+                runs.append([])
+                records = size = 0
+                continue
+            count = (piece.end or piece.start) - piece.start
+            if runs[-1] and (
+                records + count > SEGMENT_RECORDS or size + len(env.payload) > SEGMENT_BYTES
+            ):
+                runs.append([])
+                records = size = 0
+            runs[-1].append(piece)
+            records += count
+            size += len(env.payload)
+        removed = 0
+        for run in runs:
+            if len(run) >= 2:
+                removed += await self._merge(key, directory, run, old)
+        names = await self._list(directory)
+        return removed + await self._remove_superseded(directory, names, plan.mark)
 
     async def _merge(
         self, key: str, directory: str, run: list[Piece], known: dict[str, codec.Envelope]

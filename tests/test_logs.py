@@ -1488,3 +1488,182 @@ def test_a_replanned_read_does_not_fetch_again_what_it_already_read(
     # Two plans (each reads the tail chunk's header), the 5 pieces of the first and the
     # one new piece of the second - not all 4 pieces of the second again.
     assert gets == 2 + 5 + 1, f"{gets} GETs"
+
+
+# -- automatic compaction --------------------------------------------------------------------
+
+
+def _hold_reads(store: kvstore.KVStore) -> tuple[asyncio.Event, asyncio.Event]:
+    """Make the store's whole-object GETs wait (on kvstore's loop) until ``release`` is
+    set; ``held`` is set when one is waiting. An append reads no object whole (a writer
+    whose tail is stale lists the log and reads the tail chunk's header); a compaction
+    reads the chunks it merges."""
+    blob = store.aio._r.blob
+    original = blob._get
+    held, release = portal().run(_events())
+
+    async def get(path: str, head: int | None = None) -> Any:
+        if head is None:
+            held.set()
+            await release.wait()
+        return await original(path, head)
+
+    blob._get = get
+    return held, release
+
+
+async def _events() -> tuple[asyncio.Event, asyncio.Event]:
+    return asyncio.Event(), asyncio.Event()
+
+
+@pytest.mark.parametrize("backend", ["memory", "local"])
+def test_auto_compaction_runs_in_the_background_after_enough_old_chunks(
+    make_target: Callable[[str], Target], backend: str
+) -> None:
+    """AUTO_COMPACT: a writer that has left AUTO_COMPACT_CHUNKS chunks older than MIN_AGE
+    starts a compaction in a background task. The append that triggers it returns without
+    waiting for it (its own cost stays one create), and the compaction then merges."""
+    assert logs_module.AUTO_COMPACT
+    target = make_target(backend)
+    clock = FakeClock()
+    n = logs_module.AUTO_COMPACT_CHUNKS
+    with open_clocked(target, clock) as store:
+        for i in range(n):
+            store.append("log", i)
+        assert segments(log_names(store, "log")) == []
+        clock.advance(MIN_AGE + 1)
+        held, release = _hold_reads(store)
+        assert store.append("log", "trigger") == n + 1  # returns: the compaction waits
+        assert portal().run(asyncio.wait_for(held.wait(), 10)) is True
+        running = [t for t in store.aio._r.background if not t.done()]
+        assert len(running) == 1
+        before = requests(store)
+        assert store.append("log", "more") == n + 2  # appends go on meanwhile
+        spent = delta(requests(store), before)
+        assert spent.get("requests.put_if_absent") == 1 and "requests.list" not in spent
+        portal().run(_set(release))
+        portal().run(asyncio.wait_for(asyncio.gather(*running), 10))
+        names = log_names(store, "log")
+        assert segments(names), names
+        assert store.stats()["log.auto_compactions"] == 1
+        expected = [str(i).encode() for i in range(n)] + [b"trigger", b"more"]
+        assert store.range("log") == expected
+        # The next trigger needs AUTO_COMPACT_CHUNKS more old chunks of this writer.
+        before = requests(store)
+        store.append("log", "quiet")
+        assert delta(requests(store), before) == {"requests.put_if_absent": 1}
+
+
+async def _set(event: asyncio.Event) -> None:
+    event.set()
+
+
+@pytest.mark.parametrize("backend", ["memory", "local"])
+def test_close_stops_a_running_auto_compaction(
+    make_target: Callable[[str], Target], backend: str
+) -> None:
+    """close() must neither wait for a background compaction to finish nor leave it
+    running on the loop against a closed store: it is cancelled, and the log stays whole."""
+    target = make_target(backend)
+    clock = FakeClock()
+    n = logs_module.AUTO_COMPACT_CHUNKS
+    store = open_clocked(target, clock)
+    for i in range(n):
+        store.append("log", i)
+    clock.advance(MIN_AGE + 1)
+    held, _never = _hold_reads(store)
+    store.append("log", "trigger")
+    portal().run(asyncio.wait_for(held.wait(), 10))
+    running = [t for t in store.aio._r.background if not t.done()]
+    assert len(running) == 1
+    started = time.monotonic()
+    store.close()
+    assert time.monotonic() - started < 5
+    assert running[0].cancelled()
+    with open_clocked(target, clock) as again:
+        assert again.range("log") == [str(i).encode() for i in range(n)] + [b"trigger"]
+
+
+def test_auto_compaction_is_cancelled_when_asyncio_run_ends(
+    make_target: Callable[[str], Target],
+) -> None:
+    """On the async face too: leaving ``async with`` cancels a background compaction."""
+    target = make_target("local")
+    clock = FakeClock()
+    n = logs_module.AUTO_COMPACT_CHUNKS
+
+    async def main() -> tuple[bool, bool]:
+        store = _open_clocked_async(target, clock)
+        async with store:
+            for i in range(n):
+                await store.append("log", i)
+            clock.advance(MIN_AGE + 1)
+            blob = store._r.blob
+            original = blob._get
+            held = asyncio.Event()
+
+            async def get(path: str, head: int | None = None) -> Any:
+                if head is None:
+                    held.set()
+                    await asyncio.Event().wait()  # forever
+                return await original(path, head)
+
+            blob._get = get
+            await store.append("log", "trigger")
+            await asyncio.wait_for(held.wait(), 10)
+            (task,) = [t for t in store._r.background if not t.done()]
+        return task.cancelled(), bool([t for t in store._r.background if not t.done()])
+
+    cancelled, left = asyncio.run(asyncio.wait_for(main(), 30))
+    assert cancelled and not left
+
+
+def test_auto_compaction_costs_about_two_requests_per_append(
+    make_target: Callable[[str], Target],
+) -> None:
+    """A lone writer appending once a second: its appends stay one create each, and the
+    compactions they trigger cost, amortised, about one GET and one DELETE per merged chunk
+    plus a few requests per compaction - they read the old chunks and at most one batch of
+    young ones, not the whole last 10 minutes (600 chunks here) every 64 appends."""
+    target = make_target("memory")
+    clock = FakeClock()
+    appends = 1500
+    with open_clocked(target, clock) as store:
+        store.append("log", "first")
+        before = requests(store)
+        for i in range(appends):
+            store.append("log", f"record {i}")
+            clock.advance(1000)
+        portal().run(asyncio.sleep(0.2))  # the last background compaction
+        spent = delta(requests(store), before)
+        assert spent.pop("requests.put_if_absent") == appends
+        background = sum(spent.values())
+        assert store.stats()["log.auto_compactions"] >= (appends - 600) // 64 - 1
+        assert background <= 2.6 * appends, f"{background / appends:.2f} per append: {spent}"
+        assert len(chunks(log_names(store, "log"))) <= 600 + 2 * 64
+        assert store.range("log", 1) == [f"record {i}".encode() for i in range(appends)]
+
+
+def test_compaction_after_a_trim_does_not_reread_every_young_trimmed_chunk(
+    make_target: Callable[[str], Target],
+) -> None:
+    """Trimmed chunks stay until they are 10 minutes old; each compaction in between (one
+    every 64 appends of each writer) must not read all of them again to learn their age."""
+    target = make_target("memory")
+    clock = FakeClock()
+    with open_clocked(target, clock) as store:
+        for i in range(200):
+            store.append("log", i)
+        assert store.trim("log", 190) == 10
+        before = requests(store)
+        store.compact("log")
+        spent = delta(requests(store), before)
+        batch = store.aio._r.concurrency
+        # the tail chunk's header, then at most one batch of young chunks to merge and one
+        # of young trimmed chunks to delete - not all 190 trimmed ones
+        assert spent.get("requests.get", 0) <= 1 + 2 * batch, spent
+        assert "requests.delete" not in spent  # all young
+        clock.advance(MIN_AGE + 1)
+        store.compact("log")
+        assert len(chunks(log_names(store, "log"))) <= 10
+        assert store.range("log") == [str(i).encode() for i in range(190, 200)]
