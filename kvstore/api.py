@@ -90,6 +90,7 @@ class _Resources:
         self.cache_prefix = f"kvstore:{digest}:"
         self.writers: dict[tuple[int, str], Any] = {}  # log appenders, see logs.Logs
         self.artifact_known: OrderedDict[str, tuple[int, int]] = OrderedDict()  # artifacts
+        self.background: set[asyncio.Task[Any]] = set()  # automatic log compactions
 
 
 class AsyncKVStore:
@@ -154,8 +155,11 @@ class AsyncKVStore:
         )
 
     async def close(self) -> None:
-        """Release connections (a namespace view leaves its parent's open)."""
+        """Release connections (a namespace view leaves its parent's open). Automatic log
+        compactions still running are cancelled first (an interrupted one leaves the log
+        consistent; the next one finishes its work)."""
         if self._owner:
+            await self._logs.stop_background()
             await self._r.blob.close()
             await self._r.cache.close()
 

@@ -27,15 +27,22 @@ mark.
   is older than ``MIN_AGE_MS`` (10 min, much more than the tail refresh): a writer with a
   stale tail can then only meet chunks that still exist, never re-create a removed one.
   Marks make removed records invisible at once; old objects are deleted behind them.
+  A chunk is dated just before each attempt to create it, so its age counts from its
+  create however long its writer fought for the tail.
 * **Reads** plan from one LIST (cached) which objects cover the range, fetch those
   concurrently and decode only the records asked for. Chunks and segments are immutable, so
-  caches keep them without invalidation. An object that vanished under a reader (compacted)
-  makes it re-plan.
+  caches keep them without invalidation. An object that vanished under a reader (compacted),
+  or that holds another number of records than the plan says (a listing that was not a
+  snapshot), makes it re-plan.
+* **Compaction** merges old chunks into segments, by ``compact()`` or automatically: a
+  writer that has left AUTO_COMPACT_CHUNKS chunks older than MIN_AGE_MS starts one in a
+  background task (never in an append's path; ``close()`` cancels it).
 """
 
 from __future__ import annotations
 
 import asyncio
+import bisect
 import contextlib
 import functools
 import os
@@ -61,8 +68,9 @@ CHUNK_MAX_RECORDS = 10_000
 CHUNK_MAX_BYTES = 8 << 20
 SEGMENT_RECORDS = 10_000
 SEGMENT_BYTES = 16 << 20
-AUTO_COMPACT = False
-AUTO_COMPACT_CHUNKS = 64
+AUTO_COMPACT = True
+AUTO_COMPACT_CHUNKS = 64  # a writer compacts in the background after leaving this many old chunks
+_STOP_WAIT_S = 10.0  # how long close() waits for cancelled compactions to unwind
 MAX_WRITERS = 4096  # logs whose tail a process keeps in memory; idle ones are forgotten
 IMMUTABLE_TTL = 3600.0
 _MAX_CLAIMS = 1000
@@ -75,11 +83,19 @@ class _Replan(Exception):
 
 @dataclass(frozen=True)
 class Piece:
-    """One object of a log and the records it holds; ``end`` None = unknown (last chunk)."""
+    """One object of a log and the records ``[start, end)`` read from it; ``end`` None =
+    unknown (last chunk). ``skip``: records at the object's beginning that are not part of
+    the piece (a segment that starts below the previous piece's end, see cover)."""
 
     name: str  # relative to the log's directory: c/..., s/...
     start: int
     end: int | None
+    skip: int = 0
+
+    @property
+    def count(self) -> int:
+        """The records the object holds, if the plan is right (end known)."""
+        return self.skip + (self.end if self.end is not None else self.start) - self.start
 
     @property
     def segment(self) -> bool:
@@ -104,7 +120,7 @@ class Plan:
         return max(0, self.tail - self.first)
 
     def to_bytes(self) -> bytes:
-        pieces = [[p.name, p.start, p.end] for p in self.pieces]
+        pieces = [[p.name, p.start, p.end, p.skip] for p in self.pieces]
         return bytes(msgpack.packb([self.mark, pieces, self.tail, list(self.names)]))
 
     @classmethod
@@ -143,7 +159,10 @@ def cover(names: Sequence[str]) -> tuple[int, list[Piece]]:
     Segments win over chunks where both cover a position; a chunk's end is the next
     object's start (chunks are contiguous; a compacted run is replaced by a segment that
     starts where the run did). The walk starts at the highest mark; any gap above it means
-    the listing raced a compaction and raises _Replan.
+    the listing raced a compaction and raises _Replan. Each piece starts where the previous
+    one ended: segments cut by compactions with different views (one planned before a trim,
+    one after) can overlap without one holding the other, and are then read from the
+    walk's position on (``skip``), never from their own start.
     """
     chunks, segments, mark = _parse(names)
     starts = sorted(set(chunks) | {a for a, _, _ in segments})
@@ -153,7 +172,8 @@ def cover(names: Sequence[str]) -> tuple[int, list[Piece]]:
         covering = [s for s in segments if s[0] <= pos < s[1]]
         if covering:
             a, b, name = max(covering, key=lambda s: s[1])
-            pieces.append(Piece(name, a, b))
+            skip = pos - a if pieces else 0  # the first piece may start below the mark
+            pieces.append(Piece(name, a + skip, b, skip))
             pos = b
             continue
         below = [s for s in chunks if s <= pos]
@@ -221,7 +241,8 @@ class _Writer:
         self.checked_ms = 0
         self.queue: list[tuple[list[bytes], asyncio.Future[int]]] = []
         self.busy = False
-        self.written: list[int] = []  # creation times of chunks written since compaction
+        self.written: list[int] = []  # dates of chunks written since compaction, ascending
+        self.compacting: asyncio.Task[Any] | None = None  # this log's automatic compaction
 
 
 class Logs:
@@ -324,6 +345,7 @@ class Logs:
                 raise ConfigurationError(f"{name} must be an int, not {value!r}")
         directory = self.dir(key)
         fresh = False
+        known: dict[str, codec.Envelope] = {}  # immutable objects: kept across re-plans
         for _ in range(_REPLANS):
             plan = await self.plan(key, directory, fresh)
             window = _normalise(start, end, plan.length)
@@ -331,17 +353,23 @@ class Logs:
                 return []
             lo, hi = plan.first + window[0], plan.first + window[1]
             pieces = [p for p in plan.pieces if p.start < hi and (p.end or hi) > lo]
-            envs = await self._fetch(key, directory, pieces)
-            if any(env is None for env in envs):
-                fresh = True  # compacted away under us: plan again
+            wanted = [p for p in pieces if p.name not in known]
+            for piece, env in zip(wanted, await self._fetch(key, directory, wanted), strict=True):
+                if env is not None:
+                    known[piece.name] = env
+            envs = [known.get(p.name) for p in pieces]
+            if not _as_planned(pieces, envs):
+                fresh = True  # compacted away under us, or a torn listing: plan again
                 self._r.stats.add("log.replans")
+                if all(env is not None for env in envs):
+                    self._r.stats.add("log.torn_listings")
                 continue
             out: list[bytes] = []
             for piece, env in zip(pieces, envs, strict=True):
                 assert env is not None
                 skip = max(0, lo - piece.start)
                 take = min(hi, piece.end or hi) - piece.start - skip
-                out.extend(_decode_records(env, skip, take))
+                out.extend(_decode_records(env, piece.skip + skip, take))
             return out
         raise KVStoreError(f"log {key!r} kept changing while it was being read; try again")
 
@@ -407,28 +435,36 @@ class Logs:
         finally:
             writer.busy = False
         # Compact once this writer has left enough chunks that are old enough to merge (it
-        # knows when it wrote them: no request is spent finding out). Off until compaction
-        # racing appends has been proven over long runs (see compact()).
-        cutoff = self._r.clock() - MIN_AGE_MS
-        if AUTO_COMPACT and sum(t <= cutoff for t in writer.written) >= AUTO_COMPACT_CHUNKS:
-            writer.written = [t for t in writer.written if t > cutoff]
-            task = asyncio.ensure_future(self.compact(key))
-            task.add_done_callback(_consume)
+        # knows when it wrote them: no request is spent finding out) - in a background task,
+        # never in an append's path; one at a time per log and process; close() stops it.
+        if AUTO_COMPACT and (writer.compacting is None or writer.compacting.done()):
+            old = bisect.bisect_right(writer.written, self._r.clock() - MIN_AGE_MS)
+            if old >= AUTO_COMPACT_CHUNKS:
+                del writer.written[:old]
+                self._compact_in_background(key, directory, writer)
 
     async def _write_chunk(
         self, key: str, directory: str, writer: _Writer, records: list[bytes]
     ) -> int:
-        """Create one chunk at the tail; returns its first sequence number."""
-        now = self._r.clock()
-        if writer.tail is None or now - writer.checked_ms > TAIL_REFRESH_MS:
-            await self._refresh(key, directory, writer)
+        """Create one chunk at the tail; returns its first sequence number.
+
+        Each attempt is dated (``t``) just before its create, and re-reads the tail first if
+        what this writer knows of it is older than TAIL_REFRESH_MS: a claim loop can last
+        long when many writers race, and a chunk dated when the append *began* would look
+        old the moment it lands - compaction could delete it while another writer still
+        holds its slot as a fresh tail, and that writer's create would then succeed inside
+        a segment (an acknowledged record lost)."""
         batch_id = os.urandom(8).hex()
-        data = _encode_records(records, {"n": len(records), "b": batch_id, "t": now})
+        packed = bytes(msgpack.packb(list(records)))
         for claims in range(_MAX_CLAIMS):
-            if writer.tail is None:  # forgotten by a trim/delete in this process meanwhile
+            if writer.tail is None or self._r.clock() - writer.checked_ms > TAIL_REFRESH_MS:
+                # (also: forgotten by a trim/delete in this process meanwhile)
                 await self._refresh(key, directory, writer)
             assert writer.tail is not None
             tail = writer.tail
+            now = self._r.clock()
+            meta = {"n": len(records), "b": batch_id, "t": now}
+            data = codec.encode(packed, meta=meta, count=len(records))
             path = f"{directory}c/{_seq(tail)}"
             try:
                 created = await self._r.blob.put_if_absent(path, data) is not None
@@ -450,17 +486,19 @@ class Logs:
                 # Our own chunk: a create whose success we did not hear about.
             writer.tail = tail + len(records)
             writer.checked_ms = now
-            writer.written.append(now)
+            if AUTO_COMPACT:
+                writer.written.append(now)
             fill = Fill(self._r.cache_prefix + path, data, IMMUTABLE_TTL)
             await self._s._cache_safely(self._r.cache.put_immutable([fill]), None)
             return tail
         raise KVStoreError(f"append to {key!r}: could not claim the tail; too many writers?")
 
     async def _refresh(self, key: str, directory: str, writer: _Writer) -> None:
+        listed = self._r.clock()  # the tail is known as of the listing, not of its answer
         plan = await self.plan(key, directory, fresh=True)
         writer.tail = max(plan.tail, writer.tail or 0)
         writer.first = plan.first
-        writer.checked_ms = self._r.clock()
+        writer.checked_ms = listed
 
     # -- removing --------------------------------------------------------------------------
 
@@ -560,26 +598,41 @@ class Logs:
     async def _old_chunks(
         self, directory: str, names: Sequence[str], key: str = ""
     ) -> dict[str, codec.Envelope]:
-        """The chunks among ``names`` older than MIN_AGE_MS (their creation time is inside),
-        decoded, so a caller that merges them does not read them again."""
-        if not names:
-            return {}
-        pieces = [Piece(n, 0, None) for n in names]
-        try:
-            envs = await self._fetch(key, directory, pieces)
-        except CorruptDataError:  # a damaged chunk is left where it is; the rest go on
-            envs = []
-            for piece in pieces:
-                try:
-                    envs += await self._fetch(key, directory, [piece])
-                except CorruptDataError:
-                    envs.append(None)
-        now = self._r.clock()
-        return {
-            name: env
-            for name, env in zip(names, envs, strict=True)
-            if env is not None and now - int(env.meta.get("t", now)) >= MIN_AGE_MS
-        }
+        """The chunks among ``names`` (in log order) older than MIN_AGE_MS - their date is
+        inside - decoded, so a caller that merges them does not read them again.
+
+        Read a batch (``concurrency``) at a time, stopping after the first batch that holds
+        a young chunk: chunk dates grow along the log (a chunk is dated just before its
+        create, and its slot is only known once the chunk before exists), so the rest are
+        young too. Compaction and cleanup then read the old chunks plus at most one batch,
+        not every chunk of the last 10 minutes each time.
+        """
+        step = max(1, self._r.concurrency)
+        old: dict[str, codec.Envelope] = {}
+        for i in range(0, len(names), step):
+            part = names[i : i + step]
+            pieces = [Piece(n, 0, None) for n in part]
+            try:
+                envs = await self._fetch(key, directory, pieces)
+            except CorruptDataError:  # a damaged chunk is left where it is; the rest go on
+                envs = []
+                for piece in pieces:
+                    try:
+                        envs += await self._fetch(key, directory, [piece])
+                    except CorruptDataError:
+                        envs.append(None)
+            now = self._r.clock()
+            young = False
+            for name, env in zip(part, envs, strict=True):
+                if env is None:
+                    continue
+                if now - int(env.meta.get("t", now)) >= MIN_AGE_MS:
+                    old[name] = env
+                else:
+                    young = True
+            if young:
+                break
+        return old
 
     # -- listing ---------------------------------------------------------------------------
 
@@ -618,51 +671,88 @@ class Logs:
     async def compact(self, key: str) -> int:
         """Merge old chunks (and small segments) into segments; returns objects removed.
 
-        Safe with concurrent readers: the segment is durable before anything it replaces is
-        deleted, and a reader that meets a vanished object plans again. Concurrent appends
-        are tested (tests/test_logs.py) but not yet proven over long runs; automatic
-        compaction stays off until they are. Only chunks older than MIN_AGE_MS are merged.
+        Safe with concurrent readers and writers (tests/test_logs.py, and the multi-process
+        harness tests/stress_logs.py): the segment is durable before anything it replaces
+        is deleted, a reader that meets a vanished object plans again, and only chunks older
+        than MIN_AGE_MS are merged or deleted, so no writer can meet a removed slot.
         """
         directory = self.dir(key)
-
-        async def run() -> int:
-            plan = await self.plan(key, directory, fresh=True)
-            pieces = [p for p in plan.pieces if p.end is not None]
-            if plan.pieces and plan.pieces[-1].end is not None:
-                pieces = list(pieces[:-1])  # never merge the tail chunk: it may be young
-            chunk_names = [p.name for p in pieces if not p.segment]
-            old = await self._old_chunks(directory, chunk_names, key)
-            small = [
-                p for p in pieces if p.segment and (p.end or p.start) - p.start < SEGMENT_RECORDS
-            ]
-            for piece, env in zip(small, await self._fetch(key, directory, small), strict=True):
-                if env is not None:
-                    old[piece.name] = env  # small segments may be merged again
-            runs: list[list[Piece]] = [[]]
-            records = size = 0
-            for piece in pieces:
-                env = old.get(piece.name)
-                if env is None:  # a young chunk or a full segment ends a run
-                    runs.append([])
-                    records = size = 0
-                    continue
-                count = (piece.end or piece.start) - piece.start
-                if runs[-1] and (
-                    records + count > SEGMENT_RECORDS or size + len(env.payload) > SEGMENT_BYTES
-                ):
-                    runs.append([])
-                    records = size = 0
-                runs[-1].append(piece)
-                records += count
-                size += len(env.payload)
-            removed = 0
-            for run in runs:
-                if len(run) >= 2:
-                    removed += await self._merge(key, directory, run, old)
-            names = await self._list(directory)
-            return removed + await self._remove_superseded(directory, names, plan.mark)
-
+        run = functools.partial(self._compact, key, directory)
         return await self._s._commit([self._plan_key(directory)], run)
+
+    def _compact_in_background(self, key: str, directory: str, writer: _Writer) -> None:
+        task = asyncio.ensure_future(self._auto_compact(key, directory))
+        writer.compacting = task
+        self._r.background.add(task)
+        task.add_done_callback(self._r.background.discard)
+        task.add_done_callback(_consume)
+
+    async def _auto_compact(self, key: str, directory: str) -> None:
+        """compact(), not shielded (so close() can stop it), errors counted, not raised:
+        the next trigger tries again."""
+        try:
+            await self._compact(key, directory)
+            self._r.stats.add("log.auto_compactions")
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            self._r.stats.add("log.auto_compaction_errors")
+        finally:
+            await self._s._invalidate([self._plan_key(directory)])
+
+    async def stop_background(self) -> None:
+        """Cancel the automatic compactions of this store's resources (close() calls this)
+        and wait briefly for them to unwind. An interrupted compaction leaves the log
+        consistent: a segment is durable before what it replaces is deleted, deletions go
+        in log order, and leftovers are removed by the next compaction."""
+        here: list[asyncio.Task[Any]] = []
+        loop = asyncio.get_running_loop()
+        for task in list(self._r.background):
+            if task.done():
+                continue
+            if task.get_loop() is loop:
+                task.cancel()
+                here.append(task)
+            elif not task.get_loop().is_closed():  # a store used from several loops
+                with contextlib.suppress(RuntimeError):
+                    task.get_loop().call_soon_threadsafe(task.cancel)
+        if here:
+            await asyncio.wait(here, timeout=_STOP_WAIT_S)
+
+    async def _compact(self, key: str, directory: str) -> int:
+        plan = await self.plan(key, directory, fresh=True)
+        pieces = [p for p in plan.pieces if p.end is not None]
+        if plan.pieces and plan.pieces[-1].end is not None:
+            pieces = list(pieces[:-1])  # never merge the tail chunk: it may be young
+        chunk_names = [p.name for p in pieces if not p.segment]
+        old = await self._old_chunks(directory, chunk_names, key)
+        small = [p for p in pieces if p.segment and (p.end or p.start) - p.start < SEGMENT_RECORDS]
+        for piece, env in zip(small, await self._fetch(key, directory, small), strict=True):
+            if env is not None:
+                old[piece.name] = env  # small segments may be merged again
+        runs: list[list[Piece]] = [[]]
+        records = size = 0
+        for piece in pieces:
+            env = old.get(piece.name)
+            if env is None:  # a young chunk or a full segment ends a run
+                runs.append([])
+                records = size = 0
+                continue
+            count = (piece.end or piece.start) - piece.start
+            if runs[-1] and (
+                records + count > SEGMENT_RECORDS or size + len(env.payload) > SEGMENT_BYTES
+            ):
+                runs.append([])
+                records = size = 0
+            runs[-1].append(piece)
+            records += count
+            size += len(env.payload)
+        removed = 0
+        for run in runs:
+            if len(run) >= 2:
+                removed += await self._merge(key, directory, run, old)
+        names = await self._list(directory)
+        return removed + await self._remove_superseded(directory, names, plan.mark)
 
     async def _merge(
         self, key: str, directory: str, run: list[Piece], known: dict[str, codec.Envelope]
@@ -670,12 +760,12 @@ class Logs:
         unknown = [p for p in run if p.name not in known]
         fetched = iter(await self._fetch(key, directory, unknown))
         envs = [known[p.name] if p.name in known else next(fetched) for p in run]
-        if any(env is None for env in envs):
-            return 0  # another compactor got there first
+        if not _as_planned(run, envs):
+            return 0  # another compactor got there first, or the listing was torn
         records: list[bytes] = []
         for piece, env in zip(run, envs, strict=True):
             assert env is not None and piece.end is not None
-            records.extend(_decode_records(env, 0, piece.end - piece.start))
+            records.extend(_decode_records(env, piece.skip, piece.end - piece.start))
         start, end = run[0].start, run[-1].end
         assert end is not None
         name = f"s/{_seq(start)}-{_seq(end)}"
@@ -684,6 +774,19 @@ class Logs:
             await self._r.blob.delete(directory + piece.name)
         self._r.stats.add("log.compactions")
         return len(run)
+
+
+def _as_planned(pieces: Sequence[Piece], envs: Sequence[codec.Envelope | None]) -> bool:
+    """Every piece is there and holds the records the plan says (its header's count).
+
+    A listing is not always a snapshot (a local directory read in several batches while
+    chunks are deleted): a chunk missing from it makes the chunk before look longer than it
+    is. Reading it as planned would skip records; merging it would name a segment wrongly.
+    """
+    return all(
+        env is not None and (piece.end is None or env.count == piece.count)
+        for piece, env in zip(pieces, envs, strict=True)
+    )
 
 
 def _marks(names: Sequence[str]) -> list[int]:

@@ -1324,3 +1324,346 @@ def test_cover_never_returns_overlapping_pieces(names: list[str]) -> None:
         return
     for before, after in itertools.pairwise(pieces):
         assert before.end == after.start, f"{before} then {after}: overlapping pieces"
+
+
+# -- found by the stress harness (tests/stress_logs.py) ----------------------------------------
+
+
+def _open_clocked_async(target: Target, clock: FakeClock) -> kvstore.AsyncKVStore:
+    return open_clocked(target, clock).aio  # memory/local: usable from any event loop
+
+
+@pytest.mark.parametrize("backend", ["memory", "local"])
+def test_a_chunk_is_dated_when_its_create_is_attempted_not_when_the_append_began(
+    make_target: Callable[[str], Target], backend: str
+) -> None:
+    """A writer that loses claims for a long time (the stress harness saw 20 s of conflicts
+    with 6 writers) used to stamp its chunk with the time its append *began*. Created late,
+    the chunk was born "older than MIN_AGE_MS", so a compaction could merge and delete it at
+    once, while another writer still held that slot as its fresh tail: that writer's create
+    then succeeded inside the segment, and its acknowledged record was lost. Design rule: no
+    chunk younger than MIN_AGE_MS is deleted - its age must count from its create."""
+    target = make_target(backend)
+    clock = FakeClock()
+
+    async def main() -> tuple[list[bytes], list[str]]:
+        a, b, w, y, c = (_open_clocked_async(target, clock) for _ in range(5))
+        await a.append("log", "a0")  # c/0; a's tail is 1
+        await b.append("log", "b0")  # c/1; a's tail is now stale (normal, < 60 s)
+        # a's next append conflicts on c/1; while it resolves the conflict, its claim loop
+        # takes long (simulated: the clock jumps by MIN_AGE) and a fresh writer `w` lists
+        # the log (tail 2) and sends its create of c/2, which is slow to arrive.
+        w_blob = w._r.blob
+        w_create = w_blob._put_if_absent
+        w_sent, w_lands = asyncio.Event(), asyncio.Event()
+
+        async def slow_create(path: str, data: bytes) -> str | None:
+            w_sent.set()
+            await w_lands.wait()
+            return await w_create(path, data)
+
+        w_blob._put_if_absent = slow_create
+        w_append: list[asyncio.Future[int]] = []
+        a_blob = a._r.blob
+        a_get = a_blob._get
+
+        async def long_claim_loop(path: str, head: int | None = None) -> Any:
+            found = await a_get(path, head)
+            if "/c/" in path and not w_append:
+                clock.advance(MIN_AGE + 1)
+                w_append.append(asyncio.ensure_future(w.append("log", "w")))
+                await w_sent.wait()
+            return found
+
+        a_blob._get = long_claim_loop
+        assert await a.append("log", "a1") == 3  # lands as c/2, just now
+        a_blob._get = a_get
+        await y.append("log", "y")  # c/3: a's chunk is no longer the tail
+        await c.compact("log")  # must not merge (and delete) c/2: it is seconds old
+        w_lands.set()
+        await w_append[0]
+        records = await y.range("log")
+        names = [n async for page in y._r.blob.list_pages("") for n in page]
+        return records, names
+
+    records, names = asyncio.run(main())
+    assert b"w" in records, f"an acknowledged append was lost: {records} {names}"
+    assert sorted(records) == sorted([b"a0", b"b0", b"a1", b"y", b"w"])
+
+
+def test_cover_reads_past_partially_overlapping_segments() -> None:
+    """Segments from compactions with different views (a trim moved the first record; runs
+    are cut every SEGMENT_RECORDS) can overlap without one holding the other. The walk
+    must continue where the previous piece ended, not at the next segment's own start."""
+    names = ["m/4", "s/0-8", "s/4-12", "s/12-20", "s/16-24", "c/24"]
+    full = [f"{n[:2]}" + "-".join(f"{int(x):020d}" for x in n[2:].split("-")) for n in names]
+    _mark, pieces = logs_module.cover(full)
+    for before, after in itertools.pairwise(pieces):
+        assert before.end == after.start, f"{before} then {after}: overlapping pieces"
+
+
+@pytest.mark.parametrize("backend", ["memory", "local"])
+def test_a_slow_compaction_after_a_trim_does_not_double_records(
+    make_target: Callable[[str], Target], backend: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """How partially overlapping segments arise: a compaction that planned before a trim
+    writes its segments (cut every SEGMENT_RECORDS from record 0) after another compaction,
+    planned after the trim, wrote its own (cut from the mark). Reads must not repeat the
+    records in the overlap."""
+    monkeypatch.setattr(logs_module, "SEGMENT_RECORDS", 10)
+    target = make_target(backend)
+    clock = FakeClock()
+    expected = [f"{a}.{j}".encode() for a in range(7) for j in range(4)]
+
+    async def main() -> list[bytes]:
+        writer, slow, fast = (_open_clocked_async(target, clock) for _ in range(3))
+        for a in range(7):  # c/0, c/4, ... c/24: chunks of 4 records
+            await writer.append("log", *[f"{a}.{j}" for j in range(4)])
+        clock.advance(MIN_AGE + 1)
+        blob = slow._r.blob
+        put = blob._put
+        planned, proceed = asyncio.Event(), asyncio.Event()
+
+        async def held_put(path: str, data: bytes) -> str:
+            planned.set()
+            await proceed.wait()
+            return await put(path, data)
+
+        blob._put = held_put
+        slow_run = asyncio.ensure_future(slow.compact("log"))  # plans from record 0
+        await planned.wait()
+        assert await writer.trim("log", 4) == 24  # mark at 4
+        await fast.compact("log")  # plans from the mark: s/4-12, s/12-20
+        proceed.set()
+        await slow_run  # s/0-8, s/8-16, s/16-24 land now
+        return await writer.range("log")
+
+    records = asyncio.run(main())
+    assert records == expected[4:], f"{len(records)} records read, 24 expected"
+
+
+def test_a_replanned_read_does_not_fetch_again_what_it_already_read(
+    make_target: Callable[[str], Target], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The stress harness, with compactions running in four processes at once, saw full
+    reads fail with "kept changing while it was being read": every re-plan fetched every
+    piece again, so each attempt's window was as long as the first and met the next
+    compaction. Objects are immutable by name: a re-plan fetches only what is new."""
+    monkeypatch.setattr(logs_module, "SEGMENT_RECORDS", 4)
+    target = make_target("memory")
+    clock = FakeClock()
+    expected = [f"{a}.{j}".encode() for a in range(8) for j in range(2)]
+
+    async def main() -> tuple[list[bytes], int, list[str]]:
+        writer, reader = (_open_clocked_async(target, clock) for _ in range(2))
+        for a in range(8):  # c/0 ... c/14, two records each
+            await writer.append("log", f"{a}.0", f"{a}.1")
+        clock.advance(MIN_AGE + 1)
+        await writer.compact("log")  # s/0-4, s/4-8, s/8-12, c/12, c/14
+        blob = reader._r.blob
+        get = blob._get
+        fired: list[bool] = []
+        compacted = asyncio.Event()
+
+        async def compacted_meanwhile(path: str, head: int | None = None) -> Any:
+            if head is None and not fired:  # the first piece read: compact before any lands
+                fired.append(True)
+                monkeypatch.setattr(logs_module, "SEGMENT_RECORDS", 6)
+                await writer.compact("log")  # s/8-12 and c/12 become s/8-14
+                compacted.set()
+            if head is None:
+                await compacted.wait()
+            return await get(path, head)
+
+        blob._get = compacted_meanwhile
+        before = reader.stats().get("requests.get", 0)
+        records = await reader.range("log")
+        gets = reader.stats().get("requests.get", 0) - before
+        names = [n async for page in blob.list_pages("") for n in page]
+        return records, gets, names
+
+    records, gets, names = asyncio.run(main())
+    assert records == expected
+    assert any(n.endswith(f"s/{8:020d}-{14:020d}") for n in names), names
+    # Two plans (each reads the tail chunk's header), the 5 pieces of the first and the
+    # one new piece of the second - not all 4 pieces of the second again.
+    assert gets == 2 + 5 + 1, f"{gets} GETs"
+
+
+# -- automatic compaction --------------------------------------------------------------------
+
+
+def _hold_reads(store: kvstore.KVStore) -> tuple[asyncio.Event, asyncio.Event]:
+    """Make the store's whole-object GETs wait (on kvstore's loop) until ``release`` is
+    set; ``held`` is set when one is waiting. An append reads no object whole (a writer
+    whose tail is stale lists the log and reads the tail chunk's header); a compaction
+    reads the chunks it merges."""
+    blob = store.aio._r.blob
+    original = blob._get
+    held, release = portal().run(_events())
+
+    async def get(path: str, head: int | None = None) -> Any:
+        if head is None:
+            held.set()
+            await release.wait()
+        return await original(path, head)
+
+    blob._get = get
+    return held, release
+
+
+async def _events() -> tuple[asyncio.Event, asyncio.Event]:
+    return asyncio.Event(), asyncio.Event()
+
+
+@pytest.mark.parametrize("backend", ["memory", "local"])
+def test_auto_compaction_runs_in_the_background_after_enough_old_chunks(
+    make_target: Callable[[str], Target], backend: str
+) -> None:
+    """AUTO_COMPACT: a writer that has left AUTO_COMPACT_CHUNKS chunks older than MIN_AGE
+    starts a compaction in a background task. The append that triggers it returns without
+    waiting for it (its own cost stays one create), and the compaction then merges."""
+    assert logs_module.AUTO_COMPACT
+    target = make_target(backend)
+    clock = FakeClock()
+    n = logs_module.AUTO_COMPACT_CHUNKS
+    with open_clocked(target, clock) as store:
+        for i in range(n):
+            store.append("log", i)
+        assert segments(log_names(store, "log")) == []
+        clock.advance(MIN_AGE + 1)
+        held, release = _hold_reads(store)
+        assert store.append("log", "trigger") == n + 1  # returns: the compaction waits
+        assert portal().run(asyncio.wait_for(held.wait(), 10)) is True
+        running = [t for t in store.aio._r.background if not t.done()]
+        assert len(running) == 1
+        before = requests(store)
+        assert store.append("log", "more") == n + 2  # appends go on meanwhile
+        spent = delta(requests(store), before)
+        assert spent.get("requests.put_if_absent") == 1 and "requests.list" not in spent
+        portal().run(_set(release))
+        portal().run(asyncio.wait_for(asyncio.gather(*running), 10))
+        names = log_names(store, "log")
+        assert segments(names), names
+        assert store.stats()["log.auto_compactions"] == 1
+        expected = [str(i).encode() for i in range(n)] + [b"trigger", b"more"]
+        assert store.range("log") == expected
+        # The next trigger needs AUTO_COMPACT_CHUNKS more old chunks of this writer.
+        before = requests(store)
+        store.append("log", "quiet")
+        assert delta(requests(store), before) == {"requests.put_if_absent": 1}
+
+
+async def _set(event: asyncio.Event) -> None:
+    event.set()
+
+
+@pytest.mark.parametrize("backend", ["memory", "local"])
+def test_close_stops_a_running_auto_compaction(
+    make_target: Callable[[str], Target], backend: str
+) -> None:
+    """close() must neither wait for a background compaction to finish nor leave it
+    running on the loop against a closed store: it is cancelled, and the log stays whole."""
+    target = make_target(backend)
+    clock = FakeClock()
+    n = logs_module.AUTO_COMPACT_CHUNKS
+    store = open_clocked(target, clock)
+    for i in range(n):
+        store.append("log", i)
+    clock.advance(MIN_AGE + 1)
+    held, _never = _hold_reads(store)
+    store.append("log", "trigger")
+    portal().run(asyncio.wait_for(held.wait(), 10))
+    running = [t for t in store.aio._r.background if not t.done()]
+    assert len(running) == 1
+    started = time.monotonic()
+    store.close()
+    assert time.monotonic() - started < 5
+    assert running[0].cancelled()
+    with open_clocked(target, clock) as again:
+        assert again.range("log") == [str(i).encode() for i in range(n)] + [b"trigger"]
+
+
+def test_auto_compaction_is_cancelled_when_asyncio_run_ends(
+    make_target: Callable[[str], Target],
+) -> None:
+    """On the async face too: leaving ``async with`` cancels a background compaction."""
+    target = make_target("local")
+    clock = FakeClock()
+    n = logs_module.AUTO_COMPACT_CHUNKS
+
+    async def main() -> tuple[bool, bool]:
+        store = _open_clocked_async(target, clock)
+        async with store:
+            for i in range(n):
+                await store.append("log", i)
+            clock.advance(MIN_AGE + 1)
+            blob = store._r.blob
+            original = blob._get
+            held = asyncio.Event()
+
+            async def get(path: str, head: int | None = None) -> Any:
+                if head is None:
+                    held.set()
+                    await asyncio.Event().wait()  # forever
+                return await original(path, head)
+
+            blob._get = get
+            await store.append("log", "trigger")
+            await asyncio.wait_for(held.wait(), 10)
+            (task,) = [t for t in store._r.background if not t.done()]
+        return task.cancelled(), bool([t for t in store._r.background if not t.done()])
+
+    cancelled, left = asyncio.run(asyncio.wait_for(main(), 30))
+    assert cancelled and not left
+
+
+def test_auto_compaction_costs_about_two_requests_per_append(
+    make_target: Callable[[str], Target],
+) -> None:
+    """A lone writer appending once a second: its appends stay one create each, and the
+    compactions they trigger cost, amortised, about one GET and one DELETE per merged chunk
+    plus a few requests per compaction - they read the old chunks and at most one batch of
+    young ones, not the whole last 10 minutes (600 chunks here) every 64 appends."""
+    target = make_target("memory")
+    clock = FakeClock()
+    appends = 1500
+    with open_clocked(target, clock) as store:
+        store.append("log", "first")
+        before = requests(store)
+        for i in range(appends):
+            store.append("log", f"record {i}")
+            clock.advance(1000)
+        portal().run(asyncio.sleep(0.2))  # the last background compaction
+        spent = delta(requests(store), before)
+        assert spent.pop("requests.put_if_absent") == appends
+        background = sum(spent.values())
+        assert store.stats()["log.auto_compactions"] >= (appends - 600) // 64 - 1
+        assert background <= 2.6 * appends, f"{background / appends:.2f} per append: {spent}"
+        assert len(chunks(log_names(store, "log"))) <= 600 + 2 * 64
+        assert store.range("log", 1) == [f"record {i}".encode() for i in range(appends)]
+
+
+def test_compaction_after_a_trim_does_not_reread_every_young_trimmed_chunk(
+    make_target: Callable[[str], Target],
+) -> None:
+    """Trimmed chunks stay until they are 10 minutes old; each compaction in between (one
+    every 64 appends of each writer) must not read all of them again to learn their age."""
+    target = make_target("memory")
+    clock = FakeClock()
+    with open_clocked(target, clock) as store:
+        for i in range(200):
+            store.append("log", i)
+        assert store.trim("log", 190) == 10
+        before = requests(store)
+        store.compact("log")
+        spent = delta(requests(store), before)
+        batch = store.aio._r.concurrency
+        # the tail chunk's header, then at most one batch of young chunks to merge and one
+        # of young trimmed chunks to delete - not all 190 trimmed ones
+        assert spent.get("requests.get", 0) <= 1 + 2 * batch, spent
+        assert "requests.delete" not in spent  # all young
+        clock.advance(MIN_AGE + 1)
+        store.compact("log")
+        assert len(chunks(log_names(store, "log"))) <= 10
+        assert store.range("log") == [str(i).encode() for i in range(190, 200)]
