@@ -604,10 +604,9 @@ class Logs:
         inside - decoded, so a caller that merges them does not read them again.
 
         Read a batch (``AGE_BATCH``, at most ``concurrency``) at a time, stopping after the
-        first batch that holds
-        a young chunk: chunk dates grow along the log (a chunk is dated just before its
-        create, and its slot is only known once the chunk before exists), so the rest are
-        young too. Compaction and cleanup then read the old chunks plus at most one batch,
+        first batch that holds a young chunk: chunk dates grow along the log (a chunk is
+        dated just before its create, and its slot is only known once the chunk before
+        exists), so the rest are young too. Compaction and cleanup then read the old chunks plus at most one batch,
         not every chunk of the last 10 minutes each time.
         """
         step = max(1, min(AGE_BATCH, self._r.concurrency))
