@@ -71,6 +71,7 @@ SEGMENT_BYTES = 16 << 20
 AUTO_COMPACT = True
 AUTO_COMPACT_CHUNKS = 64  # a writer compacts in the background after leaving this many old chunks
 _STOP_WAIT_S = 10.0  # how long close() waits for cancelled compactions to unwind
+AGE_BATCH = 32  # chunks read at a time while compaction looks for where the old ones end
 MAX_WRITERS = 4096  # logs whose tail a process keeps in memory; idle ones are forgotten
 IMMUTABLE_TTL = 3600.0
 _MAX_CLAIMS = 1000
@@ -601,13 +602,14 @@ class Logs:
         """The chunks among ``names`` (in log order) older than MIN_AGE_MS - their date is
         inside - decoded, so a caller that merges them does not read them again.
 
-        Read a batch (``concurrency``) at a time, stopping after the first batch that holds
-        a young chunk: chunk dates grow along the log (a chunk is dated just before its
-        create, and its slot is only known once the chunk before exists), so the rest are
-        young too. Compaction and cleanup then read the old chunks plus at most one batch,
-        not every chunk of the last 10 minutes each time.
+        Read AGE_BATCH at a time, stopping after the first batch that holds a young chunk:
+        chunk dates grow along the log (a chunk is dated just before its create, and its
+        slot is only known once the chunk before exists), so the rest are young too.
+        Compaction and cleanup then read the old chunks plus at most one batch, not every
+        chunk of the last 10 minutes each time. (Not ``concurrency`` at a time: by default
+        that can be 1024, more young chunks than most logs hold.)
         """
-        step = max(1, self._r.concurrency)
+        step = AGE_BATCH
         old: dict[str, codec.Envelope] = {}
         for i in range(0, len(names), step):
             part = names[i : i + step]
