@@ -1658,7 +1658,7 @@ def test_compaction_after_a_trim_does_not_reread_every_young_trimmed_chunk(
         before = requests(store)
         store.compact("log")
         spent = delta(requests(store), before)
-        batch = store.aio._r.concurrency
+        batch = logs_module.AGE_BATCH
         # the tail chunk's header, then at most one batch of young chunks to merge and one
         # of young trimmed chunks to delete - not all 190 trimmed ones
         assert spent.get("requests.get", 0) <= 1 + 2 * batch, spent
