@@ -606,8 +606,8 @@ class Logs:
         Read a batch (``AGE_BATCH``, at most ``concurrency``) at a time, stopping after the
         first batch that holds a young chunk: chunk dates grow along the log (a chunk is
         dated just before its create, and its slot is only known once the chunk before
-        exists), so the rest are young too. Compaction and cleanup then read the old chunks plus at most one batch,
-        not every chunk of the last 10 minutes each time.
+        exists), so the rest are young too. Compaction and cleanup then read the old chunks
+        plus at most one batch, not every chunk of the last 10 minutes each time.
         """
         step = max(1, min(AGE_BATCH, self._r.concurrency))
         old: dict[str, codec.Envelope] = {}
