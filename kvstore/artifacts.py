@@ -336,11 +336,14 @@ class AsyncArtifacts:
         encoded = encode_name(key, "artifact name")
         directory = f"{self._s._base}art/{encoded}/"
         self._r.blob.check_path(directory + _version_name(0) + _DELETED)
-        self._r.blob.check_path(self._part_dir(encoded, "0" * 24) + "000000")
+        self._r.blob.check_path(self._part_path(directory, "0" * 24, 0))
         return key, directory
 
-    def _part_dir(self, encoded: str, upload: str) -> str:
-        return f"{self._s._base}artpart/{encoded}/{upload}/"
+    def _part_path(self, directory: str, upload: str, index: int) -> str:
+        """Part ``index`` of an upload, beside the name's manifest directory:
+        ``{base}art/{enc}/`` -> ``{base}artpart/{enc}/{upload}/{index:06d}``."""
+        encoded = directory[len(self._s._base) + len("art/") : -1]
+        return f"{self._s._base}artpart/{encoded}/{upload}/{index:06d}"
 
     def _pointer_key(self, directory: str) -> str:
         return directory + "latest"  # a cache key only; no object has this name
@@ -500,8 +503,7 @@ class AsyncArtifacts:
         """Part ``index`` of a version, verified; CorruptDataError if it is missing while
         the version still exists, :class:`_Gone` if the version was deleted meanwhile."""
         assert manifest.parts is not None
-        encoded = directory[len(self._s._base) + len("art/") : -1]
-        path = self._part_dir(encoded, manifest.upload) + f"{index:06d}"
+        path = self._part_path(directory, manifest.upload, index)
         blob = await self._r.blob.get(path)
         if blob is None:
             if await self._manifest(key, directory, version, cached=False) is None:
@@ -594,8 +596,6 @@ class AsyncArtifacts:
         user = _check_metadata(metadata)
         compress: bool | None = False if is_compressed_type(mime) else None
         upload = secrets.token_hex(12)
-        encoded = directory[len(self._s._base) + len("art/") : -1]
-        part_dir = self._part_dir(encoded, upload)
         digest = hashlib.sha256()
         sizes: list[int] = []
         inline = b""
@@ -616,7 +616,7 @@ class AsyncArtifacts:
                     head, first, ahead = [first, ahead], b"", b""  # only _chain holds them
                     async for block in _chain(head, blocks):
                         digest.update(block)
-                        path = part_dir + f"{len(sizes):06d}"
+                        path = self._part_path(directory, upload, len(sizes))
                         sizes.append(len(block))
                         put = self._put_part(path, block, compress)
                         pending.add(asyncio.ensure_future(put))
@@ -642,7 +642,7 @@ class AsyncArtifacts:
             for task in pending:
                 task.cancel()
             if sizes:
-                paths = [part_dir + f"{i:06d}" for i in range(len(sizes))]
+                paths = [self._part_path(directory, upload, i) for i in range(len(sizes))]
                 cleanup = asyncio.ensure_future(self._discard(paths))
                 cleanup.add_done_callback(_consume)
             raise
@@ -741,13 +741,11 @@ class AsyncArtifacts:
 
         await self._s._commit([path, self._pointer_key(directory)], bury)
         if parts is not None:
-            encoded = directory[len(self._s._base) + len("art/") : -1]
-            part_dir = self._part_dir(encoded, parts[0])
             gate = asyncio.Semaphore(self._r.concurrency)
 
             async def drop(index: int) -> None:
                 async with gate:
-                    await self._r.blob.delete(part_dir + f"{index:06d}")
+                    await self._r.blob.delete(self._part_path(directory, parts[0], index))
 
             await asyncio.gather(*map(drop, range(parts[1])))
         return alive

@@ -381,9 +381,7 @@ def _chapter_log(tour: Tour) -> None:
     tour.do("store.length('chat')")
     tour.do("[json.loads(message)['role'] for message in store.range('chat')]")
     tour.do("store.range('chat', -2, -1)")
-    log = f"log/{encode_name('chat')}/"
-    objects = sorted(p.relative_to(tour.root / log).as_posix() for p in _files(tour.root / log))
-    tour.say(f"   on disk, one object per append: {log}{', '.join(objects)}")
+    _say_objects(tour, f"log/{encode_name('chat')}/", "one object per append")
 
 
 def _chapter_artifacts(tour: Tour) -> None:
@@ -396,9 +394,13 @@ def _chapter_artifacts(tour: Tour) -> None:
     tour.do("store.artifacts.load('report.md', version=0).text")
     tour.do("a = store.artifacts.load('report.md')")
     tour.do("(a.version, a.text, a.mime_type, a.metadata)")
-    art = f"art/{encode_name('report.md')}/"
-    objects = sorted(p.relative_to(tour.root / art).as_posix() for p in _files(tour.root / art))
-    tour.say(f"   on disk, one object per version: {art}{', '.join(objects)}")
+    _say_objects(tour, f"art/{encode_name('report.md')}/", "one object per version")
+
+
+def _say_objects(tour: Tour, directory: str, what: str) -> None:
+    """One line naming the objects below ``directory`` (relative to the demo store)."""
+    names = [p.relative_to(tour.root / directory).as_posix() for p in _files(tour.root / directory)]
+    tour.say(f"   on disk, {what}: {directory}{', '.join(names)}")
 
 
 def _files(directory: Path) -> list[Path]:

@@ -55,7 +55,7 @@ from .base import Cache, Fill, Lookup
 log = logging.getLogger("kvstore.cache")
 
 
-async def _bounded(call: Awaitable[T], seconds: float) -> T:
+async def _within(call: Awaitable[T], seconds: float) -> T:
     """Await ``call`` for at most ``seconds`` (TimeoutError after). Unlike ``wait_for`` on
     Python 3.11 it creates no extra Task: it runs on every cache lookup."""
     if sys.version_info >= (3, 11):
@@ -313,7 +313,7 @@ class RedisCache(Cache):
             return await action()
 
         try:
-            result = await _bounded(attempt(), bound)
+            result = await _within(attempt(), bound)
         except asyncio.CancelledError:
             # Cancelled mid-call (a caller's deadline, Ctrl-C): an invalidation may not have
             # arrived, so distrust the cache; a probe decided nothing, so allow another.
@@ -348,7 +348,7 @@ class RedisCache(Cache):
         """Replace the generation: every entry filled before is ignored from now on."""
         client = await self._connected()
         token = self._fresh_generation()
-        await _bounded(client.set(GENERATION_KEY, token), self.socket_timeout * 4)
+        await _within(client.set(GENERATION_KEY, token), self.socket_timeout * 4)
         self._generation, self.dirty = token, False
         self._undelivered.clear()  # the new generation supersedes them
         self.counters["generation_bumps"] += 1
@@ -482,7 +482,7 @@ class RedisCache(Cache):
         while self._undelivered and self.dirty:
             keys = list(self._undelivered)
             try:
-                await _bounded(self._invalidate(keys), self.socket_timeout * 4)
+                await _within(self._invalidate(keys), self.socket_timeout * 4)
             except asyncio.CancelledError:
                 raise
             except Exception:
@@ -511,7 +511,7 @@ class RedisCache(Cache):
     async def health(self) -> dict[str, Any]:
         started = time.perf_counter()
         try:
-            await _bounded((await self._connected()).ping(), self.socket_timeout * 4)
+            await _within((await self._connected()).ping(), self.socket_timeout * 4)
         except asyncio.CancelledError:
             raise
         except Exception as exc:
