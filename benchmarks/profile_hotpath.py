@@ -3,7 +3,8 @@
 ``python -m benchmarks.profile_hotpath [--calls N]`` times each layer of the cache-hit path
 on its own, against a redis-server of its own, with the same 1 KiB value as S1/S2:
 the redis-py commands kvstore sends, the cache lookup with and without its guard, the
-envelope decode, the key encoding, the blocking face's thread hop - and the whole call.
+decoding of cache entries, the key planning, the blocking face's caller-thread lookup and
+its thread hop (what a miss still pays) - and the whole call.
 Medians of interleaved repetitions, in microseconds per call (wall, and CPU of this
 process). Findings: BENCHMARKS.md.
 """
@@ -13,7 +14,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import statistics
-import threading
 import time
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -24,7 +24,6 @@ import redis.asyncio
 import kvstore
 from kvstore import codec
 from kvstore.cache.redis import GENERATION_KEY, RedisCache
-from kvstore.keys import key_str
 from kvstore.portal import portal
 
 from . import data
@@ -67,27 +66,6 @@ def report(title: str, rows: dict[str, list[Sample]]) -> None:
         print(f"  {wall:9.1f} us  {cpu:9.1f} us  {name}")
 
 
-class LeanHop:
-    """What a thread hop costs at the least: call_soon_threadsafe + a lock handoff (no
-    concurrent.futures.Future, no Task wrapping). For comparison with Portal.run."""
-
-    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
-        self.loop = loop
-
-    def run(self, fn: Callable[[], Any]) -> Any:
-        done = threading.Lock()
-        done.acquire()
-        box: list[Any] = []
-
-        def call() -> None:
-            box.append(fn())
-            done.release()
-
-        self.loop.call_soon_threadsafe(call)
-        done.acquire()
-        return box[0]
-
-
 async def async_part(server: Any, calls: int, mget_calls: int) -> None:
     value = data.sized_json(1024)
     plain = redis.asyncio.Redis(host=server.host, port=server.port)
@@ -96,9 +74,10 @@ async def async_part(server: Any, calls: int, mget_calls: int) -> None:
     await store.set("session:1", value)
     await store.get("session:1")
     await plain.set("plain", value)
-    ck = store._r.cache_prefix + store._path("session:1")
+    ck = store._plan(["session:1"])[2][0]
     triple = [GENERATION_KEY, f"{{{ck}}}:d", f"{{{ck}}}:v"]
     envelope = codec.encode(value)
+    entry = codec.pack_cached(value, 0)
     contenders: dict[str, Callable[[], Awaitable[Any]]] = {
         "redis.asyncio GET (baseline)": lambda: plain.get("plain"),
         "redis.asyncio MGET [generation, {K}:d, {K}:v]": lambda: plain.mget(triple),
@@ -117,15 +96,11 @@ async def async_part(server: Any, calls: int, mget_calls: int) -> None:
         per_call(lambda: codec.decode(envelope, key="session:1", path="p"), calls)
         for _ in range(REPS)
     ]
-    rows["key_str + _path (key validation + encoding, CPU)"] = [
-        per_call(lambda: store._path(key_str("session:1")), calls) for _ in range(REPS)
+    rows["codec.unpack_cached of the cache entry, what a hit decodes (CPU)"] = [
+        per_call(lambda: codec.unpack_cached([entry]), calls) for _ in range(REPS)
     ]
-
-    async def noop() -> None:
-        return None
-
-    rows["asyncio.wait_for(noop(), 1) (a new Task per call on 3.11)"] = [
-        await aper_call(lambda: asyncio.wait_for(noop(), 1.0), calls) for _ in range(REPS)
+    rows["_plan (key validation + encoding, remembered per store; CPU)"] = [
+        per_call(lambda: store._plan(["session:1"]), calls) for _ in range(REPS)
     ]
     report("S1 async: warm get, per call", rows)
 
@@ -135,11 +110,12 @@ async def async_part(server: Any, calls: int, mget_calls: int) -> None:
     await store.mset(items)
     await plain.mset({"plain:" + k: v for k, v in items.items()})
     await store.mget(keys)
-    cks = [store._r.cache_prefix + store._path(k) for k in keys]
+    cks = store._plan(keys)[2]
     pairs = [GENERATION_KEY] + [x for c in cks for x in (f"{{{c}}}:d", f"{{{c}}}:v")]
     data_only = [GENERATION_KEY] + [f"{{{c}}}:d" for c in cks]
     plain_keys = ["plain:" + k for k in keys]
     envelopes = [codec.encode(v) for v in items.values()]
+    entries = [codec.pack_cached(v, 0) for v in items.values()]
     contenders = {
         "redis.asyncio MGET 1000 keys (baseline)": lambda: plain.mget(plain_keys),
         "redis.asyncio MGET 2001 keys (generation + entry and token per key)": (
@@ -160,12 +136,15 @@ async def async_part(server: Any, calls: int, mget_calls: int) -> None:
         for env in envelopes:
             codec.decode(env, key="k", path="p")
 
-    def paths_all() -> None:
-        for k in keys:
-            store._path(key_str(k))
-
-    rows["1000 x codec.decode (CPU)"] = [per_call(decode_all, mget_calls) for _ in range(REPS)]
-    rows["1000 x key_str + _path (CPU)"] = [per_call(paths_all, mget_calls) for _ in range(REPS)]
+    rows["1000 x codec.decode of the envelope, what a miss decodes (CPU)"] = [
+        per_call(decode_all, mget_calls) for _ in range(REPS)
+    ]
+    rows["codec.unpack_cached of 1000 entries, what hits decode (CPU)"] = [
+        per_call(lambda: codec.unpack_cached(entries), mget_calls) for _ in range(REPS)
+    ]
+    rows["_plan of 1000 keys (remembered per store; CPU)"] = [
+        per_call(lambda: store._plan(keys), mget_calls) for _ in range(REPS)
+    ]
     report("S2 async: warm mget of 1000 keys, per call", rows)
     await plain.aclose()
     await store.close()
@@ -175,22 +154,29 @@ def sync_part(server: Any, calls: int) -> None:
     value = data.sized_json(1024)
     plain = redis.Redis(host=server.host, port=server.port)
     plain.set("plain", value)
-    store = kvstore.KVStore(latency_store("profile-s", 0.02, RedisCache(server.url)))
+    cache = RedisCache(server.url)
+    store = kvstore.KVStore(latency_store("profile-s", 0.02, cache))
     store.set("session:1", value)
     store.get("session:1")
+    core = store.aio
+    plan = core._plan(["session:1"])
     hop = portal()
-    lean = LeanHop(hop._loop)
 
     async def noop() -> None:
         return None
 
     contenders: dict[str, Callable[[], Any]] = {
         "redis.Redis GET (baseline)": lambda: plain.get("plain"),
-        "Portal.run(noop()) (the thread hop alone)": lambda: hop.run(noop()),
-        "call_soon_threadsafe + lock (a leaner hop, for comparison)": lambda: lean.run(
-            lambda: None
+        "RedisCache.lookup_now (caller's thread: one blocking MGET)": lambda: cache.lookup_now(
+            plan[2]
         ),
-        "KVStore.get (whole call)": lambda: store.get("session:1"),
+        "KVStore.get (whole call; a hit is answered in the caller's thread)": lambda: store.get(
+            "session:1"
+        ),
+        "Portal.run(noop()) (the thread hop alone: what a miss adds)": lambda: hop.run(noop()),
+        "Portal.run(AsyncKVStore._load) (the same hit through the loop)": lambda: hop.run(
+            core._load(plan)
+        ),
     }
     rows: dict[str, list[Sample]] = {name: [] for name in contenders}
     for _ in range(REPS):

@@ -44,6 +44,8 @@ Result = bytes | str
 _TOMBSTONE = b""  # cached "no such key"; never a valid envelope
 _MAX_SWAP_ROUNDS = 64
 DEFAULT_CACHE_TTL = 60.0
+_PLANS_KEPT = 4096
+_Plan = tuple[list[str], list[str], list[str]]  # names, object paths, cache keys
 
 
 def _default_concurrency() -> int:
@@ -127,6 +129,7 @@ class AsyncKVStore:
             cache_ttl=float(cache_ttl),
         )
         self._base = _base
+        self._plans: dict[str, tuple[str, str]] = {}  # key -> (path, cache key): _plan
         self._owner = _resources is None
         self.decode_responses = decode_responses
         self.namespace_path = _namespace
@@ -255,49 +258,111 @@ class AsyncKVStore:
             await self._cache_safely(self._r.cache.invalidate(keys), None)
             self._r.stats.add("cache.invalidations", len(keys))
 
-    def _cache_ttl(self, data: bytes, now: int) -> float:
-        if not data:
+    def _cache_ttl(self, expires_at_ms: int, now: int) -> float:
+        if expires_at_ms == 0:
             return self._r.cache_ttl
-        expires = codec.peek_expiry(data)
-        if expires == 0:
-            return self._r.cache_ttl
-        return min(self._r.cache_ttl, (expires - now) / 1000)
+        return min(self._r.cache_ttl, (expires_at_ms - now) / 1000)
 
-    async def _load(self, keys: Sequence[str], paths: Sequence[str]) -> list[codec.Envelope | None]:
-        """Live envelopes for paths, through the cache; None for missing or expired."""
-        cache_keys = [self._r.cache_prefix + p for p in paths]
+    def _plan(self, keys: Iterable[Any]) -> _Plan:
+        """The names, object paths and cache keys of the values a read needs (validated).
+
+        Plans of str keys are remembered per store (at most ``_PLANS_KEPT``): hot keys are
+        planned on every read, and a warm ``mget`` should not re-encode 1000 names."""
+        names: list[str] = []
+        paths: list[str] = []
+        cache_keys: list[str] = []
+        known = self._plans
+        for key in keys:
+            plan = known.get(key) if type(key) is str else None
+            if plan is None:
+                key = key_str(key)
+                path = self._path(key)
+                plan = (path, self._r.cache_prefix + path)
+                if len(known) >= _PLANS_KEPT:
+                    known.clear()
+                known[key] = plan
+            names.append(key)
+            paths.append(plan[0])
+            cache_keys.append(plan[1])
+        return names, paths, cache_keys
+
+    def _live(self, values: list[codec.Live | None]) -> list[codec.Live | None]:
+        now = self._r.clock()
+        return [v if v is not None and not codec.expired(v[1], now) else None for v in values]
+
+    def _load_now(self, plan: _Plan) -> list[codec.Live | None] | None:
+        """Like :meth:`_load`, from the cache alone and in the calling thread - no event
+        loop, no await: how the blocking face answers a read whose every key is a cache
+        hit. None if any key is not (the caller then runs :meth:`_load` on the loop, which
+        also drops a damaged entry)."""
+        cached = self._r.cache.lookup_now(plan[2])
+        if cached is None or None in cached:
+            return None
+        values, damaged = codec.unpack_cached(cached)
+        if damaged:
+            return None
+        self._r.stats.add_threadsafe("cache.hits", len(values))
+        self._r.stats.add_threadsafe("cache.hits_in_caller", len(values))
+        return self._live(values)
+
+    async def _load(self, plan: _Plan) -> list[codec.Live | None]:
+        """Live values (payload, expiry) of a plan's keys, through the cache; None for
+        missing or expired."""
+        keys, paths, cache_keys = plan
         lookup = await self._cache_safely(self._r.cache.lookup(cache_keys), None)
         cached: list[bytes | None] = lookup.values if lookup else [None] * len(paths)
         misses = [i for i, v in enumerate(cached) if v is None]
         hits = len(paths) - len(misses)
         if hits:
             self._r.stats.add("cache.hits", hits)
-        now = self._r.clock()
-        out: list[codec.Envelope | None] = [None] * len(paths)
-        for i, data in enumerate(cached):
-            if data is None or data == _TOMBSTONE:
-                continue
-            try:
-                out[i] = codec.decode(data, key=keys[i], path=self._where(paths[i]))
-            except CorruptDataError:  # a damaged cache entry: drop it, ask the source
-                self._r.stats.add("cache.corrupt")
-                await self._invalidate([paths[i]])
-                misses.append(i)
+        out, damaged = codec.unpack_cached(cached)
+        for i in damaged:  # a damaged cache entry: drop it, ask the source
+            self._r.stats.add("cache.corrupt")
+            await self._invalidate([paths[i]])
+            misses.append(i)
         if misses:
             self._r.stats.add("cache.misses", len(misses))
             blobs = await self._r.blob.get_many([paths[i] for i in misses], self._r.concurrency)
+            now = self._r.clock()
             fills = []
             for i, found in zip(misses, blobs, strict=True):
-                data = found.data if found is not None else _TOMBSTONE
-                if data:
-                    out[i] = codec.decode(data, key=keys[i], path=self._where(paths[i]))
-                ttl = self._cache_ttl(data, now)
+                entry = _TOMBSTONE
+                expires = 0
+                if found is not None:
+                    env = codec.decode(found.data, key=keys[i], path=self._where(paths[i]))
+                    expires = env.expires_at_ms
+                    out[i] = (env.payload, expires)
+                    entry = codec.pack_cached(env.payload, expires)
+                ttl = self._cache_ttl(expires, now)
                 if ttl > 0:
-                    fills.append(Fill(cache_keys[i], data, ttl))
+                    fills.append(Fill(cache_keys[i], entry, ttl))
             if lookup is not None and fills:
                 await self._cache_safely(self._r.cache.fill(fills, lookup.ticket), None)
                 self._r.stats.add("cache.fills", len(fills))
-        return [env if env is not None and not env.expired(now) else None for env in out]
+        return self._live(out)
+
+    # -- results of cached reads: shared by both faces (see kvstore.sync) -------------------
+
+    def _value_of(self, values: list[codec.Live | None]) -> Result | None:
+        (value,) = values
+        return None if value is None else self._result(value[0])
+
+    def _values_of(self, values: list[codec.Live | None]) -> list[Result | None]:
+        if self.decode_responses:
+            return [None if v is None else v[0].decode("utf-8") for v in values]
+        return [None if v is None else v[0] for v in values]
+
+    def _pttl_of(self, values: list[codec.Live | None]) -> int:
+        (value,) = values
+        if value is None:
+            return -2
+        if value[1] == 0:
+            return -1
+        return max(0, value[1] - self._r.clock())
+
+    def _ttl_of(self, values: list[codec.Live | None]) -> int:
+        ms = self._pttl_of(values)
+        return ms if ms < 0 else (ms + 500) // 1000
 
     # -- read-modify-write with compare-and-swap -------------------------------------------
 
@@ -365,16 +430,12 @@ class AsyncKVStore:
 
     async def get(self, key: str) -> Result | None:
         """The value of ``key``, or None if it is missing or expired. Cached."""
-        name = key_str(key)
-        (env,) = await self._load([name], [self._path(name)])
-        return None if env is None else self._result(env.payload)
+        return self._value_of(await self._load(self._plan([key])))
 
     async def mget(self, keys: Iterable[str], *args: str) -> list[Result | None]:
         """Values in key order (None where missing). One cache lookup, then one concurrent
         batch of object reads for the misses."""
-        names = [key_str(k) for k in _flatten(keys, args)]
-        envs = await self._load(names, [self._path(n) for n in names])
-        return [None if env is None else self._result(env.payload) for env in envs]
+        return self._values_of(await self._load(self._plan(_flatten(keys, args))))
 
     async def set(
         self,
@@ -471,8 +532,9 @@ class AsyncKVStore:
 
     async def exists(self, *keys: str) -> int:
         """How many of ``keys`` hold a live value (a key named twice counts twice). Cached."""
-        names = [key_str(k) for k in _flatten((), keys)]
-        envs = await self._load(names, [self._path(n) for n in names])
+        plan = self._plan(_flatten((), keys))
+        names = plan[0]
+        envs = await self._load(plan)
         missing = list(dict.fromkeys(n for n, env in zip(names, envs, strict=True) if env is None))
         lengths = await _bounded([self._logs.length(n) for n in missing], self._r.concurrency)
         logs = {n for n, length in zip(missing, lengths, strict=True) if length > 0}
@@ -544,18 +606,11 @@ class AsyncKVStore:
 
     async def pttl(self, key: str) -> int:
         """Remaining TTL in ms; -2 if the key is missing, -1 if it has no TTL. Cached."""
-        name = key_str(key)
-        (env,) = await self._load([name], [self._path(name)])
-        if env is None:
-            return -2
-        if env.expires_at_ms == 0:
-            return -1
-        return max(0, env.expires_at_ms - self._r.clock())
+        return self._pttl_of(await self._load(self._plan([key])))
 
     async def ttl(self, key: str) -> int:
         """Remaining TTL in whole seconds (rounded, like Redis); -2 missing, -1 none."""
-        ms = await self.pttl(key)
-        return ms if ms < 0 else (ms + 500) // 1000
+        return self._ttl_of(await self._load(self._plan([key])))
 
     # -- logs (session histories) -------------------------------------------------------------
 

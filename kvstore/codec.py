@@ -27,6 +27,7 @@ import os
 import struct
 import threading
 import zlib
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -75,7 +76,7 @@ _COMPRESSED_MAGICS = (
 )
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)  # not frozen: a frozen __init__ costs 2 us, paid per value read
 class Envelope:
     """A decoded object: its payload, expiry and structured metadata."""
 
@@ -219,3 +220,61 @@ def with_expiry(
     flags, _expires, _nonce, meta_len, count = _header(data, key, path)
     header = _HEADER.pack(MAGIC, VERSION, flags, count, expires_at_ms, new_nonce(), meta_len)
     return b"".join((header, _CRC.pack(zlib.crc32(header)), data[HEADER_SIZE:]))
+
+
+# -- the cache's form of a value -----------------------------------------------------------
+#
+# A cache holds a value *decoded*: a hit then costs one checksum and one slice instead of
+# the envelope's header, CRC and zstd frame (measured: ~1 us instead of ~9 us for a 1 KiB
+# JSON value). The form is private to kvstore and never reaches the object store::
+#
+#     offset size  field
+#     0      4     tag              b"KVc\x01"
+#     4      8     expires_at_ms    as in the envelope
+#     12     P     payload          uncompressed
+#     12+P   4     crc              CRC-32 of everything before it
+#
+# With its CRC appended little-endian, the CRC-32 of a whole intact entry is a constant
+# (the CRC residue), so a reader checks an entry with one call and no copy.
+
+CACHED_TAG = b"KVc\x01"
+CACHED_OVERHEAD = 16
+_CRC_RESIDUE = 0x2144DF1C
+_EXPIRY = struct.Struct("<q")
+
+Live = tuple[bytes, int]
+"""A value as a read returns it: (payload, expires_at_ms), 0 = never expires. A plain
+tuple: a warm ``mget`` makes a thousand of them."""
+
+
+def expired(expires_at_ms: int, now_ms: int) -> bool:
+    return expires_at_ms != 0 and expires_at_ms <= now_ms
+
+
+def pack_cached(payload: bytes, expires_at_ms: int) -> bytes:
+    """A value in the cache's form (see above)."""
+    head = CACHED_TAG + _EXPIRY.pack(expires_at_ms)
+    return b"".join((head, payload, _CRC.pack(zlib.crc32(payload, zlib.crc32(head)))))
+
+
+def unpack_cached(entries: Sequence[bytes | None]) -> tuple[list[Live | None], list[int]]:
+    """Verify cache entries in the cache's form, in one pass (this is a cache hit's whole
+    decoding cost): (values, indexes of damaged entries). A miss (None) and a cached
+    "missing" (b"") are None in values; so is a damaged entry, whose index is listed."""
+    out: list[Live | None] = []
+    damaged: list[int] = []
+    crc32 = zlib.crc32
+    expiry = _EXPIRY.unpack_from
+    for i, entry in enumerate(entries):
+        if not entry:
+            out.append(None)
+        elif (
+            len(entry) >= CACHED_OVERHEAD
+            and entry.startswith(CACHED_TAG)
+            and crc32(entry) == _CRC_RESIDUE
+        ):
+            out.append((entry[12:-4], expiry(entry, 4)[0]))
+        else:
+            out.append(None)
+            damaged.append(i)
+    return out, damaged

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from collections import Counter
 
 
@@ -9,22 +10,34 @@ class Stats:
     """Monotonic counters; ``snapshot()`` returns a plain dict for ``store.stats()``.
 
     Names are dotted: ``requests.get``, ``requests.put_if_absent``, ``cache.hits``,
-    ``bytes_read`` ... Updated from the event loop only, so no lock is needed.
+    ``bytes_read`` ... ``add`` is for the event loop (no lock: it runs per request);
+    ``add_threadsafe`` for the callers' threads (cache hits answered without the loop).
     """
 
     def __init__(self) -> None:
         self._counts: Counter[str] = Counter()
+        self._from_threads: Counter[str] = Counter()
+        self._lock = threading.Lock()
 
     def add(self, name: str, n: int = 1) -> None:
         self._counts[name] += n
 
+    def add_threadsafe(self, name: str, n: int = 1) -> None:
+        with self._lock:
+            self._from_threads[name] += n
+
     def get(self, name: str) -> int:
-        return self._counts[name]
+        with self._lock:
+            return self._counts[name] + self._from_threads[name]
 
     def snapshot(self) -> dict[str, int]:
-        counts = dict(sorted(self._counts.items()))
+        with self._lock:
+            merged = self._counts + self._from_threads
+        counts = dict(sorted(merged.items()))
         counts["requests"] = sum(v for k, v in counts.items() if k.startswith("requests."))
         return counts
 
     def reset(self) -> None:
-        self._counts.clear()
+        with self._lock:
+            self._counts.clear()
+            self._from_threads.clear()

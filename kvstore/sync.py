@@ -3,16 +3,25 @@
 Each method is *derived* from its async twin by :func:`_blocking` - same signature, same
 docstring, same behaviour - and runs the coroutine on the process's portal loop. There is
 no second implementation to keep in step.
+
+The cached reads (``get``, ``mget``, ``ttl``, ``pttl``) are the one exception to the
+hop: a hop to the loop thread and back costs about as much as a whole Redis round trip, so
+they first ask the cache from the caller's thread (:meth:`AsyncKVStore._load_now`) and
+take the loop only when some key is not a plain hit. Both faces still share every step -
+the keys a read needs (``_plan``), the load, and the result (``_value_of`` ...): the async
+method is ``finish(await _load(plan))``, the blocking one ``finish(_load_now(plan) or
+run(_load(plan)))``.
 """
 
 from __future__ import annotations
 
 import functools
-from collections.abc import Callable, Coroutine, Iterator
+from collections.abc import Callable, Coroutine, Iterable, Iterator
 from typing import Any, Concatenate, Generic, ParamSpec, TypeVar, cast
 
-from .api import AsyncKVStore
+from .api import AsyncKVStore, Result, _flatten
 from .artifacts import ArtifactFile, AsyncArtifacts
+from .codec import Live
 from .portal import Portal, portal
 
 P = ParamSpec("P")
@@ -43,6 +52,19 @@ def _blocking(
         return self._portal.run(method(self._core, *args, **kwargs))
 
     return cast(Callable[Concatenate[Face, P], R], functools.wraps(method)(call))
+
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def _doc_of(twin: Callable[..., Any]) -> Callable[[F], F]:
+    """Give a hand-derived blocking method its async twin's docstring."""
+
+    def give(method: F) -> F:
+        method.__doc__ = twin.__doc__
+        return method
+
+    return give
 
 
 class Artifacts(_Face[AsyncArtifacts]):
@@ -113,9 +135,31 @@ class KVStore(_Face[AsyncKVStore]):
     def __repr__(self) -> str:
         return repr(self._core).replace("AsyncKVStore", "KVStore", 1)
 
+    def _read(self, keys: Iterable[Any], finish: Callable[[list[Live | None]], R]) -> R:
+        """A cached read: from the cache in this thread if every key hits, else on the loop."""
+        plan = self._core._plan(keys)
+        values = self._core._load_now(plan)
+        if values is None:
+            values = self._portal.run(self._core._load(plan))
+        return finish(values)
+
+    @_doc_of(AsyncKVStore.get)
+    def get(self, key: str) -> Result | None:
+        return self._read([key], self._core._value_of)
+
+    @_doc_of(AsyncKVStore.mget)
+    def mget(self, keys: Iterable[str], *args: str) -> list[Result | None]:
+        return self._read(_flatten(keys, args), self._core._values_of)
+
+    @_doc_of(AsyncKVStore.pttl)
+    def pttl(self, key: str) -> int:
+        return self._read([key], self._core._pttl_of)
+
+    @_doc_of(AsyncKVStore.ttl)
+    def ttl(self, key: str) -> int:
+        return self._read([key], self._core._ttl_of)
+
     close = _blocking(AsyncKVStore.close)
-    get = _blocking(AsyncKVStore.get)
-    mget = _blocking(AsyncKVStore.mget)
     set = _blocking(AsyncKVStore.set)
     mset = _blocking(AsyncKVStore.mset)
     delete = _blocking(AsyncKVStore.delete)
@@ -123,8 +167,6 @@ class KVStore(_Face[AsyncKVStore]):
     expire = _blocking(AsyncKVStore.expire)
     pexpire = _blocking(AsyncKVStore.pexpire)
     persist = _blocking(AsyncKVStore.persist)
-    ttl = _blocking(AsyncKVStore.ttl)
-    pttl = _blocking(AsyncKVStore.pttl)
     keys = _blocking(AsyncKVStore.keys)
     purge_expired = _blocking(AsyncKVStore.purge_expired)
     health = _blocking(AsyncKVStore.health)

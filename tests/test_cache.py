@@ -1079,3 +1079,362 @@ def test_cluster_cache_first_calls_do_not_fail(redis_cluster: Any) -> None:
 
     for _ in range(40):  # each fresh client fails with p ~ 0.25 here
         assert asyncio.run(fresh_client_errors()) == 0
+
+
+# -- 10. the blocking face answers cache hits in the caller's thread -------------------------
+
+
+class LoopCalls:
+    """Count the blocking face's trips to kvstore's event loop (``Portal.run``)."""
+
+    def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        from kvstore.portal import Portal
+
+        self.count = 0
+        original = Portal.run
+
+        def run(portal: Portal, coro: Any) -> Any:
+            self.count += 1
+            return original(portal, coro)
+
+        monkeypatch.setattr(Portal, "run", run)
+
+
+def hits_in_caller(store: kvstore.KVStore) -> int:
+    return int(store.stats().get("cache.hits_in_caller", 0))
+
+
+@pytest.mark.parametrize("cache_kind", ["redis", "local"])
+def test_blocking_hits_never_touch_the_event_loop(
+    make_target: Any, redis_server: Any, monkeypatch: pytest.MonkeyPatch, cache_kind: str
+) -> None:
+    cache: Any = rcache(redis_server.url) if cache_kind == "redis" else LocalCache(ttl=30)
+    with make_target("local").open(cache=cache) as store:
+        store.mset({"a": "1", "b": "2"})
+        store.set("t", "x", ex=100)
+        text = store.namespace("ns")
+        text.set("a", "other")
+        assert store.mget(["a", "b", "t", "missing"]) == [b"1", b"2", b"x", None]  # fills
+        assert text.get("a") == b"other"
+        loop = LoopCalls(monkeypatch)
+        before = requests(store)
+        for _ in range(3):
+            assert store.get("a") == b"1"
+            assert store.mget("a", "b") == [b"1", b"2"]
+            assert store.mget(["t", "missing", "a"]) == [b"x", None, b"1"]
+            assert store.get("missing") is None  # a cached "missing" is a hit too
+            assert store.ttl("t") == 100 and 99_000 < store.pttl("t") <= 100_000
+            assert store.ttl("a") == -1 and store.pttl("missing") == -2
+            assert text.get("a") == b"other"  # namespaces keep their own entries
+        assert loop.count == 0
+        assert requests(store) == before
+        assert hits_in_caller(store) == 3 * 12
+
+        store.set("a", "changed")  # a write takes the loop, and invalidates first
+        assert loop.count == 1
+        assert store.get("a") == b"changed"  # the miss takes the loop once, and fills
+        assert store.get("a") == b"changed"
+        assert loop.count == 2
+        assert store.get("cold") is None  # a key never read: the loop
+        assert loop.count == 3
+
+
+def test_blocking_hits_respect_decode_responses_and_expiry(
+    make_target: Any, redis_server: Any
+) -> None:
+    with make_target("memory").open(cache=rcache(redis_server.url), decode_responses=True) as store:
+        store.set("u", "ünï")
+        store.set("brief", "x", px=300)
+        assert store.mget("u", "brief") == ["ünï", "x"]
+        hits = hits_in_caller(store)
+        assert store.get("u") == "ünï" and store.get("brief") == "x"
+        assert hits_in_caller(store) == hits + 2
+        time.sleep(0.35)
+        assert store.get("brief") is None  # expired: the cached entry is not served
+        assert store.mget("brief", "u") == [None, "ünï"]
+
+
+def test_damaged_cache_entry_is_repaired_by_the_blocking_face(
+    make_target: Any, redis_server: Any
+) -> None:
+    admin = redis_server.client()
+    with make_target("memory").open(cache=rcache(redis_server.url)) as store:
+        store.set("k", "value")
+        assert store.get("k") == b"value"
+        key = redis_data_key(store, "k")
+        entry = admin.get(key)
+        assert entry is not None and b"value" in entry  # cached decoded
+        damaged = entry.replace(b"value", b"valuX")  # same generation, a changed payload
+        admin.set(key, damaged)
+        corrupt = store.stats().get("cache.corrupt", 0)
+        assert store.get("k") == b"value"
+        assert store.mget(["k"]) == [b"value"]
+        assert store.stats()["cache.corrupt"] == corrupt + 1
+        assert admin.get(key) != damaged  # dropped, then refilled from the object store
+        for garbage in (b"", b"KVc\x01short", b"KVS\x1e" + b"\0" * 40):
+            admin.set(key, entry[: redis_cache._GEN_LEN] + garbage)
+            assert store.get("k") == (None if garbage == b"" else b"value")
+    admin.close()
+
+
+def test_blocking_hits_decline_after_another_client_replaced_the_generation(
+    make_target: Any, redis_server: Any
+) -> None:
+    """A generation bump (another client's recovery) makes every entry filled before
+    invisible - to the caller-thread path as much as to the loop's."""
+    target = make_target("memory")
+    admin = redis_server.client()
+    with target.open(cache=rcache(redis_server.url)) as a, target.open(cache=None) as raw:
+        a.set("k", "v1")
+        assert a.get("k") == b"v1"
+        assert a.get("k") == b"v1"
+        raw.set("k", "v2")  # a write that no cache heard of...
+        generation = admin.get(GENERATION_KEY)
+        assert generation is not None
+        admin.set(GENERATION_KEY, generation[: redis_cache._RUN_ID_LEN] + b"f" * 16)  # ...and
+        assert a.get("k") == b"v2"  # the bump a client that missed it would make
+        assert a.get("k") == b"v2"
+    admin.close()
+
+
+def test_blocking_hits_during_a_redis_outage_and_after_a_snapshot_restore(
+    make_target: Any, own_redis: Any
+) -> None:
+    """The same store, before and after Redis dies and comes back from a snapshot with an
+    old entry under the old generation: no error, no stale value."""
+    with make_target("memory").open(cache=rcache(own_redis.url)) as store:
+        store.set("k", "v1")
+        assert store.get("k") == b"v1"
+        admin = own_redis.client()
+        admin.save()  # the snapshot holds v1's entry
+        admin.close()
+        store.set("k", "v2")
+        assert store.get("k") == b"v2"
+        assert store.get("k") == b"v2"  # a caller-thread hit
+        own_redis.kill()
+        assert store.get("k") == b"v2"  # from the object store, no error
+        store.set("k", "v3")  # its invalidation cannot be delivered
+        assert store.get("k") == b"v3"
+        own_redis.restart()  # back with v1 under the generation this store adopted
+        time.sleep(0.25)  # > breaker_interval
+        for _ in range(5):
+            assert store.get("k") == b"v3"
+            assert store.mget(["k"]) == [b"v3"]
+        assert store.stats().get("cache.errors", 0) == 0
+        info = store.stats()["cache"]
+        assert info["breaker"] == "closed" and info["dirty"] is False
+
+
+def test_blocking_hits_after_a_snapshot_restore_while_the_client_was_idle(
+    make_target: Any, own_redis: Any
+) -> None:
+    """Redis dies and comes back from a snapshot while this client made no call: its
+    pooled connections reconnect to a server with a new run_id, the old generation and an
+    old entry. The caller-thread path must not serve that entry."""
+    with make_target("memory").open(cache=rcache(own_redis.url)) as store:
+        store.set("k", "v1")
+        assert store.get("k") == b"v1"
+        admin = own_redis.client()
+        admin.save()
+        admin.close()
+        store.set("k", "v2")  # delivered: the client is clean, its generation unchanged
+        assert store.get("k") == b"v2"
+        assert store.get("k") == b"v2"
+        own_redis.kill()
+        own_redis.restart()
+        assert store.get("k") == b"v2"
+        assert store.get("k") == b"v2"
+        assert store.stats()["cache"]["generation_bumps"] == 1
+
+
+def test_hung_redis_costs_the_blocking_face_one_extra_timeout_per_interval(
+    make_target: Any, own_redis: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    cache = rcache(own_redis.url, socket_timeout=0.2, breaker_interval=60.0)
+    with make_target("memory").open(cache=cache) as store:
+        store.set("k", "v")
+        assert store.get("k") == b"v"
+        assert store.get("k") == b"v"
+        client = cache._blocking_client()
+        calls = 0
+        original = client.mget
+
+        def counted(*args: Any, **kwargs: Any) -> Any:
+            nonlocal calls
+            calls += 1
+            return original(*args, **kwargs)
+
+        monkeypatch.setattr(client, "mget", counted)
+        own_redis.pause()
+        try:
+            for _ in range(20):
+                assert store.get("k") == b"v"
+        finally:
+            own_redis.resume()
+        assert calls == 1  # then paused for breaker_interval, and the breaker is open
+        assert store.stats()["cache"]["outages"] == 1
+
+
+def test_a_dirty_client_never_answers_from_the_callers_thread(
+    make_target: Any, redis_server: Any
+) -> None:
+    """A cancelled invalidation (Ctrl-C, a deadline) leaves the client dirty with the
+    breaker closed: its next call must go through the loop, which replaces the generation
+    before trusting any entry."""
+    target = make_target("memory")
+    cache = rcache(redis_server.url)
+    with target.open(cache=cache) as store, target.open(cache=None) as raw:
+        store.set("k", "v1")
+        assert store.get("k") == b"v1"
+        assert store.get("k") == b"v1"
+        raw.set("k", "v2")  # the write whose invalidation was cancelled
+        cache.dirty = True
+        hits = hits_in_caller(store)
+        assert store.get("k") == b"v2"
+        assert hits_in_caller(store) == hits
+        assert cache.dirty is False and cache.breaker.state == "closed"
+
+
+def test_a_failing_blocking_client_falls_back_to_the_loop(
+    make_target: Any, redis_server: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """If only the caller-thread client fails (its own connections refused, say), reads
+    take the loop's client - still cache hits - and the failing path is retried once per
+    ``breaker_interval``, not on every call."""
+    cache = rcache(redis_server.url, breaker_interval=60.0)
+    with make_target("memory").open(cache=cache) as store:
+        store.set("k", "v")
+        assert store.get("k") == b"v"
+        calls = 0
+
+        def refused(*args: Any, **kwargs: Any) -> Any:
+            nonlocal calls
+            calls += 1
+            raise ConnectionRefusedError("refused")
+
+        monkeypatch.setattr(cache._blocking_client(), "mget", refused)
+        before = requests(store)
+        for _ in range(20):
+            assert store.get("k") == b"v"
+        assert calls == 1
+        assert requests(store) == before  # hits through the loop
+        assert cache.breaker.state == "closed"
+
+
+def _coherence_writer(url: str, redis_url: str, acked: Any, ready: Any, rounds: int) -> None:
+    with kvstore.open(url, cache=RedisCache(redis_url, **FAST)) as store:
+        ready.wait(60)
+        for i in range(1, rounds + 1):
+            store.set("counter", str(i))
+            acked.value = i  # published only after set() returned
+
+
+def _coherence_reader(
+    url: str, redis_url: str, acked: Any, ready: Any, rounds: int, out: Any
+) -> None:
+    stale = []
+    with kvstore.open(url, cache=RedisCache(redis_url, **FAST)) as store:
+        store.get("counter")
+        ready.wait(60)  # every reader and the writer start together
+        reads = 0
+        while True:
+            floor = acked.value  # every write acknowledged before this read began
+            got = store.get("counter")
+            value = int(got) if got is not None else 0
+            reads += 1
+            if value < floor:
+                stale.append((floor, value))
+            if floor >= rounds:
+                break
+        out.put((reads, stale, hits_in_caller(store)))
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(180)
+def test_blocking_readers_in_other_processes_never_read_behind_an_acknowledged_write(
+    make_target: Any, redis_server: Any
+) -> None:
+    """One writer process, three reader processes on one Redis: a read that starts after a
+    write was acknowledged never returns an older value - through caller-thread hits,
+    fills and invalidations racing in four processes."""
+    target = make_target("local")
+    ctx = mp.get_context("spawn")
+    acked = ctx.Value("q", 0, lock=False)
+    ready = ctx.Barrier(4)
+    out = ctx.Queue()
+    rounds = 300
+    with target.open(cache=None) as store:
+        store.set("counter", "0")
+    readers = [
+        ctx.Process(
+            target=_coherence_reader,
+            args=(target.url, redis_server.url, acked, ready, rounds, out),
+        )
+        for _ in range(3)
+    ]
+    writer = ctx.Process(
+        target=_coherence_writer, args=(target.url, redis_server.url, acked, ready, rounds)
+    )
+    for p in readers:
+        p.start()
+    writer.start()
+    results = [out.get(timeout=120) for _ in readers]
+    for p in (*readers, writer):
+        p.join(30)
+        assert p.exitcode == 0
+    for _reads, stale, hits in results:
+        assert stale == []
+        assert hits > 0  # some reads were answered in the caller's thread
+
+
+def _forked_reads(store: kvstore.KVStore, out: Any) -> None:
+    try:
+        before = hits_in_caller(store)
+        values = [store.get("k") for _ in range(5)]
+        out.put((values, hits_in_caller(store) - before))
+    except BaseException as exc:  # report, never hang the parent
+        out.put(repr(exc))
+
+
+def test_blocking_hits_in_a_forked_child(make_target: Any, redis_server: Any) -> None:
+    ctx = mp.get_context("fork")
+    out = ctx.Queue()
+    with make_target("local").open(cache=rcache(redis_server.url)) as store:
+        store.set("k", "v")
+        assert store.get("k") == b"v"
+        assert store.get("k") == b"v"  # the parent's blocking client exists now
+        child = ctx.Process(target=_forked_reads, args=(store, out))
+        child.start()
+        got = out.get(timeout=30)
+        child.join(10)
+        assert got == ([b"v"] * 5, 4) or got == ([b"v"] * 5, 5), got
+        assert store.get("k") == b"v"  # the parent's connections were not disturbed
+
+
+def test_blocking_hits_from_many_threads(make_target: Any, redis_server: Any) -> None:
+    import threading
+
+    errors: list[BaseException] = []
+    with make_target("memory").open(cache=rcache(redis_server.url)) as store:
+        store.mset({f"k{i}": f"v{i}" for i in range(50)})
+        store.mget([f"k{i}" for i in range(50)])
+
+        def reader(n: int) -> None:
+            try:
+                for j in range(100):
+                    i = (n * 7 + j) % 50
+                    if j % 10 == 0:
+                        store.set(f"k{i}", f"v{i}")
+                    assert store.get(f"k{i}") == f"v{i}".encode()
+            except BaseException as exc:
+                errors.append(exc)
+
+        threads = [threading.Thread(target=reader, args=(n,)) for n in range(16)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        assert errors == []
+        stats = store.stats()
+        assert stats["cache.hits"] >= stats["cache.hits_in_caller"] > 0
+        assert stats["cache.hits"] + stats["cache.misses"] >= 1600

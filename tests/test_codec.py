@@ -389,3 +389,32 @@ def test_error_names_key_and_path() -> None:
     assert "kv/user%3A1~" in str(info.value)
     assert info.value.key == "user:1"
     assert info.value.path == "kv/user%3A1~"
+
+
+# -- the cache's form of a value -------------------------------------------------------------
+
+
+@given(st.binary(max_size=2000), st.integers(min_value=0, max_value=2**62))
+def test_cached_form_round_trips(payload: bytes, expires: int) -> None:
+    entry = codec.pack_cached(payload, expires)
+    assert entry.startswith(codec.CACHED_TAG)
+    assert len(entry) == codec.CACHED_OVERHEAD + len(payload)  # never compressed
+    assert codec.unpack_cached([entry]) == ([(payload, expires)], [])
+
+
+def test_cached_form_detects_every_damage() -> None:
+    payload = b'{"role": "user", "content": "hi"}'
+    entry = codec.pack_cached(payload, 1_700_000_000_000)
+    damaged = [entry[:i] + bytes([entry[i] ^ 0x01]) + entry[i + 1 :] for i in range(len(entry))]
+    damaged += [entry[:-1], entry[: codec.CACHED_OVERHEAD - 1], entry + b"x", b"KVc"]
+    damaged += [codec.encode(b"an envelope is not a cache entry"), b"\0" * 40]
+    values, bad = codec.unpack_cached([None, b"", entry, *damaged])
+    assert values[:3] == [None, None, (payload, 1_700_000_000_000)]
+    assert values[3:] == [None] * len(damaged)
+    assert bad == list(range(3, 3 + len(damaged)))
+
+
+def test_expired() -> None:
+    assert not codec.expired(0, 2**62)
+    assert codec.expired(1000, 1000)
+    assert not codec.expired(1000, 999)

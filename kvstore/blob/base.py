@@ -189,6 +189,8 @@ class BlobStore(ABC):
         """``get`` for many paths at once, at most ``concurrency`` requests in flight."""
         if not paths:
             return []
+        if len(paths) <= concurrency:  # one wave: no gate needed
+            return list(await asyncio.gather(*(self.get(p) for p in paths)))
         gate = asyncio.Semaphore(max(1, concurrency))
 
         async def one(path: str) -> Blob | None:

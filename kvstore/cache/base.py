@@ -30,7 +30,7 @@ class Lookup:
     ticket: Any
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)  # not frozen: one is made per value filled
 class Fill:
     key: str
     value: bytes
@@ -44,6 +44,14 @@ class Cache(ABC):
 
     @abstractmethod
     async def lookup(self, keys: Sequence[str]) -> Lookup: ...
+
+    def lookup_now(self, keys: Sequence[str]) -> list[bytes | None] | None:
+        """Cached values (None = miss) read in the calling thread, without the event loop:
+        the blocking face answers cache hits this way. None when this cache cannot answer
+        so right now (no such path, an outage, a generation to check); the caller then
+        uses :meth:`lookup` on the loop. Gives no ticket (a miss goes to the loop anyway)
+        and never raises."""
+        return None
 
     @abstractmethod
     async def fill(self, entries: Sequence[Fill], ticket: Any) -> None: ...

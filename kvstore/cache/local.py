@@ -59,7 +59,7 @@ class LocalCache(Cache):
         if old is not None:
             self._bytes -= self._size(key, old[0])
 
-    async def lookup(self, keys: Sequence[str]) -> Lookup:
+    def _look(self, keys: Sequence[str]) -> tuple[list[bytes | None], int]:
         now = time.monotonic()
         values: list[bytes | None] = []
         with self._lock:
@@ -73,7 +73,15 @@ class LocalCache(Cache):
                 else:
                     self._entries.move_to_end(key)
                     values.append(entry[0])
-            return Lookup(values, self._now_seq)
+            return values, self._now_seq
+
+    async def lookup(self, keys: Sequence[str]) -> Lookup:
+        values, ticket = self._look(keys)
+        return Lookup(values, ticket)
+
+    def lookup_now(self, keys: Sequence[str]) -> list[bytes | None]:
+        """The same lookup: it never waits for anything but the lock."""
+        return self._look(keys)[0]
 
     async def fill(self, entries: Sequence[Fill], ticket: Any) -> None:
         now = time.monotonic()

@@ -41,9 +41,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import os
 import sys
+import threading
 import time
 from collections import defaultdict
 from collections.abc import Awaitable, Callable, Sequence
@@ -107,6 +109,24 @@ _MAX_UNDELIVERED = 100_000  # beyond this, only the generation bump repairs (it 
 _CLUSTER_SCHEMES = {"redis+cluster": "redis", "rediss+cluster": "rediss"}
 
 
+def _run_id_of(info: Any, default: bytes) -> bytes:
+    """The run_id prefix in an ``INFO server`` reply (``default`` if there is none)."""
+    text = info.decode() if isinstance(info, bytes) else str(info)
+    for line in text.splitlines():
+        if line.startswith("run_id:"):
+            return line.split(":", 1)[1].strip()[:_RUN_ID_LEN].encode()
+    return default
+
+
+def _entries_of(values: Sequence[bytes | None], generation: bytes) -> list[bytes | None]:
+    """The entries filled under ``generation`` (without it); None for the rest."""
+    return [
+        data[_GEN_LEN:] if data is not None and data.startswith(generation) else None
+        for data in values
+    ]
+
+
+@functools.lru_cache(maxsize=8192)  # hot keys are looked up on every read
 def _data_key(key: str) -> str:
     return f"{{{key}}}:d"
 
@@ -205,6 +225,12 @@ class RedisCache(Cache):
         self._init_loop: asyncio.AbstractEventLoop | None = None
         self._undelivered: set[str] = set()
         self._flusher: asyncio.Future[None] | None = None
+        # The blocking client of lookup_now (callers' threads; one pool per process).
+        self._blocking: Any = None
+        self._blocking_pid = 0
+        self._blocking_lock = threading.Lock()
+        self._blocking_run_id: bytes | None = None
+        self._blocking_paused_until = 0.0
         self._validate_url()
 
     def _validate_url(self) -> None:
@@ -267,10 +293,40 @@ class RedisCache(Cache):
             info = await connection.read_response()
         except Exception:  # INFO disabled (some managed Redis): no restart detection
             return
-        text = info.decode() if isinstance(info, bytes) else str(info)
-        for line in text.splitlines():
-            if line.startswith("run_id:"):
-                self._run_id = line.split(":", 1)[1].strip()[:_RUN_ID_LEN].encode()
+        self._run_id = _run_id_of(info, self._run_id)
+
+    def _blocking_client(self) -> Any:
+        """The blocking redis-py client of :meth:`lookup_now`, one per process (a forked
+        child builds its own). Same URL, timeouts and retry as the asyncio client; its
+        connections learn the server's run_id too."""
+        if self._blocking is not None and self._blocking_pid == os.getpid():
+            return self._blocking
+        with self._blocking_lock:
+            if self._blocking is None or self._blocking_pid != os.getpid():
+                from redis import Redis
+                from redis.backoff import NoBackoff
+                from redis.exceptions import ConnectionError as RedisConnectionError
+                from redis.retry import Retry
+
+                self._blocking_run_id = None
+                self._blocking = Redis.from_url(
+                    self.url,
+                    socket_timeout=self.socket_timeout,
+                    socket_connect_timeout=self.connect_timeout,
+                    retry=Retry(NoBackoff(), 1, supported_errors=(RedisConnectionError,)),
+                    redis_connect_func=self._on_blocking_connect,
+                )
+                self._blocking_pid = os.getpid()
+        return self._blocking
+
+    def _on_blocking_connect(self, connection: Any) -> None:
+        connection.on_connect()
+        connection.send_command("INFO", "server")
+        try:
+            info = connection.read_response()
+        except Exception:
+            info = None
+        self._blocking_run_id = _run_id_of(info, b"0" * _RUN_ID_LEN)
 
     async def close(self) -> None:
         """Close the connections. A client still dirty (an invalidation it could not
@@ -286,6 +342,10 @@ class RedisCache(Cache):
             with contextlib.suppress(Exception):  # closing a dead connection is no error
                 await client.aclose()
         self._client = None
+        blocking, self._blocking = self._blocking, None
+        if blocking is not None and self._blocking_pid == os.getpid():
+            with contextlib.suppress(Exception):
+                blocking.close()
 
     # -- fault handling --------------------------------------------------------------------
 
@@ -384,10 +444,7 @@ class RedisCache(Cache):
         else:
             seen_gen, *values = await client.mget([GENERATION_KEY, *data_keys])
         generation = await self._current_generation(seen_gen)
-        found: list[bytes | None] = [
-            data[_GEN_LEN:] if data is not None and data[:_GEN_LEN] == generation else None
-            for data in values
-        ]
+        found = _entries_of(values, generation)
         misses = [key for key, data in zip(keys, found, strict=True) if data is None]
         versions: dict[str, bytes] = {}
         if misses:
@@ -397,6 +454,42 @@ class RedisCache(Cache):
             )
             versions = {key: token or b"" for key, token in zip(misses, tokens, strict=True)}
         return found, (generation, versions, time.monotonic())
+
+    def lookup_now(self, keys: Sequence[str]) -> list[bytes | None] | None:
+        """The hit path of :meth:`lookup` on a blocking client in the caller's thread: one
+        MGET of the generation and the entries, about what a redis-py ``MGET`` costs.
+
+        It answers only when everything is known to be in order - standalone Redis, the
+        breaker closed, the client not dirty, and the generation read equal to the one the
+        loop's client adopted under the current server's run_id. Anything else (a first
+        call, a restart, another client's generation bump, an error) returns None and the
+        caller takes the loop's :meth:`lookup`, which probes, repairs and decides. A
+        failing call pauses this path for ``breaker_interval`` so an outage costs at most
+        one extra timeout per interval; the breaker itself is left to the loop."""
+        generation = self._generation
+        if (
+            generation is None
+            or self.cluster
+            or self.dirty
+            or self.breaker.open_since is not None
+            or time.monotonic() < self._blocking_paused_until
+        ):
+            return None
+        try:
+            seen, *values = self._blocking_client().mget(
+                [GENERATION_KEY, *[_data_key(key) for key in keys]]
+            )
+        except Exception:
+            self._blocking_paused_until = time.monotonic() + self.breaker.interval
+            return None
+        if (
+            seen != generation
+            or generation[:_RUN_ID_LEN] != self._blocking_run_id
+            or self.dirty
+            or self.breaker.open_since is not None
+        ):
+            return None
+        return _entries_of(values, generation)
 
     async def lookup(self, keys: Sequence[str]) -> Lookup:
         result = await self._guarded("lookup", lambda: self._lookup(keys))
