@@ -290,27 +290,40 @@ class AsyncKVStore:
         now = self._r.clock()
         return [v if v is not None and not codec.expired(v[1], now) else None for v in values]
 
-    def _load_now(self, plan: _Plan) -> list[codec.Live | None] | None:
+    def _load_now(
+        self, plan: _Plan
+    ) -> tuple[list[codec.Live | None] | None, list[bytes | None] | None]:
         """Like :meth:`_load`, from the cache alone and in the calling thread - no event
         loop, no await: how the blocking face answers a read whose every key is a cache
-        hit. None if any key is not (the caller then runs :meth:`_load` on the loop, which
-        also drops a damaged entry)."""
+        hit. Returns (values, None) then; otherwise (None, the entries it did find) for
+        :meth:`_load` to complete on the loop without asking for them again, or (None,
+        None) if the cache could not answer here (or an entry is damaged: the loop drops
+        it)."""
         cached = self._r.cache.lookup_now(plan[2])
-        if cached is None or None in cached:
-            return None
+        if cached is None:
+            return None, None
+        if None in cached:
+            return None, cached
         values, damaged = codec.unpack_cached(cached)
         if damaged:
-            return None
+            return None, None
         self._r.stats.add_threadsafe("cache.hits", len(values))
         self._r.stats.add_threadsafe("cache.hits_in_caller", len(values))
-        return self._live(values)
+        return self._live(values), None
 
-    async def _load(self, plan: _Plan) -> list[codec.Live | None]:
+    async def _load(
+        self, plan: _Plan, known: list[bytes | None] | None = None
+    ) -> list[codec.Live | None]:
         """Live values (payload, expiry) of a plan's keys, through the cache; None for
-        missing or expired."""
+        missing or expired. ``known``: cache entries already read for some keys (None for
+        the others), by :meth:`_load_now` - only the others are looked up."""
         keys, paths, cache_keys = plan
-        lookup = await self._cache_safely(self._r.cache.lookup(cache_keys), None)
-        cached: list[bytes | None] = lookup.values if lookup else [None] * len(paths)
+        cached: list[bytes | None] = list(known) if known else [None] * len(paths)
+        ask = [i for i, entry in enumerate(cached) if entry is None]
+        lookup = await self._cache_safely(self._r.cache.lookup([cache_keys[i] for i in ask]), None)
+        if lookup is not None:
+            for i, entry in zip(ask, lookup.values, strict=True):
+                cached[i] = entry
         misses = [i for i, v in enumerate(cached) if v is None]
         hits = len(paths) - len(misses)
         if hits:

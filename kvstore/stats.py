@@ -28,11 +28,13 @@ class Stats:
 
     def get(self, name: str) -> int:
         with self._lock:
-            return self._counts[name] + self._from_threads[name]
+            return self._counts.get(name, 0) + self._from_threads.get(name, 0)
 
     def snapshot(self) -> dict[str, int]:
+        merged = dict(self._counts)  # one C-level copy: safe while the loop adds
         with self._lock:
-            merged = self._counts + self._from_threads
+            for name, n in self._from_threads.items():
+                merged[name] = merged.get(name, 0) + n
         counts = dict(sorted(merged.items()))
         counts["requests"] = sum(v for k, v in counts.items() if k.startswith("requests."))
         return counts

@@ -10,7 +10,7 @@ they first ask the cache from the caller's thread (:meth:`AsyncKVStore._load_now
 take the loop only when some key is not a plain hit. Both faces still share every step -
 the keys a read needs (``_plan``), the load, and the result (``_value_of`` ...): the async
 method is ``finish(await _load(plan))``, the blocking one ``finish(_load_now(plan) or
-run(_load(plan)))``.
+run(_load(plan, entries _load_now found)))``.
 """
 
 from __future__ import annotations
@@ -76,11 +76,10 @@ class Artifacts(_Face[AsyncArtifacts]):
     list = _blocking(AsyncArtifacts.list)
     delete = _blocking(AsyncArtifacts.delete)
 
+    @_doc_of(AsyncArtifacts.open)
     def open(self, name: str, version: int | None = None) -> ArtifactFile | None:
         reader = self._portal.run(self._core.open(name, version))
         return None if reader is None else ArtifactFile(reader, self._portal.run)
-
-    open.__doc__ = AsyncArtifacts.open.__doc__
 
     def __repr__(self) -> str:
         return f"<Artifacts of {self._core._s!r}>"
@@ -110,21 +109,18 @@ class KVStore(_Face[AsyncKVStore]):
         """The async core behind this face (for code that runs on kvstore's loop)."""
         return self._core
 
+    @_doc_of(AsyncKVStore.namespace)
     def namespace(self, name: str) -> KVStore:
         return KVStore(self._core.namespace(name))
 
-    namespace.__doc__ = AsyncKVStore.namespace.__doc__
-
+    @_doc_of(AsyncKVStore.stats)
     def stats(self) -> dict[str, Any]:
         return self._core.stats()
 
-    stats.__doc__ = AsyncKVStore.stats.__doc__
-
+    @_doc_of(AsyncKVStore.scan_iter)
     def scan_iter(self, prefix: str = "") -> Iterator[str]:
         for page in self._portal.iterate(self._core._all_pages(prefix)):
             yield from page
-
-    scan_iter.__doc__ = AsyncKVStore.scan_iter.__doc__
 
     def __enter__(self) -> KVStore:
         return self
@@ -138,9 +134,9 @@ class KVStore(_Face[AsyncKVStore]):
     def _read(self, keys: Iterable[Any], finish: Callable[[list[Live | None]], R]) -> R:
         """A cached read: from the cache in this thread if every key hits, else on the loop."""
         plan = self._core._plan(keys)
-        values = self._core._load_now(plan)
+        values, known = self._core._load_now(plan)
         if values is None:
-            values = self._portal.run(self._core._load(plan))
+            values = self._portal.run(self._core._load(plan, known))
         return finish(values)
 
     @_doc_of(AsyncKVStore.get)

@@ -1247,32 +1247,127 @@ def test_blocking_hits_after_a_snapshot_restore_while_the_client_was_idle(
         assert store.stats()["cache"]["generation_bumps"] == 1
 
 
-def test_hung_redis_costs_the_blocking_face_one_extra_timeout_per_interval(
+def test_hung_redis_costs_the_blocking_face_one_timeout(
     make_target: Any, own_redis: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    """The caller-thread lookup that times out opens the breaker before the caller falls
+    back to the loop, so the loop does not wait for Redis a second time."""
     cache = rcache(own_redis.url, socket_timeout=0.2, breaker_interval=60.0)
     with make_target("memory").open(cache=cache) as store:
         store.set("k", "v")
         assert store.get("k") == b"v"
         assert store.get("k") == b"v"
-        client = cache._blocking_client()
-        calls = 0
-        original = client.mget
+        assert hits_in_caller(store) == 1
+        calls = {"caller": 0, "loop": 0}
+        pool = cache._blocking_pool()
+        original_get_connection = pool.get_connection
+        original_lookup = cache._lookup
 
-        def counted(*args: Any, **kwargs: Any) -> Any:
-            nonlocal calls
-            calls += 1
-            return original(*args, **kwargs)
+        def counted_connection(*args: Any, **kwargs: Any) -> Any:
+            calls["caller"] += 1
+            return original_get_connection(*args, **kwargs)
 
-        monkeypatch.setattr(client, "mget", counted)
+        async def counted_lookup(keys: Any) -> Any:
+            calls["loop"] += 1
+            return await original_lookup(keys)
+
+        monkeypatch.setattr(pool, "get_connection", counted_connection)
+        monkeypatch.setattr(cache, "_lookup", counted_lookup)
         own_redis.pause()
         try:
             for _ in range(20):
                 assert store.get("k") == b"v"
         finally:
             own_redis.resume()
-        assert calls == 1  # then paused for breaker_interval, and the breaker is open
-        assert store.stats()["cache"]["outages"] == 1
+        assert calls == {"caller": 1, "loop": 0}
+        info = store.stats()["cache"]
+        assert info["outages"] == 1 and info["breaker"] == "open" and info["bypasses"] >= 20
+
+
+def test_a_partial_hit_asks_the_loop_only_for_the_misses(
+    make_target: Any, redis_server: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An mget whose keys mostly hit, with one value too large to be cached: the caller's
+    thread read the hits once; the loop looks up the one miss, not all 201 keys."""
+    cache = rcache(redis_server.url, max_entry_bytes=10_000)
+    with make_target("memory").open(cache=cache) as store:
+        keys = [f"k{i}" for i in range(200)]
+        store.mset({k: k for k in keys})
+        store.set("big", os.urandom(20_000))
+        assert store.mget(keys) == [k.encode() for k in keys]  # fills
+        asked: list[int] = []
+        original = cache.lookup
+
+        async def counted(cache_keys: Any) -> Any:
+            asked.append(len(cache_keys))
+            return await original(cache_keys)
+
+        monkeypatch.setattr(cache, "lookup", counted)
+        for _ in range(3):
+            got = store.mget([*keys, "big"])
+            assert got[:200] == [k.encode() for k in keys] and len(got[200]) == 20_000
+        assert asked == [1, 1, 1]
+
+
+def test_the_blocking_pool_is_bounded_and_overflow_takes_the_loop(
+    make_target: Any, redis_server: Any
+) -> None:
+    import threading
+
+    cache = rcache(redis_server.url, max_connections=2)
+    errors: list[BaseException] = []
+    with make_target("memory").open(cache=cache) as store:
+        store.mset({f"k{i}": i for i in range(20)})
+        store.mget([f"k{i}" for i in range(20)])
+
+        def reader() -> None:
+            try:
+                for j in range(200):
+                    assert store.get(f"k{j % 20}") == str(j % 20).encode()
+            except BaseException as exc:
+                errors.append(exc)
+
+        threads = [threading.Thread(target=reader) for _ in range(12)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        assert errors == []
+        assert cache._blocking_pool()._created_connections <= 2
+        assert store.stats()["cache"].get("errors", 0) == 0
+        assert hits_in_caller(store) > 0
+
+
+def _child_reads_local_cache(cache: LocalCache, out: Any) -> None:
+    out.put(cache.lookup_now(["x"]))
+
+
+def test_fork_while_another_thread_holds_the_local_cache_lock() -> None:
+    import threading
+
+    cache = LocalCache()
+    held, release = threading.Event(), threading.Event()
+
+    def holder() -> None:
+        with cache._lock:
+            held.set()
+            release.wait(10)
+
+    thread = threading.Thread(target=holder)
+    thread.start()
+    held.wait(5)
+    ctx = mp.get_context("fork")
+    out = ctx.Queue()
+    child = ctx.Process(target=_child_reads_local_cache, args=(cache, out))
+    child.start()
+    try:
+        assert out.get(timeout=10) == [None]  # without the at-fork reset: stuck forever
+    finally:
+        release.set()
+        thread.join()
+        child.join(5)
+        if child.is_alive():  # pragma: no cover
+            child.kill()
 
 
 def test_a_dirty_client_never_answers_from_the_callers_thread(
@@ -1295,30 +1390,54 @@ def test_a_dirty_client_never_answers_from_the_callers_thread(
         assert cache.dirty is False and cache.breaker.state == "closed"
 
 
-def test_a_failing_blocking_client_falls_back_to_the_loop(
+def test_a_failing_blocking_connection_falls_back_to_the_loop(
     make_target: Any, redis_server: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """If only the caller-thread client fails (its own connections refused, say), reads
-    take the loop's client - still cache hits - and the failing path is retried once per
-    ``breaker_interval``, not on every call."""
-    cache = rcache(redis_server.url, breaker_interval=60.0)
+    """A caller-thread lookup that fails (not a broken pooled connection, which is retried
+    once) is reported to the loop as an outage; reads go on against the object store, the
+    failing path is not retried before ``breaker_interval``, and the cache recovers."""
+    cache = rcache(redis_server.url, breaker_interval=0.3)
     with make_target("memory").open(cache=cache) as store:
         store.set("k", "v")
         assert store.get("k") == b"v"
         calls = 0
+        pool = cache._blocking_pool()
 
         def refused(*args: Any, **kwargs: Any) -> Any:
             nonlocal calls
             calls += 1
-            raise ConnectionRefusedError("refused")
+            raise OSError("refused")
 
-        monkeypatch.setattr(cache._blocking_client(), "mget", refused)
-        before = requests(store)
+        monkeypatch.setattr(pool, "get_connection", refused)
         for _ in range(20):
             assert store.get("k") == b"v"
         assert calls == 1
-        assert requests(store) == before  # hits through the loop
-        assert cache.breaker.state == "closed"
+        assert store.stats()["cache"]["outages"] == 1
+        monkeypatch.undo()
+        time.sleep(0.35)  # > breaker_interval: the loop probes, replaces the generation
+        assert store.get("k") == b"v"
+        assert store.get("k") == b"v"
+        hits = hits_in_caller(store)
+        assert store.get("k") == b"v"
+        assert hits_in_caller(store) == hits + 1
+        assert store.stats()["cache"]["breaker"] == "closed"
+
+
+def test_a_restart_breaks_pooled_blocking_connections_without_an_outage(
+    make_target: Any, own_redis: Any
+) -> None:
+    """After a restart, the caller thread's broken pooled connection is replaced (one
+    retry), like the loop's: a restart with no failed call is not an outage."""
+    with make_target("memory").open(cache=rcache(own_redis.url)) as store:
+        store.set("k", "v")
+        assert store.get("k") == b"v"
+        assert store.get("k") == b"v"
+        own_redis.kill()
+        own_redis.restart()
+        for _ in range(5):
+            assert store.get("k") == b"v"
+        info = store.stats()["cache"]
+        assert info.get("outages", 0) == 0 and info.get("errors", 0) == 0
 
 
 def _coherence_writer(url: str, redis_url: str, acked: Any, ready: Any, rounds: int) -> None:
@@ -1438,3 +1557,25 @@ def test_blocking_hits_from_many_threads(make_target: Any, redis_server: Any) ->
         stats = store.stats()
         assert stats["cache.hits"] >= stats["cache.hits_in_caller"] > 0
         assert stats["cache.hits"] + stats["cache.misses"] >= 1600
+
+
+def test_a_burst_beyond_max_connections_waits_instead_of_tripping_the_breaker(
+    make_target: Any, redis_server: Any
+) -> None:
+    """More concurrent calls than pooled connections is load, not an outage: they queue
+    for a connection (before: "Too many connections", the breaker opened, the cache was
+    flushed)."""
+    target = make_target("memory")
+
+    async def main() -> None:
+        store = target.open_async(cache=rcache(redis_server.url, max_connections=2))
+        async with opened(store):
+            await store.mset({f"k{i}": i for i in range(50)})
+            for _ in range(3):
+                got = await asyncio.gather(*(store.get(f"k{i}") for i in range(50)))
+                assert got == [str(i).encode() for i in range(50)]
+            info = store.stats()["cache"]
+            assert info.get("errors", 0) == 0 and info.get("outages", 0) == 0
+            assert store.stats()["cache.hits"] >= 100
+
+    asyncio.run(main())

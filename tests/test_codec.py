@@ -414,7 +414,7 @@ def test_cached_form_detects_every_damage() -> None:
     assert bad == list(range(3, 3 + len(damaged)))
 
 
-def test_expired() -> None:
+def test_expired_helper_for_cached_values() -> None:
     assert not codec.expired(0, 2**62)
     assert codec.expired(1000, 1000)
     assert not codec.expired(1000, 999)

@@ -13,8 +13,10 @@ Thread-safe (one lock); shared by every store in the process that asks for ``"lo
 from __future__ import annotations
 
 import itertools
+import os
 import threading
 import time
+import weakref
 from collections import OrderedDict
 from collections.abc import Sequence
 from typing import Any
@@ -49,6 +51,7 @@ class LocalCache(Cache):
         self._now_seq = 0
         self._write_marks: OrderedDict[str, int] = OrderedDict()
         self._forgotten_mark = 0
+        _instances.add(self)
 
     @staticmethod
     def _size(key: str, value: bytes) -> int:
@@ -136,6 +139,18 @@ class LocalCache(Cache):
                 "max_bytes": self.max_bytes,
             }
 
+
+_instances: weakref.WeakSet[LocalCache] = weakref.WeakSet()
+
+
+def _after_fork_in_child() -> None:
+    """A fork while another thread held a cache's lock would leave it locked forever (the
+    entries themselves are consistent: they change only under the lock, in Python)."""
+    for cache in list(_instances):
+        cache._lock = threading.Lock()
+
+
+os.register_at_fork(after_in_child=_after_fork_in_child)
 
 _shared: LocalCache | None = None
 _shared_lock = threading.Lock()

@@ -47,6 +47,7 @@ import os
 import sys
 import threading
 import time
+import weakref
 from collections import defaultdict
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, TypeVar
@@ -124,6 +125,31 @@ def _entries_of(values: Sequence[bytes | None], generation: bytes) -> list[bytes
         data[_GEN_LEN:] if data is not None and data.startswith(generation) else None
         for data in values
     ]
+
+
+def _on_blocking_connect(connection: Any) -> None:
+    """Every new blocking connection: the usual handshake, then note on the connection the
+    run_id of the server it reached (per connection: after a restart, old and new
+    connections may briefly coexist)."""
+    connection.on_connect()
+    connection.send_command("INFO", "server")
+    try:
+        info = connection.read_response()
+    except Exception:  # INFO disabled (some managed Redis): no restart detection
+        info = None
+    connection.kvstore_run_id = _run_id_of(info, b"0" * _RUN_ID_LEN)
+
+
+_instances: weakref.WeakSet[RedisCache] = weakref.WeakSet()
+
+
+def _after_fork_in_child() -> None:
+    """A fork while another thread held a cache's lock would leave it locked forever."""
+    for cache in list(_instances):
+        cache._blocking_lock = threading.Lock()
+
+
+os.register_at_fork(after_in_child=_after_fork_in_child)
 
 
 @functools.lru_cache(maxsize=8192)  # hot keys are looked up on every read
@@ -225,12 +251,12 @@ class RedisCache(Cache):
         self._init_loop: asyncio.AbstractEventLoop | None = None
         self._undelivered: set[str] = set()
         self._flusher: asyncio.Future[None] | None = None
-        # The blocking client of lookup_now (callers' threads; one pool per process).
+        # The blocking connection pool of lookup_now (callers' threads; one per process).
         self._blocking: Any = None
         self._blocking_pid = 0
         self._blocking_lock = threading.Lock()
-        self._blocking_run_id: bytes | None = None
         self._blocking_paused_until = 0.0
+        _instances.add(self)
         self._validate_url()
 
     def _validate_url(self) -> None:
@@ -247,7 +273,7 @@ class RedisCache(Cache):
     # -- connection ------------------------------------------------------------------------
 
     def _make_client(self) -> Any:
-        from redis.asyncio import Redis
+        from redis.asyncio import BlockingConnectionPool, Redis
         from redis.asyncio.cluster import RedisCluster
         from redis.asyncio.retry import Retry  # redis.retry.Retry cannot await
         from redis.backoff import NoBackoff
@@ -262,12 +288,17 @@ class RedisCache(Cache):
         }
         if self.cluster:
             return RedisCluster.from_url(self.url, **options)
-        return Redis.from_url(
+        # A blocking pool: with every connection busy a call waits for one (within the
+        # guard's bound) instead of failing with "Too many connections" - which would
+        # open the breaker of a healthy Redis under a burst of concurrent calls.
+        pool = BlockingConnectionPool.from_url(
             self.url,
             max_connections=self.max_connections,
+            timeout=None,
             redis_connect_func=self._on_connect,
             **options,
         )
+        return Redis.from_pool(pool)
 
     async def _connected(self) -> Any:
         """The client for the running loop; a cluster client maps its slots first (redis-py
@@ -295,38 +326,25 @@ class RedisCache(Cache):
             return
         self._run_id = _run_id_of(info, self._run_id)
 
-    def _blocking_client(self) -> Any:
-        """The blocking redis-py client of :meth:`lookup_now`, one per process (a forked
-        child builds its own). Same URL, timeouts and retry as the asyncio client; its
-        connections learn the server's run_id too."""
+    def _blocking_pool(self) -> Any:
+        """The blocking redis-py connection pool of :meth:`lookup_now`, one per process (a
+        forked child builds its own): same URL and timeouts as the asyncio client, at most
+        ``max_connections``. Each connection notes the run_id of the server it reached."""
         if self._blocking is not None and self._blocking_pid == os.getpid():
             return self._blocking
         with self._blocking_lock:
             if self._blocking is None or self._blocking_pid != os.getpid():
-                from redis import Redis
-                from redis.backoff import NoBackoff
-                from redis.exceptions import ConnectionError as RedisConnectionError
-                from redis.retry import Retry
+                from redis import ConnectionPool
 
-                self._blocking_run_id = None
-                self._blocking = Redis.from_url(
+                self._blocking = ConnectionPool.from_url(
                     self.url,
                     socket_timeout=self.socket_timeout,
                     socket_connect_timeout=self.connect_timeout,
-                    retry=Retry(NoBackoff(), 1, supported_errors=(RedisConnectionError,)),
-                    redis_connect_func=self._on_blocking_connect,
+                    max_connections=self.max_connections,
+                    redis_connect_func=_on_blocking_connect,
                 )
                 self._blocking_pid = os.getpid()
         return self._blocking
-
-    def _on_blocking_connect(self, connection: Any) -> None:
-        connection.on_connect()
-        connection.send_command("INFO", "server")
-        try:
-            info = connection.read_response()
-        except Exception:
-            info = None
-        self._blocking_run_id = _run_id_of(info, b"0" * _RUN_ID_LEN)
 
     async def close(self) -> None:
         """Close the connections. A client still dirty (an invalidation it could not
@@ -345,7 +363,7 @@ class RedisCache(Cache):
         blocking, self._blocking = self._blocking, None
         if blocking is not None and self._blocking_pid == os.getpid():
             with contextlib.suppress(Exception):
-                blocking.close()
+                blocking.disconnect()
 
     # -- fault handling --------------------------------------------------------------------
 
@@ -383,23 +401,28 @@ class RedisCache(Cache):
             self.breaker.abandon_probe()
             raise
         except Exception as exc:
-            self.counters["errors"] += 1
-            self.dirty = True
-            if self.breaker.failed():
-                self.counters["outages"] += 1
-                log.warning(
-                    "Redis cache %s unreachable during %s (%s: %s); "
-                    "using the object store only, retrying every %.1fs",
-                    self.url,
-                    operation,
-                    type(exc).__name__,
-                    exc,
-                    self.breaker.interval,
-                )
+            self._failed(operation, exc)
             return None
         if self.breaker.succeeded():
             log.warning("Redis cache %s is back; cache generation replaced", self.url)
         return result
+
+    def _failed(self, operation: str, exc: BaseException) -> None:
+        """A Redis call failed: distrust the cache (dirty) and open the breaker. Runs on
+        the loop (a caller-thread lookup reports here through ``call_soon_threadsafe``)."""
+        self.counters["errors"] += 1
+        self.dirty = True
+        if self.breaker.failed():
+            self.counters["outages"] += 1
+            log.warning(
+                "Redis cache %s unreachable during %s (%s: %s); "
+                "using the object store only, retrying every %.1fs",
+                self.url,
+                operation,
+                type(exc).__name__,
+                exc,
+                self.breaker.interval,
+            )
 
     def _fresh_generation(self) -> bytes:
         return self._run_id + os.urandom((_GEN_LEN - _RUN_ID_LEN) // 2).hex().encode()
@@ -456,16 +479,19 @@ class RedisCache(Cache):
         return found, (generation, versions, time.monotonic())
 
     def lookup_now(self, keys: Sequence[str]) -> list[bytes | None] | None:
-        """The hit path of :meth:`lookup` on a blocking client in the caller's thread: one
-        MGET of the generation and the entries, about what a redis-py ``MGET`` costs.
+        """The hit path of :meth:`lookup` on a blocking connection in the caller's thread:
+        one MGET of the generation and the entries, about what a redis-py ``MGET`` costs.
 
         It answers only when everything is known to be in order - standalone Redis, the
         breaker closed, the client not dirty, and the generation read equal to the one the
-        loop's client adopted under the current server's run_id. Anything else (a first
-        call, a restart, another client's generation bump, an error) returns None and the
-        caller takes the loop's :meth:`lookup`, which probes, repairs and decides. A
-        failing call pauses this path for ``breaker_interval`` so an outage costs at most
-        one extra timeout per interval; the breaker itself is left to the loop."""
+        loop's client adopted, under the run_id of the server *this connection* reached.
+        Anything else (a first call, a restart, another client's generation bump, every
+        connection busy) returns None and the caller takes the loop's :meth:`lookup`,
+        which probes, repairs and decides. A broken pooled connection (Redis restarted) is
+        retried once on a fresh one; any other failure is reported to the loop as an
+        outage (the breaker opens before the caller's fallback runs, so a dead or hung
+        Redis costs one timeout, not two) and pauses this path for ``breaker_interval``.
+        """
         generation = self._generation
         if (
             generation is None
@@ -475,21 +501,51 @@ class RedisCache(Cache):
             or time.monotonic() < self._blocking_paused_until
         ):
             return None
-        try:
-            seen, *values = self._blocking_client().mget(
-                [GENERATION_KEY, *[_data_key(key) for key in keys]]
-            )
-        except Exception:
-            self._blocking_paused_until = time.monotonic() + self.breaker.interval
-            return None
+        from redis.exceptions import ConnectionError as RedisConnectionError
+        from redis.exceptions import MaxConnectionsError
+
+        command = [GENERATION_KEY, *[_data_key(key) for key in keys]]
+        pool = self._blocking_pool()
+        for retry in (True, False):
+            try:
+                connection = pool.get_connection()
+            except MaxConnectionsError:
+                return None  # every blocking connection is busy: the loop answers
+            except Exception as exc:
+                self._blocking_failed(exc)
+                return None
+            try:
+                connection.send_command("MGET", *command)
+                seen, *values = connection.read_response()
+                run_id = getattr(connection, "kvstore_run_id", None)
+            except RedisConnectionError as exc:
+                connection.disconnect()
+                if retry:
+                    continue
+                self._blocking_failed(exc)
+                return None
+            except Exception as exc:
+                connection.disconnect()
+                self._blocking_failed(exc)
+                return None
+            finally:
+                pool.release(connection)
+            break
         if (
             seen != generation
-            or generation[:_RUN_ID_LEN] != self._blocking_run_id
+            or generation[:_RUN_ID_LEN] != run_id
             or self.dirty
             or self.breaker.open_since is not None
         ):
             return None
         return _entries_of(values, generation)
+
+    def _blocking_failed(self, exc: BaseException) -> None:
+        self._blocking_paused_until = time.monotonic() + self.breaker.interval
+        loop = self._loop
+        if loop is not None:
+            with contextlib.suppress(RuntimeError):  # that loop is closed: nothing to tell
+                loop.call_soon_threadsafe(self._failed, "lookup", exc)
 
     async def lookup(self, keys: Sequence[str]) -> Lookup:
         result = await self._guarded("lookup", lambda: self._lookup(keys))
