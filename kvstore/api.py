@@ -318,12 +318,19 @@ class AsyncKVStore:
         missing or expired. ``known``: cache entries already read for some keys (None for
         the others), by :meth:`_load_now` - only the others are looked up."""
         keys, paths, cache_keys = plan
-        cached: list[bytes | None] = list(known) if known else [None] * len(paths)
-        ask = [i for i, entry in enumerate(cached) if entry is None]
-        lookup = await self._cache_safely(self._r.cache.lookup([cache_keys[i] for i in ask]), None)
-        if lookup is not None:
-            for i, entry in zip(ask, lookup.values, strict=True):
-                cached[i] = entry
+        cached: list[bytes | None]
+        if known is None:
+            lookup = await self._cache_safely(self._r.cache.lookup(cache_keys), None)
+            cached = lookup.values if lookup is not None else [None] * len(paths)
+        else:
+            cached = list(known)
+            ask = [i for i, entry in enumerate(cached) if entry is None]
+            lookup = await self._cache_safely(
+                self._r.cache.lookup([cache_keys[i] for i in ask]), None
+            )
+            if lookup is not None:
+                for i, entry in zip(ask, lookup.values, strict=True):
+                    cached[i] = entry
         misses = [i for i, v in enumerate(cached) if v is None]
         hits = len(paths) - len(misses)
         if hits:
