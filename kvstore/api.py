@@ -88,6 +88,7 @@ class _Resources:
         self.clock = clock
         self.concurrency = concurrency
         self.cache_ttl = cache_ttl
+        blob.expect_concurrency(concurrency)
         digest = hashlib.sha256(blob.identity.encode()).hexdigest()[:16]
         self.cache_prefix = f"kvstore:{digest}:"
         self.writers: dict[tuple[int, str], Any] = {}  # log appenders, see logs.Logs

@@ -385,3 +385,26 @@ def test_gcs_sends_generation_preconditions(
         ("delete", {"ifGenerationMatch": created}, 412),
         ("delete", {"ifGenerationMatch": swapped}, 200),
     ]
+
+
+def test_s3_connection_pool_follows_the_store_concurrency(
+    make_target: Callable[[str], Target],
+) -> None:
+    """botocore's default pool of 10 connections would cap every multi-key call at 10
+    requests in flight; the pool follows the store's ``concurrency`` unless the user chose."""
+    import kvstore
+
+    target = make_target("s3")
+
+    def pool_size(store: kvstore.KVStore) -> int:
+        store.set("k", "v")  # connects
+        return int(store.aio._r.blob._fs._s3.meta.config.max_pool_connections)
+
+    with target.open(concurrency=300) as store:
+        assert pool_size(store) == 300
+        assert store.mget([f"k{i}" for i in range(400)]) == [None] * 400
+    chosen = dict(target.storage_options)
+    chosen["config_kwargs"] = {**chosen.get("config_kwargs", {}), "max_pool_connections": 7}
+    with kvstore.open(target.url, storage_options=chosen, concurrency=300, cache=None) as store:
+        assert pool_size(store) == 7
+        assert store.get("k") == b"v"

@@ -158,6 +158,13 @@ class BlobStore(ABC):
         self.url = url.rstrip("/")
         self.retry = retry or self.default_retry
         self.stats = stats
+        self.connections = 0
+        """Requests a store on top may keep in flight (its ``concurrency``): a backend
+        whose client pools connections sizes its pool to match (see S3)."""
+
+    def expect_concurrency(self, requests: int) -> None:
+        """A store on top keeps up to ``requests`` in flight (called before first use)."""
+        self.connections = max(self.connections, requests)
 
     @property
     def identity(self) -> str:

@@ -127,8 +127,12 @@ class RemoteBlobStore(BlobStore):
                 self._fs, self._loop = await self._open_filesystem(loop), loop
         return self._fs
 
+    def _filesystem_options(self) -> dict[str, Any]:
+        """What the filesystem is built with: the user's storage_options, plus defaults."""
+        return {"skip_instance_cache": True, **self.storage_options}
+
     async def _open_filesystem(self, loop: asyncio.AbstractEventLoop) -> Any:
-        options = {"skip_instance_cache": True, **self.storage_options}
+        options = self._filesystem_options()
         try:
             fs = self._fs_class(asynchronous=True, loop=loop, **options)
         except TypeError as exc:

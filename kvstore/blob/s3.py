@@ -52,6 +52,18 @@ class S3BlobStore(RemoteBlobStore):
     default_retry = RetryPolicy(attempts=1)
     endpoint_env = ("AWS_ENDPOINT_URL_S3", "AWS_ENDPOINT_URL")
 
+    def _filesystem_options(self) -> dict[str, Any]:
+        """botocore keeps at most ``max_pool_connections`` connections - 10 by default,
+        which would cap a 1000-key ``mget`` at 10 requests in flight whatever the store's
+        ``concurrency``. Unless the user set it (``config_kwargs``), it follows the store's
+        concurrency."""
+        options = super()._filesystem_options()
+        config = dict(options.get("config_kwargs") or {})
+        if self.connections > 0 and "max_pool_connections" not in config:
+            config["max_pool_connections"] = self.connections
+            options["config_kwargs"] = config
+        return options
+
     async def _connect(self, fs: Any) -> None:
         await fs.set_session()
 
