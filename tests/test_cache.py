@@ -1579,3 +1579,40 @@ def test_a_burst_beyond_max_connections_waits_instead_of_tripping_the_breaker(
             assert store.stats()["cache.hits"] >= 100
 
     asyncio.run(main())
+
+
+def test_a_late_handshake_from_before_a_restart_does_not_restore_the_old_run_id() -> None:
+    """Connection A asks INFO of the old server, Redis restarts, connection B asks the new
+    one and finishes first; A finishing last must not put the old run_id back (the cache
+    would then trust the old generation restored from a snapshot)."""
+
+    class Handshake:
+        def __init__(self, run_id: str) -> None:
+            self.run_id = run_id
+            self.answer = asyncio.Event()
+
+        async def on_connect(self) -> None:
+            return None
+
+        async def send_command(self, *args: Any) -> None:
+            return None
+
+        async def read_response(self) -> bytes:
+            await self.answer.wait()
+            return f"# Server\r\nrun_id:{self.run_id}\r\n".encode()
+
+    async def main() -> None:
+        cache = RedisCache("redis://127.0.0.1:1/0")
+        old, new = Handshake("a" * 40), Handshake("b" * 40)
+        first = asyncio.create_task(cache._on_connect(old))  # asked first (old server)
+        await asyncio.sleep(0)
+        second = asyncio.create_task(cache._on_connect(new))  # asked after the restart
+        await asyncio.sleep(0)
+        new.answer.set()
+        await second
+        assert cache._run_id == b"b" * 16
+        old.answer.set()
+        await first
+        assert cache._run_id == b"b" * 16
+
+    asyncio.run(main())

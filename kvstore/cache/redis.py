@@ -248,6 +248,7 @@ class RedisCache(Cache):
         self._loop: asyncio.AbstractEventLoop | None = None
         self._generation: bytes | None = None
         self._run_id = b"0" * _RUN_ID_LEN  # learnt on connect (standalone Redis only)
+        self._run_id_asked = float("-inf")  # when the INFO that gave _run_id was sent
         self._init_lock = asyncio.Lock()
         # More guarded calls in flight than pooled connections queue here rather than
         # fail with "Too many connections" (which would open the breaker of a healthy
@@ -319,14 +320,20 @@ class RedisCache(Cache):
         return self._client
 
     async def _on_connect(self, connection: Any) -> None:
-        """Every new connection: the usual handshake, then note the server's run_id."""
+        """Every new connection: the usual handshake, then note the server's run_id.
+
+        The answer to the most recently *asked* INFO wins: a connection whose INFO reached
+        the server before a restart may finish its handshake after one that reached the
+        restarted server, and must not put the old run_id back."""
         await connection.on_connect()
+        asked = time.monotonic()
         await connection.send_command("INFO", "server")
         try:
             info = await connection.read_response()
         except Exception:  # INFO disabled (some managed Redis): no restart detection
             return
-        self._run_id = _run_id_of(info, self._run_id)
+        if asked >= self._run_id_asked:
+            self._run_id, self._run_id_asked = _run_id_of(info, self._run_id), asked
 
     def _blocking_pool(self) -> Any:
         """The blocking redis-py connection pool of :meth:`lookup_now`, one per process (a
