@@ -16,6 +16,9 @@ against the object store (see :mod:`kvstore.api`).
 
 from __future__ import annotations
 
+import os
+import threading
+import weakref
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -78,3 +81,22 @@ class Cache(ABC):
     def info(self) -> dict[str, Any]:
         """Gauges for ``store.stats()`` (entries, bytes, ...)."""
         return {}
+
+
+_locks_to_renew: weakref.WeakKeyDictionary[object, list[str]] = weakref.WeakKeyDictionary()
+
+
+def renew_lock_after_fork(owner: object, attribute: str) -> None:
+    """Give ``owner.<attribute>`` (a ``threading.Lock``) a fresh lock in a forked child: a
+    fork while another thread held it would leave it locked forever there. What the lock
+    guards is consistent in the child (it changes only under the lock, in Python)."""
+    _locks_to_renew.setdefault(owner, []).append(attribute)
+
+
+def _renew_locks() -> None:
+    for owner, attributes in list(_locks_to_renew.items()):
+        for attribute in attributes:
+            setattr(owner, attribute, threading.Lock())
+
+
+os.register_at_fork(after_in_child=_renew_locks)

@@ -13,16 +13,14 @@ Thread-safe (one lock); shared by every store in the process that asks for ``"lo
 from __future__ import annotations
 
 import itertools
-import os
 import threading
 import time
-import weakref
 from collections import OrderedDict
 from collections.abc import Sequence
 from typing import Any
 
 from ..errors import ConfigurationError
-from .base import Cache, Fill, Lookup
+from .base import Cache, Fill, Lookup, renew_lock_after_fork
 
 DEFAULT_MAX_BYTES = 64 * 2**20
 DEFAULT_TTL = 1.0
@@ -51,7 +49,7 @@ class LocalCache(Cache):
         self._now_seq = 0
         self._write_marks: OrderedDict[str, int] = OrderedDict()
         self._forgotten_mark = 0
-        _instances.add(self)
+        renew_lock_after_fork(self, "_lock")
 
     @staticmethod
     def _size(key: str, value: bytes) -> int:
@@ -139,18 +137,6 @@ class LocalCache(Cache):
                 "max_bytes": self.max_bytes,
             }
 
-
-_instances: weakref.WeakSet[LocalCache] = weakref.WeakSet()
-
-
-def _after_fork_in_child() -> None:
-    """A fork while another thread held a cache's lock would leave it locked forever (the
-    entries themselves are consistent: they change only under the lock, in Python)."""
-    for cache in list(_instances):
-        cache._lock = threading.Lock()
-
-
-os.register_at_fork(after_in_child=_after_fork_in_child)
 
 _shared: LocalCache | None = None
 _shared_lock = threading.Lock()

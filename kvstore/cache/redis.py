@@ -47,13 +47,12 @@ import os
 import sys
 import threading
 import time
-import weakref
 from collections import defaultdict
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, TypeVar
 
 from ..errors import ConfigurationError
-from .base import Cache, Fill, Lookup
+from .base import Cache, Fill, Lookup, renew_lock_after_fork
 
 log = logging.getLogger("kvstore.cache")
 
@@ -139,18 +138,6 @@ def _on_blocking_connect(connection: Any) -> None:
     except Exception:  # INFO disabled (some managed Redis): no restart detection
         info = None
     connection.kvstore_run_id = _run_id_of(info, b"0" * _RUN_ID_LEN)
-
-
-_instances: weakref.WeakSet[RedisCache] = weakref.WeakSet()
-
-
-def _after_fork_in_child() -> None:
-    """A fork while another thread held a cache's lock would leave it locked forever."""
-    for cache in list(_instances):
-        cache._blocking_lock = threading.Lock()
-
-
-os.register_at_fork(after_in_child=_after_fork_in_child)
 
 
 @functools.lru_cache(maxsize=8192)  # hot keys are looked up on every read
@@ -263,7 +250,7 @@ class RedisCache(Cache):
         self._blocking_pid = 0
         self._blocking_lock = threading.Lock()
         self._blocking_paused_until = 0.0
-        _instances.add(self)
+        renew_lock_after_fork(self, "_blocking_lock")
         self._validate_url()
 
     def _validate_url(self) -> None:
