@@ -75,6 +75,9 @@ AUTO_COMPACT_CHUNKS = 64  # a writer compacts in the background after leaving th
 _STOP_WAIT_S = 10.0  # how long close() waits for cancelled compactions to unwind
 MAX_WRITERS = 4096  # logs whose tail a process keeps in memory; idle ones are forgotten
 IMMUTABLE_TTL = 3600.0
+TAIL_READ_BYTES = 16 << 10
+"""A cold plan reads this much of the tail chunk: the whole chunk when it is smaller (see
+``Logs.plan``)."""
 _MAX_CLAIMS = 1000
 _REPLANS = 5
 
@@ -275,8 +278,20 @@ class Logs:
             names.extend(p[len(directory) :] for p in page)
         return names
 
-    async def plan(self, key: str, directory: str, fresh: bool = False) -> Plan:
-        """The log's plan: from the cache, else one LIST (+ the tail chunk's header)."""
+    async def plan(
+        self,
+        key: str,
+        directory: str,
+        fresh: bool = False,
+        found: dict[str, codec.Envelope] | None = None,
+    ) -> Plan:
+        """The log's plan: from the cache, else one LIST (+ one read of the tail chunk).
+
+        The tail chunk's record count is in its verified 32-byte header; the read asks for
+        its first ``TAIL_READ_BYTES``, which is usually the whole chunk (one append's
+        records). Then the chunk is decoded, cached (it is immutable) and handed to the
+        caller in ``found``, so a range that ends at the tail needs no second round trip.
+        A big tail chunk costs the header's worth of reading, never its records."""
         cache_key = self._r.cache_prefix + self._plan_key(directory)
         lookup = None
         if not fresh:
@@ -297,15 +312,16 @@ class Logs:
             if pieces:
                 last = pieces[-1]
                 if last.end is None:
-                    # The tail chunk's record count is in its verified 32-byte header: one
-                    # small ranged read, never the records themselves.
+                    # One ranged read: the count from the header, the records too if small.
                     path = directory + last.name
-                    head = await self._r.blob.get_head(path, codec.HEADER_SIZE)
+                    head = await self._r.blob.get_head(path, TAIL_READ_BYTES)
                     if head is None:
                         self._r.stats.add("log.replans")
                         continue
                     count = codec.peek_count(head.data, key=key, path=self._s._where(path))
                     pieces[-1] = Piece(last.name, last.start, last.start + count)
+                    if len(head.data) < TAIL_READ_BYTES:  # the whole chunk
+                        await self._keep_tail(key, path, head.data, last.name, found)
                 tail = max(mark, pieces[-1].end or mark)
             plan = Plan(mark, tuple(pieces), tail, tuple(names))
             if lookup is not None:
@@ -313,6 +329,20 @@ class Logs:
                 await self._s._cache_safely(self._r.cache.fill([fill], lookup.ticket), None)
             return plan
         raise KVStoreError(f"log {key!r} kept changing while it was being listed; try again")
+
+    async def _keep_tail(
+        self, key: str, path: str, data: bytes, name: str, found: dict[str, codec.Envelope] | None
+    ) -> None:
+        """A tail chunk read whole while planning: cache it, and give it to the caller. A
+        damaged body is left for the read that needs its records to report."""
+        try:
+            env = codec.decode(data, key=key, path=self._s._where(path))
+        except CorruptDataError:
+            return
+        if found is not None:
+            found[name] = env
+        fill = Fill(self._r.cache_prefix + path, data, IMMUTABLE_TTL)
+        await self._s._cache_safely(self._r.cache.put_immutable([fill]), None)
 
     async def _fetch(
         self, key: str, directory: str, pieces: Sequence[Piece]
@@ -349,7 +379,7 @@ class Logs:
         fresh = False
         known: dict[str, codec.Envelope] = {}  # immutable objects: kept across re-plans
         for _ in range(_REPLANS):
-            plan = await self.plan(key, directory, fresh)
+            plan = await self.plan(key, directory, fresh, known)
             window = _normalise(start, end, plan.length)
             if window is None:
                 return []
