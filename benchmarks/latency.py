@@ -115,7 +115,7 @@ def latency_store(
 
 def blob_of(store: kvstore.AsyncKVStore | kvstore.KVStore) -> LatencyBlobStore:
     core = store.aio if isinstance(store, kvstore.KVStore) else store
-    blob = core._r.blob
+    blob = core._ctx.blob
     assert isinstance(blob, LatencyBlobStore)
     return blob
 

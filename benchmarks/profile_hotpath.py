@@ -74,7 +74,7 @@ async def async_part(server: Any, calls: int, mget_calls: int) -> None:
     await store.set("session:1", value)
     await store.get("session:1")
     await plain.set("plain", value)
-    ck = store._plan(["session:1"])[2][0]
+    ck = store._values.plan(["session:1"])[2][0]
     triple = [GENERATION_KEY, f"{{{ck}}}:d", f"{{{ck}}}:v"]
     envelope = codec.encode(value)
     entry = codec.pack_cached(value, 0)
@@ -100,7 +100,7 @@ async def async_part(server: Any, calls: int, mget_calls: int) -> None:
         per_call(lambda: codec.unpack_cached([entry]), calls) for _ in range(REPS)
     ]
     rows["_plan (key validation + encoding, remembered per store; CPU)"] = [
-        per_call(lambda: store._plan(["session:1"]), calls) for _ in range(REPS)
+        per_call(lambda: store._values.plan(["session:1"]), calls) for _ in range(REPS)
     ]
     report("S1 async: warm get, per call", rows)
 
@@ -110,7 +110,7 @@ async def async_part(server: Any, calls: int, mget_calls: int) -> None:
     await store.mset(items)
     await plain.mset({"plain:" + k: v for k, v in items.items()})
     await store.mget(keys)
-    cks = store._plan(keys)[2]
+    cks = store._values.plan(keys)[2]
     pairs = [GENERATION_KEY] + [x for c in cks for x in (f"{{{c}}}:d", f"{{{c}}}:v")]
     data_only = [GENERATION_KEY] + [f"{{{c}}}:d" for c in cks]
     plain_keys = ["plain:" + k for k in keys]
@@ -143,7 +143,7 @@ async def async_part(server: Any, calls: int, mget_calls: int) -> None:
         per_call(lambda: codec.unpack_cached(entries), mget_calls) for _ in range(REPS)
     ]
     rows["_plan of 1000 keys (remembered per store; CPU)"] = [
-        per_call(lambda: store._plan(keys), mget_calls) for _ in range(REPS)
+        per_call(lambda: store._values.plan(keys), mget_calls) for _ in range(REPS)
     ]
     report("S2 async: warm mget of 1000 keys, per call", rows)
     await plain.aclose()
@@ -159,7 +159,7 @@ def sync_part(server: Any, calls: int) -> None:
     store.set("session:1", value)
     store.get("session:1")
     core = store.aio
-    plan = core._plan(["session:1"])
+    plan = core._values.plan(["session:1"])
     hop = portal()
 
     async def noop() -> None:
@@ -174,8 +174,8 @@ def sync_part(server: Any, calls: int) -> None:
             "session:1"
         ),
         "Portal.run(noop()) (the thread hop alone: what a miss adds)": lambda: hop.run(noop()),
-        "Portal.run(AsyncKVStore._load) (the same hit through the loop)": lambda: hop.run(
-            core._load(plan)
+        "Portal.run(Values.load) (the same hit through the loop)": lambda: hop.run(
+            core._values.load(plan)
         ),
     }
     rows: dict[str, list[Sample]] = {name: [] for name in contenders}

@@ -2,7 +2,7 @@
 
 The log is built by appends of 100 records each (with the latency switched off: only the
 reads are measured), then the store's clock is moved 11 minutes ahead - chunks younger
-than ``kvstore.logs.MIN_AGE_MS`` (10 min) are never merged - and ``compact(key)`` merges
+than ``kvstore.logs.limits.MIN_AGE_MS`` (10 min) are never merged - and ``compact(key)`` merges
 the chunks into segments of ``SEGMENT_RECORDS``. The tail chunk stays a chunk (compaction
 never merges it).
 
@@ -51,7 +51,7 @@ class FakeClock:
 
 
 def gets_target(records: int) -> int:
-    return math.ceil(records / logs.SEGMENT_RECORDS) + 2
+    return math.ceil(records / logs.limits.SEGMENT_RECORDS) + 2
 
 
 PLANNED = [
@@ -109,7 +109,7 @@ PLANNED = [
 async def build(store: kvstore.AsyncKVStore, key: str, records: list[bytes], clock: Any) -> None:
     for i in range(0, len(records), BATCH):
         await store.append(key, *records[i : i + BATCH])
-    clock.advance(logs.MIN_AGE_MS + 60_000)
+    clock.advance(logs.limits.MIN_AGE_MS + 60_000)
     await store.compact(key)
 
 

@@ -6,11 +6,11 @@ no second implementation to keep in step.
 
 The cached reads (``get``, ``mget``, ``ttl``, ``pttl``) are the one exception to the
 hop: a hop to the loop thread and back costs about as much as a whole Redis round trip, so
-they first ask the cache from the caller's thread (:meth:`AsyncKVStore._load_now`) and
+they first ask the cache from the caller's thread (:meth:`kvstore.values.Values.load_now`) and
 take the loop only when some key is not a plain hit. Both faces still share every step -
-the keys a read needs (``_plan``), the load, and the result (``_value_of`` ...): the async
-method is ``finish(await _load(plan))``, the blocking one ``finish(_load_now(plan) or
-run(_load(plan, entries _load_now found)))``.
+the keys a read needs (``Values.plan``), the load, and the result (``_value_of`` ...): the
+async method is ``finish(await load(plan))``, the blocking one ``finish(load_now(plan) or
+run(load(plan, entries load_now found)))``.
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ import functools
 from collections.abc import Callable, Coroutine, Iterable, Iterator
 from typing import Any, Concatenate, Generic, ParamSpec, TypeVar, cast
 
-from .api import AsyncKVStore, Result, _flatten
+from .api import AsyncKVStore, Result, flatten
 from .artifacts import ArtifactFile, AsyncArtifacts
 from .codec import Live
 from .portal import Portal, portal
@@ -82,7 +82,7 @@ class Artifacts(_Face[AsyncArtifacts]):
         return None if reader is None else ArtifactFile(reader, self._portal.run)
 
     def __repr__(self) -> str:
-        return f"<Artifacts of {self._core._s!r}>"
+        return repr(self._core).replace("AsyncArtifacts", "Artifacts", 1)
 
 
 class KVStore(_Face[AsyncKVStore]):
@@ -133,10 +133,11 @@ class KVStore(_Face[AsyncKVStore]):
 
     def _read(self, keys: Iterable[Any], finish: Callable[[list[Live | None]], R]) -> R:
         """A cached read: from the cache in this thread if every key hits, else on the loop."""
-        plan = self._core._plan(keys)
-        values, known = self._core._load_now(plan)
+        model = self._core._values
+        plan = model.plan(keys)
+        values, known = model.load_now(plan)
         if values is None:
-            values = self._portal.run(self._core._load(plan, known))
+            values = self._portal.run(model.load(plan, known))
         return finish(values)
 
     @_doc_of(AsyncKVStore.get)
@@ -145,15 +146,15 @@ class KVStore(_Face[AsyncKVStore]):
 
     @_doc_of(AsyncKVStore.mget)
     def mget(self, keys: Iterable[str], *args: str) -> list[Result | None]:
-        return self._read(_flatten(keys, args), self._core._values_of)
+        return self._read(flatten(keys, args), self._core._values_of)
 
     @_doc_of(AsyncKVStore.pttl)
     def pttl(self, key: str) -> int:
-        return self._read([key], self._core._pttl_of)
+        return self._read([key], self._core._values.pttl_of)
 
     @_doc_of(AsyncKVStore.ttl)
     def ttl(self, key: str) -> int:
-        return self._read([key], self._core._ttl_of)
+        return self._read([key], self._core._values.ttl_of)
 
     close = _blocking(AsyncKVStore.close)
     set = _blocking(AsyncKVStore.set)

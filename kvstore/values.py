@@ -1,90 +1,385 @@
-"""Values and expiry arguments, encoded the way redis-py encodes them."""
+"""Values: one object per key, read through the cache, written by PUT or compare-and-swap.
+
+Object: ``{base}kv/{enc(key)}`` (:meth:`kvstore.layout.Layout.value`), an envelope holding
+the payload and its absolute expiry. Guarantees (per backend details in the README's
+guarantees table):
+
+* **Durable on return.** A write returns only after the object store acknowledged it; the
+  cache is touched afterwards, and only to invalidate (:meth:`StoreContext.commit`).
+* **Atomic single-key writes.** ``set`` replaces an object in one PUT. ``set(nx=True)`` is
+  a conditional create, atomic across processes and machines. ``xx``, ``keepttl``,
+  ``expire``, ``pexpire`` and ``persist`` read the object, then write it back with a
+  compare-and-swap on the version they read (S3 If-Match, GCS generation, local flock),
+  retrying on conflict, so they never undo a concurrent write.
+* **Expiry is exact.** An expired value is invisible at once (it is stored with its absolute
+  expiry and checked on every read); ``purge_expired`` deletes expired objects for good.
+* **Verified reads.** Every object is checksummed; a bad one raises CorruptDataError.
+* **Multi-key calls** run their per-key requests concurrently (bounded) and are not atomic
+  as a whole.
+
+Cost: a read whose keys are all cached is one cache round trip (none for the local cache)
+and, on the blocking face, no hop to the event loop (:meth:`Values.load_now`); a miss is
+one GET per key, concurrently, then one guarded fill.
+"""
 
 from __future__ import annotations
 
-import datetime
-import math
+import asyncio
+import random
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping, Sequence
+from typing import Any, TypeVar
 
-from .errors import ConfigurationError, InvalidValueError
+from . import aio, codec
+from .blob.base import AmbiguousWriteError, Blob
+from .context import Loaded, StoreContext
+from .convert import duration_ms, expiry_from_args, to_bytes
+from .errors import ConfigurationError, CorruptDataError, KVStoreError
+from .keys import key_str
 
-Value = bytes | bytearray | memoryview | str | int | float
+T = TypeVar("T")
 
-
-def to_bytes(value: object) -> bytes:
-    """bytes as they are, str as UTF-8, int and float as their repr (like redis-py)."""
-    if isinstance(value, bytes):
-        return value
-    if isinstance(value, (bytearray, memoryview)):
-        return bytes(value)
-    if isinstance(value, str):
-        try:
-            return value.encode("utf-8")
-        except UnicodeEncodeError as exc:
-            raise InvalidValueError(f"str value is not valid Unicode: {exc.reason}") from None
-    if isinstance(value, bool):
-        raise InvalidValueError("bool is not a storable value; store 1/0 or 'true'/'false'")
-    if isinstance(value, int):
-        return str(value).encode()
-    if isinstance(value, float):
-        return repr(value).encode()
-    raise InvalidValueError(
-        f"value must be bytes, str, int or float, not {type(value).__name__}; "
-        "serialise other types first (json.dumps, msgpack, pickle)"
-    )
+TOMBSTONE = b""  # cached "no such key"; never a valid envelope
+MAX_SWAP_ROUNDS = 64
+PLANS_KEPT = 4096
+Plan = tuple[list[str], list[str], list[str]]  # names, object paths, cache keys
 
 
-_MAX_MS = 2**62
-"""The largest TTL or timestamp accepted, in ms (about 146 million years)."""
+class Values:
+    """The value commands of one store view (the root or a namespace)."""
 
+    def __init__(self, ctx: StoreContext) -> None:
+        self.ctx = ctx
+        self._plans: dict[str, tuple[str, str]] = {}  # key -> (path, cache key): plan()
 
-def _duration_ms(value: object, unit_ms: int, name: str) -> int:
-    if isinstance(value, datetime.timedelta):
-        ms = value / datetime.timedelta(milliseconds=1)
-    elif isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise ConfigurationError(f"{name} must be an int, float or timedelta, not {value!r}")
-    else:
-        ms = value * unit_ms
-    if not math.isfinite(ms):
-        raise ConfigurationError(f"{name} must be finite, not {value!r}")
-    if abs(ms) > _MAX_MS:  # now + ms must fit the envelope's signed 64-bit expiry field
-        raise ConfigurationError(f"{name} is out of range: {value!r}")
-    return int(ms)
+    # -- reading: shared by both faces (see kvstore.sync) -----------------------------------
 
+    def path(self, key: str) -> str:
+        path = self.ctx.layout.value(key)
+        self.ctx.blob.check_path(path)
+        return path
 
-def duration_ms(value: object, unit_ms: int, name: str) -> int:
-    """A relative TTL in milliseconds (may be <= 0: expire/pexpire treat that as delete)."""
-    return _duration_ms(value, unit_ms, name)
+    def plan(self, keys: Iterable[Any]) -> Plan:
+        """The names, object paths and cache keys of the values a read needs (validated).
 
+        Plans of str keys are remembered per store view (at most ``PLANS_KEPT``): hot keys
+        are planned on every read, and a warm ``mget`` should not re-encode 1000 names."""
+        names: list[str] = []
+        paths: list[str] = []
+        cache_keys: list[str] = []
+        known = self._plans
+        for key in keys:
+            plan = known.get(key) if type(key) is str else None
+            if plan is None:
+                key = key_str(key)
+                path = self.path(key)
+                plan = (path, self.ctx.cache_prefix + path)
+                if len(known) >= PLANS_KEPT:
+                    known.clear()
+                known[key] = plan
+            names.append(key)
+            paths.append(plan[0])
+            cache_keys.append(plan[1])
+        return names, paths, cache_keys
 
-def _timestamp_ms(value: object, unit_ms: int, name: str) -> int:
-    if isinstance(value, datetime.datetime):
-        return int(value.timestamp() * 1000)
-    return _duration_ms(value, unit_ms, name)
+    def _live(self, values: list[codec.Live | None]) -> list[codec.Live | None]:
+        now = self.ctx.clock()
+        return [v if v is not None and not codec.expired(v[1], now) else None for v in values]
 
+    def load_now(
+        self, plan: Plan
+    ) -> tuple[list[codec.Live | None] | None, list[bytes | None] | None]:
+        """Like :meth:`load`, from the cache alone and in the calling thread - no event
+        loop, no await: how the blocking face answers a read whose every key is a cache
+        hit. Returns (values, None) then; otherwise (None, the entries it did find) for
+        :meth:`load` to complete on the loop without asking for them again, or (None,
+        None) if the cache could not answer here (or an entry is damaged: the loop drops
+        it)."""
+        cached = self.ctx.cache.lookup_now(plan[2])
+        if cached is None:
+            return None, None
+        if None in cached:
+            return None, cached
+        values, damaged = codec.unpack_cached(cached)
+        if damaged:
+            return None, None
+        self.ctx.stats.add_threadsafe("cache.hits", len(values))
+        self.ctx.stats.add_threadsafe("cache.hits_in_caller", len(values))
+        return self._live(values), None
 
-def expiry_from_args(
-    now_ms: int,
-    ex: object = None,
-    px: object = None,
-    exat: object = None,
-    pxat: object = None,
-) -> int:
-    """Absolute expiry (epoch ms, 0 = never) from redis-py's ``set`` arguments."""
-    given = [
-        (n, v) for n, v in (("ex", ex), ("px", px), ("exat", exat), ("pxat", pxat)) if v is not None
-    ]
-    if len(given) > 1:
-        names = " and ".join(n for n, _ in given)
-        raise ConfigurationError(f"{names} are mutually exclusive; give at most one")
-    if not given:
-        return 0
-    name, value = given[0]
-    if name in ("ex", "px"):
-        ms = _duration_ms(value, 1000 if name == "ex" else 1, name)
-        if ms <= 0:
-            raise ConfigurationError(f"{name} must be positive, not {value!r}")
-        return now_ms + ms
-    at = _timestamp_ms(value, 1000 if name == "exat" else 1, name)
-    if at <= 0:
-        raise ConfigurationError(f"{name} must be a positive timestamp, not {value!r}")
-    return at
+    async def load(
+        self, plan: Plan, known: list[bytes | None] | None = None
+    ) -> list[codec.Live | None]:
+        """Live values (payload, expiry) of a plan's keys, through the cache; None for
+        missing or expired. ``known``: cache entries already read for some keys (None for
+        the others), by :meth:`load_now` - only the others are looked up."""
+        keys, paths, cache_keys = plan
+        ctx = self.ctx
+
+        async def fetch(misses: list[int]) -> list[Loaded[codec.Live | None]]:
+            blobs = await ctx.blob.get_many([paths[i] for i in misses], ctx.concurrency)
+            now = ctx.clock()
+            loaded: list[Loaded[codec.Live | None]] = []
+            for i, found in zip(misses, blobs, strict=True):
+                if found is None:
+                    loaded.append((None, TOMBSTONE, ctx.cache_ttl))
+                    continue
+                env = codec.decode(found.data, key=keys[i], path=ctx.where(paths[i]))
+                expires = env.expires_at_ms
+                ttl = ctx.cache_ttl if expires == 0 else min(ctx.cache_ttl, (expires - now) / 1000)
+                entry = codec.pack_cached(env.payload, expires)
+                loaded.append(((env.payload, expires), entry, ttl))
+            return loaded
+
+        values = await ctx.read_through(cache_keys, codec.unpack_cached, fetch, known=known)
+        return self._live(values)
+
+    # -- read-modify-write with compare-and-swap -------------------------------------------
+
+    async def _read_current(self, key: str, path: str) -> tuple[Blob | None, codec.Envelope | None]:
+        """The stored object and its live envelope (None if missing or expired)."""
+        found = await self.ctx.blob.get(path)
+        if found is None:
+            return None, None
+        env = codec.decode(found.data, key=key, path=self.ctx.where(path))
+        return found, (None if env.expired(self.ctx.clock()) else env)
+
+    async def read_expiry(self, key: str, path: str) -> tuple[Blob | None, bool]:
+        """(the object's header and tag, whether it holds a live value) from one ranged read
+        of the verified 32-byte header - no download of the value."""
+        found = await self.ctx.blob.get_head(path, codec.HEADER_SIZE)
+        if found is None:
+            return None, False
+        expires = codec.peek_expiry(found.data, key=key, path=self.ctx.where(path))
+        return found, expires == 0 or expires > self.ctx.clock()
+
+    async def _swap(
+        self,
+        key: str,
+        path: str,
+        decide: Callable[[Blob | None, codec.Envelope | None], tuple[T, bytes | None]],
+    ) -> T:
+        """Atomically replace the object at ``path`` with what ``decide`` returns.
+
+        ``decide(stored, live)`` returns (result, new object bytes, or None to leave it,
+        or b"" to delete it). The write is a conditional create when nothing is stored and
+        a compare-and-swap on the tag read otherwise; on conflict the read is repeated.
+        """
+        blob = self.ctx.blob
+        for attempt in range(MAX_SWAP_ROUNDS):
+            stored, live = await self._read_current(key, path)
+            result, new = decide(stored, live)
+            if new is None:
+                return result
+            try:
+                if new == b"":
+                    assert stored is not None
+                    ok = await blob.delete_if_match(path, stored.tag)
+                elif stored is None:
+                    ok = await blob.put_if_absent(path, new) is not None
+                else:
+                    ok = await blob.put_if_match(path, new, stored.tag) is not None
+            except AmbiguousWriteError:
+                # A retried conditional write met a conflict: our first attempt may have
+                # applied. A swap or delete of the version we read is then either ours or
+                # superseded by a concurrent write - success both ways (re-applying could
+                # undo that newer write). A create is ours only if the bytes are (nonce).
+                if stored is None:
+                    check = await blob.get(path)
+                    ok = check is not None and check.data == new
+                else:
+                    ok = True
+            if ok:
+                return result
+            self.ctx.stats.add("swap_conflicts")
+            await asyncio.sleep(random.uniform(0, 0.002 * (attempt + 1)))
+        raise KVStoreError(
+            f"gave up on key {key!r} after {MAX_SWAP_ROUNDS} conflicting concurrent writes"
+        )
+
+    # -- writing ---------------------------------------------------------------------------
+
+    async def set(
+        self,
+        key: str,
+        value: Any,
+        ex: Any = None,
+        px: Any = None,
+        nx: bool = False,
+        xx: bool = False,
+        keepttl: bool = False,
+        exat: Any = None,
+        pxat: Any = None,
+    ) -> bool | None:
+        name = key_str(key)
+        payload = to_bytes(value)
+        if nx and xx:
+            raise ConfigurationError("nx and xx are mutually exclusive")
+        expiry_given = any(v is not None for v in (ex, px, exat, pxat))
+        if keepttl and expiry_given:
+            raise ConfigurationError("keepttl cannot be combined with ex, px, exat or pxat")
+        expires = expiry_from_args(self.ctx.clock(), ex, px, exat, pxat)
+        path = self.path(name)
+        data = codec.encode(payload, expires_at_ms=expires)
+        blob = self.ctx.blob
+        if not (nx or xx or keepttl):
+            await self.ctx.commit([path], lambda: blob.put(path, data))
+            return True
+
+        def decide(
+            stored: Blob | None, live: codec.Envelope | None
+        ) -> tuple[bool | None, bytes | None]:
+            if stored is not None and stored.data == data:
+                return True, None  # our own write, applied by an ambiguous retry
+            if (nx and live is not None) or (xx and live is None):
+                return None, None
+            if keepttl and live is not None:
+                return True, codec.with_expiry(data, live.expires_at_ms)
+            return True, data
+
+        async def conditional() -> bool | None:
+            if nx:
+                try:
+                    if await blob.put_if_absent(path, data) is not None:
+                        return True
+                except AmbiguousWriteError:
+                    pass  # decide() below recognises our own bytes
+            return await self._swap(name, path, decide)
+
+        return await self.ctx.commit([path], conditional)
+
+    async def mset(self, mapping: Mapping[str, Any]) -> bool:
+        if not isinstance(mapping, Mapping):
+            raise ConfigurationError("mset takes a mapping of keys to values")
+        items = [(self.path(key_str(k)), codec.encode(to_bytes(v))) for k, v in mapping.items()]
+        blob = self.ctx.blob
+
+        async def put_all() -> bool:
+            await aio.bounded([blob.put(path, data) for path, data in items], self.ctx.concurrency)
+            return True
+
+        return await self.ctx.commit([path for path, _ in items], put_all)
+
+    async def delete(
+        self, keys: Sequence[str], also: Callable[[str], Awaitable[bool]] | None = None
+    ) -> int:
+        """Remove values; returns how many keys held a live value (or, with ``also``, for
+        which ``also(key)`` - run concurrently with the key's removal - returned True)."""
+        names = list(dict.fromkeys(key_str(k) for k in keys))
+        paths = [self.path(n) for n in names]
+        blob = self.ctx.blob
+
+        async def remove_value(name: str, path: str) -> bool:
+            try:
+                present = (await self.read_expiry(name, path))[1]
+            except CorruptDataError:  # unreadable but there: deleting it is the repair
+                present = True
+            await blob.delete(path)
+            return present
+
+        async def remove(name: str, path: str) -> bool:
+            if also is None:
+                return await remove_value(name, path)
+            value, other = await asyncio.gather(remove_value(name, path), also(name))
+            return value or other
+
+        async def remove_all() -> int:
+            pairs = zip(names, paths, strict=True)
+            return sum(await aio.bounded([remove(n, p) for n, p in pairs], self.ctx.concurrency))
+
+        return await self.ctx.commit(paths, remove_all)
+
+    # -- expiry ----------------------------------------------------------------------------
+
+    async def pexpire(
+        self,
+        key: str,
+        ms: Any,
+        nx: bool = False,
+        xx: bool = False,
+        gt: bool = False,
+        lt: bool = False,
+    ) -> bool:
+        if (nx and (xx or gt or lt)) or (gt and lt):
+            raise ConfigurationError(
+                "nx, xx, gt and lt are mutually exclusive (xx may join gt or lt)"
+            )
+        name = key_str(key)
+        delta = duration_ms(ms, 1, "time")
+        path = self.path(name)
+        ctx = self.ctx
+
+        def decide(stored: Blob | None, live: codec.Envelope | None) -> tuple[bool, bytes | None]:
+            if stored is None or live is None:
+                return False, None
+            new_at = ctx.clock() + delta
+            current = live.expires_at_ms or None
+            if (nx and current is not None) or (xx and current is None):
+                return False, None
+            if gt and (current is None or new_at <= current):
+                return False, None
+            if lt and current is not None and new_at >= current:
+                return False, None
+            if delta <= 0:
+                return True, b""
+            return True, codec.with_expiry(stored.data, new_at, key=name, path=ctx.where(path))
+
+        return await ctx.commit([path], lambda: self._swap(name, path, decide))
+
+    async def persist(self, key: str) -> bool:
+        name = key_str(key)
+        path = self.path(name)
+        ctx = self.ctx
+
+        def decide(stored: Blob | None, live: codec.Envelope | None) -> tuple[bool, bytes | None]:
+            if stored is None or live is None or live.expires_at_ms == 0:
+                return False, None
+            return True, codec.with_expiry(stored.data, 0, key=name, path=ctx.where(path))
+
+        return await ctx.commit([path], lambda: self._swap(name, path, decide))
+
+    def pttl_of(self, values: list[codec.Live | None]) -> int:
+        (value,) = values
+        if value is None:
+            return -2
+        if value[1] == 0:
+            return -1
+        return max(0, value[1] - self.ctx.clock())
+
+    def ttl_of(self, values: list[codec.Live | None]) -> int:
+        ms = self.pttl_of(values)
+        return ms if ms < 0 else (ms + 500) // 1000
+
+    # -- listing ---------------------------------------------------------------------------
+
+    async def scan_pages(self, prefix: str) -> AsyncIterator[list[str]]:
+        """Pages of stored value keys starting with ``prefix`` (one LIST per page)."""
+        layout = self.ctx.layout
+        async for page in self.ctx.blob.list_pages(layout.value_prefix(prefix)):
+            keys = []
+            for path in page:
+                try:
+                    keys.append(layout.value_key(path))
+                except ValueError:
+                    self.ctx.stats.add("foreign_objects")
+            if keys:
+                yield keys
+
+    async def purge_expired(self, prefix: str = "") -> int:
+        removed = 0
+        blob = self.ctx.blob
+
+        async def purge(key: str, path: str) -> bool:
+            found, live = await self.read_expiry(key, path)
+            if found is None or live:
+                return False
+            return await blob.delete_if_match(path, found.tag)
+
+        async for page in self.scan_pages(prefix):
+            paths = [self.path(k) for k in page]
+            tasks = [purge(k, p) for k, p in zip(page, paths, strict=True)]
+
+            async def purge_page(tasks: Sequence[Awaitable[bool]] = tasks) -> list[bool]:
+                return await aio.bounded(tasks, self.ctx.concurrency)
+
+            removed += sum(await self.ctx.commit(paths, purge_page))
+        return removed

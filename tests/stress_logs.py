@@ -116,9 +116,9 @@ def _setup(cfg: dict[str, Any]) -> Any:
     from kvstore.blob import open_blob_store
     from kvstore.stats import Stats
 
-    logs_module.AUTO_COMPACT = bool(cfg.get("auto_compact"))
+    logs_module.limits.AUTO_COMPACT = bool(cfg.get("auto_compact"))
     if cfg.get("segment_records"):
-        logs_module.SEGMENT_RECORDS = cfg["segment_records"]
+        logs_module.limits.SEGMENT_RECORDS = cfg["segment_records"]
     clock = ScaledClock(cfg["anchor_ms"], cfg["speed"])
     _time_requests()
     stats = Stats()
@@ -132,11 +132,11 @@ def _listing(store: Any) -> list[str]:
     from kvstore.portal import portal
 
     aio = store.aio
-    directory = f"{aio._base}log/{encode_name(KEY)}/"
+    directory = aio._ctx.layout.log_dir(KEY)
 
     async def collect() -> list[str]:
         return [
-            p[len(directory) :] async for page in aio._r.blob.list_pages(directory) for p in page
+            p[len(directory) :] async for page in aio._ctx.blob.list_pages(directory) for p in page
         ]
 
     return portal().run(collect())
@@ -183,7 +183,7 @@ def _child(role: str, cfg: dict[str, Any], shared: Shared, me: int, body: Any) -
         started = time.monotonic()
         store.close()  # cancels automatic compactions still running: must be quick
         result["close_s"] = time.monotonic() - started
-        result["left_running"] = sum(not t.done() for t in getattr(store.aio._r, "background", ()))
+        result["left_running"] = sum(not t.done() for t in store.aio._ctx.resources.background)
         result["stats"] = {k: v for k, v in store.stats().items() if k != "cache"}
         result["slowest_request_s"] = dict(SLOWEST_REQUEST)
         shared.results.put((role, me, "ok", result))

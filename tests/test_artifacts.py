@@ -75,7 +75,7 @@ BINARY_MIME = "application/octet-stream"
 @pytest.fixture
 def small_parts(monkeypatch: pytest.MonkeyPatch) -> int:
     """Multi-part artifacts from 64 KiB on (instead of 8 MiB)."""
-    monkeypatch.setattr(artifacts_module, "PART_SIZE", SMALL_PART)
+    monkeypatch.setattr(artifacts_module.limits, "PART_SIZE", SMALL_PART)
     return SMALL_PART
 
 
@@ -116,7 +116,7 @@ def long_lived(cache: str | None) -> kvstore.LocalCache | None:
 
 
 def blob_of(store: kvstore.KVStore) -> Any:
-    return store.aio._r.blob
+    return store.aio._ctx.blob
 
 
 def objects(store: kvstore.KVStore, prefix: str) -> dict[str, int]:
@@ -132,11 +132,13 @@ def objects(store: kvstore.KVStore, prefix: str) -> dict[str, int]:
 
 
 def manifest_path(store: kvstore.KVStore, name: str, version: int) -> str:
-    return f"{store.aio._base}art/{encode_name(name)}/{version:020d}"
+    layout = store.aio._ctx.layout
+    return layout.version(layout.artifact_dir(name), version)
 
 
 def part_paths(store: kvstore.KVStore, name: str) -> list[str]:
-    return sorted(objects(store, f"{store.aio._base}artpart/{encode_name(name)}/"))
+    layout = store.aio._ctx.layout
+    return sorted(objects(store, layout.part(layout.artifact_dir(name), "", 0).rsplit("/", 2)[0] + "/"))
 
 
 def read_object(store: kvstore.KVStore, path: str) -> bytes:
@@ -1008,7 +1010,7 @@ def test_memory_is_bounded_whatever_the_size(
 ) -> None:
     """A streamed artifact much larger than the bound is saved and read back with Python
     allocations (bytes objects included) staying below a bound set by the part size."""
-    monkeypatch.setattr(artifacts_module, "PART_SIZE", MiB)
+    monkeypatch.setattr(artifacts_module.limits, "PART_SIZE", MiB)
     bound = 16 * MiB
     target = make_target(backend)
     options = {"fsync": False} if backend == "local" else target.storage_options
@@ -1054,7 +1056,7 @@ def _saver(
     """One saver process: wait for all, then save ``count`` versions of "shared"."""
     try:
         if part_size is not None:
-            artifacts_module.PART_SIZE = part_size
+            artifacts_module.limits.PART_SIZE = part_size
         with kvstore.open(url, cache=None, storage_options=storage_options or None) as store:
             store.artifacts.versions("warm-up")  # connect before the race, not during it
             barrier.wait(timeout=60)
@@ -1204,7 +1206,7 @@ def test_damaged_cache_entry_is_not_an_error(make_target: Any, redis_server: Any
     with target.open(cache=redis_server.url) as store:
         store.artifacts.save("n", text_like(3000))
         assert store.artifacts.load("n", 0).data == text_like(3000)  # now cached
-        key = f"{{{store.aio._r.cache_prefix}{manifest_path(store, 'n', 0)}}}:d"
+        key = f"{{{store.aio._ctx.cache_prefix}{manifest_path(store, 'n', 0)}}}:d"
         client = redis_server.client()
         try:
             cached = client.get(key)
@@ -1655,7 +1657,7 @@ def test_failed_part_upload_leaves_nothing_visible(
         assert store.artifacts.list() == []
         assert store.artifacts.load("n") is None
         monkeypatch.undo()
-        monkeypatch.setattr(artifacts_module, "PART_SIZE", small_parts)
+        monkeypatch.setattr(artifacts_module.limits, "PART_SIZE", small_parts)
         assert store.artifacts.save("n", big) == 0
         assert store.artifacts.load("n").data == big
 

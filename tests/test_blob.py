@@ -398,7 +398,7 @@ def test_s3_connection_pool_follows_the_store_concurrency(
 
     def pool_size(store: kvstore.KVStore) -> int:
         store.set("k", "v")  # connects
-        return int(store.aio._r.blob._fs._s3.meta.config.max_pool_connections)
+        return int(store.aio._ctx.blob._fs._s3.meta.config.max_pool_connections)
 
     with target.open(concurrency=300) as store:
         assert pool_size(store) == 300

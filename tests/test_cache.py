@@ -59,7 +59,7 @@ def core(store: kvstore.KVStore | kvstore.AsyncKVStore) -> kvstore.AsyncKVStore:
 def cache_key(store: kvstore.KVStore | kvstore.AsyncKVStore, key: str) -> str:
     """The key the store hands to its cache for ``key``."""
     c = core(store)
-    return c._r.cache_prefix + c._path(key)
+    return c._ctx.cache_prefix + c._ctx.layout.value(key)
 
 
 def redis_data_key(store: kvstore.KVStore | kvstore.AsyncKVStore, key: str) -> str:
@@ -97,13 +97,13 @@ def redis_cluster() -> Iterator[Any]:
 class PausedRead:
     """Hold a store's next object read after it has read, until released.
 
-    Wraps ``store._r.blob.get_many`` (what ``get``/``mget`` use for cache misses): the first
+    Wraps ``store._ctx.blob.get_many`` (what ``get``/``mget`` use for cache misses): the first
     call reads the objects, sets ``read_done`` and waits for ``release``; later calls pass
     straight through.
     """
 
     def __init__(self, store: kvstore.AsyncKVStore) -> None:
-        self.blob = store._r.blob
+        self.blob = store._ctx.blob
         self.original = self.blob.get_many
         self.read_done = asyncio.Event()
         self.release = asyncio.Event()
@@ -236,8 +236,8 @@ def test_redis_entries_never_outlive_their_value(make_target: Any, redis_server:
             store.get(key)
             store.get(key)
 
-        blob = store.aio._r.blob
-        found = store._portal.run(blob.get(store.aio._path("expiring")))
+        blob = store.aio._ctx.blob
+        found = store._portal.run(blob.get(store.aio._ctx.layout.value("expiring")))
         value_expires_ms = codec.peek_expiry(found.data)
         redis_pttl = admin.pttl(redis_data_key(store, "expiring"))
         now_ms = time.time() * 1000
@@ -251,7 +251,7 @@ def test_redis_entries_never_outlive_their_value(make_target: Any, redis_server:
             pttl = admin.pttl(redis_data_key(store, key))
             assert 0 < pttl <= 30_000, (key, pttl)
 
-        prefix = store.aio._r.cache_prefix
+        prefix = store.aio._ctx.cache_prefix
         names = list(admin.scan_iter(match="{" + prefix + "*", count=1000))
         assert len(names) >= 4
         for name in names:
@@ -829,7 +829,7 @@ def test_redis_cluster_cache(make_target: Any, redis_cluster: Any) -> None:
         assert store.mget(keys) == [f"v1-{k}".encode() for k in keys]
         assert requests(store) == before
 
-        prefix = store.aio._r.cache_prefix
+        prefix = store.aio._ctx.cache_prefix
         per_node = []
         for node in redis_cluster.nodes:
             client = node.client()
@@ -979,7 +979,7 @@ def test_cancelled_write_does_not_leave_a_stale_entry(make_target: Any, redis_se
                 await asyncio.wait_for(store.set("k", NEW), 0.1)
             del cache._run_script
 
-            stored = await store._r.blob.get(store._path("k"))
+            stored = await store._ctx.blob.get(store._ctx.layout.value("k"))
             assert stored is not None and NEW in stored.data  # the write is committed
             # The caller stopped waiting, but the invalidation goes on (shielded): it lands,
             # or it times out and marks the cache dirty. Either way the old value is gone

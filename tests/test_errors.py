@@ -262,7 +262,7 @@ def _corrupt(
         file = Path(target.url) / path
         file.write_bytes(mutate(file.read_bytes()))
     elif target.backend == "memory":
-        blob = store.aio._r.blob
+        blob = store.aio._ctx.blob
         found = portal().run(blob.get(path))
         portal().run(blob.put(path, mutate(found.data)))
     elif target.backend == "s3":

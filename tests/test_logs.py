@@ -39,7 +39,7 @@ from kvstore.portal import portal
 
 Target = Any  # tests/conftest.py's Target: .backend, .url, .storage_options, .open()
 CACHES = (None, "local")
-MIN_AGE = logs_module.MIN_AGE_MS
+MIN_AGE = logs_module.limits.MIN_AGE_MS
 
 
 class ScaledClock:
@@ -67,12 +67,12 @@ def log_names(store: kvstore.KVStore, key: str) -> list[str]:
     """The objects of a log, relative to its directory (``c/...``, ``s/...``, ``m/...``),
     listed straight from the object store (the README's layout table)."""
     aio = store.aio
-    directory = f"{aio._base}log/{encode_name(key)}/"
+    directory = aio._ctx.layout.log_dir(key)
 
     async def collect() -> list[str]:
         return [
             path[len(directory) :]
-            async for page in aio._r.blob.list_pages(directory)
+            async for page in aio._ctx.blob.list_pages(directory)
             for path in page
         ]
 
@@ -508,7 +508,7 @@ def flaky_creates(
     """Make the next create of a log chunk fail with a connection reset - after the object
     landed (``land=True``) or before - optionally running ``meanwhile()`` (a coroutine
     factory: another writer) before the error surfaces. The retry layer then retries."""
-    blob = store.aio._r.blob
+    blob = store.aio._ctx.blob
     original = blob._put_if_absent
     state = {"armed": 1, "fired": 0}
 
@@ -1065,14 +1065,14 @@ def test_argument_errors(store: kvstore.KVStore) -> None:
 def _corrupt(store: kvstore.KVStore, key: str, name: str, part: str = "body") -> str:
     """Flip one bit of a log object: in its records (``body``) or its fixed header."""
     aio = store.aio
-    path = f"{aio._base}log/{encode_name(key)}/{name}"
+    path = aio._ctx.layout.log_dir(key) + name
 
     async def flip() -> None:
-        found = await aio._r.blob.get(path)
+        found = await aio._ctx.blob.get(path)
         assert found is not None
         data = bytearray(found.data)
         data[8 if part == "header" else len(data) - 6] ^= 0x40
-        await aio._r.blob.put(path, bytes(data))
+        await aio._ctx.blob.put(path, bytes(data))
 
     portal().run(flip())
     return path
@@ -1193,7 +1193,7 @@ def test_append_in_flight_during_delete_returns_the_true_length(
     async def main() -> tuple[int, int, int, int]:
         async with target.open_async() as store:
             await store.append("log", *range(10))
-            blob = store._r.blob
+            blob = store._ctx.blob
             original = blob._put_if_absent
             entered, gate = asyncio.Event(), asyncio.Event()
 
@@ -1247,7 +1247,7 @@ def test_compaction_keeps_segments_within_segment_bytes(
 ) -> None:
     """SEGMENT_BYTES bounds a segment's size like SEGMENT_RECORDS bounds its record count:
     otherwise big records make compaction load (and readers fetch) huge segments."""
-    monkeypatch.setattr(logs_module, "SEGMENT_BYTES", 20_000)
+    monkeypatch.setattr(logs_module.limits, "SEGMENT_BYTES", 20_000)
     target = make_target("memory")
     clock = FakeClock()
     with open_clocked(target, clock) as store:
@@ -1277,7 +1277,7 @@ def test_chunks_left_behind_by_an_interrupted_compaction_are_removed_later(
         build(store, "log", 10, 2)
         expected = store.range("log")
         clock.advance(MIN_AGE + 1)
-        blob = store.aio._r.blob
+        blob = store.aio._ctx.blob
         original = blob._delete
 
         async def failing_delete(path: str) -> None:
@@ -1346,7 +1346,7 @@ def test_cover_never_returns_overlapping_pieces(names: list[str]) -> None:
 
     try:
         _mark, pieces = logs_module.cover([full(n) for n in names])
-    except logs_module._Replan:
+    except logs_module.Replan:
         return
     for before, after in itertools.pairwise(pieces):
         assert before.end == after.start, f"{before} then {after}: overlapping pieces"
@@ -1379,7 +1379,7 @@ def test_a_chunk_is_dated_when_its_create_is_attempted_not_when_the_append_began
         # a's next append conflicts on c/1; while it resolves the conflict, its claim loop
         # takes long (simulated: the clock jumps by MIN_AGE) and a fresh writer `w` lists
         # the log (tail 2) and sends its create of c/2, which is slow to arrive.
-        w_blob = w._r.blob
+        w_blob = w._ctx.blob
         w_create = w_blob._put_if_absent
         w_sent, w_lands = asyncio.Event(), asyncio.Event()
 
@@ -1390,7 +1390,7 @@ def test_a_chunk_is_dated_when_its_create_is_attempted_not_when_the_append_began
 
         w_blob._put_if_absent = slow_create
         w_append: list[asyncio.Future[int]] = []
-        a_blob = a._r.blob
+        a_blob = a._ctx.blob
         a_get = a_blob._get
 
         async def long_claim_loop(path: str, head: int | None = None) -> Any:
@@ -1409,7 +1409,7 @@ def test_a_chunk_is_dated_when_its_create_is_attempted_not_when_the_append_began
         w_lands.set()
         await w_append[0]
         records = await y.range("log")
-        names = [n async for page in y._r.blob.list_pages("") for n in page]
+        names = [n async for page in y._ctx.blob.list_pages("") for n in page]
         return records, names
 
     records, names = asyncio.run(main())
@@ -1436,7 +1436,7 @@ def test_a_slow_compaction_after_a_trim_does_not_double_records(
     writes its segments (cut every SEGMENT_RECORDS from record 0) after another compaction,
     planned after the trim, wrote its own (cut from the mark). Reads must not repeat the
     records in the overlap."""
-    monkeypatch.setattr(logs_module, "SEGMENT_RECORDS", 10)
+    monkeypatch.setattr(logs_module.limits, "SEGMENT_RECORDS", 10)
     target = make_target(backend)
     clock = FakeClock()
     expected = [f"{a}.{j}".encode() for a in range(7) for j in range(4)]
@@ -1446,7 +1446,7 @@ def test_a_slow_compaction_after_a_trim_does_not_double_records(
         for a in range(7):  # c/0, c/4, ... c/24: chunks of 4 records
             await writer.append("log", *[f"{a}.{j}" for j in range(4)])
         clock.advance(MIN_AGE + 1)
-        blob = slow._r.blob
+        blob = slow._ctx.blob
         put = blob._put
         planned, proceed = asyncio.Event(), asyncio.Event()
 
@@ -1475,7 +1475,7 @@ def test_a_replanned_read_does_not_fetch_again_what_it_already_read(
     reads fail with "kept changing while it was being read": every re-plan fetched every
     piece again, so each attempt's window was as long as the first and met the next
     compaction. Objects are immutable by name: a re-plan fetches only what is new."""
-    monkeypatch.setattr(logs_module, "SEGMENT_RECORDS", 4)
+    monkeypatch.setattr(logs_module.limits, "SEGMENT_RECORDS", 4)
     target = make_target("memory")
     clock = FakeClock()
     expected = [f"{a}.{j}".encode() for a in range(8) for j in range(2)]
@@ -1486,7 +1486,7 @@ def test_a_replanned_read_does_not_fetch_again_what_it_already_read(
             await writer.append("log", f"{a}.0", f"{a}.1")
         clock.advance(MIN_AGE + 1)
         await writer.compact("log")  # s/0-4, s/4-8, s/8-12, c/12, c/14
-        blob = reader._r.blob
+        blob = reader._ctx.blob
         get = blob._get
         fired: list[bool] = []
         compacted = asyncio.Event()
@@ -1494,7 +1494,7 @@ def test_a_replanned_read_does_not_fetch_again_what_it_already_read(
         async def compacted_meanwhile(path: str, head: int | None = None) -> Any:
             if head is None and not fired:  # the first piece read: compact before any lands
                 fired.append(True)
-                monkeypatch.setattr(logs_module, "SEGMENT_RECORDS", 6)
+                monkeypatch.setattr(logs_module.limits, "SEGMENT_RECORDS", 6)
                 await writer.compact("log")  # s/8-12 and c/12 become s/8-14
                 compacted.set()
             if head is None:
@@ -1524,7 +1524,7 @@ def _hold_reads(store: kvstore.KVStore) -> tuple[asyncio.Event, asyncio.Event]:
     set; ``held`` is set when one is waiting. An append reads no object whole (a writer
     whose tail is stale lists the log and reads the tail chunk's header); a compaction
     reads the chunks it merges."""
-    blob = store.aio._r.blob
+    blob = store.aio._ctx.blob
     original = blob._get
     held, release = portal().run(_events())
 
@@ -1549,10 +1549,10 @@ def test_auto_compaction_runs_in_the_background_after_enough_old_chunks(
     """AUTO_COMPACT: a writer that has left AUTO_COMPACT_CHUNKS chunks older than MIN_AGE
     starts a compaction in a background task. The append that triggers it returns without
     waiting for it (its own cost stays one create), and the compaction then merges."""
-    assert logs_module.AUTO_COMPACT
+    assert logs_module.limits.AUTO_COMPACT
     target = make_target(backend)
     clock = FakeClock()
-    n = logs_module.AUTO_COMPACT_CHUNKS
+    n = logs_module.limits.AUTO_COMPACT_CHUNKS
     with open_clocked(target, clock) as store:
         for i in range(n):
             store.append("log", i)
@@ -1561,7 +1561,7 @@ def test_auto_compaction_runs_in_the_background_after_enough_old_chunks(
         held, release = _hold_reads(store)
         assert store.append("log", "trigger") == n + 1  # returns: the compaction waits
         assert portal().run(asyncio.wait_for(held.wait(), 10)) is True
-        running = [t for t in store.aio._r.background if not t.done()]
+        running = [t for t in store.aio._ctx.resources.background if not t.done()]
         assert len(running) == 1
         before = requests(store)
         assert store.append("log", "more") == n + 2  # appends go on meanwhile
@@ -1592,7 +1592,7 @@ def test_close_stops_a_running_auto_compaction(
     running on the loop against a closed store: it is cancelled, and the log stays whole."""
     target = make_target(backend)
     clock = FakeClock()
-    n = logs_module.AUTO_COMPACT_CHUNKS
+    n = logs_module.limits.AUTO_COMPACT_CHUNKS
     store = open_clocked(target, clock)
     for i in range(n):
         store.append("log", i)
@@ -1600,7 +1600,7 @@ def test_close_stops_a_running_auto_compaction(
     held, _never = _hold_reads(store)
     store.append("log", "trigger")
     portal().run(asyncio.wait_for(held.wait(), 10))
-    running = [t for t in store.aio._r.background if not t.done()]
+    running = [t for t in store.aio._ctx.resources.background if not t.done()]
     assert len(running) == 1
     started = time.monotonic()
     store.close()
@@ -1616,7 +1616,7 @@ def test_auto_compaction_is_cancelled_when_asyncio_run_ends(
     """On the async face too: leaving ``async with`` cancels a background compaction."""
     target = make_target("local")
     clock = FakeClock()
-    n = logs_module.AUTO_COMPACT_CHUNKS
+    n = logs_module.limits.AUTO_COMPACT_CHUNKS
 
     async def main() -> tuple[bool, bool]:
         store = _open_clocked_async(target, clock)
@@ -1624,7 +1624,7 @@ def test_auto_compaction_is_cancelled_when_asyncio_run_ends(
             for i in range(n):
                 await store.append("log", i)
             clock.advance(MIN_AGE + 1)
-            blob = store._r.blob
+            blob = store._ctx.blob
             original = blob._get
             held = asyncio.Event()
 
@@ -1637,8 +1637,8 @@ def test_auto_compaction_is_cancelled_when_asyncio_run_ends(
             blob._get = get
             await store.append("log", "trigger")
             await asyncio.wait_for(held.wait(), 10)
-            (task,) = [t for t in store._r.background if not t.done()]
-        return task.cancelled(), bool([t for t in store._r.background if not t.done()])
+            (task,) = [t for t in store._ctx.resources.background if not t.done()]
+        return task.cancelled(), bool([t for t in store._ctx.resources.background if not t.done()])
 
     cancelled, left = asyncio.run(asyncio.wait_for(main(), 30))
     assert cancelled and not left
@@ -1684,7 +1684,7 @@ def test_compaction_after_a_trim_does_not_reread_every_young_trimmed_chunk(
         before = requests(store)
         store.compact("log")
         spent = delta(requests(store), before)
-        batch = logs_module.AGE_BATCH
+        batch = logs_module.limits.AGE_BATCH
         # the tail chunk's header, then at most one batch of young chunks to merge and one
         # of young trimmed chunks to delete - not all 190 trimmed ones
         assert spent.get("requests.get", 0) <= 1 + 2 * batch, spent

@@ -109,9 +109,9 @@ def test_partly_failed_mset_invalidates_the_keys_it_wrote(
         try:
             await s.mset({"a": "old-a", "b": "old-b", "c": "old-c"})
             assert await s.mget(["a", "b", "c"]) == [b"old-a", b"old-b", b"old-c"]  # cached
-            with failing_for(s._r.blob, "_put", s._path("b")), pytest.raises(BackendError):
+            with failing_for(s._ctx.blob, "_put", s._ctx.layout.value("b")), pytest.raises(BackendError):
                 await s.mset({"a": "new-a", "b": "new-b", "c": "new-c"})
-            raw = await s._r.blob.get(s._path("a"))
+            raw = await s._ctx.blob.get(s._ctx.layout.value("a"))
             assert raw is not None and kvstore.codec.decode(raw.data).payload == b"new-a"
             got = await s.mget(["a", "c"])
             assert got == [b"new-a", b"new-c"], (
@@ -136,9 +136,9 @@ def test_partly_failed_delete_invalidates_the_keys_it_deleted(
         try:
             await s.mset({"a": "old-a", "b": "old-b", "c": "old-c"})
             assert await s.mget(["a", "b", "c"]) == [b"old-a", b"old-b", b"old-c"]  # cached
-            with failing_for(s._r.blob, "_delete", s._path("b")), pytest.raises(BackendError):
+            with failing_for(s._ctx.blob, "_delete", s._ctx.layout.value("b")), pytest.raises(BackendError):
                 await s.delete("a", "b", "c")
-            assert await s._r.blob.get(s._path("a")) is None
+            assert await s._ctx.blob.get(s._ctx.layout.value("a")) is None
             got = await s.mget(["a", "c"])
             assert got == [None, None], (
                 f"deleted keys read back {got} (stale cache) instead of None"
@@ -164,7 +164,7 @@ def test_cancelled_set_whose_write_lands_still_invalidates(
         try:
             await s.set("k", "v1")
             assert await s.get("k") == b"v1"  # cached
-            blob = s._r.blob
+            blob = s._ctx.blob
             orig = blob._put_sync
             landed = threading.Event()
 
@@ -289,7 +289,7 @@ def test_ambiguous_swap_never_undoes_a_later_write(
         s2 = target.open_async(cache=None)
         try:
             op, interloper = await scenario(s1, s2)
-            blob = s1._r.blob
+            blob = s1._ctx.blob
             orig = getattr(blob, primitive)
             calls: list[str] = []
 
@@ -475,7 +475,7 @@ def test_genuine_cas_conflict_costs_no_extra_get(make_target: Any) -> None:
         s2 = target.open_async(cache=None)
         try:
             await s1.set("c", "x")
-            blob = s1._r.blob
+            blob = s1._ctx.blob
             orig = blob._put_if_match
             calls = 0
 

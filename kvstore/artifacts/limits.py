@@ -1,0 +1,15 @@
+"""The artifact store's numbers (read at call time, so tests and tuning can change them:
+``kvstore.artifacts.limits.PART_SIZE = ...``)."""
+
+from __future__ import annotations
+
+PART_SIZE = 8 << 20
+"""Data above this size is stored as parts of this size (and streamed in them)."""
+PART_CONCURRENCY = 4
+"""Parts in flight while saving; parts fetched ahead while reading sequentially."""
+MAX_KNOWN = 4096
+"""Artifact names whose latest version a process remembers."""
+MAX_CLAIMS = 10_000
+"""Version numbers one save tries before it gives up."""
+RETRIES = 5
+"""Times a read starts again when the version it found is deleted under it."""

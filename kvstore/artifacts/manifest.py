@@ -1,0 +1,205 @@
+"""Manifests: what a version's manifest object says, and the checks on what a save is given.
+
+A manifest (``art/{enc(name)}/{version:020d}``, :mod:`kvstore.layout`) is an envelope whose
+msgpack metadata holds the mime type, the user's metadata (under its own field, never mixed
+with internal ones), size, sha256, creation time and the upload id. Data of at most
+``limits.PART_SIZE`` bytes is the manifest's payload; larger data is cut into parts and the
+manifest lists their sizes. A deleted version's manifest is replaced by a tombstone.
+"""
+
+from __future__ import annotations
+
+import datetime
+from dataclasses import dataclass, field
+from typing import Any
+
+import msgpack
+
+from .. import codec
+from ..errors import ConfigurationError, CorruptDataError, InvalidValueError
+
+MAX_METADATA_BYTES = 1 << 20
+FORMAT = 1
+TEXT_MIME = "text/plain; charset=utf-8"
+BINARY_MIME = "application/octet-stream"
+
+# Media types whose content is already compressed: zstd is not even tried.
+_COMPRESSED_FAMILIES = ("image/", "audio/", "video/")
+_UNCOMPRESSED_MEDIA = frozenset(
+    {"image/svg+xml", "image/bmp", "image/x-ms-bmp", "image/tiff", "image/x-portable-pixmap"}
+)
+_COMPRESSED_TYPES = frozenset(
+    {
+        "application/zip",
+        "application/gzip",
+        "application/x-gzip",
+        "application/x-bzip2",
+        "application/x-xz",
+        "application/zstd",
+        "application/x-zstd",
+        "application/x-7z-compressed",
+        "application/vnd.rar",
+        "application/x-rar-compressed",
+        "application/x-brotli",
+        "application/java-archive",
+        "application/epub+zip",
+        "application/vnd.openxmlformats-officedocument.wordprocessingml.document",
+        "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet",
+        "application/vnd.openxmlformats-officedocument.presentationml.presentation",
+        "font/woff",
+        "font/woff2",
+    }
+)
+
+
+def is_compressed_type(mime_type: str) -> bool:
+    """True for media types whose bytes are already compressed (png, jpeg, zip, audio...)."""
+    base = mime_type.split(";", 1)[0].strip().lower()
+    if base in _UNCOMPRESSED_MEDIA:
+        return False
+    return base in _COMPRESSED_TYPES or base.startswith(_COMPRESSED_FAMILIES)
+
+
+@dataclass(frozen=True)
+class ArtifactInfo:
+    """What describes one version of an artifact: shared by :class:`Artifact` (loaded
+    whole), the streaming reader and its blocking file face."""
+
+    name: str
+    version: int
+    mime_type: str
+    metadata: dict[str, Any]
+    size: int
+    sha256: str
+    created_at: datetime.datetime
+
+
+@dataclass(frozen=True, kw_only=True)
+class Artifact(ArtifactInfo):
+    """One version of an artifact, loaded whole."""
+
+    data: bytes = field(repr=False)
+
+    @property
+    def text(self) -> str:
+        """The data decoded as UTF-8."""
+        return self.data.decode("utf-8")
+
+
+@dataclass(frozen=True)
+class Manifest:
+    """What a version's manifest says (the decoded envelope of ``art/{enc}/{version}``)."""
+
+    mime_type: str
+    metadata: dict[str, Any]
+    size: int
+    sha256: str
+    created_ms: int
+    upload: str
+    parts: list[int] | None  # part sizes; None = the data is inline
+    inline: bytes
+
+    @classmethod
+    def parse(cls, env: codec.Envelope, key: str, path: str) -> Manifest | None:
+        """The manifest, or None for a tombstone (a deleted version)."""
+        meta = env.meta or {}
+        try:
+            if meta.get("f") != FORMAT:
+                raise ValueError(f"unknown artifact format {meta.get('f')!r}")
+            if meta.get("deleted"):
+                return None
+            parts = meta.get("parts")
+            manifest = cls(
+                mime_type=str(meta["mime"]),
+                metadata=dict(meta["user"]),
+                size=int(meta["size"]),
+                sha256=str(meta["sha256"]),
+                created_ms=int(meta["created"]),
+                upload=str(meta["upload"]),
+                parts=None if parts is None else [int(n) for n in parts],
+                inline=env.payload,
+            )
+        except (KeyError, TypeError, ValueError) as exc:
+            raise CorruptDataError(f"bad artifact manifest: {exc}", key=key, path=path) from None
+        expected = len(env.payload) if manifest.parts is None else sum(manifest.parts)
+        if expected != manifest.size:
+            raise CorruptDataError("artifact size does not match its data", key=key, path=path)
+        return manifest
+
+    def created_at(self) -> datetime.datetime:
+        try:
+            seconds = self.created_ms / 1000
+            return datetime.datetime.fromtimestamp(seconds, tz=datetime.timezone.utc)
+        except (OverflowError, OSError, ValueError):
+            raise CorruptDataError(f"artifact time out of range: {self.created_ms}") from None
+
+    def info(self, name: str, version: int) -> ArtifactInfo:
+        return ArtifactInfo(
+            name=name,
+            version=version,
+            mime_type=self.mime_type,
+            metadata=self.metadata,
+            size=self.size,
+            sha256=self.sha256,
+            created_at=self.created_at(),
+        )
+
+
+def tombstone() -> bytes:
+    return codec.encode(b"", meta={"f": FORMAT, "deleted": True})
+
+
+def check_version(version: object) -> int:
+    if isinstance(version, bool) or not isinstance(version, int) or version < 0:
+        raise ConfigurationError(f"version must be an int >= 0, not {version!r}")
+    return version
+
+
+def check_mime(mime_type: object) -> str:
+    if not isinstance(mime_type, str):
+        raise InvalidValueError(f"mime_type must be a str, not {type(mime_type).__name__}")
+    if not 0 < len(mime_type) <= 255 or not mime_type.isprintable():
+        raise ConfigurationError(f"mime_type must be 1-255 printable characters: {mime_type!r}")
+    return mime_type
+
+
+def _check_plain(value: object, depth: int = 0) -> None:
+    """Metadata values must survive msgpack unchanged in kind: JSON-like types and bytes."""
+    if depth > 64:
+        raise InvalidValueError("metadata is nested more than 64 levels deep")
+    if value is None or isinstance(value, (bool, int, float, str, bytes)):
+        if isinstance(value, int) and not -(2**63) <= value < 2**64:
+            raise InvalidValueError(f"metadata int {value} does not fit 64 bits")
+        return
+    if isinstance(value, (list, tuple)):
+        for item in value:
+            _check_plain(item, depth + 1)
+        return
+    if isinstance(value, dict):
+        for k, item in value.items():
+            if not isinstance(k, str):
+                raise InvalidValueError(f"metadata keys must be str, not {type(k).__name__}")
+            _check_plain(item, depth + 1)
+        return
+    raise InvalidValueError(
+        f"metadata values must be None, bool, int, float, str, bytes, list or dict, "
+        f"not {type(value).__name__}"
+    )
+
+
+def check_metadata(metadata: object) -> dict[str, Any]:
+    if metadata is None:
+        return {}
+    if not isinstance(metadata, dict):
+        raise InvalidValueError(f"metadata must be a dict, not {type(metadata).__name__}")
+    _check_plain(metadata)
+    try:
+        size = len(msgpack.packb(metadata, use_bin_type=True))
+    except (ValueError, UnicodeEncodeError) as exc:
+        raise InvalidValueError(f"metadata cannot be stored: {exc}") from None
+    if size > MAX_METADATA_BYTES:
+        raise InvalidValueError(f"metadata is {size} bytes packed; at most 1 MiB")
+    return metadata
+
+
+# -- sources: what save() reads from -------------------------------------------------------

@@ -1,0 +1,105 @@
+"""What a save is given: bytes, str, a binary file object or a path, handed out in parts."""
+
+from __future__ import annotations
+
+import asyncio
+import mimetypes
+import os
+from collections.abc import AsyncIterator
+from typing import Any
+
+from ..errors import ConfigurationError, InvalidValueError
+from . import limits
+from .manifest import BINARY_MIME, TEXT_MIME
+
+
+class Source:
+    """The data of a save, handed out in blocks of at most ``limits.PART_SIZE`` bytes."""
+
+    def __init__(self, data: object, name: str) -> None:
+        self._buffer: bytes | None = None
+        self._file: Any = None
+        self._path: str | None = None
+        if isinstance(data, str):
+            try:
+                self._buffer = data.encode("utf-8")
+            except UnicodeEncodeError as exc:
+                raise InvalidValueError(f"str data is not valid Unicode: {exc.reason}") from None
+            self.default_mime = TEXT_MIME
+        elif isinstance(data, (bytes, bytearray, memoryview)):
+            self._buffer = bytes(data)
+            self.default_mime = mimetypes.guess_type(name)[0] or BINARY_MIME
+        elif isinstance(data, os.PathLike):
+            self._path = os.fspath(data)
+            if not isinstance(self._path, str):
+                self._path = os.fsdecode(self._path)
+            guess = mimetypes.guess_type(self._path)[0] or mimetypes.guess_type(name)[0]
+            self.default_mime = guess or BINARY_MIME
+        elif callable(getattr(data, "read", None)):
+            self._file = data
+            self.default_mime = mimetypes.guess_type(name)[0] or BINARY_MIME
+        else:
+            raise InvalidValueError(
+                "artifact data must be bytes, str, a binary file object or a pathlib.Path, "
+                f"not {type(data).__name__}"
+            )
+
+    @property
+    def whole(self) -> bytes | None:
+        """All the data, if it is already in memory."""
+        return self._buffer
+
+    async def blocks(self) -> AsyncIterator[bytes]:
+        """The data in blocks of exactly limits.PART_SIZE bytes (the last may be shorter)."""
+        part = limits.PART_SIZE
+        if self._buffer is not None:
+            view = memoryview(self._buffer)
+            for start in range(0, len(view), part):
+                yield bytes(view[start : start + part])
+            return
+        opened = False
+        if self._path is not None:
+            try:
+                self._file = await asyncio.to_thread(open, self._path, "rb")
+            except OSError as exc:
+                raise ConfigurationError(f"cannot read {self._path!r}: {exc}") from None
+            opened = True
+        try:
+            while True:
+                block = await asyncio.to_thread(read_full, self._file, part)
+                if not block:
+                    return
+                yield block
+                if len(block) < part:
+                    return
+        finally:
+            if opened:
+                await asyncio.to_thread(self._file.close)
+
+
+def read_full(file: Any, size: int) -> bytes:
+    """Read ``size`` bytes (fewer only at EOF) from a file that may return short reads."""
+    chunks: list[bytes] = []
+    got = 0
+    while got < size:
+        chunk = file.read(size - got)
+        if chunk is None:  # a non-blocking raw file with nothing ready
+            continue
+        if isinstance(chunk, str):
+            raise InvalidValueError("the file object returns str: open it in binary mode ('rb')")
+        if not chunk:
+            break
+        chunks.append(bytes(chunk))
+        got += len(chunk)
+    return b"".join(chunks)
+
+
+# -- the core -------------------------------------------------------------------------------
+
+
+async def chain(head: list[bytes], rest: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
+    """``head``'s blocks (released as they are handed out), then ``rest``'s."""
+    while head:
+        yield head.pop(0)
+    async for block in rest:
+        yield block

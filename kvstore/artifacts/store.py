@@ -1,0 +1,347 @@
+"""AsyncArtifacts: save, load, open, versions, list, delete - on one store context.
+
+Guarantees:
+
+* **No lost versions.** A version is claimed with a conditional create of its manifest
+  (docs/architecture.md, invariant 3). A saver that loses the race lists the directory
+  once and claims the next free number; the parts it already uploaded are reused, never
+  sent twice. Any number of savers in any number of processes or machines get distinct
+  versions.
+* **Durable and atomic.** ``save`` returns after the manifest is acknowledged; a version
+  is visible whole or not at all (its parts are written before the manifest that names
+  them).
+* **Immutable and never reused.** A version's content never changes. ``delete`` replaces
+  the manifest by a small tombstone and adds a ``.deleted`` marker that listings see, so a
+  deleted number is never claimed again.
+* **Verified.** Every object carries a CRC; the sha256 of the data is checked on every
+  ``load`` and at the end of a sequential read through ``open``.
+* **Bounded memory for streams.** ``save`` of a file object or path, and reading through
+  ``open``, hold a few parts at a time whatever the artifact's size.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import secrets
+from collections.abc import Sequence
+from typing import Any
+
+from .. import aio, codec
+from ..blob.base import AmbiguousWriteError
+from ..context import StoreContext
+from ..errors import CorruptDataError
+from ..keys import decode_name
+from ..layout import parse_version_leaf
+from . import limits
+from .manifest import (
+    FORMAT,
+    Artifact,
+    Manifest,
+    check_metadata,
+    check_mime,
+    check_version,
+    is_compressed_type,
+    tombstone,
+)
+from .reader import AsyncArtifactReader, Gone
+from .sources import Source, chain
+from .versions import Versions
+
+
+class AsyncArtifacts:
+    """The artifact operations of one store view (the root or a namespace)."""
+
+    def __init__(self, ctx: StoreContext) -> None:
+        self.ctx = ctx
+        self._versions = Versions(ctx)
+
+    def __repr__(self) -> str:
+        return f"<AsyncArtifacts of {self.ctx.blob.url}/{self.ctx.layout.base}>"
+
+    # -- listing -----------------------------------------------------------------------------
+
+    async def versions(self, name: str) -> list[int]:
+        """The artifact's live versions, ascending ([] if none). One LIST."""
+        _, directory = self._versions.dir(name)
+        live, _ = await self._versions.scan(directory)
+        return live
+
+    async def list(self, prefix: str = "") -> list[str]:
+        """Names of the artifacts that have a live version and start with ``prefix``, sorted.
+
+        Pages through the listing of every version object below the prefix (one LIST per
+        1000 objects on S3/GCS).
+        """
+        layout = self.ctx.layout
+        live: set[tuple[str, int]] = set()
+        deleted: set[tuple[str, int]] = set()
+        async for page in self.ctx.blob.list_pages(layout.artifact_prefix(prefix)):
+            for path in page:
+                encoded, leaf = layout.split_artifact_path(path)
+                found = parse_version_leaf(leaf)
+                if found is not None:
+                    (deleted if found[1] else live).add((encoded, found[0]))
+        names = set()
+        for encoded, _ in live - deleted:
+            try:
+                names.add(decode_name(encoded))
+            except ValueError:
+                self.ctx.stats.add("foreign_objects")
+        return sorted(names)
+
+    # -- reading -----------------------------------------------------------------------------
+
+    async def _resolve(
+        self, name: str, version: int | None
+    ) -> tuple[str, str, int, Manifest] | None:
+        key, directory = self._versions.dir(name)
+        if version is None:
+            found = await self._versions.latest(key, directory)
+            if found is None:
+                return None
+            return key, directory, found[0], found[1]
+        version = check_version(version)
+        manifest = await self._versions.manifest(key, directory, version)
+        return None if manifest is None else (key, directory, version, manifest)
+
+    async def _part(
+        self, key: str, directory: str, version: int, manifest: Manifest, index: int
+    ) -> bytes:
+        """Part ``index`` of a version, verified; CorruptDataError if it is missing while
+        the version still exists, :class:`Gone` if the version was deleted meanwhile."""
+        assert manifest.parts is not None
+        path = self.ctx.layout.part(directory, manifest.upload, index)
+        blob = await self.ctx.blob.get(path)
+        if blob is None:
+            if await self._versions.manifest(key, directory, version, cached=False) is None:
+                raise Gone
+            raise CorruptDataError("artifact part is missing", key=key, path=self.ctx.where(path))
+        where = self.ctx.where(path)
+        data = (await asyncio.to_thread(codec.decode, blob.data, key=key, path=where)).payload
+        if len(data) != manifest.parts[index]:
+            raise CorruptDataError("artifact part has the wrong size", key=key, path=where)
+        return data
+
+    async def _data(self, key: str, directory: str, version: int, manifest: Manifest) -> bytes:
+        """A version's whole data: inline, or its parts fetched concurrently."""
+        if manifest.parts is None:
+            return manifest.inline
+        count = len(manifest.parts)
+        parts = [self._part(key, directory, version, manifest, i) for i in range(count)]
+        return b"".join(await aio.bounded(parts, limits.PART_CONCURRENCY))
+
+    async def load(self, name: str, version: int | None = None) -> Artifact | None:
+        """The artifact's version (None = the latest), whole, or None if there is none.
+
+        Verified: every object's CRC, and the sha256 of the whole data. Costs one GET (none
+        when cached) for a given version, plus one LIST for the latest when the cache has no
+        fresh pointer, plus one GET per part for a large artifact (fetched concurrently).
+        """
+        for _ in range(limits.RETRIES):
+            found = await self._resolve(name, version)
+            if found is None:
+                return None
+            key, directory, number, manifest = found
+            try:
+                data = await self._data(key, directory, number, manifest)
+            except Gone:
+                continue
+            if hashlib.sha256(data).hexdigest() != manifest.sha256:
+                path = self.ctx.where(self.ctx.layout.version(directory, number))
+                raise CorruptDataError("artifact sha256 mismatch", key=key, path=path)
+            info = manifest.info(key, number)
+            return Artifact(**vars(info), data=data)
+        return None
+
+    async def open(self, name: str, version: int | None = None) -> AsyncArtifactReader | None:
+        """A reader over the artifact's version (None = the latest), or None if there is none.
+
+        Memory stays bounded by a few parts whatever the size. Every part is CRC-checked;
+        a sequential read to the end also checks the sha256 (CorruptDataError at the end).
+        """
+        found = await self._resolve(name, version)
+        if found is None:
+            return None
+        key, directory, number, manifest = found
+
+        async def fetch_part(index: int) -> bytes:
+            return await self._part(key, directory, number, manifest, index)
+
+        path = self.ctx.where(self.ctx.layout.version(directory, number))
+        return AsyncArtifactReader(manifest.info(key, number), manifest, path, fetch_part)
+
+    # -- writing -----------------------------------------------------------------------------
+
+    async def save(
+        self,
+        name: str,
+        data: Any,
+        mime_type: str | None = None,
+        metadata: dict[str, Any] | None = None,
+    ) -> int:
+        """Store a new version and return its number (0, 1, 2, ...).
+
+        ``data``: bytes, str (stored as UTF-8, text mime type by default), a binary file
+        object or a ``pathlib.Path`` (both streamed: memory stays bounded by a few parts).
+        ``mime_type``: by default ``text/plain; charset=utf-8`` for str, else guessed from
+        the file's or the artifact's name (``chart.png``: ``image/png``), else
+        ``application/octet-stream``; already-compressed types are stored uncompressed.
+        ``metadata``: a dict of JSON-like values (and bytes), returned as it was given.
+
+        Durable and atomic on return. Costs one conditional PUT when this process (or the
+        cache's pointer) knows the latest version, one LIST more otherwise or after losing
+        a race, plus one PUT per part for data above ``limits.PART_SIZE``.
+        """
+        key, directory = self._versions.dir(name)
+        source = Source(data, key)
+        mime = check_mime(mime_type) if mime_type is not None else source.default_mime
+        user = check_metadata(metadata)
+        compress: bool | None = False if is_compressed_type(mime) else None
+        upload = secrets.token_hex(12)
+        digest = hashlib.sha256()
+        sizes: list[int] = []
+        inline = b""
+        pending: set[asyncio.Task[str]] = set()
+        part_size = limits.PART_SIZE
+        try:
+            whole = source.whole
+            if whole is not None and len(whole) <= part_size:
+                inline = whole
+                digest.update(whole)
+            else:
+                blocks = aiter(source.blocks())
+                first = await anext(blocks, b"")
+                ahead = await anext(blocks, b"") if len(first) == part_size else b""
+                if not ahead:  # at most PART_SIZE bytes in all: the manifest holds them
+                    inline = first
+                    digest.update(first)
+                else:
+                    head, first, ahead = [first, ahead], b"", b""  # only chain() holds them
+                    async for block in chain(head, blocks):
+                        digest.update(block)
+                        path = self.ctx.layout.part(directory, upload, len(sizes))
+                        sizes.append(len(block))
+                        put = self._put_part(path, block, compress)
+                        pending.add(asyncio.ensure_future(put))
+                        del block
+                        while len(pending) >= limits.PART_CONCURRENCY:
+                            pending = await _reap(pending)
+                    while pending:
+                        pending = await _reap(pending)
+            meta = {
+                "f": FORMAT,
+                "mime": mime,
+                "user": user,
+                "size": sum(sizes) if sizes else len(inline),
+                "sha256": digest.hexdigest(),
+                "created": self.ctx.clock(),
+                "upload": upload,
+            }
+            if sizes:
+                meta["parts"] = sizes
+            manifest = codec.encode(inline, meta=meta, compress=compress)
+            return await self._claim(key, directory, manifest, upload)
+        except BaseException:
+            for task in pending:
+                task.cancel()
+            if sizes:
+                paths = [self.ctx.layout.part(directory, upload, i) for i in range(len(sizes))]
+                aio.detach(self._discard(paths))
+            raise
+
+    async def _put_part(self, path: str, block: bytes, compress: bool | None) -> str:
+        envelope = await asyncio.to_thread(codec.encode, block, compress=compress)
+        return await self.ctx.blob.put(path, envelope)
+
+    async def _discard(self, paths: Sequence[str]) -> None:
+        """Best effort: remove the parts of a save that failed (they are unreferenced)."""
+        for path in paths:
+            with contextlib.suppress(Exception):
+                await self.ctx.blob.delete(path)
+
+    async def _claim(self, key: str, directory: str, manifest: bytes, upload: str) -> int:
+        """Create the manifest at the first free version; the version number."""
+        pointer = self._versions.pointer_key(directory)
+        version = await self._versions.next_free(directory)
+        for _ in range(limits.MAX_CLAIMS):
+            path = self.ctx.layout.version(directory, version)
+            self.ctx.check(path)
+
+            async def create(path: str = path) -> bool:
+                try:
+                    return await self.ctx.blob.put_if_absent(path, manifest) is not None
+                except AmbiguousWriteError:
+                    return await self._is_ours(key, path, upload)
+
+            if await self.ctx.commit([pointer], create):
+                self._versions.known.learn(directory, version)
+                return version
+            self.ctx.stats.add("artifacts.claim_conflicts")
+            version = max(version + 1, (await self._versions.scan(directory))[1] + 1)
+        raise AssertionError("unreachable: a claim kept losing")  # pragma: no cover
+
+    async def _is_ours(self, key: str, path: str, upload: str) -> bool:
+        blob = await self.ctx.blob.get(path)
+        if blob is None:
+            return False
+        meta = self._versions.decode(blob.data, key, path).meta or {}
+        return meta.get("upload") == upload
+
+    async def delete(self, name: str, version: int | None = None) -> int:
+        """Delete one version, or all of them; the number of versions removed.
+
+        A deleted version reads as missing at once; its number is never reused (a
+        ``.deleted`` marker stays in the listing and a tombstone in place of the manifest).
+        """
+        key, directory = self._versions.dir(name)
+        if version is not None:
+            targets = [check_version(version)]
+        else:
+            targets, _ = await self._versions.scan(directory)
+        removed = await aio.bounded(
+            [self._delete_version(key, directory, n) for n in targets], self.ctx.concurrency
+        )
+        return sum(removed)
+
+    async def _delete_version(self, key: str, directory: str, version: int) -> bool:
+        """Bury one version: a tombstone over its manifest (it reads as missing at once),
+        then the ``.deleted`` marker (listings stop showing it), then its parts. A version
+        found already buried has its marker written again, which finishes a delete that
+        failed halfway. A damaged manifest is buried too (its parts, unknown, stay)."""
+        layout = self.ctx.layout
+        path = layout.version(directory, version)
+        blob = await self.ctx.blob.get(path)
+        if blob is None:
+            return False
+        parts: tuple[str, int] | None = None
+        try:
+            manifest = Manifest.parse(self._versions.decode(blob.data, key, path), key, path)
+        except CorruptDataError:
+            self.ctx.stats.add("artifacts.corrupt_deleted")
+            alive = True
+        else:
+            alive = manifest is not None
+            if manifest is not None and manifest.parts is not None:
+                parts = (manifest.upload, len(manifest.parts))
+
+        async def bury() -> None:
+            if alive:
+                await self.ctx.blob.put(path, tombstone())
+            await self.ctx.blob.put(layout.deleted_marker(directory, version), tombstone())
+
+        await self.ctx.commit([path, self._versions.pointer_key(directory)], bury)
+        if parts is not None:
+            upload, count = parts
+            drops = [self.ctx.blob.delete(layout.part(directory, upload, i)) for i in range(count)]
+            await aio.bounded(drops, self.ctx.concurrency)
+        return alive
+
+
+async def _reap(pending: set[asyncio.Task[str]]) -> set[asyncio.Task[str]]:
+    """Wait for at least one task; raise the first failure."""
+    done, rest = await asyncio.wait(pending, return_when=asyncio.FIRST_COMPLETED)
+    for task in done:
+        task.result()
+    return rest

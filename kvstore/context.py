@@ -1,0 +1,304 @@
+"""The store context: what every data model shares, and the one read-through path.
+
+A data model (values, logs, artifacts, and every model after them) is a module that takes
+a :class:`StoreContext` and nothing else from the store: the blob store, the cache, the
+counters, the clock, the concurrency bound, the namespace's :class:`~kvstore.layout.Layout`,
+and the three protocols that keep the cache coherent (docs/architecture.md, "The cache
+protocol"):
+
+* **read** - :meth:`StoreContext.read_through`: one cache lookup for all keys, one bounded
+  concurrent load of the misses, verification of every cached entry (a damaged entry is a
+  miss: counted, dropped and read again from the source - never an error), then a fill
+  guarded against the stale-set race (or an unguarded one for immutable objects). Every
+  key looked up counts once in ``cache.hits`` or ``cache.misses``.
+* **write** - :meth:`StoreContext.commit`: the object store first, then the invalidation,
+  whatever happened, shielded from the caller's cancellation.
+* **invalidate** - :meth:`StoreContext.invalidate`.
+
+A cache never fails an operation: its errors are counted (``cache.errors``) and the store
+goes on against the object store.
+
+State a feature keeps per store (a log's appenders, the versions an artifact name is known
+to have) lives in typed objects the feature defines, one per store, from
+:meth:`StoreContext.state`; background work (automatic compaction) is started with
+:meth:`StoreContext.spawn` and stopped when the store closes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import time
+from collections.abc import Awaitable, Callable, Coroutine, Sequence
+from typing import Any, TypeVar
+
+from . import aio
+from .blob import BlobStore
+from .cache import Cache, Fill
+from .errors import CorruptDataError
+from .layout import Layout
+from .stats import Stats
+
+T = TypeVar("T")
+S = TypeVar("S")
+
+Loaded = tuple[T, bytes | None, float]
+"""What loading one missed key gives: (the item, the cache entry to fill or None to cache
+nothing, the entry's TTL in seconds)."""
+Unpack = Callable[[Sequence[bytes | None]], tuple[list[T | None], list[int]]]
+"""Cache entries (None = miss) -> (items, indexes of damaged entries)."""
+
+_STOP_WAIT_S = 10.0  # how long close() waits for cancelled background tasks to unwind
+
+
+def now_ms() -> int:
+    """The default clock: milliseconds since the epoch."""
+    return time.time_ns() // 1_000_000
+
+
+def each(decode: Callable[[bytes], T]) -> Unpack[T]:
+    """An :data:`Unpack` from a per-entry decoder; an entry it cannot decode (it raises
+    CorruptDataError, ValueError, TypeError ...) is damaged."""
+
+    def unpack(entries: Sequence[bytes | None]) -> tuple[list[T | None], list[int]]:
+        out: list[T | None] = []
+        damaged: list[int] = []
+        for i, entry in enumerate(entries):
+            if entry is None:
+                out.append(None)
+                continue
+            try:
+                out.append(decode(entry))
+            except Exception:
+                out.append(None)
+                damaged.append(i)
+        return out, damaged
+
+    return unpack
+
+
+class Resources:
+    """What a store and all its namespace views share; closed once, by the root store."""
+
+    def __init__(
+        self,
+        blob: BlobStore,
+        cache: Cache,
+        *,
+        stats: Stats,
+        clock: Callable[[], int],
+        concurrency: int,
+        cache_ttl: float,
+    ) -> None:
+        self.blob = blob
+        self.cache = cache
+        self.stats = stats
+        self.clock = clock
+        self.concurrency = concurrency
+        self.cache_ttl = cache_ttl
+        blob.expect_concurrency(concurrency)
+        digest = hashlib.sha256(blob.identity.encode()).hexdigest()[:16]
+        self.cache_prefix = f"kvstore:{digest}:"
+        self.states: dict[type, Any] = {}
+        self.background: set[asyncio.Task[Any]] = set()
+
+    async def close(self) -> None:
+        await self.stop_background()
+        await self.blob.close()
+        await self.cache.close()
+
+    async def stop_background(self) -> None:
+        """Cancel the background tasks (automatic log compactions) and wait briefly for
+        them to unwind; each must leave its data consistent when interrupted."""
+        here: list[asyncio.Task[Any]] = []
+        loop = asyncio.get_running_loop()
+        for task in list(self.background):
+            if task.done():
+                continue
+            if task.get_loop() is loop:
+                task.cancel()
+                here.append(task)
+            elif not task.get_loop().is_closed():  # a store used from several loops
+                with contextlib.suppress(RuntimeError):
+                    task.get_loop().call_soon_threadsafe(task.cancel)
+        if here:
+            await asyncio.wait(here, timeout=_STOP_WAIT_S)
+
+
+class StoreContext:
+    """One store view's access to the shared resources. See the module docstring."""
+
+    __slots__ = (
+        "blob",
+        "cache",
+        "cache_prefix",
+        "cache_ttl",
+        "clock",
+        "concurrency",
+        "layout",
+        "resources",
+        "stats",
+    )
+
+    def __init__(self, resources: Resources, layout: Layout | None = None) -> None:
+        self.resources = resources
+        self.layout = layout or Layout()
+        # Copied, not looked up through ``resources``: these are read on every request.
+        self.blob = resources.blob
+        self.cache = resources.cache
+        self.stats = resources.stats
+        self.clock = resources.clock
+        self.concurrency = resources.concurrency
+        self.cache_ttl = resources.cache_ttl
+        self.cache_prefix = resources.cache_prefix
+
+    def namespace(self, name: str) -> StoreContext:
+        return StoreContext(self.resources, self.layout.namespace(name))
+
+    def state(self, kind: type[S]) -> S:
+        """The store's one instance of a feature's state class (made on first use, with no
+        arguments), shared by every namespace view of the store."""
+        found = self.resources.states.get(kind)
+        if found is None:
+            found = self.resources.states[kind] = kind()
+        return found
+
+    def where(self, path: str) -> str:
+        """The full URL of an object, for error messages."""
+        return f"{self.blob.url}/{path}"
+
+    def check(self, *paths: str) -> None:
+        """InvalidKeyError if the object store cannot hold an object named like ``paths``
+        (the longest paths a key can produce; S3 and GCS allow 1024 bytes)."""
+        for path in paths:
+            self.blob.check_path(path)
+
+    def spawn(self, coro: Coroutine[Any, Any, T]) -> asyncio.Task[T]:
+        """Start background work that ``close()`` cancels (it must leave data consistent
+        when interrupted); its exception is retrieved, never raised."""
+        task = aio.detach(coro)
+        self.resources.background.add(task)
+        task.add_done_callback(self.resources.background.discard)
+        return task
+
+    # -- cache plumbing: failures never reach the caller -----------------------------------
+
+    async def cache_safely(self, action: Awaitable[T], fallback: T) -> T:
+        try:
+            return await action
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            self.stats.add("cache.errors")
+            return fallback
+
+    def cache_key(self, name: str) -> str:
+        return self.cache_prefix + name
+
+    async def invalidate(self, names: Sequence[str]) -> None:
+        """Drop cached entries (``names``: object paths or cache-only names)."""
+        if names:
+            keys = [self.cache_prefix + n for n in names]
+            await self.cache_safely(self.cache.invalidate(keys), None)
+            self.stats.add("cache.invalidations", len(keys))
+
+    async def commit(self, names: Sequence[str], write: Callable[[], Awaitable[T]]) -> T:
+        """Run a write, then invalidate ``names`` in the cache - whatever happened.
+
+        The invalidation runs after success, after a failure (a partial ``mset`` wrote some
+        keys) and after cancellation. The write and its invalidation are shielded from the
+        caller's cancellation (a deadline, Ctrl-C on the blocking face): a request already
+        sent may still land, so the pair runs to its end on the loop even if the caller
+        has stopped waiting.
+        """
+
+        async def write_then_invalidate() -> T:
+            try:
+                return await write()
+            finally:
+                await self.invalidate(names)
+
+        return await aio.shielded(write_then_invalidate())
+
+    async def put_immutable(
+        self, names: Sequence[str], entries: Sequence[bytes], ttl: float
+    ) -> None:
+        """Cache objects that are never rewritten (no guard needed)."""
+        fills = [Fill(self.cache_prefix + n, e, ttl) for n, e in zip(names, entries, strict=True)]
+        if fills:
+            await self.cache_safely(self.cache.put_immutable(fills), None)
+
+    # -- the read-through path ------------------------------------------------------------
+
+    async def read_through(
+        self,
+        cache_keys: Sequence[str],
+        unpack: Unpack[T],
+        load: Callable[[list[int]], Awaitable[list[Loaded[T | None]]]],
+        *,
+        immutable: bool = False,
+        usable: Callable[[T], bool] | None = None,
+        known: Sequence[bytes | None] | None = None,
+    ) -> list[T | None]:
+        """Items for ``cache_keys`` (full keys, see :meth:`cache_key`), through the cache.
+
+        1. One lookup of every key (only of those ``known`` leaves as None, when given:
+           entries the caller already read, e.g. in its own thread).
+        2. Cached entries are verified by ``unpack``; a damaged one counts as
+           ``cache.corrupt``, is invalidated and read again like a miss. A hit that
+           ``usable`` rejects (older than what this process knows) is read again too.
+        3. ``load(indexes)`` gets the misses from the object store (concurrently, bounded:
+           that is the loader's job) and says what to cache.
+        4. The fill: guarded by the lookup's ticket (no fill if the lookup failed: without
+           a ticket the stale-set race cannot be excluded), or unguarded for ``immutable``
+           objects.
+        """
+        entries: list[bytes | None]
+        if known is None:
+            lookup = await self.cache_safely(self.cache.lookup(cache_keys), None)
+            entries = lookup.values if lookup is not None else [None] * len(cache_keys)
+        else:
+            entries = list(known)
+            ask = [i for i, entry in enumerate(entries) if entry is None]
+            lookup = await self.cache_safely(self.cache.lookup([cache_keys[i] for i in ask]), None)
+            if lookup is not None:
+                for i, entry in zip(ask, lookup.values, strict=True):
+                    entries[i] = entry
+        out, damaged = unpack(entries)
+        misses = [i for i, entry in enumerate(entries) if entry is None]
+        if damaged:
+            self.stats.add("cache.corrupt", len(damaged))
+            await self.cache_safely(self.cache.invalidate([cache_keys[i] for i in damaged]), None)
+            misses += damaged
+        if usable is not None:
+            for i, item in enumerate(out):
+                if item is not None and not usable(item):
+                    out[i] = None
+                    misses.append(i)
+        hits = len(cache_keys) - len(misses)
+        if hits:
+            self.stats.add("cache.hits", hits)
+        if not misses:
+            return out
+        self.stats.add("cache.misses", len(misses))
+        misses.sort()
+        fills: list[Fill] = []
+        for i, (item, entry, ttl) in zip(misses, await load(misses), strict=True):
+            out[i] = item
+            if entry is not None and ttl > 0:
+                fills.append(Fill(cache_keys[i], entry, ttl))
+        if fills:
+            if immutable:
+                await self.cache_safely(self.cache.put_immutable(fills), None)
+            elif lookup is not None:
+                await self.cache_safely(self.cache.fill(fills, lookup.ticket), None)
+            else:
+                return out
+            self.stats.add("cache.fills", len(fills))
+        return out
+
+
+def corrupt_entry(what: str) -> CorruptDataError:
+    """The error an :data:`Unpack` raises for a cache entry that is not what it should be."""
+    return CorruptDataError(f"damaged cache entry: {what}")

@@ -1,0 +1,228 @@
+"""The object layout as code: every object path the store writes, built and parsed here.
+
+The table (docs/architecture.md, "Layout"; the README's twin) and this module say the same
+thing; no other module formats or slices an object path.
+
+==================================================  ===========================================
+path (below the store root)                         object
+==================================================  ===========================================
+``{base}kv/{enc(key)}``                             one value (an envelope)
+``{base}log/{enc(key)}/c/{first:020d}``             log chunk: records ``[first, first + n)``
+``{base}log/{enc(key)}/s/{first:020d}-{end:020d}``  log segment: records ``[first, end)``
+``{base}log/{enc(key)}/m/{mark:020d}``              log mark: records below ``mark`` are gone
+``{base}art/{enc(name)}/{version:020d}``            artifact version's manifest (or tombstone)
+``{base}art/{enc(name)}/{version:020d}.deleted``    marks a deleted version (never reused)
+``{base}artpart/{enc(name)}/{upload}/{i:06d}``      part ``i`` of a large artifact's upload
+``{base}`` = ``""`` or ``ns/{enc(ns)}/`` (nested)   a namespace: the same layout inside
+==================================================  ===========================================
+
+Names that are cache keys only (no object has them): a log's plan ``{log dir}plan`` and an
+artifact's latest-version pointer ``{art dir}latest``.
+
+``enc`` is :func:`kvstore.keys.encode_name`: reversible, prefix-preserving, confined.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from .keys import decode_name, encode_name, encode_prefix
+
+SEQ_DIGITS = 20
+VERSION_DIGITS = 20
+PART_DIGITS = 6
+UPLOAD_ID_CHARS = 24  # secrets.token_hex(12)
+DELETED_SUFFIX = ".deleted"
+
+VALUES = "kv/"
+LOGS = "log/"
+ARTIFACTS = "art/"
+PARTS = "artpart/"
+NAMESPACES = "ns/"
+
+
+def seq(n: int) -> str:
+    """A log sequence number as it appears in object names (zero-padded: sorts in order)."""
+    return f"{n:0{SEQ_DIGITS}d}"
+
+
+# -- log objects: names relative to the log's directory ------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Chunk:
+    """``c/{first}``: records from ``first`` on, as many as its header says."""
+
+    first: int
+    name: str
+
+
+@dataclass(frozen=True, slots=True)
+class Segment:
+    """``s/{first}-{end}``: records ``[first, end)`` merged by compaction."""
+
+    first: int
+    end: int
+    name: str
+
+
+@dataclass(frozen=True, slots=True)
+class Mark:
+    """``m/{at}``: records below ``at`` are gone (trim, delete)."""
+
+    at: int
+    name: str
+
+
+def chunk_name(first: int) -> str:
+    return f"c/{seq(first)}"
+
+
+def segment_name(first: int, end: int) -> str:
+    return f"s/{seq(first)}-{seq(end)}"
+
+
+def mark_name(at: int) -> str:
+    return f"m/{seq(at)}"
+
+
+def parse_log_name(name: str) -> Chunk | Segment | Mark | None:
+    """The log object a name (relative to the log directory) denotes; None if foreign."""
+    kind, _, rest = name.partition("/")
+    try:
+        if kind == "c" and len(rest) == SEQ_DIGITS:
+            return Chunk(int(rest), name)
+        if kind == "s":
+            a, _, b = rest.partition("-")
+            if len(a) == SEQ_DIGITS and len(b) == SEQ_DIGITS:
+                return Segment(int(a), int(b), name)
+        elif kind == "m" and len(rest) == SEQ_DIGITS:
+            return Mark(int(rest), name)
+    except ValueError:
+        pass
+    return None
+
+
+def is_segment_name(name: str) -> bool:
+    return name.startswith("s/")
+
+
+# -- artifact objects ------------------------------------------------------------------------
+
+
+def version_name(version: int) -> str:
+    return f"{version:0{VERSION_DIGITS}d}"
+
+
+def parse_version_leaf(leaf: str) -> tuple[int, bool] | None:
+    """(version, is the deleted marker) of a name in an artifact's directory; None if
+    foreign."""
+    number, dot, suffix = leaf.partition(".")
+    if len(number) != VERSION_DIGITS or not number.isdigit():
+        return None
+    if not dot:
+        return int(number), False
+    if dot + suffix == DELETED_SUFFIX:
+        return int(number), True
+    return None
+
+
+class Layout:
+    """The paths of one store view (the root, or a namespace), relative to the store root.
+
+    Cheap to make; :meth:`namespace` gives a nested view's layout. Paths take validated
+    keys (str); encoding is remembered for hot keys (see :func:`encode_name`).
+    """
+
+    __slots__ = ("base",)
+
+    def __init__(self, base: str = "") -> None:
+        self.base = base
+
+    def namespace(self, name: str) -> Layout:
+        return Layout(f"{self.base}{NAMESPACES}{encode_name(name, 'namespace')}/")
+
+    # values
+
+    def value(self, key: str) -> str:
+        return f"{self.base}{VALUES}{encode_name(key)}"
+
+    @property
+    def value_area(self) -> str:
+        return self.base + VALUES
+
+    def value_prefix(self, prefix: object) -> str:
+        return self.value_area + encode_prefix(prefix)
+
+    def value_key(self, path: str) -> str:
+        """The key of a value path from a listing (ValueError if foreign)."""
+        return decode_name(path[len(self.value_area) :])
+
+    # logs
+
+    def log_dir(self, key: str) -> str:
+        return f"{self.base}{LOGS}{encode_name(key)}/"
+
+    @property
+    def log_area(self) -> str:
+        return self.base + LOGS
+
+    def log_prefix(self, prefix: object) -> str:
+        return self.log_area + encode_prefix(prefix)
+
+    def split_log_path(self, path: str) -> tuple[str, str] | None:
+        """(encoded key, object name in the log directory) of a path below the log area;
+        None if it is not inside a log directory."""
+        encoded, sep, rest = path[len(self.log_area) :].partition("~/")
+        return (encoded + "~", rest) if sep else None
+
+    @staticmethod
+    def log_plan_key(log_dir: str) -> str:
+        return log_dir + "plan"  # a cache key only; no object has this name
+
+    def longest_log_path(self, key: str) -> str:
+        """The longest object path a log can have (a segment), for the name-length check."""
+        return self.log_dir(key) + segment_name(0, 0)
+
+    # artifacts
+
+    def artifact_dir(self, name: str) -> str:
+        return f"{self.base}{ARTIFACTS}{encode_name(name, 'artifact name')}/"
+
+    @property
+    def artifact_area(self) -> str:
+        return self.base + ARTIFACTS
+
+    def artifact_prefix(self, prefix: object) -> str:
+        return self.artifact_area + encode_prefix(prefix)
+
+    @staticmethod
+    def version(artifact_dir: str, version: int) -> str:
+        return artifact_dir + version_name(version)
+
+    @staticmethod
+    def deleted_marker(artifact_dir: str, version: int) -> str:
+        return artifact_dir + version_name(version) + DELETED_SUFFIX
+
+    def part(self, artifact_dir: str, upload: str, index: int) -> str:
+        """Part ``index`` of an upload, beside the name's manifest directory:
+        ``{base}art/{enc}/`` -> ``{base}artpart/{enc}/{upload}/{index:06d}``."""
+        encoded = artifact_dir[len(self.artifact_area) : -1]
+        return f"{self.base}{PARTS}{encoded}/{upload}/{index:0{PART_DIGITS}d}"
+
+    @staticmethod
+    def latest_pointer_key(artifact_dir: str) -> str:
+        return artifact_dir + "latest"  # a cache key only; no object has this name
+
+    def split_artifact_path(self, path: str) -> tuple[str, str]:
+        """(encoded name, leaf) of a path below the artifact area."""
+        encoded, _, leaf = path[len(self.artifact_area) :].rpartition("/")
+        return encoded, leaf
+
+    def longest_artifact_paths(self, name: str) -> tuple[str, str]:
+        """The longest paths an artifact can have (deleted marker, a part), for the check."""
+        directory = self.artifact_dir(name)
+        return (
+            self.deleted_marker(directory, 0),
+            self.part(directory, "0" * UPLOAD_ID_CHARS, 0),
+        )

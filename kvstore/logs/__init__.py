@@ -1,0 +1,69 @@
+"""Append logs (session histories): immutable chunks, many writers, no locks.
+
+Layout below ``{base}log/{enc(key)}/`` (:mod:`kvstore.layout`; docs/architecture.md,
+"The log protocol"):
+
+========================== =================================================================
+``c/{first:020d}``          chunk: records ``[first, first + n)``; created once, by conditional
+                            create, at the log's tail; never rewritten
+``s/{first:020d}-{end:020d}`` segment: records ``[first, end)`` merged from chunks by compaction
+``m/{mark:020d}``           mark: records below ``mark`` are gone (``trim``, ``delete``)
+========================== =================================================================
+
+Records are msgpack-framed inside the usual envelope (zstd, checksum). Sequence numbers are
+absolute and only grow; index 0 of ``range`` is the first record at or above the highest
+mark. One module per job:
+
+* :mod:`.model` - pure: the pieces that cover a listing (O(n log n)), records framing;
+* :mod:`.reader` - plans (cached), pieces (immutable, cached), ``range``/``length``;
+* :mod:`.writer` - ``append``: tail claims, group commit, retry safety;
+* :mod:`.cleanup` - ``trim``/``delete``: marks, and deleting only what is old;
+* :mod:`.compaction` - merging old chunks into segments, by hand or in the background;
+* :mod:`.limits` - the protocol's numbers; :mod:`.state` - what a process keeps per log.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from ..context import StoreContext
+from . import limits
+from .cleanup import LogCleanup
+from .compaction import Compactor
+from .model import Piece, Plan, Replan, cover
+from .reader import LogReader
+from .writer import LogWriter
+
+__all__ = ["Logs", "Piece", "Plan", "Replan", "cover", "limits"]
+
+
+class Logs:
+    """The log commands of one store view (a namespace or the root)."""
+
+    def __init__(self, ctx: StoreContext) -> None:
+        self.reader = LogReader(ctx)
+        self.cleanup = LogCleanup(ctx, self.reader)
+        self.compactor = Compactor(ctx, self.reader, self.cleanup)
+        self.writer = LogWriter(ctx, self.reader, self.compactor)
+
+    async def append(self, key: str, values: Sequence[Any]) -> int:
+        return await self.writer.append(key, values)
+
+    async def range(self, key: str, start: int, end: int) -> list[bytes]:
+        return await self.reader.range(key, start, end)
+
+    async def length(self, key: str) -> int:
+        return await self.reader.length(key)
+
+    async def trim(self, key: str, start: int) -> int:
+        return await self.cleanup.trim(key, start)
+
+    async def delete(self, key: str) -> bool:
+        return await self.cleanup.delete(key)
+
+    async def compact(self, key: str) -> int:
+        return await self.compactor.compact(key)
+
+    async def live_keys(self, prefix: object) -> list[str]:
+        return await self.reader.live_keys(prefix)

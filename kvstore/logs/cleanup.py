@@ -1,0 +1,139 @@
+"""Removing records: marks (trim, delete) and the deletion of objects no reader needs.
+
+* **Marks hide at once.** ``trim`` and ``delete`` create a mark ``m/{at}`` (conditional
+  create); records below the highest mark are invisible from then on.
+* **Nothing young is ever deleted.** A chunk is deleted only once older than
+  ``limits.MIN_AGE_MS`` (its date is inside it): a writer with a stale tail can then only
+  meet chunks that still exist, never re-create a removed one.
+* **Deletions go in log order**, so a crash between two leaves a consistent log.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Sequence
+
+from .. import codec
+from ..blob.base import AmbiguousWriteError
+from ..context import StoreContext
+from ..errors import ConfigurationError, CorruptDataError
+from ..layout import mark_name
+from . import limits
+from .model import Listing, Piece, superseded
+from .reader import LogReader
+from .state import LogWriters
+
+
+class LogCleanup:
+    """trim, delete, and the removal of superseded objects, for one store view."""
+
+    def __init__(self, ctx: StoreContext, reader: LogReader) -> None:
+        self.ctx = ctx
+        self.reader = reader
+
+    async def _set_mark(self, directory: str, mark: int) -> None:
+        data = codec.encode(b"", meta={"t": self.ctx.clock()})
+        with contextlib.suppress(AmbiguousWriteError):  # an existing mark is the same mark
+            await self.ctx.blob.put_if_absent(directory + mark_name(mark), data)
+
+    async def trim(self, key: str, start: int) -> int:
+        """Drop the records before index ``start`` (negative: keep the last ``-start``);
+        returns the new length. Like LTRIM key start -1."""
+        if isinstance(start, bool) or not isinstance(start, int):
+            raise ConfigurationError(f"start must be an int, not {start!r}")
+        directory = self.reader.dir(key)
+
+        async def cut() -> int:
+            plan = await self.reader.plan(key, directory, fresh=True)
+            length = plan.length
+            keep_from = max(0, length + start) if start < 0 else min(start, length)
+            mark = plan.first + keep_from
+            if keep_from > 0:
+                await self._set_mark(directory, mark)
+                self.ctx.state(LogWriters).forget(directory, mark)
+                await self.remove_superseded(directory, plan.names, mark, plan.tail)
+            return plan.tail - mark
+
+        return await self.ctx.commit([self.reader.plan_key(directory)], cut)
+
+    async def delete(self, key: str) -> bool:
+        """Remove the log; True if it held records. A mark at the tail keeps sequence
+        numbers growing, so a writer that appends meanwhile starts a new log, never a gap."""
+        directory = self.reader.dir(key)
+
+        async def remove() -> bool:
+            known: int | None
+            try:
+                plan = await self.reader.plan(key, directory, fresh=True)
+                names, tail, held = plan.names, plan.tail, plan.length > 0
+                known = tail
+            except CorruptDataError:
+                # The tail chunk is unreadable, so its end is unknown: put the mark past
+                # anything it could hold. Deleting is how a damaged log is repaired.
+                names = tuple(await self.reader.list_names(directory))
+                listing = Listing.parse(names)
+                starts = [
+                    *(c.first for c in listing.chunks),
+                    *(s.end for s in listing.segments),
+                    listing.mark,
+                ]
+                tail, held, known = max(starts) + limits.CHUNK_MAX_RECORDS, True, None
+            if not names:
+                return False
+            if held or not any(n.startswith("m/") for n in names):
+                await self._set_mark(directory, tail)
+            self.ctx.state(LogWriters).forget(directory, tail)
+            await self.remove_superseded(directory, names, tail, known)
+            return held
+
+        return await self.ctx.commit([self.reader.plan_key(directory)], remove)
+
+    async def remove_superseded(
+        self, directory: str, names: Sequence[str], mark: int, tail: int | None = None
+    ) -> int:
+        """Delete what no reader needs (:func:`~kvstore.logs.model.superseded`); chunks only
+        once old. Returns the number of objects deleted."""
+        segments, candidates, marks = superseded(names, mark, tail)
+        doomed = segments + sorted(await self.old_chunks(directory, candidates)) + marks
+        for name in doomed:  # ascending: a crash leaves a consistent log
+            await self.ctx.blob.delete(directory + name)
+        return len(doomed)
+
+    async def old_chunks(
+        self, directory: str, names: Sequence[str], key: str = ""
+    ) -> dict[str, codec.Envelope]:
+        """The chunks among ``names`` (in log order) older than MIN_AGE_MS - their date is
+        inside - decoded, so a caller that merges them does not read them again.
+
+        Read a batch (``AGE_BATCH``, at most ``concurrency``) at a time, stopping after the
+        first batch that holds a young chunk: chunk dates grow along the log (a chunk is
+        dated just before its create, and its slot is only known once the chunk before
+        exists), so the rest are young too. Compaction and cleanup then read the old chunks
+        plus at most one batch, not every chunk of the last 10 minutes each time.
+        """
+        step = max(1, min(limits.AGE_BATCH, self.ctx.concurrency))
+        old: dict[str, codec.Envelope] = {}
+        for i in range(0, len(names), step):
+            part = names[i : i + step]
+            pieces = [Piece(n, 0, None) for n in part]
+            try:
+                envs = await self.reader.fetch(key, directory, pieces)
+            except CorruptDataError:  # a damaged chunk is left where it is; the rest go on
+                envs = []
+                for piece in pieces:
+                    try:
+                        envs += await self.reader.fetch(key, directory, [piece])
+                    except CorruptDataError:
+                        envs.append(None)
+            now = self.ctx.clock()
+            young = False
+            for name, env in zip(part, envs, strict=True):
+                if env is None:
+                    continue
+                if now - int(env.meta.get("t", now)) >= limits.MIN_AGE_MS:
+                    old[name] = env
+                else:
+                    young = True
+            if young:
+                break
+        return old

@@ -1,0 +1,32 @@
+"""The log protocol's numbers, in one place (read at call time, so tests and tuning can
+change them: ``kvstore.logs.limits.SEGMENT_RECORDS = ...``)."""
+
+from __future__ import annotations
+
+MIN_AGE_MS = 600_000
+"""Chunks younger than this are never deleted (compaction, trim, delete)."""
+TAIL_REFRESH_MS = 60_000
+"""A writer re-reads the tail (one LIST) when what it knows is older than this."""
+CHUNK_MAX_RECORDS = 10_000
+"""Records in one chunk, and so in one ``append`` call."""
+CHUNK_MAX_BYTES = 8 << 20
+SEGMENT_RECORDS = 10_000
+SEGMENT_BYTES = 16 << 20
+AGE_BATCH = 32
+"""Chunks read at once when looking for old ones (compaction, cleanup)."""
+SEGMENT_ZSTD_LEVEL = 9
+"""Segments are written once, by compaction, off the request path: smaller at little cost."""
+AUTO_COMPACT = True
+AUTO_COMPACT_CHUNKS = 64
+"""A writer compacts in the background after leaving this many chunks older than
+MIN_AGE_MS."""
+MAX_WRITERS = 4096
+"""Logs whose tail a process keeps in memory; idle ones are forgotten."""
+IMMUTABLE_TTL = 3600.0
+"""How long a cache keeps a chunk or a segment (they never change)."""
+TAIL_READ_BYTES = 16 << 10
+"""A cold plan reads this much of the tail chunk: the whole chunk when it is smaller."""
+MAX_CLAIMS = 1000
+"""Slots one append tries before it gives up ("could not claim the tail")."""
+REPLANS = 5
+"""Plans a read makes before it gives up on a log that keeps changing under it."""

@@ -1,0 +1,201 @@
+"""Reading a log: the plan (one LIST, cached), the pieces (immutable, cached), the records.
+
+* **Plan.** Which objects hold the live records: from the cache, else one LIST plus one
+  ranged read of the tail chunk (its verified header gives the record count; the read asks
+  for ``limits.TAIL_READ_BYTES``, usually the whole chunk, which is then cached and handed
+  to the read). Appends, trims, deletes and compactions invalidate it.
+* **Pieces.** Chunks and segments are immutable: cached without invalidation, fetched
+  concurrently (bounded by the store's concurrency).
+* **Re-plans.** An object that vanished under a reader (compacted), or that holds another
+  number of records than the plan says (a listing that was not a snapshot), makes it plan
+  again and fetch only what it has not read yet.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from .. import codec
+from ..context import Loaded, StoreContext, each
+from ..errors import ConfigurationError, CorruptDataError, KVStoreError
+from ..keys import decode_name
+from . import limits
+from .model import Piece, Plan, Replan, as_planned, cover, decode_records, normalise
+
+
+class LogReader:
+    """Plans and reads the logs of one store view."""
+
+    def __init__(self, ctx: StoreContext) -> None:
+        self.ctx = ctx
+
+    def dir(self, key: str) -> str:
+        """The log's directory (relative to the store root), ending in '/'."""
+        layout = self.ctx.layout
+        self.ctx.check(layout.longest_log_path(key))
+        return layout.log_dir(key)
+
+    def plan_key(self, directory: str) -> str:
+        return self.ctx.layout.log_plan_key(directory)
+
+    async def list_names(self, directory: str) -> list[str]:
+        names: list[str] = []
+        async for page in self.ctx.blob.list_pages(directory):
+            names.extend(p[len(directory) :] for p in page)
+        return names
+
+    # -- the plan --------------------------------------------------------------------------
+
+    async def plan(
+        self,
+        key: str,
+        directory: str,
+        fresh: bool = False,
+        found: dict[str, codec.Envelope] | None = None,
+    ) -> Plan:
+        """The log's plan: from the cache (unless ``fresh``), else one LIST and one read of
+        the tail chunk, which lands in ``found`` when it was read whole."""
+        if fresh:
+            return await self._make_plan(key, directory, found)
+
+        async def make(_: list[int]) -> list[Loaded[Plan | None]]:
+            plan = await self._make_plan(key, directory, found)
+            return [(plan, plan.to_bytes(), self.ctx.cache_ttl)]
+
+        cache_key = self.ctx.cache_key(self.plan_key(directory))
+        (plan,) = await self.ctx.read_through([cache_key], each(Plan.from_bytes), make)
+        assert plan is not None
+        return plan
+
+    async def _make_plan(
+        self, key: str, directory: str, found: dict[str, codec.Envelope] | None
+    ) -> Plan:
+        for _ in range(limits.REPLANS):
+            names = await self.list_names(directory)
+            try:
+                mark, pieces = cover(names)
+            except Replan:
+                self.ctx.stats.add("log.replans")
+                continue
+            tail = mark
+            if pieces:
+                last = pieces[-1]
+                if last.end is None:
+                    # One ranged read: the count from the header, the records too if small.
+                    path = directory + last.name
+                    head = await self.ctx.blob.get_head(path, limits.TAIL_READ_BYTES)
+                    if head is None:
+                        self.ctx.stats.add("log.replans")
+                        continue
+                    count = codec.peek_count(head.data, key=key, path=self.ctx.where(path))
+                    pieces[-1] = Piece(last.name, last.start, last.start + count)
+                    if len(head.data) < limits.TAIL_READ_BYTES:  # the whole chunk
+                        await self._keep_tail(key, path, head.data, last.name, found)
+                tail = max(mark, pieces[-1].end or mark)
+            return Plan(mark, tuple(pieces), tail, tuple(names))
+        raise KVStoreError(f"log {key!r} kept changing while it was being listed; try again")
+
+    async def _keep_tail(
+        self, key: str, path: str, data: bytes, name: str, found: dict[str, codec.Envelope] | None
+    ) -> None:
+        """A tail chunk read whole while planning: cache it, and give it to the caller. A
+        damaged body is left for the read that needs its records to report."""
+        try:
+            env = codec.decode(data, key=key, path=self.ctx.where(path))
+        except CorruptDataError:
+            return
+        if found is not None:
+            found[name] = env
+        await self.ctx.put_immutable([path], [data], limits.IMMUTABLE_TTL)
+
+    # -- pieces ----------------------------------------------------------------------------
+
+    async def fetch(
+        self, key: str, directory: str, pieces: Sequence[Piece]
+    ) -> list[codec.Envelope | None]:
+        """Decoded pieces, through the cache (they are immutable); None where gone. A
+        damaged cache entry is read again from the object store; a damaged object raises
+        CorruptDataError naming it."""
+        ctx = self.ctx
+        paths = [directory + p.name for p in pieces]
+
+        async def get(misses: list[int]) -> list[Loaded[codec.Envelope | None]]:
+            blobs = await ctx.blob.get_many([paths[i] for i in misses], ctx.concurrency)
+            loaded: list[Loaded[codec.Envelope | None]] = []
+            for i, blob in zip(misses, blobs, strict=True):
+                if blob is None:
+                    loaded.append((None, None, 0.0))
+                else:
+                    env = codec.decode(blob.data, key=key, path=ctx.where(paths[i]))
+                    loaded.append((env, blob.data, limits.IMMUTABLE_TTL))
+            return loaded
+
+        cache_keys = [ctx.cache_key(p) for p in paths]
+        return await ctx.read_through(cache_keys, each(codec.decode), get, immutable=True)
+
+    # -- records ---------------------------------------------------------------------------
+
+    async def range(self, key: str, start: int, end: int) -> list[bytes]:
+        for name, value in (("start", start), ("end", end)):
+            if isinstance(value, bool) or not isinstance(value, int):
+                raise ConfigurationError(f"{name} must be an int, not {value!r}")
+        directory = self.dir(key)
+        fresh = False
+        known: dict[str, codec.Envelope] = {}  # immutable objects: kept across re-plans
+        for _ in range(limits.REPLANS):
+            plan = await self.plan(key, directory, fresh, known)
+            window = normalise(start, end, plan.length)
+            if window is None:
+                return []
+            lo, hi = plan.first + window[0], plan.first + window[1]
+            pieces = [p for p in plan.pieces if p.start < hi and (p.end or hi) > lo]
+            wanted = [p for p in pieces if p.name not in known]
+            for piece, env in zip(wanted, await self.fetch(key, directory, wanted), strict=True):
+                if env is not None:
+                    known[piece.name] = env
+            envs = [known.get(p.name) for p in pieces]
+            if not as_planned(pieces, envs):
+                fresh = True  # compacted away under us, or a torn listing: plan again
+                self.ctx.stats.add("log.replans")
+                if all(env is not None for env in envs):
+                    self.ctx.stats.add("log.torn_listings")
+                continue
+            out: list[bytes] = []
+            for piece, env in zip(pieces, envs, strict=True):
+                assert env is not None
+                skip = max(0, lo - piece.start)
+                take = min(hi, piece.end or hi) - piece.start - skip
+                out.extend(decode_records(env, piece.skip + skip, take))
+            return out
+        raise KVStoreError(f"log {key!r} kept changing while it was being read; try again")
+
+    async def length(self, key: str) -> int:
+        return (await self.plan(key, self.dir(key))).length
+
+    async def live_keys(self, prefix: object) -> list[str]:
+        """Keys of the logs that hold records, from one listing of the log area (plus, for
+        a log trimmed into its last chunk, a read of that chunk)."""
+        layout = self.ctx.layout
+        by_log: dict[str, list[str]] = {}
+        async for page in self.ctx.blob.list_pages(layout.log_prefix(prefix)):
+            for path in page:
+                split = layout.split_log_path(path)
+                if split is not None:
+                    by_log.setdefault(split[0], []).append(split[1])
+        live = []
+        for encoded, names in by_log.items():
+            try:
+                key = decode_name(encoded)
+                mark, pieces = cover(names)
+            except (ValueError, Replan):
+                continue
+            if not pieces:
+                continue
+            last = pieces[-1]
+            if last.end is not None and last.end <= mark:
+                continue
+            trimmed_into_last = last.end is None and last.start < mark
+            if trimmed_into_last and await self.length(key) == 0:
+                continue
+            live.append(key)
+        return sorted(live)

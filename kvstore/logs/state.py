@@ -1,0 +1,53 @@
+"""What a process keeps per log: its appenders (tail, group-commit queue, chunk dates)."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+from . import limits
+
+
+class Writer:
+    """This process's appender for one log on one event loop: tail and group-commit queue."""
+
+    def __init__(self) -> None:
+        self.tail: int | None = None
+        self.first = 0
+        self.checked_ms = 0
+        self.queue: list[tuple[list[bytes], asyncio.Future[int]]] = []
+        self.busy = False
+        self.written: list[int] = []  # dates of chunks written since compaction, ascending
+        self.compacting: asyncio.Task[Any] | None = None  # this log's automatic compaction
+
+
+class LogWriters:
+    """The appenders of one store (all its namespace views): one per log directory and
+    event loop, at most ``limits.MAX_WRITERS`` (idle ones are forgotten, oldest first)."""
+
+    def __init__(self) -> None:
+        self._by_log: dict[tuple[int, str], Writer] = {}
+
+    def get(self, directory: str) -> Writer:
+        loop_key = (id(asyncio.get_running_loop()), directory)
+        writers = self._by_log
+        writer = writers.get(loop_key)
+        if writer is None:
+            if len(writers) >= limits.MAX_WRITERS:
+                idle = [k for k, w in writers.items() if not w.busy and not w.queue]
+                for k in idle[: len(idle) // 2 + 1]:
+                    del writers[k]
+            writer = writers[loop_key] = Writer()
+        return writer
+
+    def forget(self, directory: str, first: int) -> None:
+        """The log now starts at ``first``: this process's appenders count lengths from
+        there and re-read the tail before their next chunk. Appenders in other processes
+        notice within TAIL_REFRESH_MS."""
+        for (_, writer_dir), writer in self._by_log.items():
+            if writer_dir == directory:
+                writer.tail = None
+                writer.first = first
+
+    def __len__(self) -> int:
+        return len(self._by_log)
