@@ -44,26 +44,17 @@ import contextlib
 import functools
 import logging
 import os
-import sys
 import threading
 import time
 from collections import defaultdict
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, TypeVar
 
+from ..aio import within
 from ..errors import ConfigurationError
 from .base import Cache, Fill, Lookup, renew_lock_after_fork
 
 log = logging.getLogger("kvstore.cache")
-
-
-async def _within(call: Awaitable[T], seconds: float) -> T:
-    """Await ``call`` for at most ``seconds`` (TimeoutError after). Unlike ``wait_for`` on
-    Python 3.11 it creates no extra Task: it runs on every cache lookup."""
-    if sys.version_info >= (3, 11):
-        async with asyncio.timeout(seconds):
-            return await call
-    return await asyncio.wait_for(call, seconds)  # pragma: no cover - Python 3.10
 
 
 T = TypeVar("T")
@@ -389,7 +380,7 @@ class RedisCache(Cache):
                 return await action()
 
         try:
-            result = await _within(attempt(), bound)
+            result = await within(attempt(), bound)
         except asyncio.CancelledError:
             # Cancelled mid-call (a caller's deadline, Ctrl-C): an invalidation may not have
             # arrived, so distrust the cache; a probe decided nothing, so allow another.
@@ -429,7 +420,7 @@ class RedisCache(Cache):
         """Replace the generation: every entry filled before is ignored from now on."""
         client = await self._connected()
         token = self._fresh_generation()
-        await _within(client.set(GENERATION_KEY, token), self.socket_timeout * 4)
+        await within(client.set(GENERATION_KEY, token), self.socket_timeout * 4)
         self._generation, self.dirty = token, False
         self._undelivered.clear()  # the new generation supersedes them
         self.counters["generation_bumps"] += 1
@@ -629,7 +620,7 @@ class RedisCache(Cache):
         while self._undelivered and self.dirty:
             keys = list(self._undelivered)
             try:
-                await _within(self._invalidate(keys), self.socket_timeout * 4)
+                await within(self._invalidate(keys), self.socket_timeout * 4)
             except asyncio.CancelledError:
                 raise
             except Exception:
@@ -658,7 +649,7 @@ class RedisCache(Cache):
     async def health(self) -> dict[str, Any]:
         started = time.perf_counter()
         try:
-            await _within((await self._connected()).ping(), self.socket_timeout * 4)
+            await within((await self._connected()).ping(), self.socket_timeout * 4)
         except asyncio.CancelledError:
             raise
         except Exception as exc:
