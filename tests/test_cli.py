@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 
 import kvstore
-from kvstore import cli
+from kvstore import cli, commands_cli
 from kvstore.cli import main
 from kvstore.keys import encode_name
 
@@ -320,7 +320,9 @@ def test_memory_url(run: CLI) -> None:
 
 
 def test_storage_options_parse_json_values() -> None:
-    parsed = cli._storage_options(["a=1", "b=text", "c=false", 'd={"k": [1]}', "e=", "f=x=y"])
+    parsed = commands_cli._storage_options(
+        ["a=1", "b=text", "c=false", 'd={"k": [1]}', "e=", "f=x=y"]
+    )
     assert parsed == {"a": 1, "b": "text", "c": False, "d": {"k": [1]}, "e": "", "f": "x=y"}
 
 
@@ -332,9 +334,9 @@ def test_storage_options_reach_the_store(run: CLI) -> None:
 
 
 def test_cache_values() -> None:
-    assert cli._cache("none") is None
-    assert cli._cache("local") == "local"
-    assert cli._cache("redis://localhost:6379/0") == "redis://localhost:6379/0"
+    assert commands_cli._cache("none") is None
+    assert commands_cli._cache("local") == "local"
+    assert commands_cli._cache("redis://localhost:6379/0") == "redis://localhost:6379/0"
 
 
 def test_help_documents_nil_and_exit_status(capsys: pytest.CaptureFixture[str]) -> None:
