@@ -7,8 +7,9 @@
     kvstore demo
 
 Every subcommand is one row of :data:`COMMANDS`; a store command is a small function from
-(store, arguments) to a :class:`Reply`, and :func:`main` does the rest (parsing, opening and
-closing the store, writing bytes to stdout, turning errors into one line on stderr).
+(store, arguments) to a :class:`~kvstore.commands_cli.Reply` (:mod:`kvstore.commands_cli`),
+the demo is :mod:`kvstore.demo`, and :func:`main` does the rest (parsing, opening and closing
+the store, writing bytes to stdout, turning errors into one line on stderr).
 
 Exit status: 0 success; 1 a "no" answer (``get`` of a missing key, ``set`` whose nx/xx
 condition was not met, ``expire``/``persist`` that changed nothing); 2 an error or bad usage.
@@ -18,479 +19,42 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import json
 import os
-import shutil
 import sys
-import tempfile
-import time
 import traceback
-from collections.abc import Callable, Iterable, Iterator, Sequence
-from dataclasses import dataclass, field
-from pathlib import Path
-from typing import IO, Any
-
-from . import DEFAULT_URL, KVStore, __version__
-from . import open as open_store
-from .blob import split_url
-from .cache import REDIS_SCHEMES
-from .errors import ConfigurationError, KVStoreError
-from .keys import encode_name
-
-PROG = "kvstore"
-NIL = b"(nil)"
-
-Output = IO[bytes]
-
-
-# -- what a store command returns ------------------------------------------------------------
-
-
-@dataclass
-class Reply:
-    """What a command prints: ``lines`` on stdout (bytes as they are, str as UTF-8), an
-    optional ``note`` on stderr, and the exit status."""
-
-    lines: Iterable[bytes | str] = ()
-    status: int = 0
-    note: str | None = None
-
-
-StoreHandler = Callable[[KVStore, argparse.Namespace], Reply]
-Runner = Callable[[argparse.Namespace, Output], int]
-
-
-def _flag(changed: bool) -> Reply:
-    """redis-cli's integer reply for a yes/no command; "no" also exits 1."""
-    return Reply(["1" if changed else "0"], status=0 if changed else 1)
-
-
-# -- the store commands ------------------------------------------------------------------------
-
-
-def _get(store: KVStore, args: argparse.Namespace) -> Reply:
-    value = store.get(args.key)
-    return Reply(status=1) if value is None else Reply([value])
-
-
-def _set(store: KVStore, args: argparse.Namespace) -> Reply:
-    ok = store.set(
-        args.key,
-        _read_value(args.value),
-        ex=args.ex,
-        px=args.px,
-        nx=args.nx,
-        xx=args.xx,
-        keepttl=args.keepttl,
-    )
-    if ok:
-        return Reply(["OK"])
-    why = "already exists (--nx)" if args.nx else "does not exist (--xx)"
-    return Reply(status=1, note=f"not set: key {args.key!r} {why}")
-
-
-def _read_value(value: str) -> bytes:
-    """``-`` is stdin; anything else is the argument's bytes exactly as the shell gave them."""
-    return sys.stdin.buffer.read() if value == "-" else os.fsencode(value)
-
-
-def _delete(store: KVStore, args: argparse.Namespace) -> Reply:
-    return Reply([str(store.delete(*args.keys))])
-
-
-def _keys(store: KVStore, args: argparse.Namespace) -> Reply:
-    return Reply(store.keys(args.prefix))
-
-
-def _mget(store: KVStore, args: argparse.Namespace) -> Reply:
-    return Reply([NIL if value is None else value for value in store.mget(args.keys)])
-
-
-def _ttl(store: KVStore, args: argparse.Namespace) -> Reply:
-    return Reply([str(store.ttl(args.key))])
-
-
-def _expire(store: KVStore, args: argparse.Namespace) -> Reply:
-    return _flag(store.expire(args.key, args.seconds))
-
-
-def _persist(store: KVStore, args: argparse.Namespace) -> Reply:
-    return _flag(store.persist(args.key))
-
-
-def _purge_expired(store: KVStore, args: argparse.Namespace) -> Reply:
-    return Reply([str(store.purge_expired(args.prefix))])
-
-
-def _append(store: KVStore, args: argparse.Namespace) -> Reply:
-    if args.values.count("-") > 1:
-        raise ValueError("only one VALUE can be '-' (stdin holds one record)")
-    return Reply([str(store.append(args.key, *map(_read_value, args.values)))])
-
-
-def _range(store: KVStore, args: argparse.Namespace) -> Reply:
-    start, end = _index(args.start, "START"), _index(args.end, "END")
-    return Reply(store.range(args.key, start, end))
-
-
-def _length(store: KVStore, args: argparse.Namespace) -> Reply:
-    return Reply([str(store.length(args.key))])
-
-
-def _trim(store: KVStore, args: argparse.Namespace) -> Reply:
-    return Reply([str(store.trim(args.key, _index(args.start, "START")))])
-
-
-def _compact(store: KVStore, args: argparse.Namespace) -> Reply:
-    return Reply([str(store.compact(args.key))])
-
-
-def _index(value: str, name: str) -> int:
-    """A record index from the command line, parsed here rather than by argparse so that a
-    bad one is one error line (exit 2), not a usage message. ("-5" reaches us as an index:
-    argparse takes a negative number for a positional when no option looks like one.)"""
-    try:
-        return int(value, 10)
-    except ValueError:
-        raise ValueError(
-            f"{name} must be an integer (negative counts from the end), not {value!r}"
-        ) from None
-
-
-def _version(value: str | None) -> int | None:
-    if value is None:
-        return None
-    if not value.isdigit():
-        raise ValueError(f"--version must be a version number (0, 1, ...), not {value!r}")
-    return int(value)
-
-
-def _artifact_save(store: KVStore, args: argparse.Namespace) -> Reply:
-    metadata = None
-    if args.meta is not None:
-        try:
-            metadata = json.loads(args.meta)
-        except json.JSONDecodeError as exc:
-            raise ValueError(f"--meta must be a JSON object: {exc}") from None
-    source: Any = sys.stdin.buffer if args.source == "-" else Path(args.source)
-    if isinstance(source, Path) and not source.is_file():
-        raise ValueError(f"no such file: {args.source!r} (use '-' for stdin)")
-    version = store.artifacts.save(args.name, source, mime_type=args.mime, metadata=metadata)
-    return Reply([str(version)])
-
-
-def _artifact_load(args: argparse.Namespace, out: Output) -> int:
-    """Stream a version to stdout or to a file (written beside it, then renamed)."""
-    with _open(args) as store:
-        reader = store.artifacts.open(args.name, _version(args.version))
-        if reader is None:
-            which = "" if args.version is None else f" version {args.version}"
-            print(f"{PROG}: no artifact {args.name!r}{which}", file=sys.stderr)
-            return 1
-        with reader:
-            if args.output is None:
-                shutil.copyfileobj(reader, out, _COPY_BUFFER)
-                return 0
-            target = Path(args.output)
-            partial = target.with_name(f".{target.name}.{os.getpid()}.part")
-            try:
-                with partial.open("wb") as file:
-                    shutil.copyfileobj(reader, file, _COPY_BUFFER)
-                os.replace(partial, target)
-            finally:
-                partial.unlink(missing_ok=True)
-    print(f"{PROG}: wrote {reader.size} bytes to {target}", file=sys.stderr)
-    return 0
-
-
-_COPY_BUFFER = 1 << 20
-
-
-def _artifact_info(store: KVStore, args: argparse.Namespace) -> Reply:
-    reader = store.artifacts.open(args.name, _version(args.version))
-    if reader is None:
-        which = "" if args.version is None else f" version {args.version}"
-        return Reply(status=1, note=f"no artifact {args.name!r}{which}")
-    with reader:
-        info = {
-            "name": reader.name,
-            "version": reader.version,
-            "size": reader.size,
-            "mime_type": reader.mime_type,
-            "sha256": reader.sha256,
-            "created_at": reader.created_at.isoformat(),
-            "metadata": reader.metadata,
-        }
-    return Reply([json.dumps(info, indent=2, ensure_ascii=False, default=repr)])
-
-
-def _artifact_versions(store: KVStore, args: argparse.Namespace) -> Reply:
-    return Reply(map(str, store.artifacts.versions(args.name)))
-
-
-def _artifact_list(store: KVStore, args: argparse.Namespace) -> Reply:
-    return Reply(store.artifacts.list(args.prefix))
-
-
-def _artifact_delete(store: KVStore, args: argparse.Namespace) -> Reply:
-    return Reply([str(store.artifacts.delete(args.name, _version(args.version)))])
-
-
-def _stats(store: KVStore, args: argparse.Namespace) -> Reply:
-    return Reply([json.dumps({"url": store.url, **store.stats()}, indent=2)])
-
-
-# -- opening the store from the global options -------------------------------------------------
-
-
-def _cache(value: str) -> str | None:
-    if value == "none":
-        return None
-    if value == "local" or value.lower().startswith(REDIS_SCHEMES):
-        return value
-    raise ConfigurationError(
-        "--cache must be 'none', 'local' or a redis://, rediss://, unix:// or "
-        f"redis+cluster:// URL, not {value!r}"
-    )
-
-
-def _storage_options(items: Sequence[str]) -> dict[str, Any]:
-    """KEY=VALUE pairs; a VALUE that parses as JSON is used parsed (false, 3, {...})."""
-    options: dict[str, Any] = {}
-    for item in items:
-        key, sep, raw = item.partition("=")
-        if not sep or not key:
-            raise ConfigurationError(f"--storage-option takes KEY=VALUE, not {item!r}")
-        try:
-            options[key] = json.loads(raw)
-        except json.JSONDecodeError:
-            options[key] = raw
-    return options
-
-
-def _open(args: argparse.Namespace, url: str | None = None) -> KVStore:
-    items = [*args.storage_option, *args.late_storage_option]
-    return open_store(
-        url or args.url,  # None: kvstore reads $KVSTORE_URL, else DEFAULT_URL
-        _cache(args.cache),
-        storage_options=_storage_options(items) or None,
-    )
-
-
-def _store_command(handler: StoreHandler) -> Runner:
-    """A runner that opens the store, runs ``handler`` and writes its reply."""
-
-    def run(args: argparse.Namespace, out: Output) -> int:
-        with _open(args) as store:
-            reply = handler(store, args)
-            for line in reply.lines:
-                out.write(line if isinstance(line, bytes) else line.encode())
-                out.write(b"\n")
-        if reply.note:
-            print(f"{PROG}: {reply.note}", file=sys.stderr)
-        return reply.status
-
-    return run
-
-
-# -- the demo: a narrated tour, one small function per chapter ---------------------------------
-
-
-@dataclass
-class Tour:
-    """What a demo chapter works with: the store, its directory, and a narrator.
-
-    :meth:`do` prints a line of code, runs that very line and prints what came back, so the
-    narration cannot drift from what the demo does.
-    """
-
-    store: KVStore
-    root: Path
-    out: Output
-    names: dict[str, Any] = field(default_factory=dict)
-
-    def say(self, text: str = "") -> None:
-        self.out.write(text.encode() + b"\n")
-        self.out.flush()
-
-    def do(self, code: str) -> Any:
-        names = {"store": self.store, "json": json, **self.names}
-        try:
-            result = eval(compile(code, "<demo>", "eval"), names)
-        except SyntaxError:  # a statement, such as an assignment: nothing to show
-            exec(compile(code, "<demo>", "exec"), names)
-            self.names.update((k, v) for k, v in names.items() if k != "__builtins__")
-            self.say(f"   {code}")
-            return None
-        except KVStoreError as exc:
-            self.say(f"   {code}\n     raises {type(exc).__name__}: {exc}")
-            return exc
-        self.say(f"   {code}  ->  {result!r}")
-        return result
-
-
-def _chapter_values(tour: Tour) -> None:
-    """Values: set and get (bytes back, like redis-py)"""
-    tour.do("store.set('greeting', 'hello, object storage')")
-    tour.do("store.get('greeting')")
-    tour.do("store.get('nobody')")
-
-
-def _chapter_expiry(tour: Tour) -> None:
-    """Expiry: a value that lives 200 ms"""
-    tour.do("store.set('session:42', 'alive', px=200)")
-    tour.do("store.get('session:42')")
-    time.sleep(0.25)
-    tour.say("   ... 250 ms later:")
-    tour.do("store.get('session:42')")
-
-
-def _chapter_nx(tour: Tour) -> None:
-    """Conditional create (nx): the first writer wins, atomically"""
-    tour.do("store.set('lock:report', 'worker-1', nx=True)")
-    tour.do("store.set('lock:report', 'worker-2', nx=True)")
-    tour.do("store.get('lock:report')")
-
-
-def _chapter_mget(tour: Tour) -> None:
-    """mget: many keys, one concurrent batch, None where missing"""
-    tour.do("store.mget(['greeting', 'session:42', 'lock:report'])")
-
-
-def _chapter_namespace(tour: Tour) -> None:
-    """Namespaces: the same key, kept apart"""
-    tour.do("tenant = store.namespace('tenant-a')")
-    tour.do("tenant.set('greeting', 'hej')")
-    tour.do("(tenant.get('greeting'), store.get('greeting'))")
-
-
-def _chapter_keys(tour: Tour) -> None:
-    """Keys by prefix: one LIST request per 1000 keys"""
-    tour.do("store.mset({'user:1': 'ada', 'user:2': 'grace', 'user:3': 'alan'})")
-    tour.do("store.keys('user:')")
-
-
-def _chapter_log(tour: Tour) -> None:
-    """Session history: an append log"""
-    tour.do(
-        """store.append('chat', '{"role": "system", "content": "You book tables."}', """
-        """'{"role": "user", "content": "Two at 8?"}')"""
-    )
-    tour.do("""store.append('chat', '{"role": "assistant", "content": "Booked for 8 pm."}')""")
-    tour.do("""store.append('chat', '{"role": "user", "content": "Thanks!"}')""")
-    tour.do("store.length('chat')")
-    tour.do("[json.loads(message)['role'] for message in store.range('chat')]")
-    tour.do("store.range('chat', -2, -1)")
-    _say_objects(tour, f"log/{encode_name('chat')}/", "one object per append")
-
-
-def _chapter_artifacts(tour: Tour) -> None:
-    """Artifacts: numbered immutable versions"""
-    tour.do("store.artifacts.save('report.md', '# Q3\\nRevenue up.')")
-    tour.do(
-        "store.artifacts.save('report.md', '# Q3\\nRevenue up 12%.', "
-        "metadata={'author': 'agent-7'})"
-    )
-    tour.do("store.artifacts.load('report.md', version=0).text")
-    tour.do("a = store.artifacts.load('report.md')")
-    tour.do("(a.version, a.text, a.mime_type, a.metadata)")
-    _say_objects(tour, f"art/{encode_name('report.md')}/", "one object per version")
-
-
-def _say_objects(tour: Tour, directory: str, what: str) -> None:
-    """One line naming the objects below ``directory`` (relative to the demo store)."""
-    names = [p.relative_to(tour.root / directory).as_posix() for p in _files(tour.root / directory)]
-    tour.say(f"   on disk, {what}: {directory}{', '.join(names)}")
-
-
-def _files(directory: Path) -> list[Path]:
-    return sorted(p for p in directory.rglob("*") if p.is_file())
-
-
-def _chapter_layout(tour: Tour) -> None:
-    """On disk: a value per object (kv/), a directory per log (log/) and artifact (art/)"""
-    entries: dict[str, int] = {}  # a value's object, or a log's directory: how many objects
-    for path in _files(tour.root):
-        parts = path.relative_to(tour.root).parts
-        if ".kvstore" in parts:
-            continue
-        # a log's or an artifact's directory counts as one entry (encoded names end in "~")
-        area = next((a for a in ("log", "art") if a in parts[:-1]), None)
-        name = "/".join(parts[: parts.index(area) + 2]) + "/" if area else "/".join(parts)
-        entries[name] = entries.get(name, 0) + 1
-    for name, count in list(entries.items())[:10]:
-        tour.say(f"   {name}  ({count} objects)" if name.endswith("/") else f"   {name}")
-    if len(entries) > 10:
-        tour.say(f"   ... and {len(entries) - 10} more")
-
-
-def _chapter_corruption(tour: Tour) -> None:
-    """Corruption is detected, never returned: flip one byte of an object"""
-    tour.do("store.set('fragile', 'precious data')")
-    name = f"kv/{encode_name('fragile')}"
-    path = tour.root / name
-    data = bytearray(path.read_bytes())
-    data[-5] ^= 0xFF  # the payload's last byte, just before the body checksum
-    path.write_bytes(bytes(data))
-    tour.say(f"   (flipped one byte of {name})")
-    tour.do("store.get('fragile')")
-    tour.do("store.delete('fragile')")
-
-
-def _chapter_stats(tour: Tour) -> None:
-    """stats(): what the tour cost in object-store requests"""
-    counts = tour.store.stats()
-    requests = {k.removeprefix("requests."): v for k, v in counts.items() if "requests." in k}
-    tour.say(f"   requests: {counts['requests']} {requests}")
-    cache = {k: counts.get(f"cache.{k}", 0) for k in ("hits", "misses")}
-    tour.say(f"   cache ({counts['cache']['kind']}): {cache}")
-
-
-DEMO_CHAPTERS: list[Callable[[Tour], None]] = [
-    _chapter_values,
-    _chapter_expiry,
-    _chapter_nx,
-    _chapter_mget,
-    _chapter_namespace,
-    _chapter_keys,
-    _chapter_log,
-    _chapter_artifacts,
-    _chapter_layout,
-    _chapter_corruption,
-    _chapter_stats,
-]
-"""The tour, in order. A chapter's docstring is its title; later features add theirs."""
-
-
-@contextlib.contextmanager
-def _demo_directory(url: str | None) -> Iterator[Path]:
-    """A fresh temporary directory (removed afterwards), or an empty local one the user named
-    (kept, to look at: the demo corrupts one of its own objects, so never a store in use)."""
-    if url is None:
-        with tempfile.TemporaryDirectory(prefix="kvstore-demo-") as tmp:
-            yield Path(tmp)
-        return
-    protocol, rest = split_url(url)
-    root = Path(rest).expanduser()
-    if protocol != "file":
-        raise ConfigurationError(f"demo --url takes a local directory, not {url!r}")
-    if root.exists() and any(root.iterdir()):
-        raise ConfigurationError(f"demo --url needs an empty or new directory; {url!r} has files")
-    yield root
-
-
-def _demo(args: argparse.Namespace, out: Output) -> int:
-    with _demo_directory(args.url) as root, _open(args, str(root)) as store:
-        tour = Tour(store, root, out)
-        tour.say(f"kvstore {__version__} demo: a store in {root} (cache: {args.cache})")
-        for number, chapter in enumerate(DEMO_CHAPTERS, 1):
-            title = (chapter.__doc__ or chapter.__name__).strip()
-            tour.say(f"{number}. {title}")
-            chapter(tour)
-        kept = f"kept in {root}" if args.url else "removed"
-    tour.say(f"Done; the demo store is {kept}.")
-    return 0
-
+from dataclasses import dataclass
+from typing import Any
+
+from . import DEFAULT_URL, __version__
+from .commands_cli import (
+    NIL,
+    PROG,
+    Runner,
+    _append,
+    _artifact_delete,
+    _artifact_info,
+    _artifact_list,
+    _artifact_load,
+    _artifact_save,
+    _artifact_versions,
+    _compact,
+    _delete,
+    _expire,
+    _get,
+    _keys,
+    _length,
+    _mget,
+    _persist,
+    _purge_expired,
+    _range,
+    _set,
+    _stats,
+    _store_command,
+    _trim,
+    _ttl,
+)
+from .demo import _demo
+from .errors import KVStoreError
 
 # -- the command table and the parser ----------------------------------------------------------
 
@@ -748,4 +312,4 @@ def main(argv: list[str] | None = None) -> int:
         return 130
 
 
-__all__ = ["COMMANDS", "DEMO_CHAPTERS", "Command", "Reply", "Tour", "build_parser", "main"]
+__all__ = ["COMMANDS", "Command", "build_parser", "main"]

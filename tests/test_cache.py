@@ -932,7 +932,7 @@ def test_version_counter_expiry_lets_a_stale_fill_through(
     # The real counter lives one hour; shrink it so the race fits in a test. In production
     # the same happens to a key written about once an hour (an hourly job) when a read
     # straddles the counter's expiry, or when Redis evicts counters under maxmemory.
-    monkeypatch.setattr(redis_cache, "VERSION_TTL_MS", 300)
+    monkeypatch.setattr("kvstore.cache.redis.cache.VERSION_TTL_MS", 300)
     target = make_target("memory")
 
     async def main() -> None:

@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 
 import kvstore
-from kvstore import cli
+from kvstore import cli, commands_cli, demo
 from kvstore.cli import main
 from kvstore.keys import encode_name
 
@@ -320,7 +320,9 @@ def test_memory_url(run: CLI) -> None:
 
 
 def test_storage_options_parse_json_values() -> None:
-    parsed = cli._storage_options(["a=1", "b=text", "c=false", 'd={"k": [1]}', "e=", "f=x=y"])
+    parsed = commands_cli._storage_options(
+        ["a=1", "b=text", "c=false", 'd={"k": [1]}', "e=", "f=x=y"]
+    )
     assert parsed == {"a": 1, "b": "text", "c": False, "d": {"k": [1]}, "e": "", "f": "x=y"}
 
 
@@ -332,9 +334,9 @@ def test_storage_options_reach_the_store(run: CLI) -> None:
 
 
 def test_cache_values() -> None:
-    assert cli._cache("none") is None
-    assert cli._cache("local") == "local"
-    assert cli._cache("redis://localhost:6379/0") == "redis://localhost:6379/0"
+    assert commands_cli._cache("none") is None
+    assert commands_cli._cache("local") == "local"
+    assert commands_cli._cache("redis://localhost:6379/0") == "redis://localhost:6379/0"
 
 
 def test_help_documents_nil_and_exit_status(capsys: pytest.CaptureFixture[str]) -> None:
@@ -436,7 +438,7 @@ def test_demo_narrates_every_chapter_and_cleans_up(run: CLI) -> None:
     text = result.out.decode()
     lines = text.splitlines()
     assert len(lines) <= 60
-    for number, chapter in enumerate(cli.DEMO_CHAPTERS, 1):
+    for number, chapter in enumerate(demo.DEMO_CHAPTERS, 1):
         assert f"{number}. {chapter.__doc__}" in lines
     assert "store.get('greeting')  ->  b'hello, object storage'" in text
     assert "store.get('session:42')  ->  None" in text  # expired
@@ -489,13 +491,13 @@ def test_demo_in_a_named_directory_keeps_it(run: CLI, tmp_path: Path) -> None:
 def test_demo_chapters_are_a_list_later_features_extend(
     run: CLI, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    def chapter_extra(tour: cli.Tour) -> None:
+    def chapter_extra(tour: demo.Tour) -> None:
         """Extra: a chapter added later"""
         tour.do("store.set('extra', 1)")
         tour.do("missing = store.get('nope')")
         tour.do("missing is None")
 
-    monkeypatch.setattr(cli, "DEMO_CHAPTERS", [cli.DEMO_CHAPTERS[0], chapter_extra])
+    monkeypatch.setattr(demo, "DEMO_CHAPTERS", [demo.DEMO_CHAPTERS[0], chapter_extra])
     result = run.raw("demo")
     assert result.status == 0
     assert result.out.decode().splitlines()[5:9] == [
