@@ -72,7 +72,7 @@ def revision() -> str:
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         prog="python -m benchmarks",
-        description="kvstore against its baselines and the physical floor (issue 6).",
+        description="kvstore against its baselines and the physical floor.",
     )
     parser.add_argument(
         "--quick", action="store_true", help="smaller sizes, fewer repetitions (a few minutes)"

@@ -1,6 +1,6 @@
 """S7: artifacts - request costs of save and load, and concurrent savers losing nothing.
 
-Written against the artifacts spec (issue 5: ``store.artifacts.save/load/versions``).
+Written against the artifacts spec (``store.artifacts.save/load/versions``).
 Latency model throughout.
 
 * save when this process already knows the latest version (its pointer is fresh):

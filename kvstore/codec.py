@@ -1,6 +1,6 @@
 """The envelope: how every stored object is framed, compressed and checksummed.
 
-Layout (little-endian), DESIGN "Envelope"::
+Layout (little-endian), docs/architecture.md "Envelope"::
 
     offset size  field
     0      4     magic            b"KVS\\x1e"
@@ -249,6 +249,19 @@ tuple: a warm ``mget`` makes a thousand of them."""
 
 def expired(expires_at_ms: int, now_ms: int) -> bool:
     return expires_at_ms != 0 and expires_at_ms <= now_ms
+
+
+def seal(data: bytes) -> bytes:
+    """A cache entry that is not an envelope (a log plan, a version pointer): the data and
+    its CRC-32, so a damaged entry is told from a good one (:func:`unseal`)."""
+    return data + _CRC.pack(zlib.crc32(data))
+
+
+def unseal(entry: bytes) -> bytes:
+    """The data of a :func:`seal`-ed entry; CorruptDataError if the entry is damaged."""
+    if len(entry) < _CRC.size or zlib.crc32(entry) != _CRC_RESIDUE:
+        raise CorruptDataError("damaged cache entry")
+    return entry[: -_CRC.size]
 
 
 def pack_cached(payload: bytes, expires_at_ms: int) -> bytes:

@@ -1,7 +1,7 @@
 """Keys: validation and the reversible, prefix-preserving encoding into object names.
 
 A key becomes one object name below a fixed area of the store (``kv/``, ``log/``, ``art/``).
-The encoding guarantees (DESIGN invariant 7):
+The encoding guarantees (docs/architecture.md, invariant 7):
 
 * **Confined.** The encoded name never contains ``..`` or ``.`` as a path segment, never
   starts with ``/``, and contains no backslash, NUL, ``*?[]#%:`` or other character with a

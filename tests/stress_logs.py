@@ -128,7 +128,6 @@ def _setup(cfg: dict[str, Any]) -> Any:
 
 
 def _listing(store: Any) -> list[str]:
-    from kvstore.keys import encode_name
     from kvstore.portal import portal
 
     aio = store.aio

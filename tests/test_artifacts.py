@@ -1,4 +1,4 @@
-"""Versioned artifacts (``store.artifacts``): the spec of issue 5, tested.
+"""Versioned artifacts (``store.artifacts``): the spec, tested.
 
 1. The contract on every backend (memory, local, S3, GCS), without and with the local cache:
    versions 0, 1, 2... that are never reused, load/versions/list/delete, mime types,
@@ -138,7 +138,8 @@ def manifest_path(store: kvstore.KVStore, name: str, version: int) -> str:
 
 def part_paths(store: kvstore.KVStore, name: str) -> list[str]:
     layout = store.aio._ctx.layout
-    return sorted(objects(store, layout.part(layout.artifact_dir(name), "", 0).rsplit("/", 2)[0] + "/"))
+    uploads = layout.part(layout.artifact_dir(name), "", 0).rsplit("/", 2)[0] + "/"
+    return sorted(objects(store, uploads))
 
 
 def read_object(store: kvstore.KVStore, path: str) -> bytes:

@@ -1,4 +1,4 @@
-"""The cache layer: coherence (DESIGN invariant 5), outages, bounds and configuration.
+"""The cache layer: coherence (docs/architecture.md, invariant 5), outages, bounds, config.
 
 Every test talks only to Redis servers the tests started: the session ``redis_server`` for
 tests that leave it alone, and a function-scoped ``own_redis`` for every test that kills,

@@ -1,5 +1,5 @@
 """The envelope codec: round trips, when it compresses, and a decoder that only ever raises
-CorruptDataError on bad input (DESIGN invariant 6)."""
+CorruptDataError on bad input (docs/architecture.md, invariant 6)."""
 
 from __future__ import annotations
 

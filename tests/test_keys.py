@@ -1,4 +1,5 @@
-"""Key validation and the object-name encoding (DESIGN invariant 7: nothing escapes its root)."""
+"""Key validation and the object-name encoding: nothing escapes its root (docs/architecture.md,
+invariant 7)."""
 
 from __future__ import annotations
 

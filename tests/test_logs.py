@@ -34,7 +34,6 @@ from hypothesis import strategies as st
 
 import kvstore
 import kvstore.logs as logs_module
-from kvstore.keys import encode_name
 from kvstore.portal import portal
 
 Target = Any  # tests/conftest.py's Target: .backend, .url, .storage_options, .open()
@@ -1693,3 +1692,29 @@ def test_compaction_after_a_trim_does_not_reread_every_young_trimmed_chunk(
         store.compact("log")
         assert len(chunks(log_names(store, "log"))) <= 10
         assert store.range("log") == [str(i).encode() for i in range(190, 200)]
+
+
+def test_cover_is_not_quadratic_in_the_number_of_chunks() -> None:
+    """Planning a log of many young chunks (nothing compacted yet) walks its listing once:
+    the old walk rescanned every object per piece (0.8-2.5 s of event-loop CPU for a cold
+    read of 3,000 chunks). Counted in executed lines of Python, not timed."""
+    import sys
+
+    n = 3000
+    names = [f"c/{i:020d}" for i in range(n)] + [f"m/{0:020d}"]
+    lines = 0
+
+    def tracer(frame: Any, event: str, arg: Any) -> Any:
+        nonlocal lines
+        if event == "line":
+            lines += 1
+        return tracer
+
+    sys.settrace(tracer)
+    try:
+        mark, pieces = logs_module.cover(names)
+    finally:
+        sys.settrace(None)
+    assert mark == 0 and len(pieces) == n and pieces[-1].end is None
+    assert [p.start for p in pieces[:3]] == [0, 1, 2] and pieces[0].end == 1
+    assert lines < 40 * n, f"{lines} lines of Python for {n} chunks"

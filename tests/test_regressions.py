@@ -109,7 +109,10 @@ def test_partly_failed_mset_invalidates_the_keys_it_wrote(
         try:
             await s.mset({"a": "old-a", "b": "old-b", "c": "old-c"})
             assert await s.mget(["a", "b", "c"]) == [b"old-a", b"old-b", b"old-c"]  # cached
-            with failing_for(s._ctx.blob, "_put", s._ctx.layout.value("b")), pytest.raises(BackendError):
+            with (
+                failing_for(s._ctx.blob, "_put", s._ctx.layout.value("b")),
+                pytest.raises(BackendError),
+            ):
                 await s.mset({"a": "new-a", "b": "new-b", "c": "new-c"})
             raw = await s._ctx.blob.get(s._ctx.layout.value("a"))
             assert raw is not None and kvstore.codec.decode(raw.data).payload == b"new-a"
@@ -136,7 +139,10 @@ def test_partly_failed_delete_invalidates_the_keys_it_deleted(
         try:
             await s.mset({"a": "old-a", "b": "old-b", "c": "old-c"})
             assert await s.mget(["a", "b", "c"]) == [b"old-a", b"old-b", b"old-c"]  # cached
-            with failing_for(s._ctx.blob, "_delete", s._ctx.layout.value("b")), pytest.raises(BackendError):
+            with (
+                failing_for(s._ctx.blob, "_delete", s._ctx.layout.value("b")),
+                pytest.raises(BackendError),
+            ):
                 await s.delete("a", "b", "c")
             assert await s._ctx.blob.get(s._ctx.layout.value("a")) is None
             got = await s.mget(["a", "c"])

@@ -44,9 +44,11 @@ class KnownVersions:
 
 
 def _pointer(entry: bytes) -> int:
-    if not entry.isdigit():
+    """A cached latest-version pointer (sealed: a damaged one is told apart)."""
+    number = codec.unseal(entry)
+    if not number.isdigit():
         raise ValueError("not a version number")
-    return int(entry)
+    return int(number)
 
 
 class Versions:
@@ -130,7 +132,7 @@ class Versions:
                     manifest = await self.manifest(key, directory, version)
                     if manifest is not None:
                         found[version] = manifest
-                        return [(version, str(version).encode(), self.ctx.cache_ttl)]
+                        return [(version, codec.seal(b"%d" % version), self.ctx.cache_ttl)]
                 return [(None, None, 0.0)]
 
             (version,) = await self.ctx.read_through(

@@ -9,7 +9,7 @@ operation, with the cause chained.
 Guarantees every implementation must keep (and states in its docstring how):
 
 * ``put`` replaces an object atomically: readers see the old or the new bytes, never a mix.
-* ``put_if_absent`` is an atomic conditional create (DESIGN invariant 3): of several
+* ``put_if_absent`` is an atomic conditional create (docs/architecture.md, invariant 3): of several
   concurrent callers on one path, in any number of processes or machines, exactly one
   succeeds. Never implemented as exists-then-write.
 * ``put_if_match`` / ``delete_if_match`` are atomic compare-and-swap against the ``tag``

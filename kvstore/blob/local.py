@@ -1,9 +1,11 @@
 """Local disk (``file://`` or a bare path): POSIX atomicity, fsync durability.
 
 * ``put`` writes a temp file in ``{root}/.kvstore/tmp``, fsyncs it and renames it over the
-  target (readers never see a partial object, DESIGN invariant 4), then fsyncs the directory.
+  target (readers never see a partial object: docs/architecture.md, invariant 4), then
+  fsyncs the directory.
 * ``put_if_absent`` writes and fsyncs a temp file, then ``os.link``\\ s it to the target:
-  ``link`` fails if the name exists, atomically, across processes (DESIGN invariant 3).
+  ``link`` fails if the name exists, atomically, across processes (docs/architecture.md,
+  invariant 3).
 * ``put_if_match`` / ``delete_if_match`` / ``put`` / ``delete`` take an exclusive
   ``flock`` on one of 64 lock files (chosen by the path's hash), so a compare-and-swap
   cannot interleave with another process's write of the same object. The tag is the

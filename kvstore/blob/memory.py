@@ -1,7 +1,7 @@
 """``memory://``: objects in this process's memory, shared by every store of the process.
 
-Atomicity comes from one lock held for each check-and-write (DESIGN invariant 3: "memory:
-a lock"). Nothing is durable and nothing is shared with other processes.
+Atomicity comes from one lock held for each check-and-write (docs/architecture.md,
+invariant 3: "memory: a lock"). Nothing is durable and nothing is shared with other processes.
 """
 
 from __future__ import annotations

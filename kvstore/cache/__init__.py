@@ -1,4 +1,4 @@
-"""Caches in front of the object store: none, in-process (local), Redis (see the issues)."""
+"""Caches in front of the object store: none, in-process (local), Redis (kvstore.cache.redis)."""
 
 from __future__ import annotations
 

@@ -1,6 +1,7 @@
 """The cache contract: bytes by key, with TTLs and a guard against the stale-set race.
 
-The object store is the commit point; a cache only accelerates reads (DESIGN invariant 5).
+The object store is the commit point; a cache only accelerates reads (docs/architecture.md,
+invariant 5).
 The protocol a store follows:
 
 * read: ``lookup(keys)`` returns the cached values and a *ticket*. For the misses the store

@@ -60,10 +60,13 @@ class LogReader:
 
         async def make(_: list[int]) -> list[Loaded[Plan | None]]:
             plan = await self._make_plan(key, directory, found)
-            return [(plan, plan.to_bytes(), self.ctx.cache_ttl)]
+            return [(plan, codec.seal(plan.to_bytes()), self.ctx.cache_ttl)]
+
+        def unpack(entry: bytes) -> Plan:
+            return Plan.from_bytes(codec.unseal(entry))
 
         cache_key = self.ctx.cache_key(self.plan_key(directory))
-        (plan,) = await self.ctx.read_through([cache_key], each(Plan.from_bytes), make)
+        (plan,) = await self.ctx.read_through([cache_key], each(unpack), make)
         assert plan is not None
         return plan
 

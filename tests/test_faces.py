@@ -1,0 +1,44 @@
+"""One core, two faces: every public coroutine of the async face has its blocking twin,
+with the same parameters and docstring (the blocking face is derived, never hand-copied)."""
+
+from __future__ import annotations
+
+import inspect
+
+import pytest
+
+import kvstore
+from kvstore.artifacts import AsyncArtifacts
+from kvstore.sync import Artifacts
+
+PAIRS = [(kvstore.AsyncKVStore, kvstore.KVStore), (AsyncArtifacts, Artifacts)]
+
+
+def _public(cls: type) -> dict[str, object]:
+    return {
+        name: member
+        for name, member in inspect.getmembers(cls)
+        if not name.startswith("_") and (callable(member) or inspect.isasyncgenfunction(member))
+    }
+
+
+@pytest.mark.parametrize(("core", "face"), PAIRS, ids=lambda c: c.__name__)
+def test_every_async_method_has_a_blocking_twin(core: type, face: type) -> None:
+    blocking = _public(face)
+    missing = sorted(set(_public(core)) - set(blocking))
+    assert not missing, f"{face.__name__} lacks {missing}"
+    for name, method in _public(core).items():
+        twin = blocking[name]
+        assert not inspect.iscoroutinefunction(twin), f"{face.__name__}.{name} is async"
+        assert inspect.getdoc(twin) == inspect.getdoc(method), f"{name}: docstrings differ"
+        if inspect.iscoroutinefunction(method):
+            async_params = list(inspect.signature(method).parameters)
+            sync_params = list(inspect.signature(twin).parameters)
+            assert sync_params == async_params, f"{name}: {sync_params} != {async_params}"
+
+
+def test_the_twin_list_is_not_vacuous() -> None:
+    coroutines = [
+        n for n, m in _public(kvstore.AsyncKVStore).items() if inspect.iscoroutinefunction(m)
+    ]
+    assert {"get", "set", "append", "range", "purge_expired", "health"} <= set(coroutines)
