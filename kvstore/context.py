@@ -36,7 +36,6 @@ from typing import Any, TypeVar
 from . import aio
 from .blob import BlobStore
 from .cache import Cache, Fill
-from .errors import CorruptDataError
 from .layout import Layout
 from .stats import Stats
 
@@ -298,7 +297,3 @@ class StoreContext:
             self.stats.add("cache.fills", len(fills))
         return out
 
-
-def corrupt_entry(what: str) -> CorruptDataError:
-    """The error an :data:`Unpack` raises for a cache entry that is not what it should be."""
-    return CorruptDataError(f"damaged cache entry: {what}")

@@ -139,6 +139,11 @@ class Layout:
     def __init__(self, base: str = "") -> None:
         self.base = base
 
+    @staticmethod
+    def key_of(encoded: str) -> str:
+        """The key (or name) an encoded path segment stands for; ValueError if foreign."""
+        return decode_name(encoded)
+
     def namespace(self, name: str) -> Layout:
         return Layout(f"{self.base}{NAMESPACES}{encode_name(name, 'namespace')}/")
 

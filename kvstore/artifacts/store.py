@@ -32,7 +32,6 @@ from .. import aio, codec
 from ..blob.base import AmbiguousWriteError
 from ..context import StoreContext
 from ..errors import CorruptDataError
-from ..keys import decode_name
 from ..layout import parse_version_leaf
 from . import limits
 from .manifest import (
@@ -86,7 +85,7 @@ class AsyncArtifacts:
         names = set()
         for encoded, _ in live - deleted:
             try:
-                names.add(decode_name(encoded))
+                names.add(layout.key_of(encoded))
             except ValueError:
                 self.ctx.stats.add("foreign_objects")
         return sorted(names)

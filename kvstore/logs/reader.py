@@ -18,7 +18,6 @@ from collections.abc import Sequence
 from .. import codec
 from ..context import Loaded, StoreContext, each
 from ..errors import ConfigurationError, CorruptDataError, KVStoreError
-from ..keys import decode_name
 from . import limits
 from .model import Piece, Plan, Replan, as_planned, cover, decode_records, normalise
 
@@ -188,7 +187,7 @@ class LogReader:
         live = []
         for encoded, names in by_log.items():
             try:
-                key = decode_name(encoded)
+                key = layout.key_of(encoded)
                 mark, pieces = cover(names)
             except (ValueError, Replan):
                 continue
