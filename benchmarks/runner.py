@@ -30,6 +30,7 @@ SCENARIOS = {
     "S7": "s7_artifacts",
     "S8": "s8_large_artifact",
     "S9": "s9_redis_outage",
+    "S10": "s10_young_log",
 }
 
 RESULTS = Path(__file__).resolve().parent / "results.json"
