@@ -26,24 +26,35 @@ async def bounded(tasks: Sequence[Awaitable[T]], limit: int) -> list[T]:
     """Await all of ``tasks``, at most ``limit`` at a time; results in order.
 
     Every task is settled before an error is raised (the first one in order). Awaitables
-    that fit in one wave run without a gate (a semaphore costs ~1 us per task).
+    that fit in one wave are gathered directly; more run on ``limit`` workers that each
+    take the next awaitable when one finishes - not behind a semaphore, whose release
+    rescans its waiters on Python 3.11 (a read of 5,000 chunks spent ~60 ms of CPU there).
     """
     if not tasks:
         return []
     if len(tasks) <= limit:
-        results = await asyncio.gather(*tasks, return_exceptions=True)
+        results: list[Any] = await asyncio.gather(*tasks, return_exceptions=True)
     else:
-        gate = asyncio.Semaphore(max(1, limit))
+        results = [None] * len(tasks)
+        queue = iter(enumerate(tasks))
 
-        async def run(task: Awaitable[T]) -> T:
-            async with gate:
-                return await task
+        async def worker() -> None:
+            for i, task in queue:
+                try:
+                    results[i] = await task
+                except Exception as exc:  # settle the rest first; raised below
+                    results[i] = exc
 
-        results = await asyncio.gather(*(run(t) for t in tasks), return_exceptions=True)
+        try:
+            await asyncio.gather(*(worker() for _ in range(max(1, limit))))
+        finally:
+            for _, task in queue:  # never started (the caller was cancelled)
+                if asyncio.iscoroutine(task):
+                    task.close()
     for result in results:
         if isinstance(result, BaseException):
             raise result
-    return results  # type: ignore[return-value]
+    return results
 
 
 def consume(task: asyncio.Future[Any]) -> None:
