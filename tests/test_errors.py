@@ -592,7 +592,8 @@ def test_generic_fsspec_backend_refuses_what_it_cannot_do_atomically(tmp_path: P
     stats = Stats()
     blob = FsspecBlobStore("file", str(tmp_path / "generic"), {}, stats=stats)
     assert blob.atomic_create is False
-    assert blob.atomic_swap is False
+    assert blob.atomic_conditional_put is False
+    assert blob.atomic_conditional_delete is False
     with kvstore.KVStore(kvstore.AsyncKVStore(blob, kvstore.NoCache(), stats=stats)) as store:
         assert store.set("k", "v") is True
         assert store.set("t", "v", ex=100) is True  # a plain put, with an expiry
