@@ -12,6 +12,9 @@ test gets its own); called more than once, it opens more stores on the same loca
 concurrency test races several). It is called inside the event loop that uses the store.
 
 Each test runs on a fresh event loop (``asyncio.run``) and closes the stores it opened.
+Tags are opaque: only a tag the store returned is ever passed back (a made-up string may
+be refused as a bad request, as GCS refuses a non-numeric generation).
+
 Tests of a conditional operation skip, with the reason, when the backend declares the
 capability False (``atomic_create``, ``atomic_conditional_put``,
 ``atomic_conditional_delete``); :meth:`test_capability_flags_are_honoured` then checks that
@@ -56,6 +59,9 @@ class BlobStoreContract:
     creators: int = 8
     #: Size of the "large object" (above S3's 5 MiB multipart threshold by default).
     large_object_bytes: int = 6 * 2**20 + 123
+    #: False for a backend whose ``put`` readers may see half-written (the generic fsspec
+    #: backend on some filesystems): the base contract's first guarantee, declared broken.
+    put_is_atomic_for_readers: bool = True
 
     @pytest.fixture
     def open_store(self) -> Callable[[], BlobStore]:
@@ -91,9 +97,15 @@ class BlobStoreContract:
             tag = await store.put("kv/a~", data)
             assert isinstance(tag, str)
             assert await store.get("kv/a~") == Blob(data, tag)
-            assert await store.put("kv/empty~", b"") is not None
-            empty = await store.get("kv/empty~")
-            assert empty is not None and empty.data == b""
+
+        self.run(open_store, body)
+
+    def test_an_empty_object(self, open_store: Callable[[], BlobStore]) -> None:
+        async def body(opener: Callable[[], BlobStore]) -> None:
+            store = opener()
+            tag = await store.put("kv/empty~", b"")
+            assert await store.get("kv/empty~") == Blob(b"", tag)
+            assert await store.get_head("kv/empty~", 10) == Blob(b"", tag)
 
         self.run(open_store, body)
 
@@ -102,9 +114,8 @@ class BlobStoreContract:
             store = opener()
             assert await store.get("kv/missing~") is None
             assert await store.get_head("kv/missing~", 16) is None
-            await store.put("kv/dir/x~", b"x")
-            assert await store.get("kv/dir") is None  # a "directory" is not an object
-            assert await store.get("kv/dir/") is None
+            await store.put("kv/other~", b"x")
+            assert await store.get("kv/other") is None  # a prefix of a name is no object
 
         self.run(open_store, body)
 
@@ -130,6 +141,8 @@ class BlobStoreContract:
             assert found is not None and found.data == b"B" * 100_000
             if store.atomic_conditional_put:  # a tag names one version of the object
                 assert found.tag == second and first != second
+            if not self.put_is_atomic_for_readers:
+                pytest.skip(f"{type(self).__name__} declares put_is_atomic_for_readers = False")
             versions = [bytes([65 + i % 26]) * 100_000 for i in range(6)]
 
             async def writer() -> None:
@@ -269,7 +282,8 @@ class BlobStoreContract:
             assert isinstance(new, str) and new != old
             assert await store.get("kv/a~") == Blob(b"v2", new)
             assert await store.put_if_match("kv/a~", b"v3", old) is None  # stale tag
-            assert await store.put_if_match("kv/a~", b"v3", "no-such-tag") is None
+            elsewhere = await store.put("kv/b~", b"another object")  # a real tag, not a's
+            assert await store.put_if_match("kv/a~", b"v3", elsewhere) is None
             assert await store.get("kv/a~") == Blob(b"v2", new)
             assert await store.put_if_match("kv/missing~", b"x", new) is None
             assert await store.get("kv/missing~") is None
@@ -305,7 +319,8 @@ class BlobStoreContract:
             old = await store.put("kv/a~", b"v1")
             new = await store.put("kv/a~", b"v2")
             assert await store.delete_if_match("kv/a~", old) is False  # replaced since
-            assert await store.delete_if_match("kv/a~", "no-such-tag") is False
+            elsewhere = await store.put("kv/b~", b"another object")  # a real tag, not a's
+            assert await store.delete_if_match("kv/a~", elsewhere) is False
             assert await store.get("kv/a~") == Blob(b"v2", new)
             assert await store.delete_if_match("kv/a~", new) is True
             assert await store.get("kv/a~") is None
