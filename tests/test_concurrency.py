@@ -13,6 +13,7 @@ import queue
 from typing import Any
 
 import pytest
+from conftest import FILES, SHARED
 
 import kvstore
 
@@ -68,7 +69,7 @@ def _race(url: str, storage_options: dict[str, Any], prefix: str) -> dict[int, l
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("backend", ["local", "s3", "gcs"])
+@pytest.mark.parametrize("backend", SHARED)
 def test_exactly_one_process_wins_set_nx(make_target: Any, backend: str) -> None:
     target = make_target(backend)
     winners = _race(target.url, target.storage_options, "fresh")
@@ -79,7 +80,7 @@ def test_exactly_one_process_wins_set_nx(make_target: Any, backend: str) -> None
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("backend", ["local", "s3"])
+@pytest.mark.parametrize("backend", FILES)
 def test_exactly_one_process_wins_set_nx_over_an_expired_value(
     make_target: Any, backend: str
 ) -> None:

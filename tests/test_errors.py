@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from conftest import FAST
 
 import kvstore
 from kvstore.blob.generic import FsspecBlobStore
@@ -44,7 +45,7 @@ KEY_OPS: dict[str, Callable[[kvstore.KVStore, Any], Any]] = {
 }
 
 
-@pytest.fixture(params=["memory", "local"])
+@pytest.fixture(params=FAST)
 def small_store(
     request: pytest.FixtureRequest, make_target: Callable[[str], Target]
 ) -> Iterator[kvstore.KVStore]:
@@ -261,7 +262,7 @@ def _corrupt(
     if target.backend == "local":
         file = Path(target.url) / path
         file.write_bytes(mutate(file.read_bytes()))
-    elif target.backend == "memory":
+    elif target.backend in ("memory", "memory+latency"):
         blob = store.aio._r.blob
         found = portal().run(blob.get(path))
         portal().run(blob.put(path, mutate(found.data)))
@@ -348,7 +349,7 @@ def test_corrupt_object_is_detected(target: Target) -> None:
         assert store.get("other") == b"fine"
 
 
-@pytest.mark.parametrize("backend", ["memory", "local"])
+@pytest.mark.parametrize("backend", FAST)
 def test_corrupt_object_with_cache_in_front(
     make_target: Callable[[str], Target], backend: str
 ) -> None:

@@ -28,7 +28,7 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
-from conftest import FakeClock, open_clocked
+from conftest import ALL, FAST, FAST_AND_S3, FILES, SHARED, FakeClock, open_clocked
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -156,7 +156,7 @@ OPS = st.lists(
     ),
     max_size=10,
 )
-EXAMPLES = {"memory": 60, "local": 30, "s3": 12, "gcs": 8}
+EXAMPLES = {"memory": 60, "memory+latency": 30, "local": 30, "s3": 12, "gcs": 8}
 
 
 def test_lrange_semantics_match_a_list_model(store: kvstore.KVStore, target: Target) -> None:
@@ -208,7 +208,7 @@ TWO_STORE_OPS = st.lists(
 
 
 @pytest.mark.parametrize("cache", CACHES, ids=lambda c: f"cache={c}")
-@pytest.mark.parametrize("backend", ["memory", "local"])
+@pytest.mark.parametrize("backend", FAST)
 def test_two_stores_with_compaction_match_a_list_model(
     make_target: Callable[[str], Target], backend: str, cache: str | None
 ) -> None:
@@ -281,7 +281,7 @@ def test_range_defaults_and_edges(store: kvstore.KVStore) -> None:
     assert all(isinstance(r, bytes) for r in store.range("k"))
 
 
-@pytest.mark.parametrize("backend", ["memory", "local"])
+@pytest.mark.parametrize("backend", FAST)
 def test_one_append_of_very_many_values(make_target: Callable[[str], Target], backend: str) -> None:
     """One append is one chunk (atomic for readers); up to 10,000 values per call, and a
     clear error beyond (a documented deviation from RPUSH), with nothing written."""
@@ -337,7 +337,7 @@ def test_logs_and_values_are_separate(store: kvstore.KVStore) -> None:
 
 
 @pytest.mark.parametrize("cache", CACHES, ids=lambda c: f"cache={c}")
-@pytest.mark.parametrize("backend", ["memory", "local", "s3", "gcs"])
+@pytest.mark.parametrize("backend", ALL)
 def test_lone_writer_steady_append_is_one_create_and_no_list(
     make_target: Callable[[str], Target], backend: str, cache: str | None
 ) -> None:
@@ -371,7 +371,7 @@ def test_lone_writer_many_appends_cost_one_put_each(make_target: Callable[[str],
         assert other <= 10, f"200 appends made {other} requests besides the creates: {spent}"
 
 
-@pytest.mark.parametrize("backend", ["memory", "local", "s3"])
+@pytest.mark.parametrize("backend", FAST_AND_S3)
 def test_group_commit_batches_concurrent_appends(
     make_target: Callable[[str], Target], backend: str
 ) -> None:
@@ -673,7 +673,7 @@ def _prefix_checker(final: list[bytes], snapshots: list[list[bytes]]) -> None:
         assert snap == final[: len(snap)], f"read {n} ({len(snap)} records) is not a prefix"
 
 
-@pytest.mark.parametrize("backend", ["memory", "local", "s3"])
+@pytest.mark.parametrize("backend", FAST_AND_S3)
 def test_compaction_races_with_writers_and_readers(
     make_target: Callable[[str], Target], backend: str
 ) -> None:
@@ -763,7 +763,7 @@ def test_compaction_races_with_writers_and_readers(
 # -- 6. what reads cost -------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("backend", ["memory", "local", "s3", "gcs"])
+@pytest.mark.parametrize("backend", ALL)
 def test_reading_the_last_records_of_a_compacted_log(
     make_target: Callable[[str], Target], backend: str
 ) -> None:
@@ -800,7 +800,7 @@ def test_reading_the_last_records_of_a_compacted_log(
         assert cold.range("log", 2000, 2001) == [b"2000", b"2001"]
 
 
-@pytest.mark.parametrize("backend", ["local", "s3"])
+@pytest.mark.parametrize("backend", FILES)
 def test_the_index_comes_from_one_list_not_from_reading_chunks(
     make_target: Callable[[str], Target], backend: str
 ) -> None:
@@ -832,7 +832,7 @@ def test_the_index_comes_from_one_list_not_from_reading_chunks(
         assert requests(warm) == before
 
 
-@pytest.mark.parametrize("backend", ["local", "s3", "gcs"])
+@pytest.mark.parametrize("backend", SHARED)
 def test_a_cold_read_of_the_tail_is_one_list_and_one_get(
     make_target: Callable[[str], Target], backend: str
 ) -> None:
@@ -1181,7 +1181,7 @@ def test_local_listing_that_races_a_compaction(
             assert compactor.range("log") == full[1:]
 
 
-@pytest.mark.parametrize("backend", ["memory", "local"])
+@pytest.mark.parametrize("backend", FAST)
 def test_append_in_flight_during_delete_returns_the_true_length(
     make_target: Callable[[str], Target], backend: str
 ) -> None:
@@ -1224,7 +1224,7 @@ def test_append_in_flight_during_delete_returns_the_true_length(
     reason="documented deviation: append counts the length from the log start this process "
     "last saw; another process's delete/trim is noticed within TAIL_REFRESH_MS (60 s)",
 )
-@pytest.mark.parametrize("backend", ["memory", "local"])
+@pytest.mark.parametrize("backend", FAST)
 def test_append_after_another_process_deleted_returns_the_true_length(
     make_target: Callable[[str], Target], backend: str
 ) -> None:
@@ -1265,7 +1265,7 @@ def test_compaction_keeps_segments_within_segment_bytes(
             assert held * 4000 <= 20_000, f"a segment of {held} records of 4000 bytes"
 
 
-@pytest.mark.parametrize("backend", ["memory", "local", "s3"])
+@pytest.mark.parametrize("backend", FAST_AND_S3)
 def test_chunks_left_behind_by_an_interrupted_compaction_are_removed_later(
     make_target: Callable[[str], Target], backend: str
 ) -> None:
@@ -1301,7 +1301,7 @@ def test_chunks_left_behind_by_an_interrupted_compaction_are_removed_later(
 
 
 @pytest.mark.parametrize("part", ["body", "header"])
-@pytest.mark.parametrize("backend", ["memory", "local"])
+@pytest.mark.parametrize("backend", FAST)
 def test_delete_repairs_a_log_with_a_corrupted_tail_chunk(
     make_target: Callable[[str], Target], backend: str, part: str
 ) -> None:
@@ -1359,7 +1359,7 @@ def _open_clocked_async(target: Target, clock: FakeClock) -> kvstore.AsyncKVStor
     return open_clocked(target, clock).aio  # memory/local: usable from any event loop
 
 
-@pytest.mark.parametrize("backend", ["memory", "local"])
+@pytest.mark.parametrize("backend", FAST)
 def test_a_chunk_is_dated_when_its_create_is_attempted_not_when_the_append_began(
     make_target: Callable[[str], Target], backend: str
 ) -> None:
@@ -1428,7 +1428,7 @@ def test_cover_reads_past_partially_overlapping_segments() -> None:
         assert before.end == after.start, f"{before} then {after}: overlapping pieces"
 
 
-@pytest.mark.parametrize("backend", ["memory", "local"])
+@pytest.mark.parametrize("backend", FAST)
 def test_a_slow_compaction_after_a_trim_does_not_double_records(
     make_target: Callable[[str], Target], backend: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -1542,7 +1542,7 @@ async def _events() -> tuple[asyncio.Event, asyncio.Event]:
     return asyncio.Event(), asyncio.Event()
 
 
-@pytest.mark.parametrize("backend", ["memory", "local"])
+@pytest.mark.parametrize("backend", FAST)
 def test_auto_compaction_runs_in_the_background_after_enough_old_chunks(
     make_target: Callable[[str], Target], backend: str
 ) -> None:
@@ -1584,7 +1584,7 @@ async def _set(event: asyncio.Event) -> None:
     event.set()
 
 
-@pytest.mark.parametrize("backend", ["memory", "local"])
+@pytest.mark.parametrize("backend", FAST)
 def test_close_stops_a_running_auto_compaction(
     make_target: Callable[[str], Target], backend: str
 ) -> None:
