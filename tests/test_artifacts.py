@@ -59,6 +59,7 @@ from kvstore.errors import (
 )
 from kvstore.keys import encode_name
 from kvstore.portal import portal
+from kvstore.testing import request_delta
 
 Target = Any  # tests/conftest.py's Target: .backend, .url, .storage_options, .open()
 CACHES = (None, "local")
@@ -94,19 +95,11 @@ def sha(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
-def requests(store: Any) -> dict[str, int]:
-    return {k: v for k, v in store.stats().items() if k.startswith("requests.") and v}
-
-
-def delta(after: dict[str, int], before: dict[str, int]) -> dict[str, int]:
-    return {k: v - before.get(k, 0) for k, v in after.items() if v != before.get(k, 0)}
-
-
 def spend(store: Any, action: Callable[[], Any]) -> tuple[Any, dict[str, int]]:
     """(what ``action()`` returned, the object-store requests it made)."""
-    before = requests(store)
-    result = action()
-    return result, delta(requests(store), before)
+    with request_delta(store) as spent:
+        result = action()
+    return result, spent
 
 
 def long_lived(cache: str | None) -> kvstore.LocalCache | None:
@@ -699,9 +692,9 @@ def test_list_pages_through_s3(make_target: Any, monkeypatch: pytest.MonkeyPatch
         store.artifacts.delete("n01")
         objects_listed = len(objects(store, "art/"))
         assert objects_listed == 20 + 1 + 2
-        before = requests(store)
-        assert store.artifacts.list() == [n for n in names if n != "n01"]
-        assert delta(requests(store), before) == {"requests.list": -(-objects_listed // 5)}
+        with request_delta(store) as spent:
+            assert store.artifacts.list() == [n for n in names if n != "n01"]
+        assert spent == {"requests.list": -(-objects_listed // 5)}
         assert store.artifacts.list("n1") == names[10:]
         assert store.artifacts.versions("n00") == [1]
 
@@ -1406,10 +1399,9 @@ def test_corrupt_version_is_not_cached(make_target: Any) -> None:
         flip(writer, manifest_path(writer, "doc", 0))
     with target.open(cache="local") as store:
         for _ in range(2):
-            before = requests(store)
-            with pytest.raises(CorruptDataError):
+            with request_delta(store) as spent, pytest.raises(CorruptDataError):
                 store.artifacts.load("doc", 0)
-            assert delta(requests(store), before) == {"requests.get": 1}
+            assert spent == {"requests.get": 1}
 
 
 @pytest.mark.parametrize("backend", FAST_AND_S3)

@@ -24,7 +24,7 @@ from kvstore.blob.generic import FsspecBlobStore
 from kvstore.blob.local import LocalBlobStore
 from kvstore.blob.memory import MemoryBlobStore
 from kvstore.stats import Stats
-from kvstore.testing import request_delta
+from kvstore.testing import FakeClock, ProcessFailure, request_delta, run_in_processes
 
 
 def memory_blob(name: str = "ext", **kwargs: Any) -> BlobStore:
@@ -227,3 +227,50 @@ def test_a_wrapper_may_declare_a_capability_false() -> None:
             await blob.put_if_absent("a", b"1")
 
     asyncio.run(main())
+
+
+# -- kvstore.testing helpers -------------------------------------------------------------------
+
+
+def _square_after_all_arrive(n: int, *, barrier: Any) -> int:
+    barrier.wait(timeout=60)
+    if n < 0:
+        raise ValueError(f"negative: {n}")
+    return n * n
+
+
+def test_run_in_processes_returns_results_in_order_and_reports_failures() -> None:
+    calls = [(3,), (-1,), (5,)]
+    outcomes = run_in_processes(
+        _square_after_all_arrive, calls, barrier=True, timeout=120, return_exceptions=True
+    )
+    assert outcomes[0] == 9 and outcomes[2] == 25
+    failure = outcomes[1]
+    assert isinstance(failure, ProcessFailure) and failure.index == 1
+    assert "ValueError: negative: -1" in str(failure)  # the child's traceback
+    with pytest.raises(ProcessFailure, match="negative: -2"):
+        run_in_processes(_square_after_all_arrive, [(-2,)], barrier=True, timeout=120)
+
+
+def test_fake_clock_moves_only_when_told() -> None:
+    clock = FakeClock()
+    start = clock()
+    assert start % 1000 == 0
+    clock.advance(1500)
+    assert clock() == start + 1500
+    assert FakeClock(now=7)() == 7
+
+
+def test_request_delta_reads_stores_stats_and_reports_only_changes() -> None:
+    with kvstore.open(memory_blob(), cache=None) as store:
+        store.set("k", "v")
+        with request_delta(store) as spent:
+            store.get("k")
+            store.get("missing")
+        assert spent == {"requests.get": 2}
+        assert spent.total == 2
+        with request_delta(store) as nothing:
+            pass
+        assert nothing == {} and nothing.total == 0
+    with pytest.raises(TypeError), request_delta(object()):
+        pass
