@@ -77,17 +77,18 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--parent-pid", type=int, default=0)
     args = parser.parse_args(argv)
 
-    from moto.moto_server.werkzeug_app import (
-        DomainDispatcherApplication,
-        MotoRequestHandler,
-        create_backend_app,
-    )
+    from moto.moto_server.werkzeug_app import DomainDispatcherApplication, create_backend_app
     from werkzeug.serving import make_server
 
+    try:  # moto < 5.2 has its own handler; 5.2 removed it (werkzeug's default then)
+        from moto.moto_server.werkzeug_app import (
+            MotoRequestHandler as handler,
+        )
+    except ImportError:
+        handler = None
+
     app = SerializingMiddleware(DomainDispatcherApplication(create_backend_app))
-    server = make_server(
-        args.host, args.port, app, threaded=True, request_handler=MotoRequestHandler
-    )
+    server = make_server(args.host, args.port, app, threaded=True, request_handler=handler)
     port = int(server.server_port)
     os.environ["MOTO_PORT"] = str(port)  # moto builds some URLs from it
     watch_parent(args.parent_pid)

@@ -2,10 +2,11 @@
 
 Two faces of the same model, so kvstore and its baselines pay the same price per request:
 
-* :class:`LatencyBlobStore` - kvstore's own ``memory://`` backend
-  (:class:`kvstore.blob.memory.MemoryBlobStore`) whose primitives first
-  ``await asyncio.sleep(latency)``. kvstore runs on it with its full feature set
-  (conditional create, compare-and-swap), which fsspec's generic filesystems cannot offer.
+* :class:`LatencyBlobStore` - a :class:`kvstore.blob.WrapperBlobStore` in front of
+  kvstore's own ``memory://`` backend (:class:`kvstore.blob.memory.MemoryBlobStore`)
+  whose primitives first ``await asyncio.sleep(latency)``. kvstore runs on it with its
+  full feature set (conditional create, compare-and-swap), which fsspec's generic
+  filesystems cannot offer.
 * :class:`LatencyMemoryFS` - fsspec's ``MemoryFileSystem`` behind an fsspec
   ``AsyncFileSystem`` whose coroutines sleep the same ``latency`` first. The baselines
   (a sequential ``cat_file`` loop, ``FSMap.getitems``, ``fs.cat`` of many objects) run on it.
@@ -20,13 +21,15 @@ from __future__ import annotations
 
 import asyncio
 from collections import Counter
+from collections.abc import AsyncIterator
 from typing import Any
 
 from fsspec.asyn import AsyncFileSystem
 from fsspec.implementations.memory import MemoryFileSystem
 
 import kvstore
-from kvstore.blob.base import Blob, RetryPolicy
+from kvstore.blob import Blob, RetryPolicy, WrapperBlobStore
+from kvstore.blob.memory import PAGE as MEMORY_PAGE
 from kvstore.blob.memory import MemoryBlobStore
 from kvstore.cache import Cache, NoCache
 from kvstore.stats import Stats
@@ -53,16 +56,19 @@ class Space:
             }
 
 
-class LatencyBlobStore(MemoryBlobStore):
-    """kvstore's memory backend with ``latency`` seconds added to every request."""
+class LatencyBlobStore(WrapperBlobStore):
+    """kvstore's memory backend with ``latency`` seconds added to every request: each
+    primitive, and each page of a listing (one LIST request per page of up to 1000 names).
+    Requests are counted once, in the shared ``stats``, as on any backend."""
 
     def __init__(self, root: str, latency: float, *, stats: Stats, space: Space | None = None):
-        super().__init__(root, stats=stats, retry=RetryPolicy(attempts=1))
-        self.latency = latency
-        self.counts: Counter[str] = Counter()
+        memory = MemoryBlobStore(root, stats=stats, retry=RetryPolicy(attempts=1))
         self.space = space or Space()
         if self.space.inner is not None:
-            self._space = self.space.inner
+            memory._space = self.space.inner
+        super().__init__(memory)
+        self.latency = latency
+        self.counts: Counter[str] = Counter()
 
     async def _wait(self, kind: str) -> None:
         self.counts[kind] += 1
@@ -71,31 +77,37 @@ class LatencyBlobStore(MemoryBlobStore):
 
     async def _get(self, path: str, head: int | None = None) -> Blob | None:
         await self._wait("get" if head is None else "get_head")
-        return await super()._get(path, head)
+        return await self.inner._get(path, head)
 
     async def _put(self, path: str, data: bytes) -> str:
         await self._wait("put")
-        return await super()._put(path, data)
+        return await self.inner._put(path, data)
 
     async def _put_if_absent(self, path: str, data: bytes) -> str | None:
         await self._wait("put_if_absent")
-        return await super()._put_if_absent(path, data)
+        return await self.inner._put_if_absent(path, data)
 
     async def _put_if_match(self, path: str, data: bytes, tag: str) -> str | None:
         await self._wait("put_if_match")
-        return await super()._put_if_match(path, data, tag)
+        return await self.inner._put_if_match(path, data, tag)
 
     async def _delete(self, path: str) -> None:
         await self._wait("delete")
-        await super()._delete(path)
+        await self.inner._delete(path)
 
     async def _delete_if_match(self, path: str, tag: str) -> bool:
         await self._wait("delete_if_match")
-        return await super()._delete_if_match(path, tag)
+        return await self.inner._delete_if_match(path, tag)
 
-    async def _page(self, start: str, after: str) -> list[str]:
-        await self._wait("list")  # one LIST request per page of up to 1000 names
-        return await super()._page(start, after)
+    async def _list(self, prefix: str) -> AsyncIterator[list[str]]:
+        # One LIST request per page, counted in ``stats`` by the memory store itself. It
+        # asks once, then again after each full page (never yielding an empty one), so
+        # the waits go exactly there.
+        await self._wait("list")
+        async for page in self.inner._list(prefix):
+            yield page
+            if len(page) >= MEMORY_PAGE:
+                await self._wait("list")
 
 
 def latency_store(

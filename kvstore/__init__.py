@@ -15,7 +15,7 @@ from typing import Any
 
 from .api import DEFAULT_CONCURRENCY, AsyncKVStore
 from .artifacts import Artifact, ArtifactFile, AsyncArtifactReader
-from .blob import RetryPolicy, open_blob_store
+from .blob import BlobStore, RetryPolicy, open_blob_store
 from .cache import Cache, LocalCache, NoCache, resolve_cache
 from .errors import (
     BackendError,
@@ -43,6 +43,7 @@ __all__ = [
     "AsyncArtifactReader",
     "AsyncKVStore",
     "BackendError",
+    "BlobStore",
     "Cache",
     "ConfigurationError",
     "CorruptDataError",
@@ -70,7 +71,7 @@ def __getattr__(name: str) -> Any:
 
 
 def open_async(
-    url: str | None = None,
+    url: str | BlobStore | None = None,
     cache: str | Cache | None = "local",
     *,
     storage_options: dict[str, Any] | None = None,
@@ -83,7 +84,11 @@ def open_async(
 
     ``url``: a local path or ``file://`` URL, ``memory://name``, ``s3://bucket/prefix``,
     ``gs://bucket/prefix`` or another fsspec URL; default ``$KVSTORE_URL`` or
-    ``./kvstore-data``. ``cache``: None, ``"local"`` (the in-process cache) or a Cache.
+    ``./kvstore-data``. Or a :class:`kvstore.blob.BlobStore` instance (a backend of your
+    own, a :class:`kvstore.blob.WrapperBlobStore`): the store uses it as is, with its own
+    ``stats`` as the store's counters; ``storage_options`` and ``retry`` then belong to
+    the instance and must not be given here.
+    ``cache``: None, ``"local"`` (the in-process cache) or a Cache.
     ``storage_options`` go to the fsspec filesystem (endpoint_url, credentials ...; for a
     local directory: ``fsync``). ``decode_responses``: return str instead of bytes.
     ``cache_ttl``: the longest a cache entry lives (seconds). ``concurrency``: the most
@@ -98,9 +103,19 @@ def open_async(
         )
     if storage_options is not None and not isinstance(storage_options, dict):
         raise ConfigurationError("storage_options must be a dict")
+    if isinstance(url, BlobStore):
+        for name, given in (("storage_options", storage_options), ("retry", retry)):
+            if given is not None:
+                raise ConfigurationError(
+                    f"{name} cannot be given with a BlobStore instance as url: "
+                    "pass it to the blob store when you make it"
+                )
     resolved = resolve_cache(cache)
-    stats = Stats()
-    blob = open_blob_store(url, storage_options, retry=retry, stats=stats)
+    if isinstance(url, BlobStore):
+        blob, stats = url, url.stats
+    else:
+        stats = Stats()
+        blob = open_blob_store(url, storage_options, retry=retry, stats=stats)
     return AsyncKVStore(
         blob,
         resolved,
@@ -112,7 +127,7 @@ def open_async(
 
 
 def open(
-    url: str | None = None,
+    url: str | BlobStore | None = None,
     cache: str | Cache | None = "local",
     *,
     storage_options: dict[str, Any] | None = None,

@@ -296,4 +296,3 @@ class StoreContext:
                 return out
             self.stats.add("cache.fills", len(fills))
         return out
-

@@ -7,11 +7,11 @@ Every store gets a fresh prefix, so tests never see each other's objects.
 
 from __future__ import annotations
 
+import asyncio
 import os
 import sys
-import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -23,30 +23,121 @@ if str(ROOT) not in sys.path:  # make `backends` importable without installing i
     sys.path.insert(0, str(ROOT))
 
 import kvstore  # noqa: E402
-from kvstore.blob import open_blob_store  # noqa: E402
+from kvstore.blob import Blob, BlobStore, WrapperBlobStore, open_blob_store  # noqa: E402
 from kvstore.stats import Stats  # noqa: E402
+from kvstore.testing import FakeClock  # noqa: E402  (re-exported: tests import it from here)
 
-BACKENDS = ("memory", "local", "s3", "gcs")
 CACHES = (None, "local")
 
 os.environ.setdefault("GCSFS_EXPERIMENTAL_ZB_HNS_SUPPORT", "false")
 
 
+class LatencyBlobStore(WrapperBlobStore):
+    """Any blob store with ``delay`` seconds added to every request (each primitive, and
+    each page of a listing): the memory backend then behaves like a (very fast) remote
+    store - requests overlap and interleave, so ordering bugs hidden by memory's instant,
+    in-order answers show. Counting is the inner store's (WrapperBlobStore)."""
+
+    delay = 0.001
+
+    async def _get(self, path: str, head: int | None = None) -> Blob | None:
+        await asyncio.sleep(self.delay)
+        return await self.inner._get(path, head)
+
+    async def _put(self, path: str, data: bytes) -> str:
+        await asyncio.sleep(self.delay)
+        return await self.inner._put(path, data)
+
+    async def _put_if_absent(self, path: str, data: bytes) -> str | None:
+        await asyncio.sleep(self.delay)
+        return await self.inner._put_if_absent(path, data)
+
+    async def _put_if_match(self, path: str, data: bytes, tag: str) -> str | None:
+        await asyncio.sleep(self.delay)
+        return await self.inner._put_if_match(path, data, tag)
+
+    async def _delete(self, path: str) -> None:
+        await asyncio.sleep(self.delay)
+        await self.inner._delete(path)
+
+    async def _delete_if_match(self, path: str, tag: str) -> bool:
+        await asyncio.sleep(self.delay)
+        return await self.inner._delete_if_match(path, tag)
+
+    async def _list(self, prefix: str) -> AsyncIterator[list[str]]:
+        async for page in self.inner._list(prefix):
+            await asyncio.sleep(self.delay)
+            yield page
+
+
+Wrap = Callable[[BlobStore], BlobStore]
+
+
 @dataclass
 class Target:
-    """Where a test's store lives: a URL plus the storage_options to reach it."""
+    """Where a test's store lives: a URL plus the storage_options to reach it, and
+    optionally ``wrap``, which puts a WrapperBlobStore in front of the URL's blob store
+    (then stores are opened with ``kvstore.open(blob_instance)``)."""
 
     backend: str
     url: str
     storage_options: dict[str, Any] = field(default_factory=dict)
+    wrap: Wrap | None = None
+
+    def blob_store(
+        self, *, retry: kvstore.RetryPolicy | None = None, stats: Stats | None = None
+    ) -> BlobStore:
+        """A fresh blob store on this target (wrapped if the backend says so)."""
+        blob = open_blob_store(
+            self.url, self.storage_options or None, retry=retry, stats=stats or Stats()
+        )
+        return blob if self.wrap is None else self.wrap(blob)
 
     def open(self, **kwargs: Any) -> kvstore.KVStore:
         kwargs.setdefault("cache", None)
+        if self.wrap is not None:
+            return kvstore.open(self.blob_store(retry=kwargs.pop("retry", None)), **kwargs)
         return kvstore.open(self.url, storage_options=self.storage_options or None, **kwargs)
 
     def open_async(self, **kwargs: Any) -> kvstore.AsyncKVStore:
         kwargs.setdefault("cache", None)
+        if self.wrap is not None:
+            return kvstore.open_async(self.blob_store(retry=kwargs.pop("retry", None)), **kwargs)
         return kvstore.open_async(self.url, storage_options=self.storage_options or None, **kwargs)
+
+
+# -- the backends, in ONE registry -------------------------------------------------------------
+# name -> factory(request, tmp_path_factory, unique) -> a fresh, empty Target
+
+MakeTarget = Callable[[pytest.FixtureRequest, pytest.TempPathFactory, str], Target]
+
+
+def _server_target(backend: str, fixture: str) -> MakeTarget:
+    def make(request: pytest.FixtureRequest, _tmp: pytest.TempPathFactory, unique: str) -> Target:
+        server = request.getfixturevalue(fixture)
+        return Target(backend, server.url_for("kvstore-test", unique), server.storage_options)
+
+    return make
+
+
+BACKEND_REGISTRY: dict[str, MakeTarget] = {
+    "memory": lambda _r, _t, unique: Target("memory", f"memory://test-{unique}"),
+    "memory+latency": lambda _r, _t, unique: Target(
+        "memory+latency", f"memory://test-{unique}", wrap=LatencyBlobStore
+    ),
+    "local": lambda _r, tmp, unique: Target("local", str(tmp.mktemp("store") / unique)),
+    "s3": _server_target("s3", "s3_server"),
+    "gcs": _server_target("gcs", "gcs_server"),
+}
+
+# The groups tests are parametrized over (@pytest.mark.parametrize("backend", FAST)).
+ALL = ["memory", "local", "s3", "gcs"]  # every real backend
+CONTRACT = [*ALL, "memory+latency"]  # the `target` fixture: contract, blob, log, artifact suites
+FAST = ["memory", "local"]  # in-process: no server
+FAST_AND_S3 = ["memory", "local", "s3"]  # where GCS adds time but nothing new
+SHARED = ["local", "s3", "gcs"]  # seen by several processes (memory:// is per process)
+FILES = ["local", "s3"]  # durable and shared, without the slow GCS emulator
+REMOTE = ["s3", "gcs"]  # reached over the network
 
 
 @pytest.fixture(scope="session")
@@ -80,25 +171,16 @@ def make_target(
     """A factory: ``make_target("s3")`` -> a fresh, empty location on that backend."""
 
     def make(backend: str) -> Target:
-        unique = uuid.uuid4().hex[:12]
-        if backend == "memory":
-            return Target(backend, f"memory://test-{unique}")
-        if backend == "local":
-            return Target(backend, str(tmp_path_factory.mktemp("store") / unique))
-        if backend == "s3":
-            server = request.getfixturevalue("s3_server")
-            return Target(backend, server.url_for("kvstore-test", unique), server.storage_options)
-        if backend == "gcs":
-            server = request.getfixturevalue("gcs_server")
-            return Target(backend, server.url_for("kvstore-test", unique), server.storage_options)
-        raise ValueError(backend)
+        if backend not in BACKEND_REGISTRY:
+            raise ValueError(f"unknown backend {backend!r}; known: {sorted(BACKEND_REGISTRY)}")
+        return BACKEND_REGISTRY[backend](request, tmp_path_factory, uuid.uuid4().hex[:12])
 
     return make
 
 
-@pytest.fixture(params=BACKENDS)
+@pytest.fixture(params=CONTRACT)
 def target(request: pytest.FixtureRequest, make_target: Callable[[str], Target]) -> Target:
-    """A fresh location on each backend in turn."""
+    """A fresh location on each backend of CONTRACT in turn."""
     return make_target(request.param)
 
 
@@ -110,29 +192,20 @@ def store(request: pytest.FixtureRequest, target: Target) -> Iterator[kvstore.KV
         yield s
 
 
-class FakeClock:
-    """Milliseconds since the epoch, moved only by the test. Starts at a whole second."""
-
-    def __init__(self) -> None:
-        self.now = (time.time_ns() // 10**9) * 1000
-
-    def __call__(self) -> int:
-        return self.now
-
-    def advance(self, ms: int) -> None:
-        self.now += ms
-
-
 def open_clocked(
     target: Target,
     clock: Callable[[], int],
     cache: kvstore.Cache | None = None,
     retry: kvstore.RetryPolicy | None = None,
+    wrap: Wrap | None = None,
     **kwargs: Any,
 ) -> kvstore.KVStore:
-    """A store on ``target`` that reads the time from ``clock`` (expiry, log chunk ages)."""
+    """A store on ``target`` that reads the time from ``clock`` (expiry, log chunk ages);
+    ``wrap`` puts a WrapperBlobStore (fault injection) in front of the target's blob store."""
     stats = Stats()
-    blob = open_blob_store(target.url, target.storage_options or None, retry=retry, stats=stats)
+    blob = target.blob_store(retry=retry, stats=stats)
+    if wrap is not None:
+        blob = wrap(blob)
     core = kvstore.AsyncKVStore(
         blob, cache or kvstore.NoCache(), stats=stats, clock=clock, **kwargs
     )

@@ -43,7 +43,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import FakeClock, open_clocked
+from conftest import FAST, FAST_AND_S3, FILES, FakeClock, open_clocked
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -59,6 +59,7 @@ from kvstore.errors import (
 )
 from kvstore.keys import encode_name
 from kvstore.portal import portal
+from kvstore.testing import request_delta
 
 Target = Any  # tests/conftest.py's Target: .backend, .url, .storage_options, .open()
 CACHES = (None, "local")
@@ -94,19 +95,11 @@ def sha(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
-def requests(store: Any) -> dict[str, int]:
-    return {k: v for k, v in store.stats().items() if k.startswith("requests.") and v}
-
-
-def delta(after: dict[str, int], before: dict[str, int]) -> dict[str, int]:
-    return {k: v - before.get(k, 0) for k, v in after.items() if v != before.get(k, 0)}
-
-
 def spend(store: Any, action: Callable[[], Any]) -> tuple[Any, dict[str, int]]:
     """(what ``action()`` returned, the object-store requests it made)."""
-    before = requests(store)
-    result = action()
-    return result, delta(requests(store), before)
+    with request_delta(store) as spent:
+        result = action()
+    return result, spent
 
 
 def long_lived(cache: str | None) -> kvstore.LocalCache | None:
@@ -615,7 +608,7 @@ META_VALUES = st.recursive(
 METADATA = st.dictionaries(st.text(max_size=8), META_VALUES, max_size=6)
 
 
-@pytest.mark.parametrize("backend", ["memory", "local"])
+@pytest.mark.parametrize("backend", FAST)
 def test_metadata_property(make_target: Callable[[str], Target], backend: str) -> None:
     with make_target(backend).open(cache=None) as store:
 
@@ -702,9 +695,9 @@ def test_list_pages_through_s3(make_target: Any, monkeypatch: pytest.MonkeyPatch
         store.artifacts.delete("n01")
         objects_listed = len(objects(store, "art/"))
         assert objects_listed == 20 + 1 + 2
-        before = requests(store)
-        assert store.artifacts.list() == [n for n in names if n != "n01"]
-        assert delta(requests(store), before) == {"requests.list": -(-objects_listed // 5)}
+        with request_delta(store) as spent:
+            assert store.artifacts.list() == [n for n in names if n != "n01"]
+        assert spent == {"requests.list": -(-objects_listed // 5)}
         assert store.artifacts.list("n1") == names[10:]
         assert store.artifacts.versions("n00") == [1]
 
@@ -738,7 +731,7 @@ def test_list_more_than_1000_names_on_s3(make_target: Any) -> None:
 # -- 2. large artifacts: streaming, the reader, compression, the memory bound -----------------
 
 
-@pytest.mark.parametrize("backend", ["memory", "local"])
+@pytest.mark.parametrize("backend", FAST)
 def test_sizes_around_the_part_size(
     make_target: Callable[[str], Target], backend: str, small_parts: int
 ) -> None:
@@ -806,7 +799,7 @@ def test_save_from_path_guesses_the_mime_type(make_target: Any, tmp_path: Path) 
         assert store.artifacts.versions("missing") == []
 
 
-@pytest.mark.parametrize("backend", ["memory", "local", "s3"])
+@pytest.mark.parametrize("backend", FAST_AND_S3)
 def test_reader_reads_seeks_and_tells(
     make_target: Callable[[str], Target], backend: str, small_parts: int
 ) -> None:
@@ -913,7 +906,7 @@ def test_reader_with_copyfileobj_and_zipfile(
         assert (tmp_path / "dst.bin").read_bytes() == src.read_bytes()
 
 
-@pytest.mark.parametrize("backend", ["memory", "local"])
+@pytest.mark.parametrize("backend", FAST)
 def test_async_reader(make_target: Callable[[str], Target], backend: str, small_parts: int) -> None:
     data = pattern(3 * small_parts + 99, seed=12)
     target = make_target(backend)
@@ -1125,7 +1118,7 @@ def _check_saved(target: Target, saved: list[tuple[int, int, int]], size: int) -
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("backend", ["local", "s3"])
+@pytest.mark.parametrize("backend", FILES)
 def test_concurrent_savers_each_get_their_own_version(
     make_target: Callable[[str], Target], backend: str
 ) -> None:
@@ -1165,7 +1158,7 @@ def test_losing_a_claim_does_not_reupload_parts(make_target: Any, small_parts: i
         assert b.artifacts.load("n", 3).data == data
 
 
-@pytest.mark.parametrize("backend", ["memory", "local", "s3"])
+@pytest.mark.parametrize("backend", FAST_AND_S3)
 def test_a_client_never_reads_older_than_its_own_save(
     make_target: Callable[[str], Target], backend: str
 ) -> None:
@@ -1298,7 +1291,7 @@ def test_load_costs(make_target: Callable[[str], Target], backend: str, cache: s
         assert spent == {"requests.list": 1}
 
 
-@pytest.mark.parametrize("backend", ["memory", "local"])
+@pytest.mark.parametrize("backend", FAST)
 def test_latest_from_a_cached_pointer(make_target: Callable[[str], Target], backend: str) -> None:
     """With a cache, the latest version is found without a LIST once a pointer is cached;
     the pointer never hides a newer version this process saved."""
@@ -1363,7 +1356,7 @@ def _open_and_read(store: kvstore.KVStore, name: str, version: int | None = None
         return f.read()
 
 
-@pytest.mark.parametrize("backend", ["memory", "local"])
+@pytest.mark.parametrize("backend", FAST)
 def test_flipped_byte_in_an_inline_version(
     make_target: Callable[[str], Target], backend: str
 ) -> None:
@@ -1409,13 +1402,12 @@ def test_corrupt_version_is_not_cached(make_target: Any) -> None:
         flip(writer, manifest_path(writer, "doc", 0))
     with target.open(cache="local") as store:
         for _ in range(2):
-            before = requests(store)
-            with pytest.raises(CorruptDataError):
+            with request_delta(store) as spent, pytest.raises(CorruptDataError):
                 store.artifacts.load("doc", 0)
-            assert delta(requests(store), before) == {"requests.get": 1}
+            assert spent == {"requests.get": 1}
 
 
-@pytest.mark.parametrize("backend", ["memory", "local", "s3"])
+@pytest.mark.parametrize("backend", FAST_AND_S3)
 def test_flipped_byte_in_a_part(
     make_target: Callable[[str], Target], backend: str, small_parts: int
 ) -> None:
@@ -1441,7 +1433,7 @@ def test_flipped_byte_in_a_part(
         assert store.artifacts.load("big") is None
 
 
-@pytest.mark.parametrize("backend", ["memory", "local"])
+@pytest.mark.parametrize("backend", FAST)
 def test_missing_part(make_target: Callable[[str], Target], backend: str, small_parts: int) -> None:
     data = pattern(3 * small_parts + 1, seed=18)
     with make_target(backend).open(cache=None) as store:
@@ -1455,7 +1447,7 @@ def test_missing_part(make_target: Callable[[str], Target], backend: str, small_
         assert store.artifacts.load("big").data == b"small"
 
 
-@pytest.mark.parametrize("backend", ["memory", "local"])
+@pytest.mark.parametrize("backend", FAST)
 def test_valid_objects_with_the_wrong_content_fail_the_sha256(
     make_target: Callable[[str], Target], backend: str, small_parts: int
 ) -> None:
@@ -1488,7 +1480,7 @@ BAD_NAMES = ["", None, 5, 1.5, object(), b"\xff", "\ud800", "k" * 1025, ("a",)]
 BAD_VERSIONS = [-1, -(2**63), True, False, "1", 1.5, b"1", [0]]
 
 
-@pytest.fixture(params=["memory", "local"])
+@pytest.fixture(params=FAST)
 def small_store(
     request: pytest.FixtureRequest, make_target: Callable[[str], Target]
 ) -> Iterator[kvstore.KVStore]:
@@ -1615,7 +1607,7 @@ def _retrying(target: Target) -> kvstore.KVStore:
     return target.open(cache=None, retry=kvstore.RetryPolicy(attempts=3, base_delay=0.001))
 
 
-@pytest.mark.parametrize("backend", ["memory", "local"])
+@pytest.mark.parametrize("backend", FAST)
 def test_failed_claim_leaves_nothing_visible(
     make_target: Callable[[str], Target],
     backend: str,
@@ -1641,7 +1633,7 @@ def test_failed_claim_leaves_nothing_visible(
         assert fresh.artifacts.load("n").data == big
 
 
-@pytest.mark.parametrize("backend", ["memory", "local"])
+@pytest.mark.parametrize("backend", FAST)
 def test_failed_part_upload_leaves_nothing_visible(
     make_target: Callable[[str], Target],
     backend: str,
@@ -1689,7 +1681,7 @@ def test_retried_claim_saves_once(
         assert store.artifacts.save("n", b"next") == 2
 
 
-@pytest.mark.parametrize("backend", ["memory", "local"])
+@pytest.mark.parametrize("backend", FAST)
 def test_failed_delete_leaves_no_half_deleted_version(
     make_target: Callable[[str], Target], backend: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -24,6 +24,7 @@ from contextlib import asynccontextmanager
 from typing import Any
 
 import pytest
+from conftest import FILES
 
 import kvstore
 from kvstore import codec
@@ -676,7 +677,7 @@ def _remote_client(
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("backend", ["local", "s3"])
+@pytest.mark.parametrize("backend", FILES)
 def test_two_processes_share_one_bucket_and_one_redis(
     make_target: Any, redis_server: Any, backend: str
 ) -> None:

@@ -8,67 +8,50 @@ winner is decided by a compare-and-swap on the expired object's version.
 
 from __future__ import annotations
 
-import multiprocessing as mp
-import queue
 from typing import Any
 
 import pytest
+from conftest import FILES, SHARED
 
 import kvstore
+from kvstore.testing import run_in_processes
 
 PROCESSES = 8
 ROUNDS = 6
 
 
 def _racer(
-    url: str,
-    storage_options: dict[str, Any],
-    me: int,
-    barrier: Any,
-    results: Any,
-    prefix: str,
-) -> None:
+    url: str, storage_options: dict[str, Any], me: int, prefix: str, *, barrier: Any
+) -> list[tuple[int, bool]]:
     """One racing process: each round, wait for all, then try to claim the round's key."""
-    try:
-        with kvstore.open(url, cache=None, storage_options=storage_options or None) as store:
-            store.get("warm-up")  # connect before the race, not during it
-            for round_no in range(ROUNDS):
-                barrier.wait(timeout=60)
-                won = store.set(f"{prefix}-{round_no}", f"process-{me}", nx=True)
-                results.put((round_no, me, won))
-    except BaseException as exc:  # report, never hang the parent
-        results.put(("error", me, repr(exc)))
+    claimed = []
+    with kvstore.open(url, cache=None, storage_options=storage_options or None) as store:
+        store.get("warm-up")  # connect before the race, not during it
+        for round_no in range(ROUNDS):
+            barrier.wait(timeout=60)
+            won = store.set(f"{prefix}-{round_no}", f"process-{me}", nx=True)
+            claimed.append((round_no, bool(won)))
+    return claimed
 
 
 def _race(url: str, storage_options: dict[str, Any], prefix: str) -> dict[int, list[int]]:
-    ctx = mp.get_context("spawn")
-    barrier = ctx.Barrier(PROCESSES)
-    results = ctx.Queue()
-    procs = [
-        ctx.Process(target=_racer, args=(url, storage_options, i, barrier, results, prefix))
-        for i in range(PROCESSES)
-    ]
-    for p in procs:
-        p.start()
+    claims = run_in_processes(
+        _racer,
+        [(url, storage_options, me, prefix) for me in range(PROCESSES)],
+        barrier=True,
+        timeout=240,
+    )
     winners: dict[int, list[int]] = {r: [] for r in range(ROUNDS)}
-    try:
-        for _ in range(PROCESSES * ROUNDS):
-            round_no, me, won = results.get(timeout=120)
-            assert round_no != "error", f"process {me} failed: {won}"
+    for me, claimed in enumerate(claims):
+        assert [r for r, _ in claimed] == list(range(ROUNDS)), f"process {me}: {claimed}"
+        for round_no, won in claimed:
             if won:
                 winners[round_no].append(me)
-    except queue.Empty:  # pragma: no cover - a hung racer
-        pytest.fail("racing processes did not report in time")
-    finally:
-        for p in procs:
-            p.join(timeout=30)
-            if p.is_alive():  # pragma: no cover
-                p.kill()
     return winners
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("backend", ["local", "s3", "gcs"])
+@pytest.mark.parametrize("backend", SHARED)
 def test_exactly_one_process_wins_set_nx(make_target: Any, backend: str) -> None:
     target = make_target(backend)
     winners = _race(target.url, target.storage_options, "fresh")
@@ -79,7 +62,7 @@ def test_exactly_one_process_wins_set_nx(make_target: Any, backend: str) -> None
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("backend", ["local", "s3"])
+@pytest.mark.parametrize("backend", FILES)
 def test_exactly_one_process_wins_set_nx_over_an_expired_value(
     make_target: Any, backend: str
 ) -> None:

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from conftest import FAST
 
 import kvstore
 from kvstore.blob.generic import FsspecBlobStore
@@ -44,7 +45,7 @@ KEY_OPS: dict[str, Callable[[kvstore.KVStore, Any], Any]] = {
 }
 
 
-@pytest.fixture(params=["memory", "local"])
+@pytest.fixture(params=FAST)
 def small_store(
     request: pytest.FixtureRequest, make_target: Callable[[str], Target]
 ) -> Iterator[kvstore.KVStore]:
@@ -261,7 +262,7 @@ def _corrupt(
     if target.backend == "local":
         file = Path(target.url) / path
         file.write_bytes(mutate(file.read_bytes()))
-    elif target.backend == "memory":
+    elif target.backend in ("memory", "memory+latency"):
         blob = store.aio._ctx.blob
         found = portal().run(blob.get(path))
         portal().run(blob.put(path, mutate(found.data)))
@@ -348,7 +349,7 @@ def test_corrupt_object_is_detected(target: Target) -> None:
         assert store.get("other") == b"fine"
 
 
-@pytest.mark.parametrize("backend", ["memory", "local"])
+@pytest.mark.parametrize("backend", FAST)
 def test_corrupt_object_with_cache_in_front(
     make_target: Callable[[str], Target], backend: str
 ) -> None:
@@ -592,7 +593,8 @@ def test_generic_fsspec_backend_refuses_what_it_cannot_do_atomically(tmp_path: P
     stats = Stats()
     blob = FsspecBlobStore("file", str(tmp_path / "generic"), {}, stats=stats)
     assert blob.atomic_create is False
-    assert blob.atomic_swap is False
+    assert blob.atomic_conditional_put is False
+    assert blob.atomic_conditional_delete is False
     with kvstore.KVStore(kvstore.AsyncKVStore(blob, kvstore.NoCache(), stats=stats)) as store:
         assert store.set("k", "v") is True
         assert store.set("t", "v", ex=100) is True  # a plain put, with an expiry

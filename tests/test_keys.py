@@ -7,6 +7,7 @@ import os
 from pathlib import Path
 
 import pytest
+from conftest import FAST
 from hypothesis import assume, example, given, settings
 from hypothesis import strategies as st
 
@@ -256,7 +257,7 @@ def test_local_store_never_escapes_root(tmp_path: Path) -> None:
         assert not p.is_symlink()
 
 
-@pytest.mark.parametrize("backend", ["memory", "local"])
+@pytest.mark.parametrize("backend", FAST)
 def test_namespaces_are_confined(backend: str, make_target) -> None:  # type: ignore[no-untyped-def]
     with make_target(backend).open() as store:
         a = store.namespace("a")

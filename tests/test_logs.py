@@ -28,12 +28,13 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
-from conftest import FakeClock, open_clocked
+from conftest import ALL, FAST, FAST_AND_S3, FILES, SHARED, FakeClock, open_clocked
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import kvstore
 import kvstore.logs as logs_module
+from kvstore.blob import Blob, BlobStore, WrapperBlobStore
 from kvstore.portal import portal
 
 Target = Any  # tests/conftest.py's Target: .backend, .url, .storage_options, .open()
@@ -155,7 +156,7 @@ OPS = st.lists(
     ),
     max_size=10,
 )
-EXAMPLES = {"memory": 60, "local": 30, "s3": 12, "gcs": 8}
+EXAMPLES = {"memory": 60, "memory+latency": 30, "local": 30, "s3": 12, "gcs": 8}
 
 
 def test_lrange_semantics_match_a_list_model(store: kvstore.KVStore, target: Target) -> None:
@@ -207,7 +208,7 @@ TWO_STORE_OPS = st.lists(
 
 
 @pytest.mark.parametrize("cache", CACHES, ids=lambda c: f"cache={c}")
-@pytest.mark.parametrize("backend", ["memory", "local"])
+@pytest.mark.parametrize("backend", FAST)
 def test_two_stores_with_compaction_match_a_list_model(
     make_target: Callable[[str], Target], backend: str, cache: str | None
 ) -> None:
@@ -280,7 +281,7 @@ def test_range_defaults_and_edges(store: kvstore.KVStore) -> None:
     assert all(isinstance(r, bytes) for r in store.range("k"))
 
 
-@pytest.mark.parametrize("backend", ["memory", "local"])
+@pytest.mark.parametrize("backend", FAST)
 def test_one_append_of_very_many_values(make_target: Callable[[str], Target], backend: str) -> None:
     """One append is one chunk (atomic for readers); up to 10,000 values per call, and a
     clear error beyond (a documented deviation from RPUSH), with nothing written."""
@@ -336,7 +337,7 @@ def test_logs_and_values_are_separate(store: kvstore.KVStore) -> None:
 
 
 @pytest.mark.parametrize("cache", CACHES, ids=lambda c: f"cache={c}")
-@pytest.mark.parametrize("backend", ["memory", "local", "s3", "gcs"])
+@pytest.mark.parametrize("backend", ALL)
 def test_lone_writer_steady_append_is_one_create_and_no_list(
     make_target: Callable[[str], Target], backend: str, cache: str | None
 ) -> None:
@@ -370,7 +371,7 @@ def test_lone_writer_many_appends_cost_one_put_each(make_target: Callable[[str],
         assert other <= 10, f"200 appends made {other} requests besides the creates: {spent}"
 
 
-@pytest.mark.parametrize("backend", ["memory", "local", "s3"])
+@pytest.mark.parametrize("backend", FAST_AND_S3)
 def test_group_commit_batches_concurrent_appends(
     make_target: Callable[[str], Target], backend: str
 ) -> None:
@@ -498,38 +499,46 @@ def test_many_writer_processes_lose_and_double_nothing(
 # -- 4. an append whose create had an unknown outcome ---------------------------------------
 
 
+class FlakyCreates(WrapperBlobStore):
+    """Once armed, the next create of a log chunk fails with a connection reset - after
+    the object landed (``land=True``) or before - optionally running ``meanwhile()`` (a
+    coroutine factory: another writer) before the error surfaces."""
+
+    armed = False
+    land = False
+    fired = 0
+    meanwhile: Callable[[], Any] | None = None
+
+    async def _put_if_absent(self, path: str, data: bytes) -> str | None:
+        if self.armed and "/c/" in path:
+            self.armed = False
+            self.fired += 1
+            if self.land:
+                await self.inner._put_if_absent(path, data)
+            if self.meanwhile is not None:
+                await self.meanwhile()
+            raise ConnectionResetError(104, "Connection reset by peer (injected)")
+        return await self.inner._put_if_absent(path, data)
+
+
 def flaky_creates(
     store: kvstore.KVStore,
     *,
     land: bool,
     meanwhile: Callable[[], Any] | None = None,
-) -> dict[str, int]:
-    """Make the next create of a log chunk fail with a connection reset - after the object
-    landed (``land=True``) or before - optionally running ``meanwhile()`` (a coroutine
-    factory: another writer) before the error surfaces. The retry layer then retries."""
+) -> FlakyCreates:
+    """Arm the FlakyCreates of a store from open_retrying. The retry layer then retries."""
     blob = store.aio._ctx.blob
-    original = blob._put_if_absent
-    state = {"armed": 1, "fired": 0}
-
-    async def create(path: str, data: bytes) -> str | None:
-        if state["armed"] and "/c/" in path:
-            state["armed"] = 0
-            state["fired"] += 1
-            if land:
-                await original(path, data)
-            if meanwhile is not None:
-                await meanwhile()
-            raise ConnectionResetError(104, "Connection reset by peer (injected)")
-        return await original(path, data)
-
-    blob._put_if_absent = create
-    return state
+    assert isinstance(blob, FlakyCreates)
+    blob.armed, blob.land, blob.meanwhile = True, land, meanwhile
+    return blob
 
 
 def open_retrying(target: Target, cache: str | None = None) -> kvstore.KVStore:
-    return target.open(
+    retry = kvstore.RetryPolicy(attempts=3, base_delay=0.001)
+    return kvstore.open(
+        FlakyCreates(target.blob_store(retry=retry)),
         cache=kvstore.LocalCache() if cache else None,
-        retry=kvstore.RetryPolicy(attempts=3, base_delay=0.001),
     )
 
 
@@ -537,9 +546,9 @@ def open_retrying(target: Target, cache: str | None = None) -> kvstore.KVStore:
 def test_retried_append_that_landed_is_not_duplicated(target: Target, cache: str | None) -> None:
     with open_retrying(target, cache) as store:
         store.append("log", "a", "b")
-        state = flaky_creates(store, land=True)
+        flaky = flaky_creates(store, land=True)
         assert store.append("log", "c", "d") == 4
-        assert state["fired"] == 1
+        assert flaky.fired == 1
         assert store.stats().get("retries", 0) >= 1
         assert store.stats().get("ambiguous_writes") == 1  # the retry met our own chunk
         assert store.range("log") == [b"a", b"b", b"c", b"d"]
@@ -559,9 +568,9 @@ def test_retried_append_with_another_writer_in_between(target: Target, land: boo
         async def other_appends() -> None:
             await other.aio.append("log", "other")
 
-        state = flaky_creates(store, land=land, meanwhile=other_appends)
+        flaky = flaky_creates(store, land=land, meanwhile=other_appends)
         returned = store.append("log", "mine-1", "mine-2")
-        assert state["fired"] == 1
+        assert flaky.fired == 1
         records = store.range("log")
         if land:
             assert records == [b"a", b"mine-1", b"mine-2", b"other"]
@@ -672,7 +681,7 @@ def _prefix_checker(final: list[bytes], snapshots: list[list[bytes]]) -> None:
         assert snap == final[: len(snap)], f"read {n} ({len(snap)} records) is not a prefix"
 
 
-@pytest.mark.parametrize("backend", ["memory", "local", "s3"])
+@pytest.mark.parametrize("backend", FAST_AND_S3)
 def test_compaction_races_with_writers_and_readers(
     make_target: Callable[[str], Target], backend: str
 ) -> None:
@@ -762,7 +771,7 @@ def test_compaction_races_with_writers_and_readers(
 # -- 6. what reads cost -------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("backend", ["memory", "local", "s3", "gcs"])
+@pytest.mark.parametrize("backend", ALL)
 def test_reading_the_last_records_of_a_compacted_log(
     make_target: Callable[[str], Target], backend: str
 ) -> None:
@@ -799,7 +808,7 @@ def test_reading_the_last_records_of_a_compacted_log(
         assert cold.range("log", 2000, 2001) == [b"2000", b"2001"]
 
 
-@pytest.mark.parametrize("backend", ["local", "s3"])
+@pytest.mark.parametrize("backend", FILES)
 def test_the_index_comes_from_one_list_not_from_reading_chunks(
     make_target: Callable[[str], Target], backend: str
 ) -> None:
@@ -831,7 +840,7 @@ def test_the_index_comes_from_one_list_not_from_reading_chunks(
         assert requests(warm) == before
 
 
-@pytest.mark.parametrize("backend", ["local", "s3", "gcs"])
+@pytest.mark.parametrize("backend", SHARED)
 def test_a_cold_read_of_the_tail_is_one_list_and_one_get(
     make_target: Callable[[str], Target], backend: str
 ) -> None:
@@ -1180,7 +1189,7 @@ def test_local_listing_that_races_a_compaction(
             assert compactor.range("log") == full[1:]
 
 
-@pytest.mark.parametrize("backend", ["memory", "local"])
+@pytest.mark.parametrize("backend", FAST)
 def test_append_in_flight_during_delete_returns_the_true_length(
     make_target: Callable[[str], Target], backend: str
 ) -> None:
@@ -1190,19 +1199,19 @@ def test_append_in_flight_during_delete_returns_the_true_length(
     target = make_target(backend)
 
     async def main() -> tuple[int, int, int, int]:
-        async with target.open_async() as store:
-            await store.append("log", *range(10))
-            blob = store._ctx.blob
-            original = blob._put_if_absent
-            entered, gate = asyncio.Event(), asyncio.Event()
+        entered, gate = asyncio.Event(), asyncio.Event()
+        armed = False
 
-            async def slow_create(path: str, data: bytes) -> str | None:
-                if "/c/" in path and not gate.is_set():
+        class SlowCreates(WrapperBlobStore):
+            async def _put_if_absent(self, path: str, data: bytes) -> str | None:
+                if armed and "/c/" in path and not gate.is_set():
                     entered.set()
                     await gate.wait()
-                return await original(path, data)
+                return await self.inner._put_if_absent(path, data)
 
-            blob._put_if_absent = slow_create
+        async with kvstore.open_async(SlowCreates(target.blob_store()), cache=None) as store:
+            await store.append("log", *range(10))
+            armed = True
             in_flight = asyncio.ensure_future(store.append("log", "x"))
             await asyncio.wait_for(entered.wait(), 10)
             deleted = await store.delete("log")
@@ -1223,7 +1232,7 @@ def test_append_in_flight_during_delete_returns_the_true_length(
     reason="documented deviation: append counts the length from the log start this process "
     "last saw; another process's delete/trim is noticed within TAIL_REFRESH_MS (60 s)",
 )
-@pytest.mark.parametrize("backend", ["memory", "local"])
+@pytest.mark.parametrize("backend", FAST)
 def test_append_after_another_process_deleted_returns_the_true_length(
     make_target: Callable[[str], Target], backend: str
 ) -> None:
@@ -1264,7 +1273,7 @@ def test_compaction_keeps_segments_within_segment_bytes(
             assert held * 4000 <= 20_000, f"a segment of {held} records of 4000 bytes"
 
 
-@pytest.mark.parametrize("backend", ["memory", "local", "s3"])
+@pytest.mark.parametrize("backend", FAST_AND_S3)
 def test_chunks_left_behind_by_an_interrupted_compaction_are_removed_later(
     make_target: Callable[[str], Target], backend: str
 ) -> None:
@@ -1272,22 +1281,25 @@ def test_chunks_left_behind_by_an_interrupted_compaction_are_removed_later(
     between (killed, or the store failed), the log reads right - and a later compaction
     must delete the superseded chunks, or they stay in every listing forever."""
     clock = FakeClock()
-    with open_clocked(make_target(backend), clock) as store:
+
+    class FailingChunkDeletes(WrapperBlobStore):
+        failing = False
+
+        async def _delete(self, path: str) -> None:
+            if self.failing and "/c/" in path:
+                raise PermissionError(13, "Permission denied (injected)")
+            await self.inner._delete(path)
+
+    with open_clocked(make_target(backend), clock, wrap=FailingChunkDeletes) as store:
         build(store, "log", 10, 2)
         expected = store.range("log")
         clock.advance(MIN_AGE + 1)
         blob = store.aio._ctx.blob
-        original = blob._delete
-
-        async def failing_delete(path: str) -> None:
-            if "/c/" in path:
-                raise PermissionError(13, "Permission denied (injected)")
-            await original(path)
-
-        blob._delete = failing_delete
+        assert isinstance(blob, FailingChunkDeletes)
+        blob.failing = True
         with pytest.raises(kvstore.BackendError):
             store.compact("log")
-        del blob._delete
+        blob.failing = False
         names = log_names(store, "log")
         assert segments(names) and len(chunks(names)) == 10  # segment written, nothing deleted
         assert store.range("log") == expected
@@ -1300,7 +1312,7 @@ def test_chunks_left_behind_by_an_interrupted_compaction_are_removed_later(
 
 
 @pytest.mark.parametrize("part", ["body", "header"])
-@pytest.mark.parametrize("backend", ["memory", "local"])
+@pytest.mark.parametrize("backend", FAST)
 def test_delete_repairs_a_log_with_a_corrupted_tail_chunk(
     make_target: Callable[[str], Target], backend: str, part: str
 ) -> None:
@@ -1354,11 +1366,13 @@ def test_cover_never_returns_overlapping_pieces(names: list[str]) -> None:
 # -- found by the stress harness (tests/stress_logs.py) ----------------------------------------
 
 
-def _open_clocked_async(target: Target, clock: FakeClock) -> kvstore.AsyncKVStore:
-    return open_clocked(target, clock).aio  # memory/local: usable from any event loop
+def _open_clocked_async(
+    target: Target, clock: FakeClock, wrap: Callable[[BlobStore], BlobStore] | None = None
+) -> kvstore.AsyncKVStore:
+    return open_clocked(target, clock, wrap=wrap).aio  # memory/local: any event loop
 
 
-@pytest.mark.parametrize("backend", ["memory", "local"])
+@pytest.mark.parametrize("backend", FAST)
 def test_a_chunk_is_dated_when_its_create_is_attempted_not_when_the_append_began(
     make_target: Callable[[str], Target], backend: str
 ) -> None:
@@ -1372,37 +1386,36 @@ def test_a_chunk_is_dated_when_its_create_is_attempted_not_when_the_append_began
     clock = FakeClock()
 
     async def main() -> tuple[list[bytes], list[str]]:
-        a, b, w, y, c = (_open_clocked_async(target, clock) for _ in range(5))
+        w_sent, w_lands = asyncio.Event(), asyncio.Event()
+        w_append: list[asyncio.Future[int]] = []
+        claiming = False
+
+        class SlowCreate(WrapperBlobStore):  # w's creates are slow to arrive
+            async def _put_if_absent(self, path: str, data: bytes) -> str | None:
+                w_sent.set()
+                await w_lands.wait()
+                return await self.inner._put_if_absent(path, data)
+
+        class LongClaimLoop(WrapperBlobStore):  # a's claim loop takes long, while claiming
+            async def _get(self, path: str, head: int | None = None) -> Blob | None:
+                found = await self.inner._get(path, head)
+                if claiming and "/c/" in path and not w_append:
+                    clock.advance(MIN_AGE + 1)
+                    w_append.append(asyncio.ensure_future(w.append("log", "w")))
+                    await w_sent.wait()
+                return found
+
+        a = _open_clocked_async(target, clock, wrap=LongClaimLoop)
+        w = _open_clocked_async(target, clock, wrap=SlowCreate)
+        b, y, c = (_open_clocked_async(target, clock) for _ in range(3))
         await a.append("log", "a0")  # c/0; a's tail is 1
         await b.append("log", "b0")  # c/1; a's tail is now stale (normal, < 60 s)
         # a's next append conflicts on c/1; while it resolves the conflict, its claim loop
         # takes long (simulated: the clock jumps by MIN_AGE) and a fresh writer `w` lists
         # the log (tail 2) and sends its create of c/2, which is slow to arrive.
-        w_blob = w._ctx.blob
-        w_create = w_blob._put_if_absent
-        w_sent, w_lands = asyncio.Event(), asyncio.Event()
-
-        async def slow_create(path: str, data: bytes) -> str | None:
-            w_sent.set()
-            await w_lands.wait()
-            return await w_create(path, data)
-
-        w_blob._put_if_absent = slow_create
-        w_append: list[asyncio.Future[int]] = []
-        a_blob = a._ctx.blob
-        a_get = a_blob._get
-
-        async def long_claim_loop(path: str, head: int | None = None) -> Any:
-            found = await a_get(path, head)
-            if "/c/" in path and not w_append:
-                clock.advance(MIN_AGE + 1)
-                w_append.append(asyncio.ensure_future(w.append("log", "w")))
-                await w_sent.wait()
-            return found
-
-        a_blob._get = long_claim_loop
+        claiming = True
         assert await a.append("log", "a1") == 3  # lands as c/2, just now
-        a_blob._get = a_get
+        claiming = False
         await y.append("log", "y")  # c/3: a's chunk is no longer the tail
         await c.compact("log")  # must not merge (and delete) c/2: it is seconds old
         w_lands.set()
@@ -1427,7 +1440,7 @@ def test_cover_reads_past_partially_overlapping_segments() -> None:
         assert before.end == after.start, f"{before} then {after}: overlapping pieces"
 
 
-@pytest.mark.parametrize("backend", ["memory", "local"])
+@pytest.mark.parametrize("backend", FAST)
 def test_a_slow_compaction_after_a_trim_does_not_double_records(
     make_target: Callable[[str], Target], backend: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -1441,20 +1454,22 @@ def test_a_slow_compaction_after_a_trim_does_not_double_records(
     expected = [f"{a}.{j}".encode() for a in range(7) for j in range(4)]
 
     async def main() -> list[bytes]:
-        writer, slow, fast = (_open_clocked_async(target, clock) for _ in range(3))
+        planned, proceed = asyncio.Event(), asyncio.Event()
+        held = False
+
+        class HeldPuts(WrapperBlobStore):
+            async def _put(self, path: str, data: bytes) -> str:
+                if held:
+                    planned.set()
+                    await proceed.wait()
+                return await self.inner._put(path, data)
+
+        writer, fast = (_open_clocked_async(target, clock) for _ in range(2))
+        slow = _open_clocked_async(target, clock, wrap=HeldPuts)
         for a in range(7):  # c/0, c/4, ... c/24: chunks of 4 records
             await writer.append("log", *[f"{a}.{j}" for j in range(4)])
         clock.advance(MIN_AGE + 1)
-        blob = slow._ctx.blob
-        put = blob._put
-        planned, proceed = asyncio.Event(), asyncio.Event()
-
-        async def held_put(path: str, data: bytes) -> str:
-            planned.set()
-            await proceed.wait()
-            return await put(path, data)
-
-        blob._put = held_put
+        held = True
         slow_run = asyncio.ensure_future(slow.compact("log"))  # plans from record 0
         await planned.wait()
         assert await writer.trim("log", 4) == 24  # mark at 4
@@ -1480,27 +1495,29 @@ def test_a_replanned_read_does_not_fetch_again_what_it_already_read(
     expected = [f"{a}.{j}".encode() for a in range(8) for j in range(2)]
 
     async def main() -> tuple[list[bytes], int, list[str]]:
-        writer, reader = (_open_clocked_async(target, clock) for _ in range(2))
+        fired: list[bool] = []
+        compacted = asyncio.Event()
+        armed = False
+
+        class CompactedMeanwhile(WrapperBlobStore):
+            async def _get(self, path: str, head: int | None = None) -> Blob | None:
+                if armed and head is None and not fired:  # the first piece read: compact
+                    fired.append(True)  # before any lands
+                    monkeypatch.setattr(logs_module, "SEGMENT_RECORDS", 6)
+                    await writer.compact("log")  # s/8-12 and c/12 become s/8-14
+                    compacted.set()
+                if armed and head is None:
+                    await compacted.wait()
+                return await self.inner._get(path, head)
+
+        writer = _open_clocked_async(target, clock)
+        reader = _open_clocked_async(target, clock, wrap=CompactedMeanwhile)
         for a in range(8):  # c/0 ... c/14, two records each
             await writer.append("log", f"{a}.0", f"{a}.1")
         clock.advance(MIN_AGE + 1)
         await writer.compact("log")  # s/0-4, s/4-8, s/8-12, c/12, c/14
         blob = reader._ctx.blob
-        get = blob._get
-        fired: list[bool] = []
-        compacted = asyncio.Event()
-
-        async def compacted_meanwhile(path: str, head: int | None = None) -> Any:
-            if head is None and not fired:  # the first piece read: compact before any lands
-                fired.append(True)
-                monkeypatch.setattr(logs_module.limits, "SEGMENT_RECORDS", 6)
-                await writer.compact("log")  # s/8-12 and c/12 become s/8-14
-                compacted.set()
-            if head is None:
-                await compacted.wait()
-            return await get(path, head)
-
-        blob._get = compacted_meanwhile
+        armed = True
         before = reader.stats().get("requests.get", 0)
         records = await reader.range("log")
         gets = reader.stats().get("requests.get", 0) - before
@@ -1518,30 +1535,35 @@ def test_a_replanned_read_does_not_fetch_again_what_it_already_read(
 # -- automatic compaction --------------------------------------------------------------------
 
 
+class HoldReads(WrapperBlobStore):
+    """Once armed (by _hold_reads), whole-object GETs wait until ``release`` is set."""
+
+    held: asyncio.Event | None = None
+    release: asyncio.Event | None = None
+
+    async def _get(self, path: str, head: int | None = None) -> Blob | None:
+        if head is None and self.held is not None and self.release is not None:
+            self.held.set()
+            await self.release.wait()
+        return await self.inner._get(path, head)
+
+
 def _hold_reads(store: kvstore.KVStore) -> tuple[asyncio.Event, asyncio.Event]:
     """Make the store's whole-object GETs wait (on kvstore's loop) until ``release`` is
     set; ``held`` is set when one is waiting. An append reads no object whole (a writer
     whose tail is stale lists the log and reads the tail chunk's header); a compaction
-    reads the chunks it merges."""
+    reads the chunks it merges. The store is opened with ``wrap=HoldReads``."""
     blob = store.aio._ctx.blob
-    original = blob._get
-    held, release = portal().run(_events())
-
-    async def get(path: str, head: int | None = None) -> Any:
-        if head is None:
-            held.set()
-            await release.wait()
-        return await original(path, head)
-
-    blob._get = get
-    return held, release
+    assert isinstance(blob, HoldReads)
+    blob.held, blob.release = portal().run(_events())
+    return blob.held, blob.release
 
 
 async def _events() -> tuple[asyncio.Event, asyncio.Event]:
     return asyncio.Event(), asyncio.Event()
 
 
-@pytest.mark.parametrize("backend", ["memory", "local"])
+@pytest.mark.parametrize("backend", FAST)
 def test_auto_compaction_runs_in_the_background_after_enough_old_chunks(
     make_target: Callable[[str], Target], backend: str
 ) -> None:
@@ -1551,8 +1573,8 @@ def test_auto_compaction_runs_in_the_background_after_enough_old_chunks(
     assert logs_module.limits.AUTO_COMPACT
     target = make_target(backend)
     clock = FakeClock()
-    n = logs_module.limits.AUTO_COMPACT_CHUNKS
-    with open_clocked(target, clock) as store:
+    n = logs_module.AUTO_COMPACT_CHUNKS
+    with open_clocked(target, clock, wrap=HoldReads) as store:
         for i in range(n):
             store.append("log", i)
         assert segments(log_names(store, "log")) == []
@@ -1583,7 +1605,7 @@ async def _set(event: asyncio.Event) -> None:
     event.set()
 
 
-@pytest.mark.parametrize("backend", ["memory", "local"])
+@pytest.mark.parametrize("backend", FAST)
 def test_close_stops_a_running_auto_compaction(
     make_target: Callable[[str], Target], backend: str
 ) -> None:
@@ -1591,8 +1613,8 @@ def test_close_stops_a_running_auto_compaction(
     running on the loop against a closed store: it is cancelled, and the log stays whole."""
     target = make_target(backend)
     clock = FakeClock()
-    n = logs_module.limits.AUTO_COMPACT_CHUNKS
-    store = open_clocked(target, clock)
+    n = logs_module.AUTO_COMPACT_CHUNKS
+    store = open_clocked(target, clock, wrap=HoldReads)
     for i in range(n):
         store.append("log", i)
     clock.advance(MIN_AGE + 1)
@@ -1618,22 +1640,22 @@ def test_auto_compaction_is_cancelled_when_asyncio_run_ends(
     n = logs_module.limits.AUTO_COMPACT_CHUNKS
 
     async def main() -> tuple[bool, bool]:
-        store = _open_clocked_async(target, clock)
+        held = asyncio.Event()
+        armed = False
+
+        class HoldForever(WrapperBlobStore):
+            async def _get(self, path: str, head: int | None = None) -> Blob | None:
+                if armed and head is None:
+                    held.set()
+                    await asyncio.Event().wait()  # forever
+                return await self.inner._get(path, head)
+
+        store = _open_clocked_async(target, clock, wrap=HoldForever)
         async with store:
             for i in range(n):
                 await store.append("log", i)
             clock.advance(MIN_AGE + 1)
-            blob = store._ctx.blob
-            original = blob._get
-            held = asyncio.Event()
-
-            async def get(path: str, head: int | None = None) -> Any:
-                if head is None:
-                    held.set()
-                    await asyncio.Event().wait()  # forever
-                return await original(path, head)
-
-            blob._get = get
+            armed = True
             await store.append("log", "trigger")
             await asyncio.wait_for(held.wait(), 10)
             (task,) = [t for t in store._ctx.resources.background if not t.done()]

@@ -33,6 +33,7 @@ from collections.abc import Awaitable, Callable, Coroutine, Iterator
 from typing import Any, TypeVar
 
 import pytest
+from conftest import FAST, REMOTE
 
 import kvstore
 from kvstore.errors import BackendError
@@ -98,7 +99,7 @@ async def eventually(read: Callable[[], Awaitable[T]], want: T, timeout: float =
 
 
 @pytest.mark.parametrize("cache_kind", ["local", "redis"])
-@pytest.mark.parametrize("backend", ["memory", "local"])
+@pytest.mark.parametrize("backend", FAST)
 def test_partly_failed_mset_invalidates_the_keys_it_wrote(
     backend: str, cache_kind: str, make_target: Any, request: pytest.FixtureRequest
 ) -> None:
@@ -128,7 +129,7 @@ def test_partly_failed_mset_invalidates_the_keys_it_wrote(
 
 
 @pytest.mark.parametrize("cache_kind", ["local", "redis"])
-@pytest.mark.parametrize("backend", ["memory", "local"])
+@pytest.mark.parametrize("backend", FAST)
 def test_partly_failed_delete_invalidates_the_keys_it_deleted(
     backend: str, cache_kind: str, make_target: Any, request: pytest.FixtureRequest
 ) -> None:
@@ -212,7 +213,7 @@ def _wait_child(pid: int, timeout: float) -> int | None:
 
 
 @pytest.mark.filterwarnings("ignore::DeprecationWarning")  # fork() of a threaded process
-@pytest.mark.parametrize("backend", ["memory", "local"])
+@pytest.mark.parametrize("backend", FAST)
 def test_store_opened_before_fork_works_in_the_child(backend: str, make_target: Any) -> None:
     store = make_target(backend).open(cache=kvstore.LocalCache())
     try:
@@ -280,7 +281,7 @@ AMBIGUOUS = {
 
 
 @pytest.mark.parametrize("case", list(AMBIGUOUS))
-@pytest.mark.parametrize("backend", ["memory", "local"])
+@pytest.mark.parametrize("backend", FAST)
 def test_ambiguous_swap_never_undoes_a_later_write(
     backend: str, case: str, make_target: Any
 ) -> None:
@@ -370,7 +371,7 @@ def test_two_s3_endpoints_sharing_redis_do_not_see_each_other(
 # -- 6. missing bucket ---------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("backend", ["s3", "gcs"])
+@pytest.mark.parametrize("backend", REMOTE)
 def test_missing_bucket_is_an_error_not_an_empty_store(
     backend: str, request: pytest.FixtureRequest
 ) -> None:

@@ -10,13 +10,13 @@ from __future__ import annotations
 
 import asyncio
 import tempfile
-import time
 import uuid
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
+from conftest import FAST
 from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import (
@@ -31,6 +31,7 @@ import kvstore
 from kvstore.blob import open_blob_store
 from kvstore.portal import portal
 from kvstore.stats import Stats
+from kvstore.testing import FakeClock
 
 KEYS = ["a", "ab", "a/b", "ключ", "..", "x\x00y"]
 PREFIXES = ["", "a", "a/", "к", ".", "x", "zz"]
@@ -40,14 +41,6 @@ keys_st = st.lists(key_st, min_size=1, max_size=4)
 value_st = st.one_of(st.binary(max_size=12), st.integers(-1000, 1000))
 px_st = st.one_of(st.integers(1, 20_000), st.sampled_from([1, 500, 999, 1000, 1500]))
 ttl_st = st.one_of(st.none(), px_st)
-
-
-class FakeClock:
-    def __init__(self) -> None:
-        self.now = (time.time_ns() // 10**9) * 1000
-
-    def __call__(self) -> int:
-        return self.now
 
 
 def as_bytes(value: bytes | int) -> bytes:
@@ -283,7 +276,7 @@ def _opener(
 
 
 @pytest.mark.parametrize("cache", [None, "local"], ids=lambda c: f"cache={c}")
-@pytest.mark.parametrize("backend", ["memory", "local"])
+@pytest.mark.parametrize("backend", FAST)
 def test_value_model(backend: str, cache: str | None, tmp_path: Path) -> None:
     if backend == "memory":
 

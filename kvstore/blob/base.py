@@ -14,6 +14,9 @@ Guarantees every implementation must keep (and states in its docstring how):
   succeeds. Never implemented as exists-then-write.
 * ``put_if_match`` / ``delete_if_match`` are atomic compare-and-swap against the ``tag``
   returned by ``get`` (S3 ETag, GCS generation, local inode+mtime, memory counter).
+* A backend that cannot keep one of the three conditional guarantees says so with a
+  capability flag (``atomic_create``, ``atomic_conditional_put``,
+  ``atomic_conditional_delete``) and the method raises UnsupportedOperationError.
 * A write returns only after the store acknowledged it (durable on local disk: fsync).
 
 Paths are relative to the store's root and already encoded by :mod:`kvstore.keys`; the
@@ -32,7 +35,7 @@ import random
 from abc import ABC, abstractmethod
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass
-from typing import TypeVar
+from typing import NoReturn, TypeVar
 
 from ..errors import (
     BackendError,
@@ -144,10 +147,17 @@ def is_transient(exc: BaseException) -> bool:
 class BlobStore(ABC):
     """Async object access below one root URL. See the module docstring for guarantees."""
 
+    # Capabilities: each flag guards the method it names. A backend that cannot do one
+    # atomically sets it False, and the method raises UnsupportedOperationError instead of
+    # pretending (never a check-then-write). The three are independent: a store may offer
+    # conditional create without compare-and-swap.
+
     #: ``put_if_absent`` is an atomic conditional create on this backend.
     atomic_create: bool = True
-    #: ``put_if_match`` / ``delete_if_match`` are atomic compare-and-swap on this backend.
-    atomic_swap: bool = True
+    #: ``put_if_match`` is an atomic compare-and-swap on this backend.
+    atomic_conditional_put: bool = True
+    #: ``delete_if_match`` is an atomic compare-and-delete on this backend.
+    atomic_conditional_delete: bool = True
     #: Retries when the caller gives none. Backends whose client library already retries
     #: transient faults keep this small, so the layers do not multiply.
     default_retry: RetryPolicy = RetryPolicy()
@@ -215,10 +225,7 @@ class BlobStore(ABC):
     async def put_if_absent(self, path: str, data: bytes) -> str | None:
         """Atomic conditional create: the new tag, or None if an object already exists."""
         if not self.atomic_create:
-            raise UnsupportedOperationError(
-                f"{self.url} has no atomic conditional create; "
-                "use local disk, memory://, s3:// or gs://"
-            )
+            self._unsupported("conditional create")
         tag = await self._call("put_if_absent", path, lambda: self._put_if_absent(path, data))
         if tag is not None:
             self.stats.add("bytes_written", len(data))
@@ -229,7 +236,8 @@ class BlobStore(ABC):
 
         Returns the new tag, or None if the object changed or vanished meanwhile.
         """
-        self._require_swap()
+        if not self.atomic_conditional_put:
+            self._unsupported("compare-and-swap")
         new = await self._call("put_if_match", path, lambda: self._put_if_match(path, data, tag))
         if new is not None:
             self.stats.add("bytes_written", len(data))
@@ -240,8 +248,10 @@ class BlobStore(ABC):
         await self._call("delete", path, lambda: self._delete(path))
 
     async def delete_if_match(self, path: str, tag: str) -> bool:
-        """Remove an object only if its tag is still ``tag``; False if it changed."""
-        self._require_swap()
+        """Remove an object only if its tag is still ``tag``; False if it changed or is
+        missing."""
+        if not self.atomic_conditional_delete:
+            self._unsupported("compare-and-delete")
         return await self._call("delete_if_match", path, lambda: self._delete_if_match(path, tag))
 
     async def list_pages(self, prefix: str) -> AsyncIterator[list[str]]:
@@ -284,12 +294,10 @@ class BlobStore(ABC):
 
     # -- shared machinery ------------------------------------------------------------------
 
-    def _require_swap(self) -> None:
-        if not self.atomic_swap:
-            raise UnsupportedOperationError(
-                f"{self.url} has no atomic compare-and-swap; "
-                "use local disk, memory://, s3:// or gs://"
-            )
+    def _unsupported(self, what: str) -> NoReturn:
+        raise UnsupportedOperationError(
+            f"{self.url} has no atomic {what}; use local disk, memory://, s3:// or gs://"
+        )
 
     async def _call(self, operation: str, path: str, attempt: Callable[[], Awaitable[T]]) -> T:
         uncertain = False  # an earlier attempt of a conditional write may have applied

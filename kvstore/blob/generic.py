@@ -25,7 +25,8 @@ class FsspecBlobStore(BlobStore):
     """Objects below ``protocol://root`` on a filesystem fsspec knows."""
 
     atomic_create = False
-    atomic_swap = False
+    atomic_conditional_put = False
+    atomic_conditional_delete = False
 
     def __init__(
         self,
@@ -65,14 +66,14 @@ class FsspecBlobStore(BlobStore):
         raise AssertionError("guarded by atomic_create")  # pragma: no cover
 
     async def _put_if_match(self, path: str, data: bytes, tag: str) -> str | None:
-        raise AssertionError("guarded by atomic_swap")  # pragma: no cover
+        raise AssertionError("guarded by atomic_conditional_put")  # pragma: no cover
 
     async def _delete(self, path: str) -> None:
         with contextlib.suppress(FileNotFoundError):
             await asyncio.to_thread(self.fs.rm_file, self._full(path))
 
     async def _delete_if_match(self, path: str, tag: str) -> bool:
-        raise AssertionError("guarded by atomic_swap")  # pragma: no cover
+        raise AssertionError("guarded by atomic_conditional_delete")  # pragma: no cover
 
     def _find(self, prefix: str) -> list[str]:
         head = self._full(prefix).rpartition("/")[0]

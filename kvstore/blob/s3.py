@@ -83,6 +83,12 @@ class S3BlobStore(RemoteBlobStore):
             if _error_code(exc) == "NoSuchBucket":
                 raise  # a wrong bucket is an error, not an empty store
             return None
+        except OSError as exc:
+            if head is not None and _error_code(exc) == "InvalidRange":
+                # S3 answers 416 to a range of an empty object (no byte 0 to start at):
+                # the whole object is then the head.
+                return await self._get(path)
+            raise
         body = resp["Body"]
         try:
             data = await body.read()

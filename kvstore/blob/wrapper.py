@@ -1,0 +1,106 @@
+"""A blob store in front of another: the base for latency models and fault injection.
+
+:class:`WrapperBlobStore` delegates every primitive (``_get``, ``_put``,
+``_put_if_absent``, ``_put_if_match``, ``_delete``, ``_delete_if_match``, ``_list``), the
+capability flags, ``check_path``, ``identity``, ``expect_concurrency`` and ``close`` to an
+inner store, and shares its ``url``, ``retry`` policy and ``stats``. A subclass overrides
+just the primitive it wants to slow down, hold or break::
+
+    class SlowCreates(WrapperBlobStore):
+        async def _put_if_absent(self, path: str, data: bytes) -> str | None:
+            await asyncio.sleep(0.05)
+            return await self.inner._put_if_absent(path, data)
+
+    store = kvstore.open(SlowCreates(open_blob_store("memory://x", stats=Stats())))
+
+Counting and retries happen once: the wrapper's public methods (inherited from
+:class:`BlobStore`) run its own ``_call`` around the *primitives* of the inner store, never
+around the inner store's public methods. So a request is counted in the shared ``stats``
+once, and an exception a subclass raises from a primitive is retried (if transient) and
+translated exactly as a backend's own failure would be.
+
+Listing is the one exception: a backend's ``_list`` runs ``_call`` itself, once per page
+(see :meth:`BlobStore.list_pages`), so pages are counted and retried by the inner store
+with the same policy and counters. A subclass that overrides ``_list`` acts on whole pages
+after they were fetched; an exception it raises there is not retried.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+
+from .base import Blob, BlobStore
+
+
+class WrapperBlobStore(BlobStore):
+    """Delegates everything to ``inner``; subclasses override single primitives."""
+
+    def __init__(self, inner: BlobStore) -> None:
+        if not isinstance(inner, BlobStore):
+            raise TypeError(f"WrapperBlobStore wraps a BlobStore, not {inner!r}")
+        self.inner = inner
+        # Not BlobStore.__init__: the wrapper owns no state of its own. Sharing the inner
+        # store's url, retry policy and counters keeps error messages, cache identities and
+        # request counts exactly as they are without the wrapper.
+        self.url = inner.url
+        self.retry = inner.retry
+        self.stats = inner.stats
+
+    def __repr__(self) -> str:
+        return f"<{type(self).__name__} around {self.inner!r}>"
+
+    # -- what the store on top reads: all the inner store's -------------------------------
+    # (Read-only: a subclass that declares a capability False does so with a class
+    # attribute, e.g. ``atomic_create = False``, which takes precedence over these.)
+
+    @property
+    def atomic_create(self) -> bool:  # type: ignore[override]
+        return self.inner.atomic_create
+
+    @property
+    def atomic_conditional_put(self) -> bool:  # type: ignore[override]
+        return self.inner.atomic_conditional_put
+
+    @property
+    def atomic_conditional_delete(self) -> bool:  # type: ignore[override]
+        return self.inner.atomic_conditional_delete
+
+    @property
+    def connections(self) -> int:  # type: ignore[override]
+        return self.inner.connections
+
+    @property
+    def identity(self) -> str:
+        return self.inner.identity
+
+    def expect_concurrency(self, requests: int) -> None:
+        self.inner.expect_concurrency(requests)
+
+    def check_path(self, path: str) -> None:
+        self.inner.check_path(path)
+
+    async def close(self) -> None:
+        await self.inner.close()
+
+    # -- the primitives: called by this store's own _call, so counted once -----------------
+
+    async def _get(self, path: str, head: int | None = None) -> Blob | None:
+        return await self.inner._get(path, head)
+
+    async def _put(self, path: str, data: bytes) -> str:
+        return await self.inner._put(path, data)
+
+    async def _put_if_absent(self, path: str, data: bytes) -> str | None:
+        return await self.inner._put_if_absent(path, data)
+
+    async def _put_if_match(self, path: str, data: bytes, tag: str) -> str | None:
+        return await self.inner._put_if_match(path, data, tag)
+
+    async def _delete(self, path: str) -> None:
+        await self.inner._delete(path)
+
+    async def _delete_if_match(self, path: str, tag: str) -> bool:
+        return await self.inner._delete_if_match(path, tag)
+
+    def _list(self, prefix: str) -> AsyncIterator[list[str]]:
+        return self.inner._list(prefix)

@@ -1,0 +1,101 @@
+"""The contract kit (kvstore.testing) run on every backend and cache kvstore ships.
+
+A new backend or cache joins by adding a subclass here (or in its own test module).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+from conftest import Target
+
+import kvstore
+from kvstore.blob import BlobStore, open_blob_store
+from kvstore.blob.generic import FsspecBlobStore
+from kvstore.cache import Cache, LocalCache, NoCache
+from kvstore.stats import Stats
+from kvstore.testing import BlobStoreContract, CacheContract
+
+pytestmark = pytest.mark.timeout(120)
+
+
+def opener(target: Target) -> Callable[[], BlobStore]:
+    return lambda: open_blob_store(target.url, target.storage_options or None, stats=Stats())
+
+
+# -- blob stores -----------------------------------------------------------------------------
+
+
+class TestMemoryBlobStore(BlobStoreContract):
+    @pytest.fixture
+    def open_store(self, make_target: Callable[[str], Target]) -> Callable[[], BlobStore]:
+        return opener(make_target("memory"))
+
+
+class TestLocalBlobStore(BlobStoreContract):
+    @pytest.fixture
+    def open_store(self, make_target: Callable[[str], Target]) -> Callable[[], BlobStore]:
+        return opener(make_target("local"))
+
+
+class TestS3BlobStore(BlobStoreContract):
+    """Against the moto server the tests start (serialised: see backends/s3.py)."""
+
+    @pytest.fixture
+    def open_store(self, make_target: Callable[[str], Target]) -> Callable[[], BlobStore]:
+        return opener(make_target("s3"))
+
+
+class TestGCSBlobStore(BlobStoreContract):
+    """Against the GCS emulator the tests start (preconditions enforced: backends/gcs.py)."""
+
+    @pytest.fixture
+    def open_store(self, make_target: Callable[[str], Target]) -> Callable[[], BlobStore]:
+        return opener(make_target("gcs"))
+
+    def test_an_empty_object(self, open_store: Callable[[], BlobStore]) -> None:
+        pytest.skip(
+            "the GCS emulator answers an empty upload with a 500, which gcsfs retries for "
+            "~30 s (a stand-in's bug: real GCS stores empty objects, and kvstore never "
+            "writes one - every object is an envelope)"
+        )
+
+
+class TestFsspecBlobStore(BlobStoreContract):
+    """The generic fsspec backend (here on the local filesystem): no atomic conditional
+    operation, so those tests skip and the capability test checks they are refused. Its
+    ``put`` on a local filesystem truncates, then writes (see kvstore/blob/generic.py)."""
+
+    put_is_atomic_for_readers = False
+
+    @pytest.fixture
+    def open_store(self, tmp_path: Path) -> Callable[[], BlobStore]:
+        return lambda: FsspecBlobStore("file", str(tmp_path / "generic"), {}, stats=Stats())
+
+
+# -- caches ----------------------------------------------------------------------------------
+
+
+class TestLocalCache(CacheContract):
+    @pytest.fixture
+    def open_cache(self) -> Callable[[], Cache]:
+        return lambda: LocalCache(ttl=30)
+
+
+class TestNoCache(CacheContract):
+    stores_entries = False
+
+    @pytest.fixture
+    def open_cache(self) -> Callable[[], Cache]:
+        return NoCache
+
+
+class TestRedisCache(CacheContract):
+    """Against the redis-server the tests start (one per session; keys unique per test)."""
+
+    @pytest.fixture
+    def open_cache(self, redis_server: Any) -> Callable[[], Cache]:
+        return lambda: kvstore.RedisCache(redis_server.url)
