@@ -13,11 +13,14 @@ connections: every read is a cold ``mget`` of all the keys) and records, per rea
   every attempt, so retries made inside botocore and s3fs - which kvstore's counters
   cannot see, as they happen within one kvstore request - show up as ``http - keys``;
   failed attempts are counted by exception class (e.g. ``ConnectTimeoutError``);
+* the longest stall of kvstore's event loop during the read (a timer's lateness);
 * whether the ``mget`` raised, and what.
 
 Levels run in alternating order on each repetition, so drift hits all alike. ``--load N``
 starts N busy-loop processes for the run (each also stops itself after ``--load-seconds``)
-to reproduce a loaded client; they are killed when the probe ends.
+to reproduce a loaded client; they are killed when the probe ends. ``--connect-timeout``
+lowers botocore's connect timeout (s3fs sets 5 s), the other way to approach the point where
+a stalled event loop makes connects time out.
 """
 
 from __future__ import annotations
@@ -31,6 +34,7 @@ import signal
 import statistics
 import subprocess
 import sys
+import threading
 import time
 import uuid
 from collections.abc import Iterator, Sequence
@@ -75,6 +79,43 @@ class HttpCounter:
             yield self
         finally:
             AioEndpoint._send = original
+
+
+class LoopLag:
+    """The longest stall of kvstore's event loop (the blocking face's portal) while in use:
+    a callback due every ``interval`` seconds records how late it ran. A connect whose
+    completion waits behind a stall longer than botocore's ``connect_timeout`` times out."""
+
+    def __init__(self, interval: float = 0.01) -> None:
+        from kvstore.portal import portal
+
+        self.loop = portal()._loop
+        self.interval = interval
+        self.worst = 0.0
+        self._due: float | None = None
+        self._handle: Any = None
+
+    def _tick(self) -> None:
+        now = self.loop.time()
+        if self._due is not None:
+            self.worst = max(self.worst, now - self._due)
+        self._due = now + self.interval
+        self._handle = self.loop.call_later(self.interval, self._tick)
+
+    def __enter__(self) -> LoopLag:
+        self.loop.call_soon_threadsafe(self._tick)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        done = threading.Event()
+
+        def cancel() -> None:
+            if self._handle is not None:
+                self._handle.cancel()
+            done.set()
+
+        self.loop.call_soon_threadsafe(cancel)
+        done.wait(10)
 
 
 # --------------------------------------------------------------------- load
@@ -134,12 +175,13 @@ def cold_mget(
     try:
         before = store.stats()
         cpu0, t0 = time.process_time(), time.perf_counter()
-        try:
-            got = store.mget(keys)
-            if sum(v is not None for v in got) != len(keys):
-                raised = f"{sum(v is None for v in got)} values missing"
-        except Exception as exc:
-            raised = f"{type(exc).__name__}: {str(exc)[:120]}"
+        with LoopLag() as lag:
+            try:
+                got = store.mget(keys)
+                if sum(v is not None for v in got) != len(keys):
+                    raised = f"{sum(v is None for v in got)} values missing"
+            except Exception as exc:
+                raised = f"{type(exc).__name__}: {str(exc)[:120]}"
         wall, cpu = time.perf_counter() - t0, time.process_time() - cpu0
         after = store.stats()
     finally:
@@ -156,6 +198,7 @@ def cold_mget(
         "wall_s": wall,
         "cpu_s": cpu,
         "server_cpu_s": cpu_seconds(server_pid) - server0,
+        "loop_stall_s": lag.worst,
         "get": delta("requests.get"),
         "retries": delta("retries"),
         "errors": delta("errors"),
@@ -171,7 +214,9 @@ def run(args: argparse.Namespace) -> list[dict[str, Any]]:
     results: list[dict[str, Any]] = []
     http = HttpCounter()
     with SeaweedFS(buckets=(BUCKET,)) as server, http.installed():
-        options = server.storage_options
+        options = dict(server.storage_options)
+        if args.connect_timeout:  # s3fs's default is 5 s
+            options["config_kwargs"] = {"connect_timeout": args.connect_timeout}
         plans = [(args.keys, list(args.levels))]
         if args.big:
             plans.append((args.big, list(args.big_levels)))
@@ -191,6 +236,7 @@ def run(args: argparse.Namespace) -> list[dict[str, Any]]:
                         results.append(row)
                         log(
                             f"{count} keys c={c:<5} {row['wall_s'] * 1e3:7.0f} ms  "
+                            f"stall={row['loop_stall_s']:.2f}s "
                             f"http={row['http']} get={row['get']} errors={row['errors']} "
                             f"{row['http_failed'] or ''} {row['raised']}"
                         )
@@ -204,6 +250,7 @@ def table(results: Sequence[dict[str, Any]]) -> str:
         groups[(row["keys"], row["concurrency"])].append(row)
     head = (
         "| keys | concurrency | wall ms, median [min-max] | client CPU s | server CPU s "
+        "| worst loop stall s "
         "| GET (kvstore) | HTTP sent | extra HTTP | errors | failed attempts | raised |"
     )
     lines = [head, "|" + "|".join("---" for _ in range(head.count("|") - 1)) + "|"]
@@ -218,6 +265,7 @@ def table(results: Sequence[dict[str, Any]]) -> str:
             f"| {keys} | {c} | {statistics.median(walls):.0f} [{min(walls):.0f}-{max(walls):.0f}] "
             f"| {statistics.median(r['cpu_s'] for r in rows):.2f} "
             f"| {statistics.median(r['server_cpu_s'] for r in rows):.2f} "
+            f"| {max(r['loop_stall_s'] for r in rows):.2f} "
             f"| {'/'.join(str(r['get']) for r in rows)} "
             f"| {'/'.join(str(r['http']) for r in rows)} "
             f"| {'/'.join(str(e) for e in extra)} "
@@ -246,6 +294,12 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "--load-seconds", type=float, default=900, help="each busy loop's own deadline"
     )
+    parser.add_argument(
+        "--connect-timeout",
+        type=float,
+        default=0,
+        help="botocore connect_timeout in seconds (default: s3fs's, 5 s)",
+    )
     parser.add_argument("--json", type=Path, help="also write the rows to this file")
     return parser.parse_args(argv)
 
@@ -258,7 +312,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     results = run(args)
     load_after = os.getloadavg()
     print(
-        f"cpus {os.cpu_count()}; busy loops {args.load}; 1-min load average "
+        f"cpus {os.cpu_count()}; busy loops {args.load}; "
+        f"connect_timeout {args.connect_timeout or 'default (5 s)'}; 1-min load average "
         f"{load_before[0]:.1f} before, {load_after[0]:.1f} after"
     )
     print(table(results))
