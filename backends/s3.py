@@ -24,39 +24,30 @@ from typing import Any
 
 from ._process import LauncherProcess
 
-__all__ = ["MotoS3Server"]
+__all__ = ["MotoS3Server", "S3Endpoint"]
 
 ACCESS_KEY = "testing"
 SECRET_KEY = "testing"
 
 
-class MotoS3Server(LauncherProcess):
-    """moto S3 on loopback; ``with MotoS3Server() as s3: s3.storage_options``."""
+class S3Endpoint:
+    """The client side of a local S3 server: s3fs options, boto3 environment and client,
+    ``s3://`` URLs. A server class sets ``access_key``, ``secret_key``, ``region`` and
+    ``buckets`` and provides ``endpoint_url``."""
 
-    name = "moto-s3"
-    module = "backends._moto_main"
+    access_key: str = ACCESS_KEY
+    secret_key: str = SECRET_KEY
+    region: str
+    buckets: tuple[str, ...]
+    endpoint_url: Any  # a property of the server class
 
-    def __init__(
-        self,
-        buckets: Iterable[str] = ("kvstore-test",),
-        port: int | None = None,
-        *,
-        region: str = "us-east-1",
-        startup_timeout: float = 30.0,
-        stop_timeout: float = 5.0,
-    ) -> None:
-        super().__init__(port, startup_timeout=startup_timeout, stop_timeout=stop_timeout)
-        self.buckets: tuple[str, ...] = tuple(buckets)
-        self.region = region
-
-    # ------------------------------------------------------------ client config
     @property
     def storage_options(self) -> dict[str, Any]:
         """fsspec/s3fs options: ``fsspec.filesystem("s3", **storage_options)``."""
         return {
             "endpoint_url": self.endpoint_url,
-            "key": ACCESS_KEY,
-            "secret": SECRET_KEY,
+            "key": self.access_key,
+            "secret": self.secret_key,
             "client_kwargs": {"region_name": self.region},
         }
 
@@ -64,8 +55,8 @@ class MotoS3Server(LauncherProcess):
     def env(self) -> dict[str, str]:
         """Environment for boto3/botocore-based clients (not applied to os.environ)."""
         return {
-            "AWS_ACCESS_KEY_ID": ACCESS_KEY,
-            "AWS_SECRET_ACCESS_KEY": SECRET_KEY,
+            "AWS_ACCESS_KEY_ID": self.access_key,
+            "AWS_SECRET_ACCESS_KEY": self.secret_key,
             "AWS_DEFAULT_REGION": self.region,
             "AWS_REGION": self.region,
             "AWS_ENDPOINT_URL_S3": self.endpoint_url,
@@ -84,11 +75,31 @@ class MotoS3Server(LauncherProcess):
         return boto3.client(
             "s3",
             endpoint_url=self.endpoint_url,
-            aws_access_key_id=ACCESS_KEY,
-            aws_secret_access_key=SECRET_KEY,
+            aws_access_key_id=self.access_key,
+            aws_secret_access_key=self.secret_key,
             region_name=self.region,
             **kwargs,
         )
+
+
+class MotoS3Server(S3Endpoint, LauncherProcess):
+    """moto S3 on loopback; ``with MotoS3Server() as s3: s3.storage_options``."""
+
+    name = "moto-s3"
+    module = "backends._moto_main"
+
+    def __init__(
+        self,
+        buckets: Iterable[str] = ("kvstore-test",),
+        port: int | None = None,
+        *,
+        region: str = "us-east-1",
+        startup_timeout: float = 30.0,
+        stop_timeout: float = 5.0,
+    ) -> None:
+        super().__init__(port, startup_timeout=startup_timeout, stop_timeout=stop_timeout)
+        self.buckets: tuple[str, ...] = tuple(buckets)
+        self.region = region
 
     # ------------------------------------------------------------ state
     def create_bucket(self, name: str) -> None:

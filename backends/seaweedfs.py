@@ -46,6 +46,7 @@ from pathlib import Path
 from typing import Any
 
 from ._process import HOST, BackendError, ManagedProcess, free_port
+from .s3 import S3Endpoint
 
 __all__ = ["ACCESS_KEY", "SECRET_KEY", "SeaweedFS", "find_weed_binary"]
 
@@ -88,7 +89,7 @@ def _distinct_free_ports(count: int) -> list[int]:
     return ports
 
 
-class SeaweedFS(ManagedProcess):
+class SeaweedFS(S3Endpoint, ManagedProcess):
     """SeaweedFS S3 on loopback; ``with SeaweedFS() as s3: s3.storage_options``.
 
     ``SeaweedFS()`` is not started; use ``with SeaweedFS() as s3:`` or
@@ -96,6 +97,8 @@ class SeaweedFS(ManagedProcess):
     """
 
     name = "seaweedfs"
+    access_key = ACCESS_KEY
+    secret_key = SECRET_KEY
 
     def __init__(
         self,
@@ -138,46 +141,6 @@ class SeaweedFS(ManagedProcess):
     def endpoint_url(self) -> str:
         """``http://127.0.0.1:PORT`` of the S3 gateway."""
         return f"http://{HOST}:{self.port}"
-
-    @property
-    def storage_options(self) -> dict[str, Any]:
-        """fsspec/s3fs options: ``fsspec.filesystem("s3", **storage_options)``."""
-        return {
-            "endpoint_url": self.endpoint_url,
-            "key": ACCESS_KEY,
-            "secret": SECRET_KEY,
-            "client_kwargs": {"region_name": self.region},
-        }
-
-    @property
-    def env(self) -> dict[str, str]:
-        """Environment for boto3/botocore-based clients (not applied to os.environ)."""
-        return {
-            "AWS_ACCESS_KEY_ID": ACCESS_KEY,
-            "AWS_SECRET_ACCESS_KEY": SECRET_KEY,
-            "AWS_DEFAULT_REGION": self.region,
-            "AWS_REGION": self.region,
-            "AWS_ENDPOINT_URL_S3": self.endpoint_url,
-        }
-
-    def url_for(self, bucket: str | None = None, prefix: str = "") -> str:
-        """``s3://bucket/prefix`` (bucket defaults to the first configured one)."""
-        bucket = bucket or self.buckets[0]
-        prefix = prefix.strip("/")
-        return f"s3://{bucket}/{prefix}" if prefix else f"s3://{bucket}"
-
-    def client(self, **kwargs: Any) -> Any:
-        """A new boto3 S3 client for this server (``botocore.client.S3``)."""
-        import boto3
-
-        return boto3.client(
-            "s3",
-            endpoint_url=self.endpoint_url,
-            aws_access_key_id=ACCESS_KEY,
-            aws_secret_access_key=SECRET_KEY,
-            region_name=self.region,
-            **kwargs,
-        )
 
     # ------------------------------------------------------------ process
     def _command(self) -> list[str]:

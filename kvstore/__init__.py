@@ -93,7 +93,7 @@ def open_async(
     local directory: ``fsync``). ``decode_responses``: return str instead of bytes.
     ``cache_ttl``: the longest a cache entry lives (seconds). ``concurrency``: the most
     object-store requests one multi-key call keeps in flight (default: an eighth of the
-    open-file limit, as fsspec's ``FSMap.getitems``, between 32 and 1024).
+    open-file limit, as fsspec's ``FSMap.getitems``, between 32 and 256).
     """
     if url is None:
         url = os.environ.get("KVSTORE_URL") or DEFAULT_URL

@@ -31,8 +31,21 @@ Result = bytes | str
 DEFAULT_CACHE_TTL = 60.0
 
 
+MAX_DEFAULT_CONCURRENCY = 256
+
+
 def _default_concurrency() -> int:
-    """Requests one multi-key call keeps in flight; see the README ("Opening a store")."""
+    """Requests one multi-key call keeps in flight: an eighth of the open-file limit (as
+    fsspec's ``FSMap.getitems``), at least 32 and at most 256.
+
+    Why 256: a cold S3 GET costs the client ~3 ms of CPU (signing, HTTP, parsing), and the
+    requests of a wave start in one pass of the event loop, so the loop stalls for about
+    (requests in flight) x 3 ms. At 1024 that was ~4 s on a loaded 2-core client - near
+    botocore's 5 s connect timeout, past which every waiting connect is retried (276 extra
+    requests for a 1000-key mget were reported). At 256 it is ~1.4 s, and wall time on a
+    real S3 server was the same from 16 to 1024 (BENCHMARKS.md, "Concurrency probe");
+    256 still covers latency / CPU per request for real S3 with room for tail latency.
+    """
     try:
         import resource
 
@@ -40,8 +53,8 @@ def _default_concurrency() -> int:
     except (ImportError, OSError, ValueError):
         return 128
     if soft == resource.RLIM_INFINITY:
-        return 1024
-    return max(32, min(1024, soft // 8))
+        return MAX_DEFAULT_CONCURRENCY
+    return max(32, min(MAX_DEFAULT_CONCURRENCY, soft // 8))
 
 
 DEFAULT_CONCURRENCY = _default_concurrency()

@@ -1503,7 +1503,7 @@ def test_a_replanned_read_does_not_fetch_again_what_it_already_read(
             async def _get(self, path: str, head: int | None = None) -> Blob | None:
                 if armed and head is None and not fired:  # the first piece read: compact
                     fired.append(True)  # before any lands
-                    monkeypatch.setattr(logs_module, "SEGMENT_RECORDS", 6)
+                    monkeypatch.setattr(logs_module.limits, "SEGMENT_RECORDS", 6)
                     await writer.compact("log")  # s/8-12 and c/12 become s/8-14
                     compacted.set()
                 if armed and head is None:
@@ -1573,7 +1573,7 @@ def test_auto_compaction_runs_in_the_background_after_enough_old_chunks(
     assert logs_module.limits.AUTO_COMPACT
     target = make_target(backend)
     clock = FakeClock()
-    n = logs_module.AUTO_COMPACT_CHUNKS
+    n = logs_module.limits.AUTO_COMPACT_CHUNKS
     with open_clocked(target, clock, wrap=HoldReads) as store:
         for i in range(n):
             store.append("log", i)
@@ -1613,7 +1613,7 @@ def test_close_stops_a_running_auto_compaction(
     running on the loop against a closed store: it is cancelled, and the log stays whole."""
     target = make_target(backend)
     clock = FakeClock()
-    n = logs_module.AUTO_COMPACT_CHUNKS
+    n = logs_module.limits.AUTO_COMPACT_CHUNKS
     store = open_clocked(target, clock, wrap=HoldReads)
     for i in range(n):
         store.append("log", i)

@@ -37,6 +37,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import NoReturn, TypeVar
 
+from .. import aio
 from ..errors import (
     BackendError,
     ConfigurationError,
@@ -203,18 +204,9 @@ class BlobStore(ABC):
         return blob
 
     async def get_many(self, paths: Sequence[str], concurrency: int = 32) -> list[Blob | None]:
-        """``get`` for many paths at once, at most ``concurrency`` requests in flight."""
-        if not paths:
-            return []
-        if len(paths) <= concurrency:  # one wave: no gate needed
-            return list(await asyncio.gather(*(self.get(p) for p in paths)))
-        gate = asyncio.Semaphore(max(1, concurrency))
-
-        async def one(path: str) -> Blob | None:
-            async with gate:
-                return await self.get(path)
-
-        return list(await asyncio.gather(*(one(p) for p in paths)))
+        """``get`` for many paths at once, at most ``concurrency`` requests in flight; every
+        request is settled before the first failure is raised."""
+        return await aio.bounded([self.get(p) for p in paths], concurrency)
 
     async def put(self, path: str, data: bytes) -> str:
         """Create or atomically replace an object; returns its new tag."""
