@@ -16,7 +16,15 @@ Layout (little-endian), docs/architecture.md "Envelope"::
     end-4  4     body_crc         CRC-32 of meta + payload
 
 The header has its own checksum so a reader of the first 32 bytes (a TTL check) can trust
-it; the body checksum covers everything after it. :func:`decode` verifies both and turns
+it; the body checksum covers everything after it.
+
+**Binding.** Every object kvstore writes names, in its metadata (``"@"``), the path it was
+written for, relative to the store root: the namespace, the kind (value, chunk, segment,
+mark, manifest, part), the key and the position (sequence numbers, version, part index) are
+all in that path. A reader says which path it read (``bound=``), so an intact object copied
+or moved onto another key or position is a :class:`CorruptDataError` that names both the
+path expected and the one found - never another key's data. Objects written before
+bindings existed carry none and are read as they are. :func:`decode` verifies both and turns
 *any* malformed input - truncated, bit-flipped, foreign - into :class:`CorruptDataError`;
 no other exception escapes it.
 """
@@ -116,6 +124,10 @@ def looks_compressed(payload: bytes) -> bool:
     return payload.startswith(_COMPRESSED_MAGICS)
 
 
+BINDING = "@"
+"""The metadata field that holds the path an object was written for."""
+
+
 def new_nonce() -> int:
     return int.from_bytes(os.urandom(8), "little")
 
@@ -129,9 +141,13 @@ def encode(
     nonce: int | None = None,
     count: int = 0,
     level: int = DEFAULT_LEVEL,
+    bind: str | None = None,
 ) -> bytes:
     """Frame a payload. ``compress=None`` decides by size, content and result; ``level`` is
-    the zstd level (3 by default: fast; compaction uses more)."""
+    the zstd level (3 by default: fast; compaction uses more); ``bind`` the path (relative
+    to the store root) the object is written for (see "Binding")."""
+    if bind is not None:
+        meta = {**meta, BINDING: bind} if meta else {BINDING: bind}
     flags = 0
     body = payload
     if compress is None:
@@ -187,8 +203,12 @@ def peek_expiry(data: bytes, *, key: str | None = None, path: str | None = None)
     return _header(data, key, path)[1]
 
 
-def decode(data: bytes, *, key: str | None = None, path: str | None = None) -> Envelope:
-    """Verify and unpack an object; every failure is a CorruptDataError."""
+def decode(
+    data: bytes, *, key: str | None = None, path: str | None = None, bound: str | None = None
+) -> Envelope:
+    """Verify and unpack an object; every failure is a CorruptDataError. ``bound``: the
+    path (relative to the store root) the object was read from; an object bound to another
+    path is refused, naming both."""
     flags, expires, nonce, meta_len, count = _header(data, key, path)
     if len(data) < MIN_SIZE + meta_len:
         raise CorruptDataError(f"object is truncated ({len(data)} bytes)", key=key, path=path)
@@ -210,7 +230,33 @@ def decode(data: bytes, *, key: str | None = None, path: str | None = None) -> E
             payload = _codecs.decompressor.decompress(payload)
     except Exception as exc:  # a decoder must never leak its own exception types
         raise CorruptDataError(f"undecodable object: {exc}", key=key, path=path) from exc
+    if bound is not None:
+        found = meta.get(BINDING, bound)
+        if found != bound:
+            raise CorruptDataError(
+                f"misplaced object: it was written for {found!r}, not for {bound!r}",
+                key=key,
+                path=path,
+            )
     return Envelope(payload=payload, expires_at_ms=expires, meta=meta, nonce=nonce, count=count)
+
+
+def rebind(data: bytes, bind: str, *, key: str | None = None, path: str | None = None) -> bytes:
+    """The same object bound to another path (a claim that moves on to the next version):
+    the metadata and the body checksum are redone; the payload bytes are reused as they
+    are (no second compression)."""
+    flags, expires, nonce, meta_len, count = _header(data, key, path)
+    body = memoryview(data)[HEADER_SIZE:-4]
+    try:
+        meta = msgpack.unpackb(body[:meta_len], raw=False, strict_map_key=False) if meta_len else {}
+    except Exception as exc:
+        raise CorruptDataError(f"undecodable object: {exc}", key=key, path=path) from exc
+    meta_bytes = msgpack.packb({**meta, BINDING: bind}, use_bin_type=True)
+    payload = body[meta_len:]
+    header = _HEADER.pack(MAGIC, VERSION, flags, count, expires, nonce, len(meta_bytes))
+    crc = zlib.crc32(payload, zlib.crc32(meta_bytes))
+    parts = (header, _CRC.pack(zlib.crc32(header)), meta_bytes, payload, _CRC.pack(crc))
+    return b"".join(parts)
 
 
 def with_expiry(

@@ -123,7 +123,8 @@ class Values:
                 if found is None:
                     loaded.append((None, TOMBSTONE, ctx.cache_ttl))
                     continue
-                env = codec.decode(found.data, key=keys[i], path=ctx.where(paths[i]))
+                path = paths[i]
+                env = codec.decode(found.data, key=keys[i], path=ctx.where(path), bound=path)
                 expires = env.expires_at_ms
                 ttl = ctx.cache_ttl if expires == 0 else min(ctx.cache_ttl, (expires - now) / 1000)
                 entry = codec.pack_cached(env.payload, expires)
@@ -140,7 +141,7 @@ class Values:
         found = await self.ctx.blob.get(path)
         if found is None:
             return None, None
-        env = codec.decode(found.data, key=key, path=self.ctx.where(path))
+        env = codec.decode(found.data, key=key, path=self.ctx.where(path), bound=path)
         return found, (None if env.expired(self.ctx.clock()) else env)
 
     async def read_expiry(self, key: str, path: str) -> tuple[Blob | None, bool]:
@@ -163,10 +164,24 @@ class Values:
         ``decide(stored, live)`` returns (result, new object bytes, or None to leave it,
         or b"" to delete it). The write is a conditional create when nothing is stored and
         a compare-and-swap on the tag read otherwise; on conflict the read is repeated.
+
+        A conflict may be our own write: when its response is lost, the client library
+        (botocore, gcsfs) retries by itself, and the retry meets the write it repeats. So
+        the re-read first checks for it - the bytes we wrote (unique: every envelope has a
+        nonce), or for a delete, no object - and then reports what our write did. (A
+        conditional delete that lost against another client's delete is counted as ours:
+        the key is gone either way.)
         """
         blob = self.ctx.blob
+        ours: tuple[T, bytes] | None = None  # the result and bytes of a "conflicting" write
         for attempt in range(MAX_SWAP_ROUNDS):
             stored, live = await self._read_current(key, path)
+            if ours is not None and (
+                (stored is None and ours[1] == b"")
+                or (stored is not None and stored.data == ours[1])
+            ):
+                self.ctx.stats.add("lost_responses")
+                return ours[0]
             result, new = decide(stored, live)
             if new is None:
                 return result
@@ -190,6 +205,7 @@ class Values:
                     ok = True
             if ok:
                 return result
+            ours = (result, new)
             self.ctx.stats.add("swap_conflicts")
             await asyncio.sleep(random.uniform(0, 0.002 * (attempt + 1)))
         raise KVStoreError(
@@ -219,7 +235,7 @@ class Values:
             raise ConfigurationError("keepttl cannot be combined with ex, px, exat or pxat")
         expires = expiry_from_args(self.ctx.clock(), ex, px, exat, pxat)
         path = self.path(name)
-        data = codec.encode(payload, expires_at_ms=expires)
+        data = codec.encode(payload, expires_at_ms=expires, bind=path)
         blob = self.ctx.blob
         if not (nx or xx or keepttl):
             await self.ctx.commit([path], lambda: blob.put(path, data))
@@ -250,7 +266,10 @@ class Values:
     async def mset(self, mapping: Mapping[str, Any]) -> bool:
         if not isinstance(mapping, Mapping):
             raise ConfigurationError("mset takes a mapping of keys to values")
-        items = [(self.path(key_str(k)), codec.encode(to_bytes(v))) for k, v in mapping.items()]
+        items = []
+        for k, v in mapping.items():
+            path = self.path(key_str(k))
+            items.append((path, codec.encode(to_bytes(v), bind=path)))
         blob = self.ctx.blob
 
         async def put_all() -> bool:
@@ -372,7 +391,11 @@ class Values:
             found, live = await self.read_expiry(key, path)
             if found is None or live:
                 return False
-            return await blob.delete_if_match(path, found.tag)
+            if await blob.delete_if_match(path, found.tag):
+                return True
+            # Changed meanwhile - or deleted by us, the response lost and the library's
+            # retry refused: gone means deleted (perhaps by another purge at once).
+            return await blob.get_head(path, codec.HEADER_SIZE) is None
 
         async for page in self.scan_pages(prefix):
             paths = [self.path(k) for k in page]

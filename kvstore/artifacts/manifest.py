@@ -145,8 +145,9 @@ class Manifest:
         )
 
 
-def tombstone() -> bytes:
-    return codec.encode(b"", meta={"f": FORMAT, "deleted": True})
+def tombstone(path: str) -> bytes:
+    """What replaces a deleted version's manifest (and marks it in the listing)."""
+    return codec.encode(b"", meta={"f": FORMAT, "deleted": True}, bind=path)
 
 
 def check_version(version: object) -> int:

@@ -118,7 +118,8 @@ class AsyncArtifacts:
                 raise Gone
             raise CorruptDataError("artifact part is missing", key=key, path=self.ctx.where(path))
         where = self.ctx.where(path)
-        data = (await asyncio.to_thread(codec.decode, blob.data, key=key, path=where)).payload
+        env = await asyncio.to_thread(codec.decode, blob.data, key=key, path=where, bound=path)
+        data = env.payload
         if len(data) != manifest.parts[index]:
             raise CorruptDataError("artifact part has the wrong size", key=key, path=where)
         return data
@@ -240,8 +241,10 @@ class AsyncArtifacts:
             }
             if sizes:
                 meta["parts"] = sizes
-            manifest = codec.encode(inline, meta=meta, compress=compress)
-            return await self._claim(key, directory, manifest, upload)
+            version = await self._versions.next_free(directory)
+            path = self.ctx.layout.version(directory, version)
+            manifest = codec.encode(inline, meta=meta, compress=compress, bind=path)
+            return await self._claim(key, directory, manifest, upload, version)
         except BaseException:
             for task in pending:
                 task.cancel()
@@ -251,7 +254,7 @@ class AsyncArtifacts:
             raise
 
     async def _put_part(self, path: str, block: bytes, compress: bool | None) -> str:
-        envelope = await asyncio.to_thread(codec.encode, block, compress=compress)
+        envelope = await asyncio.to_thread(codec.encode, block, compress=compress, bind=path)
         return await self.ctx.blob.put(path, envelope)
 
     async def _discard(self, paths: Sequence[str]) -> None:
@@ -260,32 +263,46 @@ class AsyncArtifacts:
             with contextlib.suppress(Exception):
                 await self.ctx.blob.delete(path)
 
-    async def _claim(self, key: str, directory: str, manifest: bytes, upload: str) -> int:
-        """Create the manifest at the first free version; the version number."""
+    async def _claim(
+        self, key: str, directory: str, manifest: bytes, upload: str, version: int
+    ) -> int:
+        """Create the manifest (bound to ``version``) at the first free version from
+        ``version`` on; the version number.
+
+        A create that finds the version taken checks whether the manifest there is its own
+        (the upload id): when a response is lost, the client library (botocore, gcsfs)
+        retries by itself and reports the retry's "already exists" - without the check the
+        same data would be saved again as the next version."""
         pointer = self._versions.pointer_key(directory)
-        version = await self._versions.next_free(directory)
         for _ in range(limits.MAX_CLAIMS):
             path = self.ctx.layout.version(directory, version)
             self.ctx.check(path)
 
-            async def create(path: str = path) -> bool:
+            async def create(path: str = path, manifest: bytes = manifest) -> bool:
                 try:
-                    return await self.ctx.blob.put_if_absent(path, manifest) is not None
+                    if await self.ctx.blob.put_if_absent(path, manifest) is not None:
+                        return True
                 except AmbiguousWriteError:
-                    return await self._is_ours(key, path, upload)
+                    pass
+                return await self._is_ours(key, path, upload)
 
             if await self.ctx.commit([pointer], create):
                 self._versions.known.learn(directory, version)
                 return version
             self.ctx.stats.add("artifacts.claim_conflicts")
             version = max(version + 1, (await self._versions.scan(directory))[1] + 1)
+            manifest = codec.rebind(manifest, self.ctx.layout.version(directory, version))
         raise AssertionError("unreachable: a claim kept losing")  # pragma: no cover
 
     async def _is_ours(self, key: str, path: str, upload: str) -> bool:
+        """Whether the manifest at ``path`` is the one this save wrote (one GET)."""
         blob = await self.ctx.blob.get(path)
         if blob is None:
             return False
-        meta = self._versions.decode(blob.data, key, path).meta or {}
+        try:
+            meta = self._versions.decode(blob.data, key, path).meta or {}
+        except CorruptDataError:
+            return False  # not ours: ours is intact; the reader of that version reports it
         return meta.get("upload") == upload
 
     async def delete(self, name: str, version: int | None = None) -> int:
@@ -327,8 +344,9 @@ class AsyncArtifacts:
 
         async def bury() -> None:
             if alive:
-                await self.ctx.blob.put(path, tombstone())
-            await self.ctx.blob.put(layout.deleted_marker(directory, version), tombstone())
+                await self.ctx.blob.put(path, tombstone(path))
+            marker = layout.deleted_marker(directory, version)
+            await self.ctx.blob.put(marker, tombstone(marker))
 
         await self.ctx.commit([path, self._versions.pointer_key(directory)], bury)
         if parts is not None:

@@ -68,7 +68,7 @@ class Versions:
         return self.ctx.layout.latest_pointer_key(directory)
 
     def decode(self, data: bytes, key: str, path: str) -> codec.Envelope:
-        return codec.decode(data, key=key, path=self.ctx.where(path))
+        return codec.decode(data, key=key, path=self.ctx.where(path), bound=path)
 
     async def scan(self, directory: str) -> tuple[list[int], int]:
         """One listing of a name's directory: its live versions (ascending) and the highest

@@ -32,9 +32,10 @@ class LogCleanup:
         self.reader = reader
 
     async def _set_mark(self, directory: str, mark: int) -> None:
-        data = codec.encode(b"", meta={"t": self.ctx.clock()})
+        path = directory + mark_name(mark)
+        data = codec.encode(b"", meta={"t": self.ctx.clock()}, bind=path)
         with contextlib.suppress(AmbiguousWriteError):  # an existing mark is the same mark
-            await self.ctx.blob.put_if_absent(directory + mark_name(mark), data)
+            await self.ctx.blob.put_if_absent(path, data)
 
     async def trim(self, key: str, start: int) -> int:
         """Drop the records before index ``start`` (negative: keep the last ``-start``);

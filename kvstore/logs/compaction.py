@@ -112,7 +112,7 @@ class Compactor:
         start, end = run[0].start, run[-1].end
         assert end is not None
         name = segment_name(start, end)
-        data = encode_records(records, {"n": len(records)})
+        data = encode_records(records, {"n": len(records)}, bind=directory + name)
         await self.ctx.blob.put(directory + name, data)
         for piece in run:  # ascending: every prefix of this loop leaves a valid log
             await self.ctx.blob.delete(directory + piece.name)

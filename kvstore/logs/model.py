@@ -213,10 +213,11 @@ def superseded(
     return doomed, chunks, [m.name for m in listing.marks if m.at < mark]
 
 
-def encode_records(records: Sequence[bytes], meta: dict[str, Any]) -> bytes:
+def encode_records(records: Sequence[bytes], meta: dict[str, Any], bind: str) -> bytes:
     """A segment's envelope: compaction runs off the request path, so it compresses harder."""
     packed = bytes(msgpack.packb(list(records)))
-    return codec.encode(packed, meta=meta, count=len(records), level=limits.SEGMENT_ZSTD_LEVEL)
+    level = limits.SEGMENT_ZSTD_LEVEL
+    return codec.encode(packed, meta=meta, count=len(records), level=level, bind=bind)
 
 
 def decode_records(env: codec.Envelope, skip: int, take: int) -> list[bytes]:

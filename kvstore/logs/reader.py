@@ -103,7 +103,7 @@ class LogReader:
         """A tail chunk read whole while planning: cache it, and give it to the caller. A
         damaged body is left for the read that needs its records to report."""
         try:
-            env = codec.decode(data, key=key, path=self.ctx.where(path))
+            env = codec.decode(data, key=key, path=self.ctx.where(path), bound=path)
         except CorruptDataError:
             return
         if found is not None:
@@ -128,12 +128,27 @@ class LogReader:
                 if blob is None:
                     loaded.append((None, None, 0.0))
                 else:
-                    env = codec.decode(blob.data, key=key, path=ctx.where(paths[i]))
+                    path = paths[i]
+                    env = codec.decode(blob.data, key=key, path=ctx.where(path), bound=path)
                     loaded.append((env, blob.data, limits.IMMUTABLE_TTL))
             return loaded
 
         cache_keys = [ctx.cache_key(p) for p in paths]
-        return await ctx.read_through(cache_keys, each(codec.decode), get, immutable=True)
+
+        def unpack(
+            entries: Sequence[bytes | None],
+        ) -> tuple[list[codec.Envelope | None], list[int]]:
+            out: list[codec.Envelope | None] = []
+            damaged: list[int] = []
+            for i, entry in enumerate(entries):
+                try:
+                    out.append(None if entry is None else codec.decode(entry, bound=paths[i]))
+                except CorruptDataError:
+                    out.append(None)
+                    damaged.append(i)
+            return out, damaged
+
+        return await ctx.read_through(cache_keys, unpack, get, immutable=True)
 
     # -- records ---------------------------------------------------------------------------
 

@@ -119,8 +119,8 @@ class LogWriter:
             tail = writer.tail
             now = ctx.clock()
             meta = {"n": len(records), "b": batch_id, "t": now}
-            data = codec.encode(packed, meta=meta, count=len(records))
             path = directory + chunk_name(tail)
+            data = codec.encode(packed, meta=meta, count=len(records), bind=path)
             try:
                 created = await ctx.blob.put_if_absent(path, data) is not None
             except AmbiguousWriteError:
@@ -129,7 +129,7 @@ class LogWriter:
                 found = await ctx.blob.get(path)
                 if found is None:
                     continue  # an ambiguous create that did not land: try the same slot
-                env = codec.decode(found.data, key=key, path=ctx.where(path))
+                env = codec.decode(found.data, key=key, path=ctx.where(path), bound=path)
                 if env.meta.get("b") != batch_id:
                     # Another writer's chunk: step over it (and re-list now and then, to
                     # jump ahead when many writers are busy).
