@@ -24,6 +24,7 @@ from .errors import (
     InvalidKeyError,
     InvalidValueError,
     KVStoreError,
+    ResponseDecodeError,
     UnsupportedOperationError,
 )
 from .stats import Stats
@@ -54,6 +55,7 @@ __all__ = [
     "LocalCache",
     "NoCache",
     "RedisCache",
+    "ResponseDecodeError",
     "RetryPolicy",
     "UnsupportedOperationError",
     "open",

@@ -20,7 +20,7 @@ from .blob import BlobStore
 from .cache import Cache
 from .context import Resources, StoreContext, now_ms
 from .convert import duration_ms
-from .errors import ConfigurationError, KVStoreError
+from .errors import ConfigurationError, KVStoreError, ResponseDecodeError
 from .keys import key_str
 from .logs import Logs
 from .stats import Stats
@@ -171,7 +171,12 @@ class AsyncKVStore:
     # -- results of cached reads: shared by both faces (see kvstore.sync) -------------------
 
     def _result(self, payload: bytes) -> Result:
-        return payload.decode("utf-8") if self.decode_responses else payload
+        if not self.decode_responses:
+            return payload
+        try:
+            return payload.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            raise _not_text(exc) from None
 
     def _value_of(self, values: list[codec.Live | None]) -> Result | None:
         (value,) = values
@@ -179,7 +184,10 @@ class AsyncKVStore:
 
     def _values_of(self, values: list[codec.Live | None]) -> list[Result | None]:
         if self.decode_responses:
-            return [None if v is None else v[0].decode("utf-8") for v in values]
+            try:
+                return [None if v is None else v[0].decode("utf-8") for v in values]
+            except UnicodeDecodeError as exc:
+                raise _not_text(exc) from None
         return [None if v is None else v[0] for v in values]
 
     # -- values ----------------------------------------------------------------------------
@@ -336,6 +344,13 @@ class AsyncKVStore:
         written meanwhile survives.
         """
         return await self._values.purge_expired(prefix)
+
+
+def _not_text(exc: UnicodeDecodeError) -> ResponseDecodeError:
+    return ResponseDecodeError(
+        f"a stored value is not UTF-8 text ({exc.reason} at byte {exc.start}) and the store "
+        "was opened with decode_responses=True; read it with decode_responses=False"
+    )
 
 
 def flatten(first: Iterable[Any] | str | bytes, rest: Sequence[Any]) -> list[Any]:

@@ -46,6 +46,11 @@ class CorruptDataError(KVStoreError):
         self.path = path
 
 
+class ResponseDecodeError(KVStoreError, ValueError):
+    """A stored value is not UTF-8 text and the store was opened with
+    ``decode_responses=True``; nothing is lost - read it with ``decode_responses=False``."""
+
+
 class BackendError(KVStoreError):
     """The object store failed; names the URL and the operation and chains the cause."""
 
@@ -64,5 +69,6 @@ __all__ = [
     "InvalidKeyError",
     "InvalidValueError",
     "KVStoreError",
+    "ResponseDecodeError",
     "UnsupportedOperationError",
 ]

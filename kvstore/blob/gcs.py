@@ -29,6 +29,13 @@ class GCSBlobStore(RemoteBlobStore):
     protocol = "gs"
     extra = "gcs"
     endpoint_env = ("STORAGE_EMULATOR_HOST",)
+    option_types = {
+        "endpoint_url": (str,),
+        "project": (str,),
+        "access": (str,),
+        "consistency": (str,),
+        "requester_pays": (bool, str),
+    }
     # gcsfs retries each request (6 tries, exponential backoff) and reads the body inside
     # that loop; retrying again here would multiply its delays.
     default_retry = RetryPolicy(attempts=1)

@@ -43,8 +43,11 @@ class FsspecBlobStore(BlobStore):
         super().__init__(f"{protocol}://{self.root}", retry=retry, stats=stats)
         try:
             self.fs = fsspec.filesystem(protocol, **storage_options)
-        except (ImportError, ValueError, TypeError) as exc:
-            raise ConfigurationError(f"cannot open {protocol}:// storage: {exc}") from exc
+        except Exception as exc:  # each filesystem fails its own way (zip:// opens a file)
+            raise ConfigurationError(
+                f"cannot open {protocol}:// storage at {self.root!r} with fsspec: "
+                f"{type(exc).__name__}: {exc}"
+            ) from exc
 
     def _full(self, path: str) -> str:
         return f"{self.root}/{path}"

@@ -34,6 +34,7 @@ import zlib
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
+from ..errors import InvalidKeyError
 from ..stats import Stats
 from .base import Blob, BlobStore, RetryPolicy
 
@@ -46,6 +47,9 @@ _PRIVATE = ".kvstore"
 _TAG_HEAD = 32
 """The tag includes a checksum of the first bytes: kvstore objects carry a random nonce
 there, so a tag stays unique even where inode numbers are reused and timestamps are coarse."""
+
+
+_PATH_MAX = 4096  # Linux's PATH_MAX; macOS allows 1024, where the OS error still says so
 
 
 def _tag(st: os.stat_result, head: bytes) -> str:
@@ -62,6 +66,7 @@ class LocalBlobStore(BlobStore):
         self.root = Path(root).expanduser().resolve()
         super().__init__(f"file://{self.root}", retry=retry, stats=stats)
         self.fsync = fsync
+        self._root_bytes = len(os.fsencode(self.root)) + 1
         self._tmp = self.root / _PRIVATE / "tmp"
         self._locks = self.root / _PRIVATE / "locks"
         self._swept = False
@@ -70,6 +75,17 @@ class LocalBlobStore(BlobStore):
     def identity(self) -> str:
         # The same path on two hosts is two stores; one Redis may serve both.
         return f"{socket.gethostname()}:{self.url}"
+
+    def check_path(self, path: str) -> None:
+        """InvalidKeyError for a path longer than the filesystem allows (PATH_MAX, 4096
+        bytes on Linux, counted from the root): a long namespace plus a long key can get
+        there even though each is within the 1024-byte key limit."""
+        size = self._root_bytes + len(path.encode())
+        if size > _PATH_MAX:
+            raise InvalidKeyError(
+                f"key too long for {self.url}: its file path would be {size} bytes and the "
+                f"filesystem allows {_PATH_MAX}; use a shorter key, namespace or directory"
+            )
 
     # -- helpers (run in worker threads) ---------------------------------------------------
 

@@ -41,6 +41,16 @@ def _accepted_options(fs_class: type) -> set[str]:
     return accepted
 
 
+def _copied(value: Any) -> Any:
+    """A copy of nested dicts and lists (filesystem libraries may change what they are
+    given; the caller's ``storage_options`` must stay as they were)."""
+    if isinstance(value, dict):
+        return {k: _copied(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_copied(v) for v in value]
+    return value
+
+
 class RemoteBlobStore(BlobStore):
     """An object store reached through an async fsspec filesystem below ``bucket/prefix``."""
 
@@ -65,7 +75,7 @@ class RemoteBlobStore(BlobStore):
         super().__init__(
             f"{self.protocol}://{bucket}/{self.prefix}".rstrip("/"), retry=retry, stats=stats
         )
-        self.storage_options = dict(storage_options)
+        self.storage_options = _copied(dict(storage_options))
         self._fs_class = self._load_class()
         unknown = set(self.storage_options) - _accepted_options(self._fs_class)
         if unknown:
@@ -73,6 +83,14 @@ class RemoteBlobStore(BlobStore):
                 f"unknown storage_options for {self.protocol}://: {sorted(unknown)} "
                 f"(see {self._fs_class.__module__}.{self._fs_class.__name__})"
             )
+        for name, value in self.storage_options.items():
+            kinds = self.option_types.get(name)
+            if kinds is not None and value is not None and not isinstance(value, kinds):
+                wanted = " or ".join(k.__name__ for k in kinds)
+                raise ConfigurationError(
+                    f"storage_options[{name!r}] for {self.protocol}:// must be {wanted}, "
+                    f"not {type(value).__name__} ({value!r})"
+                )
         self._fs: Any = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._connect_lock = asyncio.Lock()
@@ -87,6 +105,10 @@ class RemoteBlobStore(BlobStore):
             raise ConfigurationError(
                 f"{self.protocol}:// needs an extra package: pip install 'kvstore[{self.extra}]'"
             ) from exc
+
+    #: The types of the options users set most, checked at open (None is always allowed):
+    #: a wrong type would otherwise fail only at the first request.
+    option_types: dict[str, tuple[type, ...]] = {"endpoint_url": (str,)}
 
     #: Environment variables that choose the endpoint when storage_options do not.
     endpoint_env: tuple[str, ...] = ()
@@ -129,7 +151,7 @@ class RemoteBlobStore(BlobStore):
 
     def _filesystem_options(self) -> dict[str, Any]:
         """What the filesystem is built with: the user's storage_options, plus defaults."""
-        return {"skip_instance_cache": True, **self.storage_options}
+        return {"skip_instance_cache": True, **_copied(self.storage_options)}
 
     async def _open_filesystem(self, loop: asyncio.AbstractEventLoop) -> Any:
         options = self._filesystem_options()

@@ -51,6 +51,20 @@ class S3BlobStore(RemoteBlobStore):
     # again here would multiply their delays. Pass retry=RetryPolicy(...) to add more.
     default_retry = RetryPolicy(attempts=1)
     endpoint_env = ("AWS_ENDPOINT_URL_S3", "AWS_ENDPOINT_URL")
+    option_types = {
+        "endpoint_url": (str,),
+        "key": (str,),
+        "secret": (str,),
+        "token": (str,),
+        "profile": (str,),
+        "anon": (bool,),
+        "use_ssl": (bool,),
+        "requester_pays": (bool,),
+        "version_aware": (bool,),
+        "client_kwargs": (dict,),
+        "config_kwargs": (dict,),
+        "s3_additional_kwargs": (dict,),
+    }
 
     def _filesystem_options(self) -> dict[str, Any]:
         """botocore keeps at most ``max_pool_connections`` connections - 10 by default,
