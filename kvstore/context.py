@@ -29,6 +29,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import hashlib
+import secrets
 import time
 from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from typing import Any, TypeVar
@@ -36,7 +37,8 @@ from typing import Any, TypeVar
 from . import aio
 from .blob import BlobStore
 from .cache import Cache, Fill
-from .layout import Layout
+from .errors import CorruptDataError, KVStoreError
+from .layout import STORE_ID, Layout
 from .stats import Stats
 
 T = TypeVar("T")
@@ -97,10 +99,47 @@ class Resources:
         self.concurrency = concurrency
         self.cache_ttl = cache_ttl
         blob.expect_concurrency(concurrency)
-        digest = hashlib.sha256(blob.identity.encode()).hexdigest()[:16]
-        self.cache_prefix = f"kvstore:{digest}:"
+        self.cache_prefix = _prefix(blob.identity)
+        # A cache shared by several machines (Redis) must never serve one store's entries
+        # to another that merely has the same name (the same path on two containers with
+        # the same hostname). The store's own id, kept in the store, tells them apart. A
+        # per-process cache, or a backend without conditional create (two first users
+        # could each write an id), keeps the name-based prefix.
+        self.identified = not (cache.shared and blob.atomic_create)
+        self._identifying: asyncio.Lock | None = None
         self.states: dict[type, Any] = {}
         self.background: set[asyncio.Task[Any]] = set()
+
+    async def identify(self) -> None:
+        """Learn the store's id (one GET; one conditional PUT more the first time a store
+        is used with a shared cache) and derive the cache prefix from it. Once per open
+        store, before its first use of the cache."""
+        if self._identifying is None:
+            self._identifying = asyncio.Lock()
+        async with self._identifying:
+            if self.identified:
+                return
+            store_id = await self._read_id()
+            if store_id is None:
+                await self.blob.put_if_absent(STORE_ID, secrets.token_hex(16).encode())
+                store_id = await self._read_id()
+                if store_id is None:
+                    raise KVStoreError(f"{self.blob.url}/{STORE_ID} vanished as it was made")
+            self.cache_prefix = _prefix(f"{self.blob.identity}#{store_id}")
+            self.identified = True
+
+    async def _read_id(self) -> str | None:
+        found = await self.blob.get(STORE_ID)
+        if found is None:
+            return None
+        text = found.data.decode("ascii", "replace")
+        if len(text) != 32 or any(c not in "0123456789abcdef" for c in text):
+            raise CorruptDataError(
+                "the store id is damaged; delete it and every process will make a new "
+                "one (the shared cache then starts empty)",
+                path=f"{self.blob.url}/{STORE_ID}",
+            )
+        return text
 
     async def close(self) -> None:
         await self.stop_background()
@@ -125,13 +164,16 @@ class Resources:
             await asyncio.wait(here, timeout=_STOP_WAIT_S)
 
 
+def _prefix(identity: str) -> str:
+    return f"kvstore:{hashlib.sha256(identity.encode()).hexdigest()[:16]}:"
+
+
 class StoreContext:
     """One store view's access to the shared resources. See the module docstring."""
 
     __slots__ = (
         "blob",
         "cache",
-        "cache_prefix",
         "cache_ttl",
         "clock",
         "concurrency",
@@ -150,7 +192,6 @@ class StoreContext:
         self.clock = resources.clock
         self.concurrency = resources.concurrency
         self.cache_ttl = resources.cache_ttl
-        self.cache_prefix = resources.cache_prefix
 
     def namespace(self, name: str) -> StoreContext:
         return StoreContext(self.resources, self.layout.namespace(name))
@@ -192,12 +233,24 @@ class StoreContext:
             self.stats.add("cache.errors")
             return fallback
 
-    def cache_key(self, name: str) -> str:
-        return self.cache_prefix + name
+    @property
+    def cache_prefix(self) -> str:
+        """What starts every cache key of this store (see :meth:`Resources.identify`)."""
+        return self.resources.cache_prefix
+
+    @property
+    def identified(self) -> bool:
+        return self.resources.identified
+
+    async def ready(self) -> None:
+        """Make sure the cache prefix is the store's own (before any use of the cache)."""
+        if not self.resources.identified:
+            await self.resources.identify()
 
     async def invalidate(self, names: Sequence[str]) -> None:
         """Drop cached entries (``names``: object paths or cache-only names)."""
         if names:
+            await self.ready()
             keys = [self.cache_prefix + n for n in names]
             await self.cache_safely(self.cache.invalidate(keys), None)
             self.stats.add("cache.invalidations", len(keys))
@@ -224,6 +277,7 @@ class StoreContext:
         self, names: Sequence[str], entries: Sequence[bytes], ttl: float
     ) -> None:
         """Cache objects that are never rewritten (no guard needed)."""
+        await self.ready()
         fills = [Fill(self.cache_prefix + n, e, ttl) for n, e in zip(names, entries, strict=True)]
         if fills:
             await self.cache_safely(self.cache.put_immutable(fills), None)
@@ -232,15 +286,18 @@ class StoreContext:
 
     async def read_through(
         self,
-        cache_keys: Sequence[str],
+        names: Sequence[str],
         unpack: Unpack[T],
         load: Callable[[list[int]], Awaitable[list[Loaded[T | None]]]],
         *,
         immutable: bool = False,
         usable: Callable[[T], bool] | None = None,
         known: Sequence[bytes | None] | None = None,
+        cache_keys: Sequence[str] | None = None,
     ) -> list[T | None]:
-        """Items for ``cache_keys`` (full keys, see :meth:`cache_key`), through the cache.
+        """Items for ``names`` (object paths or cache-only names), through the cache.
+        ``cache_keys``: the names with the cache prefix, when the caller has them already
+        (it must have made them after :meth:`ready`).
 
         1. One lookup of every key (only of those ``known`` leaves as None, when given:
            entries the caller already read, e.g. in its own thread).
@@ -253,6 +310,10 @@ class StoreContext:
            a ticket the stale-set race cannot be excluded), or unguarded for ``immutable``
            objects.
         """
+        if cache_keys is None:
+            await self.ready()
+            prefix = self.cache_prefix
+            cache_keys = [prefix + n for n in names]
         entries: list[bytes | None]
         if known is None:
             lookup = await self.cache_safely(self.cache.lookup(cache_keys), None)

@@ -39,6 +39,9 @@ LOGS = "log/"
 ARTIFACTS = "art/"
 PARTS = "artpart/"
 NAMESPACES = "ns/"
+STORE_ID = ".kvstore/id"
+"""The store's random id (32 hex digits), made on first use with a shared cache: the cache
+keys of two stores that merely share a name (a path, a bucket) never meet."""
 
 
 def seq(n: int) -> str:

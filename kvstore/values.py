@@ -50,6 +50,7 @@ class Values:
     def __init__(self, ctx: StoreContext) -> None:
         self.ctx = ctx
         self._plans: dict[str, tuple[str, str]] = {}  # key -> (path, cache key): plan()
+        self._plans_prefix = ctx.cache_prefix  # the prefix of the cache keys in _plans
 
     # -- reading: shared by both faces (see kvstore.sync) -----------------------------------
 
@@ -67,12 +68,16 @@ class Values:
         paths: list[str] = []
         cache_keys: list[str] = []
         known = self._plans
+        prefix = self.ctx.cache_prefix
+        if prefix is not self._plans_prefix:  # the store learnt its id (shared cache)
+            known.clear()
+            self._plans_prefix = prefix
         for key in keys:
             plan = known.get(key) if type(key) is str else None
             if plan is None:
                 key = key_str(key)
                 path = self.path(key)
-                plan = (path, self.ctx.cache_prefix + path)
+                plan = (path, prefix + path)
                 if len(known) >= PLANS_KEPT:
                     known.clear()
                 known[key] = plan
@@ -94,6 +99,8 @@ class Values:
         :meth:`load` to complete on the loop without asking for them again, or (None,
         None) if the cache could not answer here (or an entry is damaged: the loop drops
         it)."""
+        if not self.ctx.identified:
+            return None, None  # the loop learns the store's id first
         cached = self.ctx.cache.lookup_now(plan[2])
         if cached is None:
             return None, None
@@ -112,8 +119,11 @@ class Values:
         """Live values (payload, expiry) of a plan's keys, through the cache; None for
         missing or expired. ``known``: cache entries already read for some keys (None for
         the others), by :meth:`load_now` - only the others are looked up."""
-        keys, paths, cache_keys = plan
         ctx = self.ctx
+        if not ctx.identified:  # the plan's cache keys were made with the name's prefix
+            await ctx.ready()
+            plan, known = self.plan(plan[0]), None
+        keys, paths, cache_keys = plan
 
         async def fetch(misses: list[int]) -> list[Loaded[codec.Live | None]]:
             blobs = await ctx.blob.get_many([paths[i] for i in misses], ctx.concurrency)
@@ -131,7 +141,9 @@ class Values:
                 loaded.append(((env.payload, expires), entry, ttl))
             return loaded
 
-        values = await ctx.read_through(cache_keys, codec.unpack_cached, fetch, known=known)
+        values = await ctx.read_through(
+            paths, codec.unpack_cached, fetch, known=known, cache_keys=cache_keys
+        )
         return self._live(values)
 
     # -- read-modify-write with compare-and-swap -------------------------------------------

@@ -1,4 +1,5 @@
-"""A damaged cache entry of any kind is a miss that is repaired - never an error.
+"""A damaged cache entry of any kind is a miss that is repaired - never an error; and two
+stores never share cache entries because they share a name.
 
 Every kind of entry the store caches (a value, a log chunk, a log segment, a log plan, an
 artifact manifest, an artifact's latest-version pointer), on the in-process cache and on a
@@ -16,8 +17,10 @@ import pytest
 from conftest import FakeClock, open_clocked
 
 import kvstore
+from kvstore.blob import WrapperBlobStore, open_blob_store
 from kvstore.layout import chunk_name, segment_name
 from kvstore.logs import limits as log_limits
+from kvstore.stats import Stats
 
 
 @dataclass
@@ -136,7 +139,7 @@ def test_damaged_entry_is_a_repaired_miss(
         spec.setup(store, clock)
         expected = spec.read(store)
         spec.read(store)  # a guarded fill may need a second read after a write's invalidation
-        key = store.aio._ctx.cache_key(spec.name(store))
+        key = store.aio._ctx.cache_prefix + spec.name(store)
         good = entries.get(key)
         assert good is not None, f"the {kind} was not cached"
         entries.set(key, good[:-1] + bytes([good[-1] ^ 0x01]))  # one bit flipped
@@ -148,3 +151,60 @@ def test_damaged_entry_is_a_repaired_miss(
             assert spec.read(store) == expected
         assert entries.get(key) == good or (kind == "plan" and entries.get(key) is not None)
         assert store.stats()["cache.corrupt"] == corrupt + 1  # repaired: no more damage seen
+
+
+class SameName(WrapperBlobStore):
+    """Two stores that look alike from the outside: the same hostname and path, as two
+    containers with different volumes mounted at /data."""
+
+    @property
+    def identity(self) -> str:
+        return "host-a:file:///data"
+
+
+def test_two_stores_with_the_same_name_never_share_cache_entries(
+    tmp_path: Any, redis_server: Any
+) -> None:
+    stats = Stats()
+    one = SameName(open_blob_store(str(tmp_path / "volume-1"), stats=stats))
+    two = SameName(open_blob_store(str(tmp_path / "volume-2"), stats=Stats()))
+    assert one.identity == two.identity
+    with (
+        kvstore.open(one, cache=kvstore.RedisCache(redis_server.url)) as a,
+        kvstore.open(two, cache=kvstore.RedisCache(redis_server.url)) as b,
+    ):
+        a.set("balance", "alice's")
+        b.set("balance", "bob's")
+        for _ in range(2):  # cold, then from the cache
+            assert a.get("balance") == b"alice's"
+            assert b.get("balance") == b"bob's"
+        assert a.aio._ctx.cache_prefix != b.aio._ctx.cache_prefix
+        # the id is read once per open store: no request on the hot path
+        before = stats.get("requests.get")
+        for _ in range(5):
+            assert a.get("balance") == b"alice's"
+        assert stats.get("requests.get") == before
+
+
+def test_stores_of_one_location_share_the_id_and_stay_coherent(
+    tmp_path: Any, redis_server: Any
+) -> None:
+    url = str(tmp_path / "shared")
+    with (
+        kvstore.open(url, cache=kvstore.RedisCache(redis_server.url)) as a,
+        kvstore.open(url, cache=kvstore.RedisCache(redis_server.url)) as b,
+    ):
+        a.set("k", "1")
+        assert b.get("k") == b"1"  # cached by b
+        a.set("k", "2")  # invalidates the entry b filled: the same prefix
+        assert b.get("k") == b"2"
+        assert a.aio._ctx.cache_prefix == b.aio._ctx.cache_prefix
+        stored = (tmp_path / "shared" / ".kvstore" / "id").read_bytes()
+        assert len(stored) == 32
+
+
+def test_a_store_without_a_shared_cache_makes_no_id(tmp_path: Any) -> None:
+    with kvstore.open(str(tmp_path / "plain"), cache="local") as store:
+        store.set("k", "v")
+        assert store.get("k") == b"v"
+    assert not (tmp_path / "plain" / ".kvstore" / "id").exists()

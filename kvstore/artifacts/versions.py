@@ -114,13 +114,13 @@ class Versions:
                 raise ValueError("a cached tombstone")
             return found
 
-        (manifest,) = await self.ctx.read_through([self.ctx.cache_key(path)], each(parse), get)
+        (manifest,) = await self.ctx.read_through([path], each(parse), get)
         return manifest
 
     async def latest(self, key: str, directory: str) -> tuple[int, Manifest] | None:
         """The newest live version and its manifest: the cached pointer if it is fresh and
         not older than what this process knows, else one LIST."""
-        pointer_key = self.ctx.cache_key(self.pointer_key(directory))
+        pointer_key = self.pointer_key(directory)
         for _ in range(limits.RETRIES):
             found: dict[int, Manifest] = {}
 
@@ -159,7 +159,7 @@ class Versions:
         async def none(_: list[int]) -> list[Loaded[int | None]]:
             return [(None, None, 0.0)]  # not worth a LIST here: the caller lists
 
-        pointer_key = self.ctx.cache_key(self.pointer_key(directory))
+        pointer_key = self.pointer_key(directory)
         (hit,) = await self.ctx.read_through([pointer_key], each(_pointer), none)
         if hit is not None:
             return hit + 1

@@ -45,6 +45,9 @@ class Cache(ABC):
     """A cache in front of the object store. Implementations state their coherence scope."""
 
     name: str = "cache"
+    #: Several machines or processes share its entries (Redis): the store then keys them by
+    #: its own id (kept in the store), not only by its name.
+    shared: bool = False
 
     @abstractmethod
     async def lookup(self, keys: Sequence[str]) -> Lookup: ...

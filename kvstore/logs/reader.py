@@ -64,8 +64,7 @@ class LogReader:
         def unpack(entry: bytes) -> Plan:
             return Plan.from_bytes(codec.unseal(entry))
 
-        cache_key = self.ctx.cache_key(self.plan_key(directory))
-        (plan,) = await self.ctx.read_through([cache_key], each(unpack), make)
+        (plan,) = await self.ctx.read_through([self.plan_key(directory)], each(unpack), make)
         assert plan is not None
         return plan
 
@@ -133,8 +132,6 @@ class LogReader:
                     loaded.append((env, blob.data, limits.IMMUTABLE_TTL))
             return loaded
 
-        cache_keys = [ctx.cache_key(p) for p in paths]
-
         def unpack(
             entries: Sequence[bytes | None],
         ) -> tuple[list[codec.Envelope | None], list[int]]:
@@ -148,7 +145,7 @@ class LogReader:
                     damaged.append(i)
             return out, damaged
 
-        return await ctx.read_through(cache_keys, unpack, get, immutable=True)
+        return await ctx.read_through(paths, unpack, get, immutable=True)
 
     # -- records ---------------------------------------------------------------------------
 

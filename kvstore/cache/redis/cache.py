@@ -53,6 +53,7 @@ class RedisCache(RedisConnections, Cache):
     """
 
     name = "redis"
+    shared = True
 
     def __init__(
         self,
