@@ -20,7 +20,8 @@ from .blob import BlobStore
 from .cache import Cache
 from .context import Resources, StoreContext, now_ms
 from .convert import duration_ms
-from .errors import ConfigurationError, KVStoreError, ResponseDecodeError
+from .errors import ConfigurationError, CorruptDataError, KVStoreError, ResponseDecodeError
+from .fsck import fsck as run_fsck
 from .keys import key_str
 from .logs import Logs
 from .stats import Stats
@@ -238,7 +239,14 @@ class AsyncKVStore:
         names = plan[0]
         values = await self._values.load(plan)
         missing = list(dict.fromkeys(n for n, v in zip(names, values, strict=True) if v is None))
-        lengths = await aio.bounded([self._logs.length(n) for n in missing], self._ctx.concurrency)
+
+        async def log_length(name: str) -> int:
+            try:
+                return await self._logs.length(name)
+            except CorruptDataError:  # a damaged log still exists (its reads say what broke)
+                return 1
+
+        lengths = await aio.bounded([log_length(n) for n in missing], self._ctx.concurrency)
         logs = {n for n, length in zip(missing, lengths, strict=True) if length > 0}
         return sum(v is not None or n in logs for n, v in zip(names, values, strict=True))
 
@@ -336,6 +344,19 @@ class AsyncKVStore:
     async def keys(self, prefix: str = "") -> list[str]:
         """All stored keys starting with ``prefix``, sorted; see :meth:`scan_iter`."""
         return sorted({key async for key in self.scan_iter(prefix)})
+
+    async def fsck(self, repair: bool = False) -> dict[str, Any]:
+        """Check every object of this store view and of the namespaces inside it (read
+        from the object store, verified) and report what is damaged: missing log records,
+        corrupt or misplaced objects, mismatched counts or checksums, orphaned parts.
+        ``repair=True`` marks a log's missing or damaged records as lost, so the rest of
+        the log can be used; nothing else is changed. See :mod:`kvstore.fsck`.
+
+        Returns ``{"ok", "objects", "damage": [{"kind", "path", "detail", "repaired"}]}``.
+        Costs a GET per object and a LIST per 1000."""
+        if not isinstance(repair, bool):
+            raise ConfigurationError(f"repair must be True or False, not {repair!r}")
+        return (await run_fsck(self._ctx, repair)).to_dict()
 
     async def purge_expired(self, prefix: str = "") -> int:
         """Delete expired values for good; returns how many were removed.

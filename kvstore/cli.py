@@ -40,6 +40,7 @@ from .commands_cli import (
     _compact,
     _delete,
     _expire,
+    _fsck,
     _get,
     _keys,
     _length,
@@ -162,6 +163,12 @@ COMMANDS: tuple[Command, ...] = (
         "merge a log's old chunks into segments; prints how many objects it removed",
         _store_command(_compact),
         (_LOG,),
+    ),
+    Command(
+        "fsck",
+        "check every object (read and verified); --repair marks a log's lost records as lost",
+        _store_command(_fsck),
+        (arg("--repair", action="store_true", help="mark missing or damaged log records lost"),),
     ),
     Command(
         "artifact",

@@ -131,6 +131,20 @@ def _compact(store: KVStore, args: argparse.Namespace) -> Reply:
     return Reply([str(store.compact(args.key))])
 
 
+def _fsck(store: KVStore, args: argparse.Namespace) -> Reply:
+    """One line per damage found (kind, path, what was seen; what was repaired), then a
+    summary; exit 1 while damage is left unrepaired."""
+    report = store.fsck(repair=args.repair)
+    lines = []
+    for item in report["damage"]:
+        done = f" -> repaired: {item['repaired']}" if item["repaired"] else ""
+        lines.append(f"{item['kind']}\t{item['path']}\t{item['detail']}{done}")
+    found = len(report["damage"])
+    summary = f"{report['objects']} objects checked, {found} problems found"
+    lines.append(summary + (", all repaired or harmless" if report["ok"] and found else ""))
+    return Reply(lines, status=0 if report["ok"] else 1)
+
+
 def _index(value: str, name: str) -> int:
     """A record index from the command line, parsed here rather than by argparse so that a
     bad one is one error line (exit 2), not a usage message. ("-5" reaches us as an index:

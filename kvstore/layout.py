@@ -10,6 +10,7 @@ path (below the store root)                         object
 ``{base}log/{enc(key)}/c/{first:020d}``             log chunk: records ``[first, first + n)``
 ``{base}log/{enc(key)}/s/{first:020d}-{end:020d}``  log segment: records ``[first, end)``
 ``{base}log/{enc(key)}/m/{mark:020d}``              log mark: records below ``mark`` are gone
+``{base}log/{enc(key)}/lost/{first}-{end}``         records ``[first, end)`` were lost (fsck)
 ``{base}art/{enc(name)}/{version:020d}``            artifact version's manifest (or tombstone)
 ``{base}art/{enc(name)}/{version:020d}.deleted``    marks a deleted version (never reused)
 ``{base}artpart/{enc(name)}/{upload}/{i:06d}``      part ``i`` of a large artifact's upload
@@ -77,6 +78,20 @@ class Mark:
     name: str
 
 
+@dataclass(frozen=True, slots=True)
+class Lost:
+    """``lost/{first}-{end}``: records ``[first, end)`` were lost (their object vanished or
+    was damaged) and ``fsck --repair`` said so; reading them raises, the rest reads."""
+
+    first: int
+    end: int
+    name: str
+
+
+def lost_name(first: int, end: int) -> str:
+    return f"lost/{seq(first)}-{seq(end)}"
+
+
 def chunk_name(first: int) -> str:
     return f"c/{seq(first)}"
 
@@ -89,16 +104,16 @@ def mark_name(at: int) -> str:
     return f"m/{seq(at)}"
 
 
-def parse_log_name(name: str) -> Chunk | Segment | Mark | None:
+def parse_log_name(name: str) -> Chunk | Segment | Mark | Lost | None:
     """The log object a name (relative to the log directory) denotes; None if foreign."""
     kind, _, rest = name.partition("/")
     try:
         if kind == "c" and len(rest) == SEQ_DIGITS:
             return Chunk(int(rest), name)
-        if kind == "s":
+        if kind in ("s", "lost"):
             a, _, b = rest.partition("-")
-            if len(a) == SEQ_DIGITS and len(b) == SEQ_DIGITS:
-                return Segment(int(a), int(b), name)
+            if len(a) == SEQ_DIGITS and len(b) == SEQ_DIGITS and int(a) < int(b):
+                return (Segment if kind == "s" else Lost)(int(a), int(b), name)
         elif kind == "m" and len(rest) == SEQ_DIGITS:
             return Mark(int(rest), name)
     except ValueError:
@@ -108,6 +123,10 @@ def parse_log_name(name: str) -> Chunk | Segment | Mark | None:
 
 def is_segment_name(name: str) -> bool:
     return name.startswith("s/")
+
+
+def is_lost_name(name: str) -> bool:
+    return name.startswith("lost/")
 
 
 # -- artifact objects ------------------------------------------------------------------------

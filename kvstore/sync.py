@@ -172,3 +172,4 @@ class KVStore(_Face[AsyncKVStore]):
     length = _blocking(AsyncKVStore.length)
     trim = _blocking(AsyncKVStore.trim)
     compact = _blocking(AsyncKVStore.compact)
+    fsck = _blocking(AsyncKVStore.fsck)

@@ -715,8 +715,9 @@ def test_list_more_than_1000_names_on_s3(make_target: Any) -> None:
             gate = asyncio.Semaphore(16)
 
             async def copy(name: str) -> None:
-                async with gate:
-                    await blob.put(f"art/{encode_name(name)}/{0:020d}", manifest.data)
+                path = f"art/{encode_name(name)}/{0:020d}"
+                async with gate:  # each copy bound to its own path, as a save would write it
+                    await blob.put(path, codec.rebind(manifest.data, path))
 
             await asyncio.gather(*map(copy, names[1:]))
 
@@ -1185,6 +1186,7 @@ def test_shared_redis_cache(make_target: Any, redis_server: Any) -> None:
         a.artifacts.save("n", b"zero")
         a.artifacts.save("n", b"one")
         assert a.artifacts.load("n", 0).data == b"zero"
+        b.exists("warm-up")  # b's first use of the shared cache reads the store's id
         loaded, spent = spend(b, lambda: b.artifacts.load("n", 0))
         assert loaded.data == b"zero"
         assert spent == {}, "a version another client loaded is in the shared cache"

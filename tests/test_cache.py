@@ -703,7 +703,8 @@ def test_two_processes_share_one_bucket_and_one_redis(
     try:
         with target.open(cache=rcache(redis_server.url)) as here:
             here.set("k", "v1")
-            assert remote("get", "k") == (b"v1", 1)
+            # 2: the child's first use of the shared cache reads the store's id, then the value
+            assert remote("get", "k") == (b"v1", 2)
             assert remote("get", "k") == (b"v1", 0)  # cached in Redis by the other process
             here.set("k", "v2")
             assert remote("get", "k")[0] == b"v2"

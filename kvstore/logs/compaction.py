@@ -64,7 +64,7 @@ class Compactor:
         pieces = [p for p in plan.pieces if p.end is not None]
         if plan.pieces and plan.pieces[-1].end is not None:
             pieces = list(pieces[:-1])  # never merge the tail chunk: it may be young
-        chunk_names = [p.name for p in pieces if not p.segment]
+        chunk_names = [p.name for p in pieces if not p.segment and not p.lost]
         old = await self.cleanup.old_chunks(directory, chunk_names, key)
         small = [
             p for p in pieces if p.segment and (p.end or p.start) - p.start < limits.SEGMENT_RECORDS

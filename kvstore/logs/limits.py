@@ -29,4 +29,7 @@ TAIL_READ_BYTES = 16 << 10
 MAX_CLAIMS = 1000
 """Slots one append tries before it gives up ("could not claim the tail")."""
 REPLANS = 5
-"""Plans a read makes before it gives up on a log that keeps changing under it."""
+"""Plans a read makes before it gives up on a log that keeps changing under it (or, if the
+same records are missing from every listing, reports them lost)."""
+REPLAN_PAUSE_S = 0.02
+"""The first pause before listing again after a gap (doubling each time: 0.6 s in all)."""

@@ -17,12 +17,18 @@ import msgpack
 
 from .. import codec
 from ..errors import CorruptDataError
-from ..layout import Chunk, Mark, Segment, is_segment_name, parse_log_name
+from ..layout import Chunk, Lost, Mark, Segment, is_lost_name, is_segment_name, parse_log_name
 from . import limits
 
 
 class Replan(Exception):
-    """The listing changed under a reader (an object was compacted away): plan again."""
+    """No object holds records ``[start, end)`` although later ones exist: the listing
+    raced a compaction (plan again) - or, if it persists, the object holding them is lost."""
+
+    def __init__(self, start: int, end: int) -> None:
+        super().__init__(f"no object holds records [{start}, {end})")
+        self.start = start
+        self.end = end
 
 
 @dataclass(frozen=True)
@@ -44,6 +50,11 @@ class Piece:
     @property
     def segment(self) -> bool:
         return is_segment_name(self.name)
+
+    @property
+    def lost(self) -> bool:
+        """Records ``fsck --repair`` marked as lost: reading them raises."""
+        return is_lost_name(self.name)
 
 
 @dataclass(frozen=True)
@@ -83,20 +94,20 @@ class Listing:
     (first, end), the highest mark."""
 
     chunks: list[Chunk]
-    segments: list[Segment]
+    segments: list[Segment | Lost]  # lost ranges cover positions like segments do
     mark: int
     marks: list[Mark]
 
     @classmethod
     def parse(cls, names: Sequence[str]) -> Listing:
         chunks: list[Chunk] = []
-        segments: list[Segment] = []
+        segments: list[Segment | Lost] = []
         marks: list[Mark] = []
         for name in names:
             found = parse_log_name(name)
             if isinstance(found, Chunk):
                 chunks.append(found)
-            elif isinstance(found, Segment):
+            elif isinstance(found, (Segment, Lost)):
                 segments.append(found)
             elif isinstance(found, Mark):
                 marks.append(found)
@@ -133,7 +144,7 @@ def cover(names: Sequence[str]) -> tuple[int, list[Piece]]:
     pieces: list[Piece] = []
     pos = listing.mark
     seen = 0  # segments[:seen] start at or below pos
-    best: Segment | None = None  # among them, the one that reaches furthest (first such)
+    best: Segment | Lost | None = None  # among them, the one reaching furthest (first such)
     while True:
         while seen < len(segments) and segments[seen].first <= pos:
             if best is None or segments[seen].end > best.end:
@@ -164,7 +175,7 @@ def cover(names: Sequence[str]) -> tuple[int, list[Piece]]:
             # Records above this point exist but nothing holds `pos`: the listing raced a
             # compaction (it saw chunks deleted but not the segment replacing them). A
             # removed prefix always leaves a mark, so this is never a legitimate state.
-            raise Replan(f"gap at {pos}")
+            raise Replan(pos, next(s for s in starts if s > pos))
         break
     return listing.mark, pieces
 
@@ -200,7 +211,7 @@ def superseded(
         at = bisect.bisect_right(firsts, a)
         return b is not None and at > 0 and reach[at - 1] >= b
 
-    def segment_covered(segment: Segment) -> bool:
+    def segment_covered(segment: Segment | Lost) -> bool:
         if segment.end <= mark:
             return True
         return any(
@@ -247,6 +258,20 @@ def normalise(start: int, end: int, length: int) -> tuple[int, int] | None:
     return start, end + 1
 
 
+def shortfall(
+    pieces: Sequence[Piece], envs: Sequence[codec.Envelope | None]
+) -> tuple[int, int] | None:
+    """The first records a listing places in a chunk that the chunk does not hold: a chunk
+    whose successor is missing from the listing looks longer than it is. A listing that
+    was not a snapshot shows this once; a lost object, in every listing."""
+    for piece, env in zip(pieces, envs, strict=True):
+        if env is None or piece.end is None or piece.lost or piece.segment:
+            continue
+        if env.count < piece.count:
+            return piece.start + env.count - piece.skip, piece.end
+    return None
+
+
 def as_planned(pieces: Sequence[Piece], envs: Sequence[codec.Envelope | None]) -> bool:
     """Every piece is there and holds the records the plan says (its header's count).
 
@@ -255,6 +280,6 @@ def as_planned(pieces: Sequence[Piece], envs: Sequence[codec.Envelope | None]) -
     is. Reading it as planned would skip records; merging it would name a segment wrongly.
     """
     return all(
-        env is not None and (piece.end is None or env.count == piece.count)
+        piece.lost or (env is not None and (piece.end is None or env.count == piece.count))
         for piece, env in zip(pieces, envs, strict=True)
     )

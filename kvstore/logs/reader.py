@@ -13,13 +13,23 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Sequence
 
 from .. import codec
 from ..context import Loaded, StoreContext, each
 from ..errors import ConfigurationError, CorruptDataError, KVStoreError
 from . import limits
-from .model import Piece, Plan, Replan, as_planned, cover, decode_records, normalise
+from .model import (
+    Piece,
+    Plan,
+    Replan,
+    as_planned,
+    cover,
+    decode_records,
+    normalise,
+    shortfall,
+)
 
 
 class LogReader:
@@ -71,12 +81,16 @@ class LogReader:
     async def _make_plan(
         self, key: str, directory: str, found: dict[str, codec.Envelope] | None
     ) -> Plan:
-        for _ in range(limits.REPLANS):
+        gaps: list[tuple[int, int]] = []
+        for attempt in range(limits.REPLANS):
+            if gaps:  # let a compaction that raced the listing finish
+                await asyncio.sleep(limits.REPLAN_PAUSE_S * 2**attempt)
             names = await self.list_names(directory)
             try:
                 mark, pieces = cover(names)
-            except Replan:
+            except Replan as gap:
                 self.ctx.stats.add("log.replans")
+                gaps.append((gap.start, gap.end))
                 continue
             tail = mark
             if pieces:
@@ -94,6 +108,16 @@ class LogReader:
                         await self._keep_tail(key, path, head.data, last.name, found)
                 tail = max(mark, pieces[-1].end or mark)
             return Plan(mark, tuple(pieces), tail, tuple(names))
+        if len(gaps) == limits.REPLANS and len(set(gaps)) == 1:
+            start, end = gaps[0]
+            raise CorruptDataError(
+                f"records [{start}, {end}) of the log are missing: the object that held them "
+                "is gone (listed in every one of "
+                f"{limits.REPLANS} listings); `kvstore fsck --repair` marks them lost so "
+                "the rest of the log can be used",
+                key=key,
+                path=self.ctx.where(directory),
+            )
         raise KVStoreError(f"log {key!r} kept changing while it was being listed; try again")
 
     async def _keep_tail(
@@ -156,14 +180,17 @@ class LogReader:
         directory = self.dir(key)
         fresh = False
         known: dict[str, codec.Envelope] = {}  # immutable objects: kept across re-plans
-        for _ in range(limits.REPLANS):
+        gaps: list[tuple[int, int] | None] = []  # per torn attempt: records no object held
+        for attempt in range(limits.REPLANS):
+            if gaps:  # let a compaction that raced the listing finish
+                await asyncio.sleep(limits.REPLAN_PAUSE_S * 2**attempt)
             plan = await self.plan(key, directory, fresh, known)
             window = normalise(start, end, plan.length)
             if window is None:
                 return []
             lo, hi = plan.first + window[0], plan.first + window[1]
             pieces = [p for p in plan.pieces if p.start < hi and (p.end or hi) > lo]
-            wanted = [p for p in pieces if p.name not in known]
+            wanted = [p for p in pieces if p.name not in known and not p.lost]
             for piece, env in zip(wanted, await self.fetch(key, directory, wanted), strict=True):
                 if env is not None:
                     known[piece.name] = env
@@ -171,9 +198,18 @@ class LogReader:
             if not as_planned(pieces, envs):
                 fresh = True  # compacted away under us, or a torn listing: plan again
                 self.ctx.stats.add("log.replans")
-                if all(env is not None for env in envs):
+                if all(env is not None or p.lost for p, env in zip(pieces, envs, strict=True)):
                     self.ctx.stats.add("log.torn_listings")
+                gaps.append(shortfall(pieces, envs))
                 continue
+            lost = next((p for p in pieces if p.lost), None)
+            if lost is not None:
+                raise CorruptDataError(
+                    f"records [{lost.start}, {lost.end}) of the log were lost (marked by fsck); "
+                    "read around them, or trim the log past them",
+                    key=key,
+                    path=self.ctx.where(directory + lost.name),
+                )
             out: list[bytes] = []
             for piece, env in zip(pieces, envs, strict=True):
                 assert env is not None
@@ -181,6 +217,17 @@ class LogReader:
                 take = min(hi, piece.end or hi) - piece.start - skip
                 out.extend(decode_records(env, piece.skip + skip, take))
             return out
+        if len(set(gaps)) == 1 and gaps[0] is not None:
+            # Every fresh listing shows the same chunk holding fewer records than the next
+            # object's position says: the object that held the rest is gone.
+            first, end = gaps[0]
+            raise CorruptDataError(
+                f"records [{first}, {end}) of the log are missing: the object that held them "
+                "is gone; `kvstore fsck --repair` marks them lost so the rest of the log "
+                "can be used",
+                key=key,
+                path=self.ctx.where(directory),
+            )
         raise KVStoreError(f"log {key!r} kept changing while it was being read; try again")
 
     async def length(self, key: str) -> int:
@@ -200,8 +247,12 @@ class LogReader:
         for encoded, names in by_log.items():
             try:
                 key = layout.key_of(encoded)
+            except ValueError:
+                continue
+            try:
                 mark, pieces = cover(names)
-            except (ValueError, Replan):
+            except Replan:  # records are missing: it still is a log (its reads say so)
+                live.append(key)
                 continue
             if not pieces:
                 continue

@@ -1,0 +1,249 @@
+"""fsck: find damage in a store, and with ``repair``, make the rest usable again.
+
+It reads every object of a store view (and of the namespaces inside it), straight from the
+object store (never the cache), and reports:
+
+* ``missing`` - records of a log that no chunk or segment holds (a lost object);
+* ``corrupt`` - an object that fails its checksum or format;
+* ``misplaced`` - an intact object bound to another path (copied or moved onto this one);
+* ``mismatch`` - a log object holding another number of records than its position says,
+  an artifact whose parts do not add up to its manifest (size, sha256), or a missing part;
+* ``orphan`` - parts of a large artifact that no manifest names (a save that crashed before
+  its claim, or one running now: reported, never deleted);
+* ``foreign`` - an object whose name kvstore never writes.
+
+``repair`` marks the records of a log that are missing, corrupt or misplaced as *lost*
+(``lost/{first}-{end}`` in the log's directory): the log can then be read around them,
+appended to, trimmed and compacted; a read that includes them raises CorruptDataError
+naming them - never silently. Values and artifacts are left as they are (a damaged value
+or version reads as an error; ``delete`` removes it). Every repair is in the report.
+
+Cost: one LIST page per 1000 objects and one GET per object (all data is read and
+verified), a bounded number at a time.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from . import aio, codec
+from .artifacts.manifest import Manifest
+from .blob.base import AmbiguousWriteError
+from .context import StoreContext
+from .errors import CorruptDataError
+from .layout import Lost, lost_name, parse_log_name, parse_version_leaf
+from .logs.model import Replan, cover, shortfall
+
+
+@dataclass
+class Damage:
+    """One thing found wrong: its kind, the object (or log range) and what was seen."""
+
+    kind: str
+    path: str
+    detail: str
+    repaired: str = ""
+
+
+@dataclass
+class Report:
+    """What :func:`fsck` checked and found."""
+
+    objects: int = 0
+    damage: list[Damage] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        """Nothing left to repair (damage that was repaired still counts as found)."""
+        return all(d.repaired or d.kind in ("orphan",) for d in self.damage)
+
+    def found(self, kind: str, path: str, detail: str) -> Damage:
+        item = Damage(kind, path, detail)
+        self.damage.append(item)
+        return item
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "ok": self.ok,
+            "objects": self.objects,
+            "damage": [asdict(d) for d in self.damage],
+        }
+
+
+async def fsck(ctx: StoreContext, repair: bool = False) -> Report:
+    """Check the store view of ``ctx`` and every namespace inside it."""
+    report = Report()
+    await _check_view(ctx, repair, report)
+    return report
+
+
+async def _check_view(ctx: StoreContext, repair: bool, report: Report) -> None:
+    await _check_values(ctx, report)
+    await _check_logs(ctx, repair, report)
+    await _check_artifacts(ctx, report)
+    for name in await _namespaces(ctx, report):
+        await _check_view(ctx.namespace(name), repair, report)
+
+
+async def _list(ctx: StoreContext, prefix: str) -> list[str]:
+    return [path async for page in ctx.blob.list_pages(prefix) for path in page]
+
+
+async def _namespaces(ctx: StoreContext, report: Report) -> list[str]:
+    area = ctx.layout.base + "ns/"
+    names: set[str] = set()
+    for path in await _list(ctx, area):
+        encoded, sep, _ = path[len(area) :].partition("~/")
+        try:
+            if sep:
+                names.add(ctx.layout.key_of(encoded + "~"))
+        except ValueError:
+            report.found("foreign", path, "not a namespace kvstore writes")
+    return sorted(names)
+
+
+async def _verify(
+    ctx: StoreContext, path: str, report: Report
+) -> tuple[codec.Envelope | None, Damage | None]:
+    """The object, decoded and checked against its binding; or None and what was wrong
+    (gone, corrupt, misplaced), which is reported."""
+    report.objects += 1
+    found = await ctx.blob.get(path)
+    if found is None:
+        return None, report.found("missing", path, "listed, then gone (deleted meanwhile?)")
+    try:
+        return codec.decode(found.data, path=path, bound=path), None
+    except CorruptDataError as exc:
+        kind = "misplaced" if "misplaced" in str(exc) else "corrupt"
+        return None, report.found(kind, path, str(exc))
+
+
+async def _check_values(ctx: StoreContext, report: Report) -> None:
+    paths = []
+    for path in await _list(ctx, ctx.layout.value_area):
+        try:
+            ctx.layout.value_key(path)
+            paths.append(path)
+        except ValueError:
+            report.found("foreign", path, "not a value kvstore writes")
+    await aio.bounded([_verify(ctx, p, report) for p in paths], ctx.concurrency)
+
+
+# -- logs ---------------------------------------------------------------------------------
+
+
+async def _check_logs(ctx: StoreContext, repair: bool, report: Report) -> None:
+    by_log: dict[str, list[str]] = {}
+    for path in await _list(ctx, ctx.layout.log_area):
+        split = ctx.layout.split_log_path(path)
+        if split is None or parse_log_name(split[1]) is None:
+            report.found("foreign", path, "not a log object kvstore writes")
+            continue
+        directory = path[: len(path) - len(split[1])]
+        by_log.setdefault(directory, []).append(split[1])
+    for directory, names in sorted(by_log.items()):
+        await _check_log(ctx, directory, names, repair, report)
+
+
+async def _check_log(
+    ctx: StoreContext, directory: str, names: list[str], repair: bool, report: Report
+) -> None:
+    lost: list[tuple[int, int, Damage]] = []
+    # Records no object holds: each gap, in order (a repair fills it so the walk goes on).
+    names = list(names)
+    while True:
+        try:
+            _mark, pieces = cover(names)
+            break
+        except Replan as gap:
+            item = report.found(
+                "missing", f"{directory}[{gap.start}, {gap.end})", "no object holds these records"
+            )
+            lost.append((gap.start, gap.end, item))
+            names.append(lost_name(gap.start, gap.end))
+    # Every object the walk reads: verified, and its record count checked.
+    readable = [p for p in pieces if not p.lost]
+    checked = await aio.bounded([_verify(ctx, directory + p.name, report) for p in readable], 16)
+    for piece, (env, damage) in zip(readable, checked, strict=True):
+        if env is None:
+            if piece.end is not None and damage is not None:
+                lost.append((piece.start, piece.end, damage))
+            continue
+        short = shortfall([piece], [env])
+        if short is not None:  # the chunk's successor is missing from the listing
+            item = report.found(
+                "missing", f"{directory}[{short[0]}, {short[1]})", "no object holds these records"
+            )
+            lost.append((short[0], short[1], item))
+        elif piece.end is not None and env.count != piece.count:
+            report.found(
+                "mismatch",
+                directory + piece.name,
+                f"holds {env.count} records where the log's order says {piece.count}",
+            )
+    report.objects += sum(1 for n in names if isinstance(parse_log_name(n), Lost))
+    if repair and lost:
+        for start, end, item in lost:
+            path = directory + lost_name(start, end)
+            data = codec.encode(b"", meta={"t": ctx.clock(), "why": item.kind}, bind=path)
+            with contextlib.suppress(AmbiguousWriteError):  # landed or not: fsck again sees
+                await ctx.blob.put_if_absent(path, data)
+            item.repaired = f"records [{start}, {end}) marked lost: {lost_name(start, end)}"
+        await ctx.invalidate([ctx.layout.log_plan_key(directory)])
+
+
+# -- artifacts ------------------------------------------------------------------------------
+
+
+async def _check_artifacts(ctx: StoreContext, report: Report) -> None:
+    layout = ctx.layout
+    uploads: set[str] = set()
+    versions: list[str] = []
+    for path in await _list(ctx, layout.artifact_area):
+        _encoded, leaf = layout.split_artifact_path(path)
+        found = parse_version_leaf(leaf)
+        if found is None:
+            report.found("foreign", path, "not an artifact object kvstore writes")
+        elif not found[1]:
+            versions.append(path)
+        else:
+            report.objects += 1  # a deleted-version marker
+    checks = [_check_version(ctx, path, uploads, report) for path in versions]
+    await aio.bounded(checks, 16)
+    parts_area = layout.base + "artpart/"
+    for path in await _list(ctx, parts_area):  # (named parts were counted when verified)
+        upload = path[len(parts_area) :].rsplit("/", 2)
+        if len(upload) != 3 or upload[1] not in uploads:
+            report.found("orphan", path, "a part no manifest names (a failed or running save)")
+
+
+async def _check_version(ctx: StoreContext, path: str, uploads: set[str], report: Report) -> None:
+    env, _ = await _verify(ctx, path, report)
+    if env is None:
+        return
+    try:
+        manifest = Manifest.parse(env, path, path)
+    except CorruptDataError as exc:
+        report.found("corrupt", path, str(exc))
+        return
+    if manifest is None:  # a deleted version
+        return
+    uploads.add(manifest.upload)
+    digest = hashlib.sha256(manifest.inline)
+    if manifest.parts is not None:
+        directory = path.rsplit("/", 1)[0] + "/"
+        for index, size in enumerate(manifest.parts):  # one at a time: bounded memory
+            part = ctx.layout.part(directory, manifest.upload, index)
+            found, _ = await _verify(ctx, part, report)
+            if found is None:
+                return
+            if len(found.payload) != size:
+                detail = f"{len(found.payload)} bytes, the manifest says {size}"
+                report.found("mismatch", part, detail)
+                return
+            digest.update(found.payload)
+    if digest.hexdigest() != manifest.sha256:
+        report.found("mismatch", path, "the data does not match the manifest's sha256")
