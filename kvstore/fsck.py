@@ -152,6 +152,7 @@ async def _check_log(
     ctx: StoreContext, directory: str, names: list[str], repair: bool, report: Report
 ) -> None:
     lost: list[tuple[int, int, Damage]] = []
+    report.objects += sum(1 for n in names if isinstance(parse_log_name(n), Lost))
     # Records no object holds: each gap, in order (a repair fills it so the walk goes on).
     names = list(names)
     while True:
@@ -184,7 +185,6 @@ async def _check_log(
                 directory + piece.name,
                 f"holds {env.count} records where the log's order says {piece.count}",
             )
-    report.objects += sum(1 for n in names if isinstance(parse_log_name(n), Lost))
     if repair and lost:
         for start, end, item in lost:
             path = directory + lost_name(start, end)
