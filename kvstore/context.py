@@ -36,6 +36,7 @@ from typing import Any, TypeVar
 
 from . import aio
 from .blob import BlobStore
+from .blob.base import AmbiguousWriteError
 from .cache import Cache, Fill
 from .errors import CorruptDataError, KVStoreError
 from .layout import STORE_ID, Layout
@@ -106,27 +107,23 @@ class Resources:
         # per-process cache, or a backend without conditional create (two first users
         # could each write an id), keeps the name-based prefix.
         self.identified = not (cache.shared and blob.atomic_create)
-        self._identifying: asyncio.Lock | None = None
         self.states: dict[type, Any] = {}
         self.background: set[asyncio.Task[Any]] = set()
 
     async def identify(self) -> None:
         """Learn the store's id (one GET; one conditional PUT more the first time a store
         is used with a shared cache) and derive the cache prefix from it. Once per open
-        store, before its first use of the cache."""
-        if self._identifying is None:
-            self._identifying = asyncio.Lock()
-        async with self._identifying:
-            if self.identified:
-                return
+        store, before its first use of the cache. Concurrent first calls may each do it:
+        they agree (the conditional create lets one id win, and all read it back)."""
+        store_id = await self._read_id()
+        if store_id is None:
+            with contextlib.suppress(AmbiguousWriteError):  # ours or another's: read it
+                await self.blob.put_if_absent(STORE_ID, secrets.token_hex(16).encode())
             store_id = await self._read_id()
             if store_id is None:
-                await self.blob.put_if_absent(STORE_ID, secrets.token_hex(16).encode())
-                store_id = await self._read_id()
-                if store_id is None:
-                    raise KVStoreError(f"{self.blob.url}/{STORE_ID} vanished as it was made")
-            self.cache_prefix = _prefix(f"{self.blob.identity}#{store_id}")
-            self.identified = True
+                raise KVStoreError(f"{self.blob.url}/{STORE_ID} vanished as it was made")
+        self.cache_prefix = _prefix(f"{self.blob.identity}#{store_id}")
+        self.identified = True
 
     async def _read_id(self) -> str | None:
         found = await self.blob.get(STORE_ID)
