@@ -18,7 +18,7 @@ from kvstore.logs import limits as log_limits
 from kvstore.portal import portal
 
 
-@pytest.fixture(params=["memory", "local", "s3"])
+@pytest.fixture(params=["memory", "local", "s3", "gcs"])
 def target(request: pytest.FixtureRequest, make_target: Callable[[str], Target]) -> Target:
     return make_target(request.param)
 
