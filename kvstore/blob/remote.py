@@ -159,8 +159,12 @@ class RemoteBlobStore(BlobStore):
             fs = self._fs_class(asynchronous=True, loop=loop, **options)
         except TypeError as exc:
             raise ConfigurationError(f"bad storage_options for {self.protocol}://: {exc}") from exc
+        self._configure(fs)
         await self._connect(fs)
         return fs
+
+    def _configure(self, fs: Any) -> None:
+        """Set what the filesystem takes no option for (a hook for subclasses)."""
 
     async def _connect(self, fs: Any) -> None:
         """Open the filesystem's session (a hook for subclasses)."""
