@@ -1,5 +1,5 @@
 """Network bounds: a request to an S3 or GCS endpoint that never answers fails in a
-documented time.
+documented time, and one async store used from successive event loops leaks no HTTP session.
 
 Every "black hole" here is a socket on 127.0.0.1 that the test itself opens:
 
@@ -14,16 +14,18 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import copy
+import gc
 import select
 import socket
 import threading
 import time
+import warnings
 from collections.abc import Callable, Iterator
 from typing import Any
 
 import aiohttp
 import pytest
-from conftest import REMOTE
+from conftest import REMOTE, Target
 
 import kvstore
 from kvstore.errors import BackendError
@@ -208,3 +210,92 @@ def test_health_on_a_black_hole_answers_within_its_timeout(
     health, elapsed = asyncio.run(main())
     assert health["ok"] is False and health["store"]["ok"] is False, health
     assert elapsed < 1.0 + SLACK
+
+
+# -- 2. one store, successive event loops ------------------------------------------------
+
+
+def open_sessions() -> list[aiohttp.ClientSession]:
+    gc.collect()
+    return [o for o in gc.get_objects() if isinstance(o, aiohttp.ClientSession) and not o.closed]
+
+
+@pytest.mark.parametrize("backend", REMOTE)
+def test_a_loop_per_request_leaks_no_session(
+    backend: str, make_target: Callable[[str], Target]
+) -> None:
+    target = make_target(backend)
+    store = target.open_async()
+    before = {id(s) for s in open_sessions()}
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", ResourceWarning)
+        asyncio.run(store.set("k", b"v"))
+        for _ in range(5):
+            assert asyncio.run(store.get("k")) == b"v"
+        leaked = [s for s in open_sessions() if id(s) not in before]
+        assert leaked == [], f"{len(leaked)} sessions left open by 6 asyncio.run() calls"
+        asyncio.run(store.close())
+        gc.collect()
+    unclosed = [w for w in caught if "Unclosed" in str(w.message)]
+    assert unclosed == [], [str(w.message) for w in unclosed]
+
+
+@pytest.mark.parametrize("backend", REMOTE)
+def test_a_session_on_a_loop_still_running_is_closed_there(
+    backend: str, make_target: Callable[[str], Target]
+) -> None:
+    """First used from a loop in another thread, then from this thread's: the first
+    session is closed on its own loop, which keeps running."""
+    target = make_target(backend)
+    store = target.open_async()
+    other = asyncio.new_event_loop()
+    thread = threading.Thread(target=other.run_forever, daemon=True)
+    thread.start()
+    try:
+        before = {id(s) for s in open_sessions()}
+        asyncio.run_coroutine_threadsafe(store.set("k", b"v"), other).result(30)
+        first = [s for s in open_sessions() if id(s) not in before]
+        assert first, "the store made no session on the first loop"
+
+        async def main() -> bytes | None:
+            try:
+                return await store.get("k")
+            finally:
+                await store.close()
+
+        assert asyncio.run(main()) == b"v"
+        deadline = time.monotonic() + 10
+        while not all(s.closed for s in first) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert all(s.closed for s in first)
+    finally:
+        other.call_soon_threadsafe(other.stop)
+        thread.join(10)
+        other.close()
+
+
+@pytest.mark.parametrize("backend", REMOTE)
+def test_a_session_on_a_loop_closed_without_shutdown_is_released(
+    backend: str, make_target: Callable[[str], Target]
+) -> None:
+    """A loop closed by hand (no ``shutdown_asyncgens``): its session is marked closed
+    when the store is next used from another loop."""
+    target = make_target(backend)
+    store = target.open_async()
+    before = {id(s) for s in open_sessions()}
+    loop = asyncio.new_event_loop()
+    try:
+        loop.run_until_complete(store.set("k", b"v"))
+    finally:
+        loop.close()
+    first = [s for s in open_sessions() if id(s) not in before]
+    assert first, "the store made no session on the first loop"
+
+    async def main() -> bytes | None:
+        try:
+            return await store.get("k")
+        finally:
+            await store.close()
+
+    assert asyncio.run(main()) == b"v"
+    assert all(s.closed for s in first)

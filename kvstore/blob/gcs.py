@@ -16,7 +16,7 @@ from __future__ import annotations
 import functools
 import json
 import types
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from typing import Any
 from urllib.parse import quote
 
@@ -85,6 +85,10 @@ class GCSBlobStore(RemoteBlobStore):
     async def _disconnect(self, fs: Any) -> None:
         if fs.session is not None and not fs.session.closed:
             await fs.session.close()
+
+    def _sessions(self, fs: Any) -> Iterator[Any]:
+        if fs._session is not None:
+            yield fs._session
 
     async def _require_bucket(self, fs: Any) -> None:
         """GCS answers 404 alike for a missing object and a missing bucket; on the first

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
 from .base import Blob, RetryPolicy
@@ -114,8 +114,18 @@ class S3BlobStore(RemoteBlobStore):
         await fs.set_session()
 
     async def _disconnect(self, fs: Any) -> None:
-        if fs._s3 is not None:
+        # The client's creator: the one client, or s3fs's per-region cache of clients.
+        creator = getattr(fs, "_s3creator", None)
+        if creator is not None:
+            await creator.__aexit__(None, None, None)
+        elif fs._s3 is not None:
             await fs._s3.__aexit__(None, None, None)
+
+    def _sessions(self, fs: Any) -> Iterator[Any]:
+        regions = getattr(getattr(fs, "_s3creator", None), "_regions", None) or {}
+        for client in (fs._s3, *regions.values()):
+            http = getattr(getattr(client, "_endpoint", None), "http_session", None)
+            yield from (getattr(http, "_sessions", None) or {}).values()
 
     async def _s3(self, method: str, **kwargs: Any) -> Any:
         fs = await self.filesystem()
