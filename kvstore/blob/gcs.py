@@ -15,12 +15,28 @@ from __future__ import annotations
 
 import functools
 import json
-from collections.abc import AsyncIterator
+import types
+from collections.abc import AsyncIterator, Iterator
 from typing import Any
 from urllib.parse import quote
 
 from .base import Blob, RetryPolicy
 from .remote import RemoteBlobStore
+
+# How long a request to an endpoint that never answers can take, by default (README,
+# "Retries"): ATTEMPTS x (CONNECT_TIMEOUT, or READ_TIMEOUT once connected) + gcsfs's
+# backoff between attempts (1-2 s, then 2-3 s). At most ~20 s when no connection is
+# accepted, ~50 s when the server accepts and never answers. gcsfs itself sends its
+# requests with no timeout at all (``requests_timeout=None`` is aiohttp's "no limit") and
+# tries each 6 times: against a server that never answers, a request never returned.
+CONNECT_TIMEOUT = 5.0
+"""Seconds to establish a TCP (and TLS) connection."""
+READ_TIMEOUT = 15.0
+"""Seconds the server may stay silent: before the first byte of its answer (the clock
+starts once the request body is sent) and between two reads of the answer. Not a limit on
+a whole transfer."""
+ATTEMPTS = 3
+"""gcsfs tries per request (its retry loop: 429, 5xx, timeouts, dropped connections)."""
 
 
 class GCSBlobStore(RemoteBlobStore):
@@ -36,10 +52,32 @@ class GCSBlobStore(RemoteBlobStore):
         "consistency": (str,),
         "requester_pays": (bool, str),
     }
-    # gcsfs retries each request (6 tries, exponential backoff) and reads the body inside
-    # that loop; retrying again here would multiply its delays.
+    # gcsfs retries each request (ATTEMPTS tries, exponential backoff) and reads the body
+    # inside that loop; retrying again here would multiply its delays.
     default_retry = RetryPolicy(attempts=1)
     _bucket_checked = False
+
+    def _filesystem_options(self) -> dict[str, Any]:
+        """``requests_timeout``, unless the user set it: connect and silence timeouts
+        (aiohttp's ``sock_connect``/``sock_read``), no limit on a whole transfer."""
+        options = super()._filesystem_options()
+        if options.get("requests_timeout") is None:
+            import aiohttp  # gcsfs's own HTTP client
+
+            options["requests_timeout"] = aiohttp.ClientTimeout(
+                sock_connect=CONNECT_TIMEOUT, sock_read=READ_TIMEOUT
+            )
+        return options
+
+    def _configure(self, fs: Any) -> None:
+        # gcsfs's retry loop is a decorator bound when the class is made (6 tries; the
+        # ``retries`` attribute does not change it). This filesystem - kvstore's own
+        # instance, no other - sends its requests through the same loop with ATTEMPTS tries.
+        from gcsfs.retry import retry_request
+
+        plain = getattr(type(fs)._request, "__wrapped__", None)
+        if plain is not None:
+            fs._request = types.MethodType(retry_request(retries=ATTEMPTS)(plain), fs)
 
     async def _connect(self, fs: Any) -> None:
         await fs._set_session()
@@ -47,6 +85,10 @@ class GCSBlobStore(RemoteBlobStore):
     async def _disconnect(self, fs: Any) -> None:
         if fs.session is not None and not fs.session.closed:
             await fs.session.close()
+
+    def _sessions(self, fs: Any) -> Iterator[Any]:
+        if fs._session is not None:
+            yield fs._session
 
     async def _require_bucket(self, fs: Any) -> None:
         """GCS answers 404 alike for a missing object and a missing bucket; on the first

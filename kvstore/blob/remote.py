@@ -3,6 +3,18 @@
 aiohttp sessions belong to the event loop that created them. The filesystem is therefore
 made lazily, inside the running loop, and made again if the store is later used from a
 different loop (``asyncio.run`` twice, or the sync face's loop thread after a fork).
+
+A filesystem left behind by its loop is closed, never just dropped (each holds an HTTP
+session with its pooled connections):
+
+* at the end of its loop, when the loop's owner shuts it down (``asyncio.run`` and
+  ``asyncio.Runner`` do: ``loop.shutdown_asyncgens()``): so an ``asyncio.run()`` per request
+  leaves nothing open, even for the last one;
+* when the store is next used from another loop: on its own loop if that loop is running in
+  another thread (scheduled there, not waited for); at once if it is closed (the sessions
+  are marked closed, the sockets are freed with the loop's transports); if it is idle, at its
+  shutdown as above;
+* never in a forked child: the connections are shared with the parent, which owns them.
 """
 
 from __future__ import annotations
@@ -11,6 +23,7 @@ import asyncio
 import contextlib
 import inspect
 import os
+from collections.abc import AsyncGenerator, Awaitable, Callable, Iterator
 from typing import Any
 
 from ..errors import ConfigurationError, InvalidKeyError
@@ -93,6 +106,8 @@ class RemoteBlobStore(BlobStore):
                 )
         self._fs: Any = None
         self._loop: asyncio.AbstractEventLoop | None = None
+        self._closer: _Closer | None = None
+        self._pid = 0
         self._connect_lock = asyncio.Lock()
         self._connect_loop: asyncio.AbstractEventLoop | None = None
 
@@ -146,8 +161,32 @@ class RemoteBlobStore(BlobStore):
             self._connect_lock, self._connect_loop = asyncio.Lock(), loop
         async with self._connect_lock:  # concurrent first calls share one session
             if self._fs is None or self._loop is not loop:
-                self._fs, self._loop = await self._open_filesystem(loop), loop
+                self._release()
+                fs = await self._open_filesystem(loop)
+                self._fs, self._loop, self._pid = fs, loop, os.getpid()
+                self._closer = await _Closer.start(fs, self._disconnect)
         return self._fs
+
+    def _release(self) -> None:
+        """Close the filesystem of a loop this store is no longer used from (see the
+        module docstring for when and how)."""
+        fs, loop, closer = self._fs, self._loop, self._closer
+        self._fs = self._loop = self._closer = None
+        if fs is None or loop is None or closer is None:
+            return
+        if self._pid != os.getpid() or loop.is_closed():
+            closer.cancel()
+            if self._pid == os.getpid():
+                for session in self._sessions(fs):
+                    _mark_closed(session)
+        elif loop.is_running():
+            closer.cancel()
+            asyncio.run_coroutine_threadsafe(_quietly(self._disconnect(fs)), loop)
+        # else: an idle loop; the closer runs when the loop is shut down
+
+    def _sessions(self, fs: Any) -> Iterator[Any]:
+        """The aiohttp sessions a filesystem holds (a hook for subclasses)."""
+        return iter(())
 
     def _filesystem_options(self) -> dict[str, Any]:
         """What the filesystem is built with: the user's storage_options, plus defaults."""
@@ -159,8 +198,12 @@ class RemoteBlobStore(BlobStore):
             fs = self._fs_class(asynchronous=True, loop=loop, **options)
         except TypeError as exc:
             raise ConfigurationError(f"bad storage_options for {self.protocol}://: {exc}") from exc
+        self._configure(fs)
         await self._connect(fs)
         return fs
+
+    def _configure(self, fs: Any) -> None:
+        """Set what the filesystem takes no option for (a hook for subclasses)."""
 
     async def _connect(self, fs: Any) -> None:
         """Open the filesystem's session (a hook for subclasses)."""
@@ -169,7 +212,64 @@ class RemoteBlobStore(BlobStore):
         """Close the filesystem's session (a hook for subclasses)."""
 
     async def close(self) -> None:
-        fs, self._fs = self._fs, None
-        if fs is not None and self._loop is asyncio.get_running_loop():
-            with contextlib.suppress(Exception):
-                await self._disconnect(fs)
+        if self._fs is not None and self._loop is asyncio.get_running_loop():
+            fs, closer = self._fs, self._closer
+            self._fs = self._loop = self._closer = None
+            if closer is not None:
+                closer.cancel()
+            await _quietly(self._disconnect(fs))
+        else:
+            self._release()
+
+
+async def _quietly(closing: Awaitable[None]) -> None:
+    """Close something whose failure nobody is left to hear about."""
+    with contextlib.suppress(Exception):
+        await closing
+
+
+def _mark_closed(session: Any) -> None:
+    """Release an aiohttp session whose loop is closed: no coroutine can run there, so its
+    connector is closed synchronously (what s3fs and gcsfs do in their finalizers); the
+    open sockets go with the loop's transports."""
+    connector = getattr(session, "connector", None)
+    if connector is not None and not connector.closed:
+        with contextlib.suppress(Exception):
+            connector._close()
+
+
+class _Closer:
+    """An async generator suspended on a filesystem's loop for the filesystem's life.
+
+    A loop's owner closes the async generators still open on it when it shuts the loop
+    down (``loop.shutdown_asyncgens()``, called by ``asyncio.run``): this one then closes
+    the filesystem, on its own loop, before the loop is closed. ``cancel()`` makes that a
+    no-op (the filesystem was closed, or is being closed, another way)."""
+
+    def __init__(self, fs: Any, disconnect: Callable[[Any], Awaitable[None]]) -> None:
+        self._fs: Any = fs
+        self._disconnect = disconnect
+        self._gen = self._run()
+
+    @classmethod
+    async def start(cls, fs: Any, disconnect: Callable[[Any], Awaitable[None]]) -> _Closer:
+        closer = cls(fs, disconnect)
+        await closer._gen.__anext__()  # registers the generator with the running loop
+        return closer
+
+    async def _run(self) -> AsyncGenerator[None, None]:
+        try:
+            yield
+        finally:
+            fs, self._fs = self._fs, None
+            if fs is not None:
+                await _quietly(self._disconnect(fs))
+
+    def cancel(self) -> None:
+        """Finish the generator without closing the filesystem (synchronously: nothing
+        left in it awaits), so no loop is asked to close it later."""
+        self._fs = None
+        closing = self._gen.aclose()
+        with contextlib.suppress(StopIteration, RuntimeError):
+            closing.send(None)
+        closing.close()

@@ -14,11 +14,28 @@ from __future__ import annotations
 
 import contextlib
 import functools
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
 from .base import Blob, RetryPolicy
 from .remote import RemoteBlobStore
+
+# How long a request to an endpoint that never answers can take, by default (each is used
+# only where ``storage_options["config_kwargs"]`` does not set it; README, "Retries"):
+# ATTEMPTS x (CONNECT_TIMEOUT, or READ_TIMEOUT once connected) + botocore's backoff
+# between attempts (standard mode: up to 1 s, then up to 2 s). At most ~18 s when no
+# connection is accepted, ~48 s when the server accepts and never answers.
+CONNECT_TIMEOUT = 5.0
+"""Seconds to establish a TCP (and TLS) connection: botocore's default is 60."""
+READ_TIMEOUT = 15.0
+"""Seconds the server may stay silent: before the first byte of its answer (the clock
+starts once the request body is sent) and between two reads of the answer. Not a limit on
+a whole transfer: an 8 MiB part takes as long as it takes while bytes keep coming.
+s3fs's default; botocore's is 60."""
+ATTEMPTS = 3
+"""botocore tries per request ("standard" retry mode: throttling, 5xx, timeouts and
+dropped connections, jittered exponential backoff). botocore's own default here is the
+"legacy" mode's 5."""
 
 
 def _error_code(exc: BaseException) -> str | None:
@@ -47,8 +64,9 @@ class S3BlobStore(RemoteBlobStore):
 
     protocol = "s3"
     extra = "s3"
-    # botocore and s3fs retry requests themselves (s3fs: 5 tries with backoff); retrying
-    # again here would multiply their delays. Pass retry=RetryPolicy(...) to add more.
+    # botocore retries requests itself (ATTEMPTS tries with backoff; s3fs's own loop is
+    # set to one try); retrying again here would multiply the delays. Pass
+    # retry=RetryPolicy(...) to add more.
     default_retry = RetryPolicy(attempts=1)
     endpoint_env = ("AWS_ENDPOINT_URL_S3", "AWS_ENDPOINT_URL")
     option_types = {
@@ -67,23 +85,47 @@ class S3BlobStore(RemoteBlobStore):
     }
 
     def _filesystem_options(self) -> dict[str, Any]:
-        """botocore keeps at most ``max_pool_connections`` connections - 10 by default,
-        which would cap a 1000-key ``mget`` at 10 requests in flight whatever the store's
-        ``concurrency``. Unless the user set it (``config_kwargs``), it follows the store's
-        concurrency."""
+        """botocore's client options (``config_kwargs``), each only where the user did not
+        set it:
+
+        * ``max_pool_connections``: botocore keeps at most 10 connections by default, which
+          would cap a 1000-key ``mget`` at 10 requests in flight whatever the store's
+          ``concurrency``; it follows the store's concurrency.
+        * ``connect_timeout``, ``read_timeout`` and ``retries``: a request to an endpoint
+          that never answers fails within a bound (see ``ATTEMPTS``).
+        """
         options = super()._filesystem_options()
         config = dict(options.get("config_kwargs") or {})
         if self.connections > 0 and "max_pool_connections" not in config:
             config["max_pool_connections"] = self.connections
-            options["config_kwargs"] = config
+        config.setdefault("connect_timeout", CONNECT_TIMEOUT)
+        config.setdefault("read_timeout", READ_TIMEOUT)
+        config.setdefault("retries", {"total_max_attempts": ATTEMPTS, "mode": "standard"})
+        options["config_kwargs"] = config
         return options
+
+    def _configure(self, fs: Any) -> None:
+        # s3fs retries what botocore gave up on (read timeouts, dropped connections) up to
+        # 5 times: on top of botocore's attempts, that multiplies every timeout by 5. The
+        # one layer of retries is botocore's; kvstore's own (``retry=``) is the outer one.
+        fs.retries = 1
 
     async def _connect(self, fs: Any) -> None:
         await fs.set_session()
 
     async def _disconnect(self, fs: Any) -> None:
-        if fs._s3 is not None:
+        # The client's creator: the one client, or s3fs's per-region cache of clients.
+        creator = getattr(fs, "_s3creator", None)
+        if creator is not None:
+            await creator.__aexit__(None, None, None)
+        elif fs._s3 is not None:
             await fs._s3.__aexit__(None, None, None)
+
+    def _sessions(self, fs: Any) -> Iterator[Any]:
+        regions = getattr(getattr(fs, "_s3creator", None), "_regions", None) or {}
+        for client in (fs._s3, *regions.values()):
+            http = getattr(getattr(client, "_endpoint", None), "http_session", None)
+            yield from (getattr(http, "_sessions", None) or {}).values()
 
     async def _s3(self, method: str, **kwargs: Any) -> Any:
         fs = await self.filesystem()
