@@ -247,7 +247,8 @@ class StoreContext:
     async def invalidate(self, names: Sequence[str]) -> None:
         """Drop cached entries (``names``: object paths or cache-only names)."""
         if names:
-            await self.ready()
+            if not self.resources.identified:
+                await self.resources.identify()
             keys = [self.cache_prefix + n for n in names]
             await self.cache_safely(self.cache.invalidate(keys), None)
             self.stats.add("cache.invalidations", len(keys))
@@ -274,7 +275,8 @@ class StoreContext:
         self, names: Sequence[str], entries: Sequence[bytes], ttl: float
     ) -> None:
         """Cache objects that are never rewritten (no guard needed)."""
-        await self.ready()
+        if not self.resources.identified:
+            await self.resources.identify()
         fills = [Fill(self.cache_prefix + n, e, ttl) for n, e in zip(names, entries, strict=True)]
         if fills:
             await self.cache_safely(self.cache.put_immutable(fills), None)
@@ -308,7 +310,8 @@ class StoreContext:
            objects.
         """
         if cache_keys is None:
-            await self.ready()
+            if not self.resources.identified:  # (inline: this runs on every cached read)
+                await self.resources.identify()
             prefix = self.cache_prefix
             cache_keys = [prefix + n for n in names]
         entries: list[bytes | None]

@@ -58,7 +58,7 @@ class Report:
     @property
     def ok(self) -> bool:
         """Nothing left to repair (damage that was repaired still counts as found)."""
-        return all(d.repaired or d.kind in ("orphan",) for d in self.damage)
+        return all(d.repaired or d.kind == "orphan" for d in self.damage)
 
     def found(self, kind: str, path: str, detail: str) -> Damage:
         item = Damage(kind, path, detail)
