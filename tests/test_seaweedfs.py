@@ -140,3 +140,33 @@ def test_conditional_put_is_atomic_under_races(weed: SeaweedFS, header: str) -> 
         assert sorted(statuses) == [200] + [412] * (writers - 1), statuses
         winner = statuses.index(200)
         assert s3.get_object(Bucket=BUCKET, Key=key)["Body"].read() == f"w{winner}".encode()
+
+
+def _first_use(url: str, storage_options: dict[str, Any], redis_url: str, *, barrier: Any) -> str:
+    """One process's first use of a store with a shared cache; the cache prefix it took."""
+    with kvstore.open(
+        url, storage_options=storage_options, cache=kvstore.RedisCache(redis_url)
+    ) as store:
+        barrier.wait()  # all make the store's id at once
+        assert store.get("k") is None
+        return store.aio._ctx.cache_prefix
+
+
+def test_processes_that_first_use_a_store_at_once_agree_on_its_id(
+    weed: SeaweedFS, redis_server: Any
+) -> None:
+    """The store id is made by conditional create: of several processes that find none at
+    the same moment, one writes it and all read the same back - on a server that enforces
+    If-None-Match, not only on moto's serialised requests."""
+    from kvstore.testing import run_in_processes
+
+    url = weed.url_for(prefix=f"id-{uuid.uuid4().hex[:8]}")
+    options = weed.storage_options
+    prefixes = run_in_processes(
+        _first_use, [(url, options, redis_server.url)] * 6, barrier=True, timeout=180
+    )
+    assert len(set(prefixes)) == 1
+    keys = [o["Key"] for o in weed.client().list_objects_v2(Bucket=BUCKET)["Contents"]]
+    assert [k for k in keys if k.startswith(url.split("/", 3)[3] + "/.kvstore/")] == [
+        url.split("/", 3)[3] + "/.kvstore/id"
+    ]
