@@ -12,6 +12,7 @@ gets is the retry's.
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 import pytest
@@ -91,13 +92,13 @@ def test_set_nx_reports_its_own_create(remote: Target) -> None:
 def test_swaps_report_what_they_did(remote: Target) -> None:
     store, wrapper = open_lossy(remote, "kv/")
     with store:
-        store.set("k", "v", ex=100)
-        wrapper.fired = 0
+        store.set("k", "v", ex=100)  # a plain PUT: not conditional, not armed
         assert store.persist("k") is True  # the CAS landed; the retry saw a new tag
         assert wrapper.fired == 1
         assert store.ttl("k") == -1
         wrapper.fired = 0
         assert store.set("k", "w", xx=True, keepttl=True) is True
+        assert wrapper.fired == 1
         assert store.get("k") == b"w"
 
 
@@ -117,8 +118,6 @@ def test_purge_expired_counts_what_it_deleted(remote: Target) -> None:
         store.set("gone", "v", px=1)
         store.set("kept", "v")
         wrapper.fired = 0
-        import time
-
         time.sleep(0.01)
         assert store.purge_expired() == 1
         assert wrapper.fired == 1
