@@ -30,12 +30,16 @@ def opener(target: Target) -> Callable[[], BlobStore]:
 
 
 class TestMemoryBlobStore(BlobStoreContract):
+    dated_listing_resolution_ms = 20
+
     @pytest.fixture
     def open_store(self, make_target: Callable[[str], Target]) -> Callable[[], BlobStore]:
         return opener(make_target("memory"))
 
 
 class TestLocalBlobStore(BlobStoreContract):
+    dated_listing_resolution_ms = 20  # file mtimes: the kernel's coarse clock
+
     @pytest.fixture
     def open_store(self, make_target: Callable[[str], Target]) -> Callable[[], BlobStore]:
         return opener(make_target("local"))

@@ -30,7 +30,7 @@ from typing import Any, Protocol
 
 from ..errors import ConfigurationError
 from ..stats import Stats
-from .base import Blob, BlobStore, RetryPolicy
+from .base import Blob, BlobStore, DatedListing, RetryPolicy
 from .local import LocalBlobStore
 from .memory import MemoryBlobStore
 from .wrapper import WrapperBlobStore
@@ -39,6 +39,7 @@ __all__ = [
     "BackendFactory",
     "Blob",
     "BlobStore",
+    "DatedListing",
     "RetryPolicy",
     "WrapperBlobStore",
     "open_blob_store",

@@ -18,6 +18,9 @@ Guarantees every implementation must keep (and states in its docstring how):
   capability flag (``atomic_create``, ``atomic_conditional_put``,
   ``atomic_conditional_delete``) and the method raises UnsupportedOperationError.
 * A write returns only after the store acknowledged it (durable on local disk: fsync).
+* ``list_dated`` (where ``dated_listing`` is True) dates each object by the *store's* clock
+  and says how late that clock was at least when it answered: ages that no client's
+  clock can make wrong (docs/architecture.md, "Time").
 
 Paths are relative to the store's root and already encoded by :mod:`kvstore.keys`; the
 blob layer never globs or interprets them.
@@ -63,6 +66,34 @@ class Blob:
 
     data: bytes
     tag: str
+
+
+@dataclass(frozen=True)
+class DatedListing:
+    """The paths below a prefix, each with the time the object store last wrote it, and a
+    time the store's clock had reached when it answered - all by the *store's* clock, in
+    milliseconds since the epoch. So ``now - modified`` is an age no client clock can make
+    wrong (S3: ``LastModified`` and the answer's ``Date``; GCS: ``updated`` and ``Date``;
+    local disk: file mtimes and the machine's clock; memory: the process's clock).
+
+    Both bounds lean the safe way: ``modified`` is never earlier than the write (a store
+    that dates to the second is rounded up), ``now`` never later than the store's real time
+    (the answer's ``Date``, or else the newest ``modified``), so ``age`` never exceeds an
+    object's real age by more than the time its write took.
+    """
+
+    paths: tuple[str, ...]
+    modified: tuple[int, ...]
+    now: int
+
+    def ages(self) -> dict[str, int]:
+        """Path -> age in milliseconds (never negative)."""
+        return {p: max(0, self.now - m) for p, m in zip(self.paths, self.modified, strict=True)}
+
+
+DatedPage = tuple[list[tuple[str, int | None]], int | None]
+"""One page of a dated listing: (path, modified ms) pairs and the store's time, if it said
+(None where the store gave no readable date: the object is then taken as new)."""
 
 
 @dataclass(frozen=True)
@@ -159,6 +190,10 @@ class BlobStore(ABC):
     atomic_conditional_put: bool = True
     #: ``delete_if_match`` is an atomic compare-and-delete on this backend.
     atomic_conditional_delete: bool = True
+    #: ``list_dated`` dates objects by the store's clock on this backend. Without it, what
+    #: needs an object's age (removing old log chunks) falls back to the dates clients
+    #: wrote into the objects, and so trusts their clocks.
+    dated_listing: bool = False
     #: Retries when the caller gives none. Backends whose client library already retries
     #: transient faults keep this small, so the layers do not multiply.
     default_retry: RetryPolicy = RetryPolicy()
@@ -256,6 +291,26 @@ class BlobStore(ABC):
             if page:
                 yield page
 
+    async def list_dated(self, prefix: str) -> DatedListing:
+        """Every path that starts with ``prefix``, dated by the store's clock (see
+        :class:`DatedListing`): as many requests as ``list_pages``, each retried on its own.
+        Raises UnsupportedOperationError where ``dated_listing`` is False."""
+        if not self.dated_listing:
+            raise UnsupportedOperationError(f"{self.url} cannot date its objects")
+        paths: list[str] = []
+        dates: list[int | None] = []
+        said: int | None = None
+        async for entries, now in self._list_dated(prefix):
+            for path, when in entries:
+                paths.append(path)
+                dates.append(when)
+            if now is not None:
+                said = now if said is None else max(said, now)
+        newest = max((d for d in dates if d is not None), default=0)
+        now = newest if said is None else max(said, newest)
+        modified = tuple(now if d is None else d for d in dates)  # undated: taken as new
+        return DatedListing(tuple(paths), modified, now)
+
     async def close(self) -> None:
         """Release connections. The store may be used again afterwards (it reconnects)."""
 
@@ -283,6 +338,12 @@ class BlobStore(ABC):
     @abstractmethod
     def _list(self, prefix: str) -> AsyncIterator[list[str]]:
         """Pages of matching paths; each page's request goes through ``self._call``."""
+
+    def _list_dated(self, prefix: str) -> AsyncIterator[DatedPage]:
+        """Pages of (path, modified ms) and the store's time when it answered (None if it
+        did not say); each page's request goes through ``self._call``. A backend that
+        implements it sets ``dated_listing = True``."""
+        raise UnsupportedOperationError(f"{self.url} cannot date its objects")
 
     # -- shared machinery ------------------------------------------------------------------
 

@@ -5,7 +5,8 @@
 * ``put_if_absent`` uploads with ``ifGenerationMatch=0``: GCS creates the object only if
   none exists, atomically (412 otherwise).
 * ``put_if_match`` / ``delete_if_match`` send ``ifGenerationMatch=<generation>``.
-* Listing is objects.list, 1000 names per page.
+* Listing is objects.list, 1000 names per page; a dated listing is the same requests,
+  read with each object's ``updated`` time and the answer's ``Date``.
 
 Each object name takes at most one write per second on GCS; kvstore keeps hot data
 (log chunks, artifact versions) in immutable, once-written objects for that reason.
@@ -13,6 +14,7 @@ Each object name takes at most one write per second on GCS; kvstore keeps hot da
 
 from __future__ import annotations
 
+import datetime
 import functools
 import json
 import types
@@ -20,8 +22,8 @@ from collections.abc import AsyncIterator, Iterator
 from typing import Any
 from urllib.parse import quote
 
-from .base import Blob, RetryPolicy
-from .remote import RemoteBlobStore
+from .base import Blob, DatedPage, RetryPolicy
+from .remote import RemoteBlobStore, http_date_ms, written_ms
 
 # How long a request to an endpoint that never answers can take, by default (README,
 # "Retries"): ATTEMPTS x (CONNECT_TIMEOUT, or READ_TIMEOUT once connected) + gcsfs's
@@ -44,6 +46,7 @@ class GCSBlobStore(RemoteBlobStore):
 
     protocol = "gs"
     extra = "gcs"
+    dated_listing = True
     endpoint_env = ("STORAGE_EMULATOR_HOST",)
     option_types = {
         "endpoint_url": (str,),
@@ -157,10 +160,22 @@ class GCSBlobStore(RemoteBlobStore):
         return await self._delete_object(path, ifGenerationMatch=tag)
 
     async def _list(self, prefix: str) -> AsyncIterator[list[str]]:
+        async for _headers, resp in self._pages(prefix):
+            yield [self.relative(item["name"]) for item in resp.get("items", [])]
+
+    async def _list_dated(self, prefix: str) -> AsyncIterator[DatedPage]:
+        async for headers, resp in self._pages(prefix):
+            entries = [
+                (self.relative(item["name"]), _modified_ms(item)) for item in resp.get("items", [])
+            ]
+            yield entries, http_date_ms(headers.get("Date"))
+
+    async def _pages(self, prefix: str) -> AsyncIterator[tuple[Any, dict[str, Any]]]:
+        """objects.list answers (headers, JSON), 1000 names per page, each retried alone."""
         fs = await self.filesystem()
         token: str | None = None
         while True:
-            resp = await self._call(
+            headers, body = await self._call(
                 "list",
                 prefix,
                 functools.partial(
@@ -171,10 +186,21 @@ class GCSBlobStore(RemoteBlobStore):
                     prefix=self.key(prefix),
                     pageToken=token,
                     maxResults=1000,
-                    json_out=True,
                 ),
             )
-            yield [self.relative(item["name"]) for item in resp.get("items", [])]
+            resp = json.loads(body)
+            yield headers, resp
             token = resp.get("nextPageToken")
             if not token:
                 return
+
+
+def _modified_ms(item: dict[str, Any]) -> int | None:
+    """The object's ``updated`` time (RFC 3339), or None if it has no readable one."""
+    stamp = item.get("updated")
+    if not isinstance(stamp, str):
+        return None
+    try:
+        return written_ms(datetime.datetime.fromisoformat(stamp.replace("Z", "+00:00")))
+    except ValueError:
+        return None

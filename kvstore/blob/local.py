@@ -14,7 +14,8 @@
 
 New directories are fsynced into their parents; temp files orphaned by a killed writer are
 removed (when older than an hour) by the next store that writes. Listing walks the
-directory tree in one pass, then pages the sorted result.
+directory tree in one pass, then pages the sorted result; a dated listing adds each file's
+mtime (one ``stat`` per file), with the machine's clock as the store's "now".
 
 Works on one machine (several processes). Not for network filesystems without working
 ``flock``/``link``, nor for case-insensitive filesystems (two keys that differ only by case
@@ -36,7 +37,7 @@ from pathlib import Path
 
 from ..errors import InvalidKeyError
 from ..stats import Stats
-from .base import Blob, BlobStore, RetryPolicy
+from .base import Blob, BlobStore, DatedPage, RetryPolicy
 
 PAGE = 1000
 _LOCK_STRIPES = 64
@@ -58,6 +59,8 @@ def _tag(st: os.stat_result, head: bytes) -> str:
 
 class LocalBlobStore(BlobStore):
     """Objects as files below a local directory. See the module docstring."""
+
+    dated_listing = True
 
     def __init__(
         self, root: str, *, fsync: bool = True, retry: RetryPolicy | None = None, stats: Stats
@@ -247,11 +250,12 @@ class LocalBlobStore(BlobStore):
     async def _delete_if_match(self, path: str, tag: str) -> bool:
         return await asyncio.to_thread(self._delete_sync, path, tag)
 
-    def _walk(self, prefix: str) -> list[str]:
-        """Every file path below root starting with ``prefix``, sorted like S3 lists."""
+    def _find(self, prefix: str, dated: bool) -> list[tuple[str, int]]:
+        """Every file path below root starting with ``prefix``, sorted like S3 lists, each
+        with its mtime in ms if ``dated`` (else 0): the machine's clock dates the files."""
         head, _, _ = prefix.rpartition("/")
         base = self.root / head if head else self.root
-        found: list[str] = []
+        found: list[tuple[str, int]] = []
         stack = [base]
         while stack:
             directory = stack.pop()
@@ -267,11 +271,28 @@ class LocalBlobStore(BlobStore):
                     if prefix.startswith(rel + "/") or (rel + "/").startswith(prefix):
                         stack.append(Path(entry.path))
                 elif rel.startswith(prefix):
-                    found.append(rel)
+                    if not dated:
+                        found.append((rel, 0))
+                        continue
+                    try:
+                        found.append((rel, entry.stat(follow_symlinks=False).st_mtime_ns // 10**6))
+                    except FileNotFoundError:
+                        continue  # deleted since the directory was read
         found.sort()
         return found
 
     async def _list(self, prefix: str) -> AsyncIterator[list[str]]:
-        names = await self._call("list", prefix, lambda: asyncio.to_thread(self._walk, prefix))
-        for i in range(0, len(names), PAGE):
-            yield names[i : i + PAGE]
+        found = await self._call(
+            "list", prefix, lambda: asyncio.to_thread(self._find, prefix, False)
+        )
+        for i in range(0, len(found), PAGE):
+            yield [path for path, _ in found[i : i + PAGE]]
+
+    async def _list_dated(self, prefix: str) -> AsyncIterator[DatedPage]:
+        found = await self._call(
+            "list", prefix, lambda: asyncio.to_thread(self._find, prefix, True)
+        )
+        now = time.time_ns() // 10**6  # the clock that dates the files, after the walk
+        for i in range(0, len(found), PAGE):
+            page: list[tuple[str, int | None]] = list(found[i : i + PAGE])
+            yield page, now

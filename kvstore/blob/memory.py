@@ -12,20 +12,23 @@ import itertools
 import os
 import socket
 import threading
+import time
 from collections.abc import AsyncIterator
 
 from ..stats import Stats
-from .base import Blob, BlobStore, RetryPolicy
+from .base import Blob, BlobStore, DatedPage, RetryPolicy
 
 PAGE = 1000
 
 
 class _Space:
-    """The process-wide object space: path -> (bytes, tag), kept sorted for listing."""
+    """The process-wide object space: path -> (bytes, tag), kept sorted for listing, and
+    when each object was written (ms, this process's clock: memory's "server" clock)."""
 
     def __init__(self) -> None:
         self.lock = threading.Lock()
         self.objects: dict[str, tuple[bytes, str]] = {}
+        self.written: dict[str, int] = {}
         self.names: list[str] = []
         self.counter = itertools.count(1)
 
@@ -34,11 +37,17 @@ class _Space:
         if path not in self.objects:
             bisect.insort(self.names, path)
         self.objects[path] = (data, tag)
+        self.written[path] = _now_ms()
         return tag
 
     def remove(self, path: str) -> None:
         if self.objects.pop(path, None) is not None:
+            del self.written[path]
             del self.names[bisect.bisect_left(self.names, path)]
+
+
+def _now_ms() -> int:
+    return time.time_ns() // 1_000_000
 
 
 _SPACE = _Space()
@@ -46,6 +55,8 @@ _SPACE = _Space()
 
 class MemoryBlobStore(BlobStore):
     """Objects in process memory below ``memory://{root}``."""
+
+    dated_listing = True
 
     def __init__(self, root: str, *, retry: RetryPolicy | None = None, stats: Stats) -> None:
         self.root = root.strip("/")
@@ -101,20 +112,29 @@ class MemoryBlobStore(BlobStore):
             return True
 
     async def _list(self, prefix: str) -> AsyncIterator[list[str]]:
+        async for entries, _ in self._pages(prefix):
+            yield [path for path, _ in entries]
+
+    async def _list_dated(self, prefix: str) -> AsyncIterator[DatedPage]:
+        async for page in self._pages(prefix):
+            yield page
+
+    async def _pages(self, prefix: str) -> AsyncIterator[DatedPage]:
         start = self._full(prefix)
         cut = len(self._full(""))
         after = ""
         while True:
             page = await self._call("list", prefix, functools.partial(self._page, start, after))
             if page:
-                yield [name[cut:] for name in page]
+                yield [(name[cut:], when) for name, when in page], _now_ms()
             if len(page) < PAGE:  # a short page is the last: no request for an empty one
                 return
-            after = page[-1]
+            after = page[-1][0]
 
-    async def _page(self, start: str, after: str) -> list[str]:
+    async def _page(self, start: str, after: str) -> list[tuple[str, int]]:
         with self._space.lock:
             names = self._space.names
             i = bisect.bisect_right(names, after) if after else bisect.bisect_left(names, start)
             page = list(itertools.islice(names, i, i + PAGE))
-        return [n for n in page if n.startswith(start)]
+            written = self._space.written
+            return [(n, written[n]) for n in page if n.startswith(start)]

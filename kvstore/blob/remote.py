@@ -21,6 +21,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import datetime
+import email.utils
 import inspect
 import os
 from collections.abc import AsyncGenerator, Awaitable, Callable, Iterator
@@ -52,6 +54,24 @@ def _accepted_options(fs_class: type) -> set[str]:
                 accepted.add(name)
     accepted.discard("self")
     return accepted
+
+
+def written_ms(when: datetime.datetime) -> int:
+    """An object's modification time in ms, rounded up to the end of its second when the
+    store dates to the second (AWS S3 does): never earlier than the write."""
+    ms = int(when.timestamp() * 1000)
+    return ms + 999 if when.microsecond == 0 else ms
+
+
+def http_date_ms(date: str | None) -> int | None:
+    """An HTTP ``Date`` header in ms (to the second, so never later than the server's
+    time), or None without a readable one."""
+    if not date:
+        return None
+    try:
+        return int(email.utils.parsedate_to_datetime(date).timestamp()) * 1000
+    except (TypeError, ValueError, OverflowError):
+        return None
 
 
 def _copied(value: Any) -> Any:

@@ -4,7 +4,8 @@
 * ``put_if_absent`` is PutObject with ``If-None-Match: *``: S3 decides atomically which of
   several concurrent creators wins (the others get 412 Precondition Failed).
 * ``put_if_match`` / ``delete_if_match`` send ``If-Match: <etag>``.
-* Listing is ListObjectsV2, one page (1000 keys) per request.
+* Listing is ListObjectsV2, one page (1000 keys) per request; a dated listing is the same
+  requests, read with each object's ``LastModified`` and the answer's ``Date``.
 
 Conditional writes need an S3 that implements them (AWS S3 since 2024, MinIO, moto >= 5);
 on one that silently ignores the headers, nx/xx/expire lose their atomicity.
@@ -13,12 +14,13 @@ on one that silently ignores the headers, nx/xx/expire lose their atomicity.
 from __future__ import annotations
 
 import contextlib
+import datetime
 import functools
 from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
-from .base import Blob, RetryPolicy
-from .remote import RemoteBlobStore
+from .base import Blob, DatedPage, RetryPolicy
+from .remote import RemoteBlobStore, http_date_ms, written_ms
 
 # How long a request to an endpoint that never answers can take, by default (each is used
 # only where ``storage_options["config_kwargs"]`` does not set it; README, "Retries"):
@@ -64,6 +66,7 @@ class S3BlobStore(RemoteBlobStore):
 
     protocol = "s3"
     extra = "s3"
+    dated_listing = True
     # botocore retries requests itself (ATTEMPTS tries with backoff; s3fs's own loop is
     # set to one try); retrying again here would multiply the delays. Pass
     # retry=RetryPolicy(...) to add more.
@@ -192,6 +195,18 @@ class S3BlobStore(RemoteBlobStore):
         return True
 
     async def _list(self, prefix: str) -> AsyncIterator[list[str]]:
+        async for resp in self._pages(prefix):
+            yield [self.relative(item["Key"]) for item in resp.get("Contents", [])]
+
+    async def _list_dated(self, prefix: str) -> AsyncIterator[DatedPage]:
+        async for resp in self._pages(prefix):
+            contents = resp.get("Contents", [])
+            entries = [(self.relative(item["Key"]), _modified_ms(item)) for item in contents]
+            headers = resp.get("ResponseMetadata", {}).get("HTTPHeaders", {})
+            yield entries, http_date_ms(headers.get("date"))
+
+    async def _pages(self, prefix: str) -> AsyncIterator[dict[str, Any]]:
+        """ListObjectsV2 answers, one per page of 1000 keys (each request retried alone)."""
         token: str | None = None
         while True:
             extra = {"ContinuationToken": token} if token else {}
@@ -200,7 +215,12 @@ class S3BlobStore(RemoteBlobStore):
                 prefix,
                 functools.partial(self._s3, "list_objects_v2", Prefix=self.key(prefix), **extra),
             )
-            yield [self.relative(item["Key"]) for item in resp.get("Contents", [])]
+            yield resp
             if not resp.get("IsTruncated"):
                 return
             token = resp["NextContinuationToken"]
+
+
+def _modified_ms(item: dict[str, Any]) -> int | None:
+    when = item.get("LastModified")  # botocore parses it into a datetime
+    return written_ms(when) if isinstance(when, datetime.datetime) else None

@@ -1,10 +1,11 @@
 """A blob store in front of another: the base for latency models and fault injection.
 
 :class:`WrapperBlobStore` delegates every primitive (``_get``, ``_put``,
-``_put_if_absent``, ``_put_if_match``, ``_delete``, ``_delete_if_match``, ``_list``), the
-capability flags, ``check_path``, ``identity``, ``expect_concurrency`` and ``close`` to an
-inner store, and shares its ``url``, ``retry`` policy and ``stats``. A subclass overrides
-just the primitive it wants to slow down, hold or break::
+``_put_if_absent``, ``_put_if_match``, ``_delete``, ``_delete_if_match``, ``_list``,
+``_list_dated``), the capability flags, ``check_path``, ``identity``,
+``expect_concurrency`` and ``close`` to an inner store, and shares its ``url``, ``retry``
+policy and ``stats``. A subclass overrides just the primitive it wants to slow down, hold
+or break::
 
     class SlowCreates(WrapperBlobStore):
         async def _put_if_absent(self, path: str, data: bytes) -> str | None:
@@ -19,17 +20,18 @@ around the inner store's public methods. So a request is counted in the shared `
 once, and an exception a subclass raises from a primitive is retried (if transient) and
 translated exactly as a backend's own failure would be.
 
-Listing is the one exception: a backend's ``_list`` runs ``_call`` itself, once per page
-(see :meth:`BlobStore.list_pages`), so pages are counted and retried by the inner store
-with the same policy and counters. A subclass that overrides ``_list`` acts on whole pages
-after they were fetched; an exception it raises there is not retried.
+Listing is the one exception: a backend's ``_list`` and ``_list_dated`` run ``_call``
+themselves, once per page (see :meth:`BlobStore.list_pages`), so pages are counted and
+retried by the inner store with the same policy and counters. A subclass that overrides
+either acts on whole pages after they were fetched; an exception it raises there is not
+retried.
 """
 
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
 
-from .base import Blob, BlobStore
+from .base import Blob, BlobStore, DatedPage
 
 
 class WrapperBlobStore(BlobStore):
@@ -64,6 +66,10 @@ class WrapperBlobStore(BlobStore):
     @property
     def atomic_conditional_delete(self) -> bool:  # type: ignore[override]
         return self.inner.atomic_conditional_delete
+
+    @property
+    def dated_listing(self) -> bool:  # type: ignore[override]
+        return self.inner.dated_listing
 
     @property
     def connections(self) -> int:  # type: ignore[override]
@@ -104,3 +110,6 @@ class WrapperBlobStore(BlobStore):
 
     def _list(self, prefix: str) -> AsyncIterator[list[str]]:
         return self.inner._list(prefix)
+
+    def _list_dated(self, prefix: str) -> AsyncIterator[DatedPage]:
+        return self.inner._list_dated(prefix)

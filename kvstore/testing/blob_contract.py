@@ -62,6 +62,9 @@ class BlobStoreContract:
     #: False for a backend whose ``put`` readers may see half-written (the generic fsspec
     #: backend on some filesystems): the base contract's first guarantee, declared broken.
     put_is_atomic_for_readers: bool = True
+    #: How finely the store dates objects in a dated listing, in ms (S3 and HTTP ``Date``
+    #: headers: whole seconds).
+    dated_listing_resolution_ms: int = 1000
 
     @pytest.fixture
     def open_store(self) -> Callable[[], BlobStore]:
@@ -230,6 +233,44 @@ class BlobStoreContract:
                 assert all(pages), f"an empty page for {prefix!r}"
                 found = [n for page in pages for n in page]
                 assert found == sorted(n for n in names if n.startswith(prefix)), prefix
+
+        self.run(open_store, body)
+
+    def test_list_dated_dates_objects_by_the_stores_clock(
+        self, open_store: Callable[[], BlobStore]
+    ) -> None:
+        """A dated listing names what ``list_pages`` names, in the same order; its dates
+        move forward with the store's clock (a write after a listing is dated no earlier
+        than that listing's "now", to the store's resolution) and a replaced object is
+        dated again. The dates are compared with each other, never with this process's
+        clock: the store's clock is the one they are read by."""
+        resolution = self.dated_listing_resolution_ms
+
+        async def body(opener: Callable[[], BlobStore]) -> None:
+            store = opener()
+            if not store.dated_listing:
+                with pytest.raises(UnsupportedOperationError):
+                    await store.list_dated("kv/")
+                pytest.skip(f"{type(store).__name__} declares dated_listing = False")
+            assert (await store.list_dated("kv/")).paths == ()
+            names = ["kv/b~", "kv/a~", "kv/c/d~", "log/x~"]
+            await asyncio.gather(*(store.put(n, b"1") for n in names))
+            first = await store.list_dated("kv/")
+            assert list(first.paths) == [n for page in await listing(store, "kv/") for n in page]
+            assert len(first.modified) == len(first.paths)
+            ages = first.ages()
+            assert all(age >= 0 for age in ages.values()), ages
+            await asyncio.sleep((resolution + 200) / 1000)
+            await store.put("kv/a~", b"2")
+            await store.put("kv/e~", b"1")
+            second = await store.list_dated("kv/")
+            assert second.paths == ("kv/a~", "kv/b~", "kv/c/d~", "kv/e~")
+            when = dict(zip(second.paths, second.modified, strict=True))
+            before = dict(zip(first.paths, first.modified, strict=True))
+            assert second.now >= first.now
+            assert when["kv/e~"] + resolution >= first.now, "a newer object dated earlier"
+            assert when["kv/a~"] > before["kv/a~"], "a replaced object kept its old date"
+            assert when["kv/b~"] == before["kv/b~"], "an untouched object was re-dated"
 
         self.run(open_store, body)
 
