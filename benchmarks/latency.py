@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import asyncio
 from collections import Counter
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 from fsspec.asyn import AsyncFileSystem
@@ -29,10 +29,12 @@ from fsspec.implementations.memory import MemoryFileSystem
 
 import kvstore
 from kvstore.blob import Blob, RetryPolicy, WrapperBlobStore
+from kvstore.blob.base import DatedPage
 from kvstore.blob.memory import PAGE as MEMORY_PAGE
 from kvstore.blob.memory import MemoryBlobStore
 from kvstore.cache import Cache, NoCache
 from kvstore.stats import Stats
+from kvstore.testing.clock import ClockedBlobStore
 
 try:  # a private helper of the memory backend: one object space per benchmark store
     from kvstore.blob.memory import _Space as _MemorySpace
@@ -61,12 +63,21 @@ class LatencyBlobStore(WrapperBlobStore):
     primitive, and each page of a listing (one LIST request per page of up to 1000 names).
     Requests are counted once, in the shared ``stats``, as on any backend."""
 
-    def __init__(self, root: str, latency: float, *, stats: Stats, space: Space | None = None):
+    def __init__(
+        self,
+        root: str,
+        latency: float,
+        *,
+        stats: Stats,
+        space: Space | None = None,
+        clock: Callable[[], int] | None = None,
+    ):
         memory = MemoryBlobStore(root, stats=stats, retry=RetryPolicy(attempts=1))
         self.space = space or Space()
         if self.space.inner is not None:
             memory._space = self.space.inner
-        super().__init__(memory)
+        # With a test clock, the store's own clock (what dates chunks for compaction) is it.
+        super().__init__(memory if clock is None else ClockedBlobStore(memory, clock))
         self.latency = latency
         self.counts: Counter[str] = Counter()
 
@@ -109,6 +120,13 @@ class LatencyBlobStore(WrapperBlobStore):
             if len(page) >= MEMORY_PAGE:
                 await self._wait("list")
 
+    async def _list_dated(self, prefix: str) -> AsyncIterator[DatedPage]:
+        await self._wait("list")  # as _list: the same requests, with dates
+        async for page in self.inner._list_dated(prefix):
+            yield page
+            if len(page[0]) >= MEMORY_PAGE:
+                await self._wait("list")
+
 
 def latency_store(
     root: str,
@@ -119,9 +137,10 @@ def latency_store(
     **kwargs: Any,
 ) -> kvstore.AsyncKVStore:
     """An AsyncKVStore on a :class:`LatencyBlobStore`, assembled as ``kvstore.open_async``
-    does (blob + cache + shared Stats). ``kwargs`` go to AsyncKVStore (clock, concurrency)."""
+    does (blob + cache + shared Stats). ``kwargs`` go to AsyncKVStore (clock, concurrency);
+    a ``clock`` is the object store's clock too."""
     stats = Stats()
-    blob = LatencyBlobStore(root, latency, stats=stats, space=space)
+    blob = LatencyBlobStore(root, latency, stats=stats, space=space, clock=kwargs.get("clock"))
     return kvstore.AsyncKVStore(blob, cache or NoCache(), stats=stats, **kwargs)
 
 

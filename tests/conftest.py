@@ -24,8 +24,9 @@ if str(ROOT) not in sys.path:  # make `backends` importable without installing i
 
 import kvstore  # noqa: E402
 from kvstore.blob import Blob, BlobStore, WrapperBlobStore, open_blob_store  # noqa: E402
+from kvstore.blob.base import DatedPage  # noqa: E402
 from kvstore.stats import Stats  # noqa: E402
-from kvstore.testing import FakeClock  # noqa: E402  (re-exported: tests import it from here)
+from kvstore.testing import ClockedBlobStore, FakeClock  # noqa: E402  (FakeClock re-exported)
 
 CACHES = (None, "local")
 
@@ -66,6 +67,11 @@ class LatencyBlobStore(WrapperBlobStore):
 
     async def _list(self, prefix: str) -> AsyncIterator[list[str]]:
         async for page in self.inner._list(prefix):
+            await asyncio.sleep(self.delay)
+            yield page
+
+    async def _list_dated(self, prefix: str) -> AsyncIterator[DatedPage]:
+        async for page in self.inner._list_dated(prefix):
             await asyncio.sleep(self.delay)
             yield page
 
@@ -128,6 +134,9 @@ BACKEND_REGISTRY: dict[str, MakeTarget] = {
     "local": lambda _r, tmp, unique: Target("local", str(tmp.mktemp("store") / unique)),
     "s3": _server_target("s3", "s3_server"),
     "gcs": _server_target("gcs", "gcs_server"),
+    # A real S3 server that enforces conditional writes atomically (moto serialises them):
+    # where claims about atomicity and the object store's own clock are proven.
+    "seaweedfs": _server_target("seaweedfs", "seaweedfs_server"),
 }
 
 # The groups tests are parametrized over (@pytest.mark.parametrize("backend", FAST)).
@@ -153,6 +162,14 @@ def gcs_server() -> Iterator[Any]:
     from backends import GCSEmulator
 
     with GCSEmulator() as server:
+        yield server
+
+
+@pytest.fixture(scope="session")
+def seaweedfs_server() -> Iterator[Any]:
+    from backends import SeaweedFS
+
+    with SeaweedFS(buckets=("kvstore-test",)) as server:
         yield server
 
 
@@ -198,12 +215,20 @@ def open_clocked(
     cache: kvstore.Cache | None = None,
     retry: kvstore.RetryPolicy | None = None,
     wrap: Wrap | None = None,
+    *,
+    store_clock: bool = True,
     **kwargs: Any,
 ) -> kvstore.KVStore:
-    """A store on ``target`` that reads the time from ``clock`` (expiry, log chunk ages);
-    ``wrap`` puts a WrapperBlobStore (fault injection) in front of the target's blob store."""
+    """A store on ``target`` that reads the time from ``clock`` (expiry, log chunk ages),
+    on an object store whose own clock is ``clock`` too (ClockedBlobStore: its dated
+    listings, which decide when a chunk is old, follow the test's time) unless
+    ``store_clock`` is False (then the object store keeps its real clock, and ``clock`` is
+    only the client's: a client with a wrong clock). ``wrap`` puts a WrapperBlobStore
+    (fault injection) in front."""
     stats = Stats()
     blob = target.blob_store(retry=retry, stats=stats)
+    if store_clock:
+        blob = ClockedBlobStore(blob, clock)
     if wrap is not None:
         blob = wrap(blob)
     core = kvstore.AsyncKVStore(

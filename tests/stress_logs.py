@@ -4,6 +4,7 @@ collects ``test_*.py``); run it by hand:
 
     PYTHONPATH=. python tests/stress_logs.py --backend local --variant compactor --duration 120
     PYTHONPATH=. python tests/stress_logs.py --backend s3 --variant auto-trim --duration 180
+    PYTHONPATH=. python tests/stress_logs.py --backend seaweedfs --variant all --skew 3600
 
 Processes (``spawn``), all on one log:
 
@@ -20,13 +21,18 @@ Processes (``spawn``), all on one log:
   what it cut, so the whole history is known at the end.
 * **readers** calling ``range(0, -1)``, ``range(-50, -1)`` and ``length()`` in a loop, no cache.
 
-Time: every process reads the same scaled clock, ``anchor + (now - anchor) * speed``
-(``--speed``, default 100), passed to AsyncKVStore as its clock. The library's own constants
-stay as they are (MIN_AGE_MS 10 min -> 6 s real; TAIL_REFRESH_MS 60 s -> 0.6 s real), so the
-rule under test is the real one: their ratio, 10. What the scaling makes 100x harsher than
-production is the request latency relative to both (a 50 ms request counts as 5 s); each
-process reports its slowest operation in scaled time so a failure can be told apart from a
-broken timing assumption (a stall longer than MIN_AGE_MS - TAIL_REFRESH_MS = 540 s scaled).
+Time: the log protocol's two timing constants are scaled down by ``--speed`` (default 100:
+MIN_AGE_MS 10 min -> 6 s; TAIL_REFRESH_MS 60 s -> 0.6 s), so the rule under test is the
+real one: their ratio, 10, with chunks aged by the object store's clock (file mtimes, S3
+``LastModified``). What the scaling makes 100x harsher than production is the request
+latency relative to both (a 50 ms request counts as 5 s); each process reports its slowest
+operation in scaled time so a failure can be told apart from a broken timing assumption (a
+stall longer than MIN_AGE_MS - TAIL_REFRESH_MS = 540 s scaled).
+
+Clock skew (``--skew SECONDS``): each process's own clock (what AsyncKVStore is given) is
+then the real time plus an offset - writers alternately behind and ahead by ``SECONDS``, the
+compactor ahead, the trimmer behind, every other reader ahead - while the object store keeps
+its real clock. No process's clock may change the outcome.
 
 Invariants checked on every read (and the first violation stops the run with details):
 
@@ -71,6 +77,8 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 KEY = "session:stress"
+MIN_AGE_MS = 600_000  # the library's defaults (kvstore.logs.limits), scaled by --speed
+TAIL_REFRESH_MS = 60_000
 VARIANTS = {
     # name: (compactor process, AUTO_COMPACT in writers, trimmer process)
     "compactor": (True, False, False),
@@ -81,17 +89,26 @@ VARIANTS = {
 }
 
 
-class ScaledClock:
-    """Milliseconds since the epoch, running ``speed`` times faster than real time from
-    ``anchor_ms`` on; every process given the same anchor reads the same time."""
+class SkewedClock:
+    """Milliseconds since the epoch, ``offset_ms`` off the real time: a client whose
+    machine's clock is wrong."""
 
-    def __init__(self, anchor_ms: int, speed: float) -> None:
-        self.anchor_ms = anchor_ms
-        self.speed = speed
+    def __init__(self, offset_ms: int) -> None:
+        self.offset_ms = offset_ms
 
     def __call__(self) -> int:
-        now = time.time_ns() // 1_000_000
-        return self.anchor_ms + int((now - self.anchor_ms) * self.speed)
+        return time.time_ns() // 1_000_000 + self.offset_ms
+
+
+def clock_offset_s(role: str, me: int, skew: float) -> float:
+    """A process's clock offset under ``--skew``: see the module docstring."""
+    if role == "compactor":
+        return skew
+    if role == "trimmer":
+        return -skew
+    if role == "writer":
+        return skew if me % 2 else -skew
+    return skew if me % 2 else 0.0
 
 
 # -- process plumbing --------------------------------------------------------------------
@@ -109,17 +126,20 @@ class Shared:
         self.results = ctx.Queue()
 
 
-def _setup(cfg: dict[str, Any]) -> Any:
-    """A blocking store reading the scaled clock (AUTO_COMPACT/SEGMENT_RECORDS as asked)."""
+def _setup(cfg: dict[str, Any], offset_s: float = 0.0) -> Any:
+    """A blocking store with the scaled time constants, AUTO_COMPACT/SEGMENT_RECORDS as
+    asked, reading a clock ``offset_s`` off the real time."""
     import kvstore
     import kvstore.logs as logs_module
     from kvstore.blob import open_blob_store
     from kvstore.stats import Stats
 
     logs_module.limits.AUTO_COMPACT = bool(cfg.get("auto_compact"))
+    logs_module.limits.MIN_AGE_MS = int(MIN_AGE_MS / cfg["speed"])
+    logs_module.limits.TAIL_REFRESH_MS = int(TAIL_REFRESH_MS / cfg["speed"])
     if cfg.get("segment_records"):
         logs_module.limits.SEGMENT_RECORDS = cfg["segment_records"]
-    clock = ScaledClock(cfg["anchor_ms"], cfg["speed"])
+    clock = SkewedClock(int(offset_s * 1000))
     _time_requests()
     stats = Stats()
     blob = open_blob_store(cfg["url"], cfg["storage_options"] or None, stats=stats)
@@ -127,11 +147,23 @@ def _setup(cfg: dict[str, Any]) -> Any:
     return kvstore.KVStore(core)
 
 
-def _listing(store: Any) -> list[str]:
+def _limits(restore: dict[str, Any] | None = None) -> dict[str, Any]:
+    """The log limits ``_setup`` changes: read them, or put them back."""
+    import kvstore.logs as logs_module
+
+    names = ("AUTO_COMPACT", "MIN_AGE_MS", "TAIL_REFRESH_MS", "SEGMENT_RECORDS")
+    if restore is not None:
+        for name, value in restore.items():
+            setattr(logs_module.limits, name, value)
+    return {name: getattr(logs_module.limits, name) for name in names}
+
+
+def listing(store: Any, key: str = KEY) -> list[str]:
+    """The names of the log's objects (``c/...``, ``s/...``, ``m/...``), in order."""
     from kvstore.portal import portal
 
     aio = store.aio
-    directory = aio._ctx.layout.log_dir(KEY)
+    directory = aio._ctx.layout.log_dir(key)
 
     async def collect() -> list[str]:
         return [
@@ -176,7 +208,7 @@ def _child(role: str, cfg: dict[str, Any], shared: Shared, me: int, body: Any) -
     random.seed(os.getpid() ^ time.time_ns())
     store = None
     try:
-        store = _setup(cfg)
+        store = _setup(cfg, clock_offset_s(role, me, cfg["skew"]))
         store.length(KEY)  # connect before the race
         result = body(store)
         started = time.monotonic()
@@ -191,7 +223,7 @@ def _child(role: str, cfg: dict[str, Any], shared: Shared, me: int, body: Any) -
         detail: dict[str, Any] = {"error": repr(exc), "traceback": traceback.format_exc()}
         if store is not None:
             with contextlib.suppress(Exception):
-                detail["listing"] = _listing(store)
+                detail["listing"] = listing(store)
             with contextlib.suppress(Exception):
                 detail["stats"] = {k: v for k, v in store.stats().items() if k != "cache"}
         shared.results.put((role, me, "fail", detail))
@@ -482,12 +514,11 @@ def run(args: argparse.Namespace, url: str, storage_options: dict[str, Any]) -> 
     compactor, auto, trimmer = VARIANTS[args.variant]
     lanes = args.writers * args.lanes
     shared = Shared(ctx, lanes)
-    anchor_ms = time.time_ns() // 1_000_000
     cfg = {
         "url": url,
         "storage_options": storage_options,
-        "anchor_ms": anchor_ms,
         "speed": args.speed,
+        "skew": args.skew,
         "deadline": time.time() + args.duration + 5,  # + start-up of the children
         "lanes": args.lanes,
         "auto_compact": auto,
@@ -531,6 +562,12 @@ def run(args: argparse.Namespace, url: str, storage_options: dict[str, Any]) -> 
         "backend": args.backend,
         "duration_s": round(elapsed, 1),
         "speed": args.speed,
+        "clock_offsets_s": {
+            "writers": [clock_offset_s("writer", p, args.skew) for p in range(args.writers)],
+            "readers": [clock_offset_s("reader", r, args.skew) for r in range(args.readers)],
+            "compactor": clock_offset_s("compactor", 0, args.skew),
+            "trimmer": clock_offset_s("trimmer", 0, args.skew),
+        },
         "processes": {
             "writers": args.writers,
             "lanes_per_writer": args.lanes,
@@ -558,6 +595,7 @@ def verify(
     appended: dict[int, int] = {}
     for w in writers:
         appended.update({int(k): v for k, v in w["appended"].items()})
+    saved = _limits()
     store = _setup({**cfg, "auto_compact": False})
     try:
         final = store.range(KEY, 0, -1)
@@ -591,16 +629,18 @@ def verify(
                                     f"but the record is elsewhere"
                                 )
                         positions_checked += 1
-        names_before = _listing(store)
-        # Let every chunk grow old, then compact once more: nothing may change.
-        time.sleep(600_000 / cfg["speed"] / 1000 + 1)
+        names_before = listing(store)
+        # Let every chunk grow old (by the object store's clock, which may date to the
+        # second), then compact once more: nothing may change.
+        time.sleep(MIN_AGE_MS / cfg["speed"] / 1000 + 2.5)
         removed = store.compact(KEY)
         after = store.range(KEY, 0, -1)
         if after != final:
             raise Failure("the last compaction changed the log")
-        names_after = _listing(store)
+        names_after = listing(store)
     finally:
         store.close()
+        _limits(saved)  # run() may be called in a process that goes on (pytest)
 
     def kinds(names: list[str]) -> dict[str, int]:
         out: dict[str, int] = {}
@@ -670,15 +710,20 @@ def _percentiles(xs: list[float]) -> dict[str, float]:
     return out
 
 
-def main(argv: list[str] | None = None) -> int:
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--backend", choices=["local", "s3"], default="local")
+    parser.add_argument("--backend", choices=["local", "s3", "seaweedfs"], default="local")
     parser.add_argument("--variant", choices=sorted(VARIANTS), default="compactor")
     parser.add_argument("--duration", type=float, default=60.0, help="seconds of racing")
     parser.add_argument("--writers", type=int, default=3, help="writer processes")
     parser.add_argument("--lanes", type=int, default=2, help="appending threads per writer")
     parser.add_argument("--readers", type=int, default=2)
-    parser.add_argument("--speed", type=float, default=100.0, help="scaled clock speed")
+    parser.add_argument(
+        "--speed", type=float, default=100.0, help="MIN_AGE_MS and TAIL_REFRESH_MS / speed"
+    )
+    parser.add_argument(
+        "--skew", type=float, default=0.0, help="seconds the processes' clocks are off"
+    )
     parser.add_argument("--segment-records", type=int, default=0, help="SEGMENT_RECORDS override")
     parser.add_argument("--pause", type=float, default=0.0, help="mean seconds between appends")
     parser.add_argument("--compact-pause", type=float, default=0.1)
@@ -688,7 +733,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--full-weight", type=float, default=4.0, help="share of full reads")
     parser.add_argument("--slow", type=float, default=1.0, help="report appends slower than this")
     parser.add_argument("--json", type=Path, help="also write the summary here")
-    args = parser.parse_args(argv)
+    return parser.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
 
     import kvstore
 
@@ -701,9 +750,10 @@ def main(argv: list[str] | None = None) -> int:
             if not os.environ.get("KEEP_STRESS_DATA"):
                 shutil.rmtree(tmp, ignore_errors=True)
     else:
-        from backends import MotoS3Server
+        from backends import MotoS3Server, SeaweedFS
 
-        with MotoS3Server() as server:
+        launcher = MotoS3Server if args.backend == "s3" else SeaweedFS
+        with launcher() as server:
             url = server.url_for("kvstore-test", f"stress-{uuid.uuid4().hex[:8]}")
             summary = run(args, url, server.storage_options)
     text = json.dumps(summary, indent=1, default=str)

@@ -3,15 +3,19 @@
 * **Marks hide at once.** ``trim`` and ``delete`` create a mark ``m/{at}`` (conditional
   create); records below the highest mark are invisible from then on.
 * **Nothing young is ever deleted.** A chunk is deleted only once older than
-  ``limits.MIN_AGE_MS`` (its date is inside it): a writer with a stale tail can then only
-  meet chunks that still exist, never re-create a removed one.
+  ``limits.MIN_AGE_MS`` *by the object store's clock* (a dated listing: S3 ``LastModified``
+  against the answer's ``Date``): a writer with a stale tail - at most
+  ``limits.TAIL_REFRESH_MS`` old by its own clock - can then only meet chunks that still
+  exist, never re-create a removed one. No client's clock takes part, so a writer or a
+  compactor whose clock is hours off cannot make a young chunk look old
+  (docs/architecture.md, "Time").
 * **Deletions go in log order**, so a crash between two leaves a consistent log.
 """
 
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 from .. import codec
 from ..blob.base import AmbiguousWriteError
@@ -90,49 +94,72 @@ class LogCleanup:
         return await self.ctx.commit([self.reader.plan_key(directory)], remove)
 
     async def remove_superseded(
-        self, directory: str, names: Sequence[str], mark: int, tail: int | None = None
+        self,
+        directory: str,
+        names: Sequence[str],
+        mark: int,
+        tail: int | None = None,
+        ages: Mapping[str, int] | None = None,
     ) -> int:
         """Delete what no reader needs (:func:`~kvstore.logs.model.superseded`); chunks only
-        once old. Returns the number of objects deleted."""
+        once old (``ages``: from a dated listing the caller made, else one is made here).
+        Returns the number of objects deleted."""
         segments, candidates, marks = superseded(names, mark, tail)
-        doomed = segments + sorted(await self.old_chunks(directory, candidates)) + marks
+        old = await self.old_chunks(directory, candidates, ages=ages) if candidates else []
+        doomed = segments + sorted(old) + marks
         for name in doomed:  # ascending: a crash leaves a consistent log
             await self.ctx.blob.delete(directory + name)
         return len(doomed)
 
-    async def old_chunks(
-        self, directory: str, names: Sequence[str], key: str = ""
-    ) -> dict[str, codec.Envelope]:
-        """The chunks among ``names`` (in log order) older than MIN_AGE_MS - their date is
-        inside - decoded, so a caller that merges them does not read them again.
+    async def ages(self, directory: str) -> dict[str, int] | None:
+        """Each object of the log -> its age in ms by the object store's clock (one dated
+        listing), or None on a backend that cannot date its objects."""
+        if not self.ctx.blob.dated_listing:
+            return None
+        listing = await self.ctx.blob.list_dated(directory)
+        return {p[len(directory) :]: age for p, age in listing.ages().items()}
 
-        Read a batch (``AGE_BATCH``, at most ``concurrency``) at a time, stopping after the
-        first batch that holds a young chunk: chunk dates grow along the log (a chunk is
-        dated just before its create, and its slot is only known once the chunk before
-        exists), so the rest are young too. Compaction and cleanup then read the old chunks
-        plus at most one batch, not every chunk of the last 10 minutes each time.
-        """
+    async def old_chunks(
+        self,
+        directory: str,
+        names: Sequence[str],
+        key: str = "",
+        ages: Mapping[str, int] | None = None,
+    ) -> list[str]:
+        """The chunks among ``names`` (in log order) at least ``limits.MIN_AGE_MS`` old by
+        the object store's clock: from ``ages``, or one dated listing. A chunk missing
+        from the listing (removed meanwhile) is not old.
+
+        A backend that cannot date its objects (``dated_listing`` False) falls back to
+        the date each writer put inside its chunk, against this process's clock - and so
+        to the assumption that clients' clocks agree within ``MIN_AGE_MS -
+        TAIL_REFRESH_MS``."""
+        if ages is None:
+            ages = await self.ages(directory)
+        if ages is None:
+            return await self._old_by_client_clocks(directory, names, key)
+        return [n for n in names if ages.get(n, 0) >= limits.MIN_AGE_MS]
+
+    async def _old_by_client_clocks(
+        self, directory: str, names: Sequence[str], key: str
+    ) -> list[str]:
+        """Read a batch (``AGE_BATCH``, at most ``concurrency``) at a time, stopping after
+        the first batch that holds a young chunk: chunk dates grow along the log (a chunk
+        is dated just before its create, and its slot is only known once the chunk before
+        exists), so the rest are young too."""
         step = max(1, min(limits.AGE_BATCH, self.ctx.concurrency))
-        old: dict[str, codec.Envelope] = {}
+        old: list[str] = []
         for i in range(0, len(names), step):
             part = names[i : i + step]
             pieces = [Piece(n, 0, None) for n in part]
-            try:
-                envs = await self.reader.fetch(key, directory, pieces)
-            except CorruptDataError:  # a damaged chunk is left where it is; the rest go on
-                envs = []
-                for piece in pieces:
-                    try:
-                        envs += await self.reader.fetch(key, directory, [piece])
-                    except CorruptDataError:
-                        envs.append(None)
+            envs = await self.reader.fetch_readable(key, directory, pieces)
             now = self.ctx.clock()
             young = False
             for name, env in zip(part, envs, strict=True):
                 if env is None:
                     continue
                 if now - int(env.meta.get("t", now)) >= limits.MIN_AGE_MS:
-                    old[name] = env
+                    old.append(name)
                 else:
                     young = True
             if young:

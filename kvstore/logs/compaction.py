@@ -3,8 +3,8 @@
 Safe with concurrent readers and writers (tests/test_logs.py, and the multi-process
 harness tests/stress_logs.py): a segment is durable before anything it replaces is
 deleted, deletions go in log order, a reader that meets a vanished object plans again, and
-only chunks older than ``limits.MIN_AGE_MS`` are merged or deleted, so no writer can meet
-a removed slot.
+only chunks older than ``limits.MIN_AGE_MS`` by the object store's clock are merged or
+deleted, so no writer can meet a removed slot, whatever the clients' clocks say.
 
 Automatic: a writer that has left ``limits.AUTO_COMPACT_CHUNKS`` chunks older than
 MIN_AGE_MS compacts that log in a background task of its store (never in an append's path;
@@ -65,13 +65,16 @@ class Compactor:
         if plan.pieces and plan.pieces[-1].end is not None:
             pieces = list(pieces[:-1])  # never merge the tail chunk: it may be young
         chunk_names = [p.name for p in pieces if not p.segment and not p.lost]
-        old = await self.cleanup.old_chunks(directory, chunk_names, key)
-        small = [
-            p for p in pieces if p.segment and (p.end or p.start) - p.start < limits.SEGMENT_RECORDS
+        ages = await self.cleanup.ages(directory)
+        old_names = set(await self.cleanup.old_chunks(directory, chunk_names, key, ages))
+        mergeable = [  # old chunks, and small segments (merged again into bigger ones)
+            p
+            for p in pieces
+            if p.name in old_names
+            or (p.segment and (p.end or p.start) - p.start < limits.SEGMENT_RECORDS)
         ]
-        for piece, env in zip(small, await self.reader.fetch(key, directory, small), strict=True):
-            if env is not None:
-                old[piece.name] = env  # small segments may be merged again
+        fetched = await self.reader.fetch_readable(key, directory, mergeable)
+        old = {p.name: env for p, env in zip(mergeable, fetched, strict=True) if env is not None}
         runs: list[list[Piece]] = [[]]
         records = size = 0
         for piece in pieces:
@@ -94,8 +97,12 @@ class Compactor:
         for run in runs:
             if len(run) >= 2:
                 removed += await self._merge(key, directory, run, old)
-        names = await self.reader.list_names(directory)
-        return removed + await self.cleanup.remove_superseded(directory, names, plan.mark)
+        # What is left to remove, and how old it is: one more dated listing.
+        ages = await self.cleanup.ages(directory)
+        names = sorted(ages) if ages is not None else await self.reader.list_names(directory)
+        return removed + await self.cleanup.remove_superseded(
+            directory, names, plan.mark, ages=ages
+        )
 
     async def _merge(
         self, key: str, directory: str, run: list[Piece], known: dict[str, codec.Envelope]

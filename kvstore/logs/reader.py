@@ -171,6 +171,23 @@ class LogReader:
 
         return await ctx.read_through(paths, unpack, get, immutable=True)
 
+    async def fetch_readable(
+        self, key: str, directory: str, pieces: Sequence[Piece]
+    ) -> list[codec.Envelope | None]:
+        """:meth:`fetch`, but a damaged object reads as None (left where it is, for fsck to
+        report) while the rest are still read: for compaction and cleanup, which must go
+        on around damage."""
+        try:
+            return await self.fetch(key, directory, pieces)
+        except CorruptDataError:
+            envs: list[codec.Envelope | None] = []
+            for piece in pieces:
+                try:
+                    envs += await self.fetch(key, directory, [piece])
+                except CorruptDataError:
+                    envs.append(None)
+            return envs
+
     # -- records ---------------------------------------------------------------------------
 
     async def range(self, key: str, start: int, end: int) -> list[bytes]:

@@ -10,6 +10,7 @@ subclass of a contract here:
 Helpers:
 
 * :class:`FakeClock` - milliseconds since the epoch, moved by the test (``clock=``).
+* :class:`ClockedBlobStore` - a blob store whose own clock (dated listings) is the test's.
 * :func:`request_delta` - the requests (or any counters) a block of code spent.
 * :func:`run_in_processes` - one function in N spawned processes, results or failures back.
 """
@@ -18,13 +19,14 @@ from __future__ import annotations
 
 from .blob_contract import BlobStoreContract
 from .cache_contract import CacheContract
-from .clock import FakeClock
+from .clock import ClockedBlobStore, FakeClock
 from .counting import RequestDelta, request_delta
 from .processes import ProcessFailure, run_in_processes
 
 __all__ = [
     "BlobStoreContract",
     "CacheContract",
+    "ClockedBlobStore",
     "FakeClock",
     "ProcessFailure",
     "RequestDelta",
