@@ -15,16 +15,20 @@ server (SeaweedFS).
 
 from __future__ import annotations
 
+import asyncio
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 
 import pytest
-from conftest import Target, open_clocked
+from conftest import FakeClock, Target, open_clocked
 
 import kvstore
 import kvstore.logs as logs_module
+from kvstore.blob import DatedListing, WrapperBlobStore, open_blob_store
+from kvstore.blob.base import DatedPage
+from kvstore.stats import Stats
 
 ROOT = Path(__file__).resolve().parent
 if str(ROOT) not in sys.path:
@@ -187,3 +191,71 @@ def test_processes_an_hour_apart_lose_and_double_nothing(
     assert summary["records_appended"] > 100, summary
     assert summary["compactor"]["objects_removed"] > 0, summary  # chunks did grow old
     assert summary["clock_offsets_s"]["compactor"] == HOUR
+
+
+# -- stores that date objects badly, or not at all --------------------------------------------
+
+
+class NoDatedListing(WrapperBlobStore):
+    """A backend that cannot date its objects (a third-party one, say)."""
+
+    dated_listing = False
+
+
+class UndatedAnswers(WrapperBlobStore):
+    """A store whose listing gives no readable date and no ``Date`` header."""
+
+    async def _list_dated(self, prefix: str) -> AsyncIterator[DatedPage]:
+        async for page in self.inner._list(prefix):
+            yield [(path, None) for path in page], None
+
+
+def test_without_a_dated_listing_compaction_falls_back_to_the_writers_dates(
+    make_target: Callable[[str], Target],
+) -> None:
+    """The documented fallback: the date inside each chunk against the compactor's clock
+    (so there, and only there, clients' clocks must agree)."""
+    clock = FakeClock()
+    target = make_target("memory")
+    with open_clocked(target, clock, wrap=NoDatedListing, store_clock=False) as store:
+        assert not store.aio._ctx.blob.dated_listing
+        for i in range(4):
+            store.append(KEY, f"r{i}")
+        assert store.compact(KEY) == 0
+        clock.advance(logs_module.limits.MIN_AGE_MS + 1)
+        assert store.compact(KEY) == 3
+        assert store.range(KEY, 0, -1) == [b"r0", b"r1", b"r2", b"r3"]
+
+
+def test_objects_the_store_does_not_date_count_as_new(
+    make_target: Callable[[str], Target], quick_ages: None
+) -> None:
+    target = make_target("local")
+    with open_clocked(target, skewed(HOUR), wrap=UndatedAnswers, store_clock=False) as store:
+        for i in range(4):
+            store.append(KEY, f"r{i}")
+        time.sleep(1.7)  # old by the disk's clock, but the listing does not say so
+        assert store.compact(KEY) == 0
+        assert len(_names(store)) == 4
+
+
+def test_a_dated_listing_without_the_stores_time_measures_from_its_newest_object() -> None:
+    listing = DatedListing(("a", "b"), (1_000, 5_000), 5_000)
+    assert listing.ages() == {"a": 4_000, "b": 0}
+
+    async def dated(pages: list[DatedPage]) -> DatedListing:
+        class Pages(WrapperBlobStore):
+            dated_listing = True
+
+            async def _list_dated(self, prefix: str) -> AsyncIterator[DatedPage]:
+                for page in pages:
+                    yield page
+
+        blob = Pages(open_blob_store("memory://dates", stats=Stats()))
+        return await blob.list_dated("")
+
+    got = asyncio.run(dated([([("a", 1_000), ("b", None)], None), ([("c", 3_000)], None)]))
+    assert got.now == 3_000  # the newest date: never later than the store's real time
+    assert got.ages() == {"a": 2_000, "b": 0, "c": 0}  # undated: new
+    got = asyncio.run(dated([([("a", 1_000)], 9_000), ([("b", 2_000)], 8_000)]))
+    assert got.now == 9_000 and got.ages() == {"a": 8_000, "b": 7_000}
