@@ -81,6 +81,7 @@ def open_async(
     cache_ttl: float = 60.0,
     concurrency: int = DEFAULT_CONCURRENCY,
     retry: RetryPolicy | None = None,
+    verify_preconditions: bool = True,
 ) -> AsyncKVStore:
     """Open a store for asyncio code. Performs no I/O; a bad argument fails here.
 
@@ -96,6 +97,10 @@ def open_async(
     ``cache_ttl``: the longest a cache entry lives (seconds). ``concurrency``: the most
     object-store requests one multi-key call keeps in flight (default: an eighth of the
     open-file limit, as fsspec's ``FSMap.getitems``, between 32 and 256).
+    ``verify_preconditions``: on S3 and GCS, check once per process (six requests on a
+    scratch object) that the server enforces conditional writes before relying on one; a
+    server that ignores them is refused with UnsupportedOperationError. False skips the
+    check - on such a server ``nx``, logs and artifacts then lose data silently.
     """
     if url is None:
         url = os.environ.get("KVSTORE_URL") or DEFAULT_URL
@@ -105,6 +110,10 @@ def open_async(
         )
     if storage_options is not None and not isinstance(storage_options, dict):
         raise ConfigurationError("storage_options must be a dict")
+    if not isinstance(verify_preconditions, bool):
+        raise ConfigurationError(
+            f"verify_preconditions must be True or False, not {verify_preconditions!r}"
+        )
     if isinstance(url, BlobStore):
         for name, given in (("storage_options", storage_options), ("retry", retry)):
             if given is not None:
@@ -118,6 +127,8 @@ def open_async(
     else:
         stats = Stats()
         blob = open_blob_store(url, storage_options, retry=retry, stats=stats)
+    if not verify_preconditions:
+        blob.verify_preconditions = False
     return AsyncKVStore(
         blob,
         resolved,
@@ -137,6 +148,7 @@ def open(
     cache_ttl: float = 60.0,
     concurrency: int = DEFAULT_CONCURRENCY,
     retry: RetryPolicy | None = None,
+    verify_preconditions: bool = True,
 ) -> KVStore:
     """Open a store with blocking methods; arguments as :func:`open_async`."""
     return KVStore(
@@ -148,5 +160,6 @@ def open(
             cache_ttl=cache_ttl,
             concurrency=concurrency,
             retry=retry,
+            verify_preconditions=verify_preconditions,
         )
     )

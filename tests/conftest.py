@@ -144,9 +144,33 @@ ALL = ["memory", "local", "s3", "gcs"]  # every real backend
 CONTRACT = [*ALL, "memory+latency"]  # the `target` fixture: contract, blob, log, artifact suites
 FAST = ["memory", "local"]  # in-process: no server
 FAST_AND_S3 = ["memory", "local", "s3"]  # where GCS adds time but nothing new
-SHARED = ["local", "s3", "gcs"]  # seen by several processes (memory:// is per process)
+SHARED = ["local", "seaweedfs", "gcs"]  # seen by several processes (memory:// is per process)
+# Races between processes: stores that enforce conditional writes atomically themselves -
+# local disk (os.link, flock) and a real S3 server. Not moto: it checks preconditions but
+# not atomically, so backends/ serialises its requests (a layer that would make the race
+# pass for it); not the GCS emulator, whose preconditions backends/ enforces.
+RACES = ["local", "seaweedfs"]
 FILES = ["local", "s3"]  # durable and shared, without the slow GCS emulator
 REMOTE = ["s3", "gcs"]  # reached over the network
+
+
+def _probed(server: Any) -> Any:
+    """A started test server whose precondition probe (kvstore/blob/preconditions.py) has
+    run in this process, so no test's request counts depend on whether it came first
+    (tests/test_preconditions.py probes on purpose)."""
+    from kvstore.blob import preconditions
+
+    async def probe() -> None:
+        blob = open_blob_store(
+            server.url_for("kvstore-test", "probe"), server.storage_options, stats=Stats()
+        )
+        try:
+            await preconditions.ensure(blob, "atomic_create")
+        finally:
+            await blob.close()
+
+    asyncio.run(probe())
+    return server
 
 
 @pytest.fixture(scope="session")
@@ -154,7 +178,7 @@ def s3_server() -> Iterator[Any]:
     from backends import MotoS3Server
 
     with MotoS3Server() as server:
-        yield server
+        yield _probed(server)
 
 
 @pytest.fixture(scope="session")
@@ -162,7 +186,7 @@ def gcs_server() -> Iterator[Any]:
     from backends import GCSEmulator
 
     with GCSEmulator() as server:
-        yield server
+        yield _probed(server)
 
 
 @pytest.fixture(scope="session")
@@ -170,7 +194,7 @@ def seaweedfs_server() -> Iterator[Any]:
     from backends import SeaweedFS
 
     with SeaweedFS(buckets=("kvstore-test",)) as server:
-        yield server
+        yield _probed(server)
 
 
 @pytest.fixture(scope="session")

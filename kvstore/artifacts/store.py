@@ -198,6 +198,9 @@ class AsyncArtifacts:
         source = Source(data, key)
         mime = check_mime(mime_type) if mime_type is not None else source.default_mime
         user = check_metadata(metadata)
+        # The version is claimed by a conditional create: refuse now, before any part is
+        # written, on a store that cannot make one (or whose server ignores it).
+        await self.ctx.blob.require("atomic_create")
         compress: bool | None = False if is_compressed_type(mime) else None
         upload = secrets.token_hex(12)
         digest = hashlib.sha256()

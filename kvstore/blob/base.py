@@ -48,6 +48,7 @@ from ..errors import (
     UnsupportedOperationError,
 )
 from ..stats import Stats
+from . import preconditions
 
 T = TypeVar("T")
 
@@ -58,6 +59,11 @@ class AmbiguousWriteError(KVStoreError):
 
 
 _CONDITIONAL = frozenset({"put_if_absent", "put_if_match", "delete_if_match"})
+_WHAT = {
+    "atomic_create": "conditional create",
+    "atomic_conditional_put": "compare-and-swap",
+    "atomic_conditional_delete": "compare-and-delete",
+}
 
 
 @dataclass(frozen=True)
@@ -190,6 +196,14 @@ class BlobStore(ABC):
     atomic_conditional_put: bool = True
     #: ``delete_if_match`` is an atomic compare-and-delete on this backend.
     atomic_conditional_delete: bool = True
+    #: The server behind this backend varies (S3-compatible stores, GCS stand-ins), so
+    #: before the first conditional write, a probe checks that it enforces the conditions
+    #: the store declares (:mod:`kvstore.blob.preconditions`): six requests, once per
+    #: process and store.
+    check_preconditions: bool = False
+    #: False skips that probe (``kvstore.open(..., verify_preconditions=False)``): on a
+    #: server that ignores conditions, kvstore then loses data silently.
+    verify_preconditions: bool = True
     #: ``list_dated`` dates objects by the store's clock on this backend. Without it, what
     #: needs an object's age (removing old log chunks) falls back to the dates clients
     #: wrote into the objects, and so trusts their clocks.
@@ -211,6 +225,12 @@ class BlobStore(ABC):
     def expect_concurrency(self, requests: int) -> None:
         """A store on top keeps up to ``requests`` in flight (called before first use)."""
         self.connections = max(self.connections, requests)
+
+    @property
+    def server(self) -> str:
+        """The server this store talks to (a precondition verdict holds for all of it):
+        by default the identity; S3 and GCS: the bucket at its endpoint."""
+        return self.identity
 
     @property
     def identity(self) -> str:
@@ -249,10 +269,21 @@ class BlobStore(ABC):
         self.stats.add("bytes_written", len(data))
         return tag
 
+    async def require(self, capability: str) -> None:
+        """Raise UnsupportedOperationError unless this store can do ``capability``
+        (``atomic_create``, ``atomic_conditional_put``, ``atomic_conditional_delete``)
+        atomically: the backend declares it, and - where ``check_preconditions`` - its
+        server was found to enforce it (probed once, :mod:`kvstore.blob.preconditions`).
+        A caller about to write objects that depend on a conditional write calls it first,
+        so nothing is written for a write that would then be refused."""
+        if not getattr(self, capability):
+            self._unsupported(_WHAT[capability])
+        if self.check_preconditions and self.verify_preconditions:
+            await preconditions.ensure(self, capability)
+
     async def put_if_absent(self, path: str, data: bytes) -> str | None:
         """Atomic conditional create: the new tag, or None if an object already exists."""
-        if not self.atomic_create:
-            self._unsupported("conditional create")
+        await self.require("atomic_create")
         tag = await self._call("put_if_absent", path, lambda: self._put_if_absent(path, data))
         if tag is not None:
             self.stats.add("bytes_written", len(data))
@@ -263,8 +294,7 @@ class BlobStore(ABC):
 
         Returns the new tag, or None if the object changed or vanished meanwhile.
         """
-        if not self.atomic_conditional_put:
-            self._unsupported("compare-and-swap")
+        await self.require("atomic_conditional_put")
         new = await self._call("put_if_match", path, lambda: self._put_if_match(path, data, tag))
         if new is not None:
             self.stats.add("bytes_written", len(data))
@@ -277,8 +307,7 @@ class BlobStore(ABC):
     async def delete_if_match(self, path: str, tag: str) -> bool:
         """Remove an object only if its tag is still ``tag``; False if it changed or is
         missing."""
-        if not self.atomic_conditional_delete:
-            self._unsupported("compare-and-delete")
+        await self.require("atomic_conditional_delete")
         return await self._call("delete_if_match", path, lambda: self._delete_if_match(path, tag))
 
     async def list_pages(self, prefix: str) -> AsyncIterator[list[str]]:
@@ -352,10 +381,18 @@ class BlobStore(ABC):
             f"{self.url} has no atomic {what}; use local disk, memory://, s3:// or gs://"
         )
 
-    async def _call(self, operation: str, path: str, attempt: Callable[[], Awaitable[T]]) -> T:
+    async def _call(
+        self,
+        operation: str,
+        path: str,
+        attempt: Callable[[], Awaitable[T]],
+        counter: str | None = None,
+    ) -> T:
+        """One request, retried and translated; counted as ``counter`` (by default
+        ``requests.{operation}``)."""
         uncertain = False  # an earlier attempt of a conditional write may have applied
         for n in range(self.retry.attempts):
-            self.stats.add(f"requests.{operation}")
+            self.stats.add(counter or f"requests.{operation}")
             try:
                 result = await attempt()
                 if uncertain and result in (None, False):

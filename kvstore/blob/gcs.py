@@ -47,6 +47,7 @@ class GCSBlobStore(RemoteBlobStore):
     protocol = "gs"
     extra = "gcs"
     dated_listing = True
+    check_preconditions = True  # emulators may ignore ifGenerationMatch: probe first
     endpoint_env = ("STORAGE_EMULATOR_HOST",)
     option_types = {
         "endpoint_url": (str,),

@@ -157,6 +157,10 @@ class RemoteBlobStore(BlobStore):
         )
         return f"{self.url}@{endpoint}"
 
+    @property
+    def server(self) -> str:
+        return f"{self.protocol}://{self.bucket}@{self.identity.rpartition('@')[2]}"
+
     def key(self, path: str) -> str:
         """The object key inside the bucket."""
         return f"{self.prefix}/{path}" if self.prefix else path

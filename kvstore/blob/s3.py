@@ -4,18 +4,23 @@
 * ``put_if_absent`` is PutObject with ``If-None-Match: *``: S3 decides atomically which of
   several concurrent creators wins (the others get 412 Precondition Failed).
 * ``put_if_match`` / ``delete_if_match`` send ``If-Match: <etag>``.
+* A conditional write answered ``409 ConditionalRequestConflict`` (another conditional
+  write to the key in flight; not applied) is sent again, up to ``CONFLICT_ATTEMPTS``.
 * Listing is ListObjectsV2, one page (1000 keys) per request; a dated listing is the same
   requests, read with each object's ``LastModified`` and the answer's ``Date``.
 
-Conditional writes need an S3 that implements them (AWS S3 since 2024, MinIO, moto >= 5);
-on one that silently ignores the headers, nx/xx/expire lose their atomicity.
+Conditional writes need an S3 that implements them (AWS S3 since 2024, MinIO, SeaweedFS,
+moto >= 5): before relying on them, the store checks once that the server refuses what it
+must (:mod:`kvstore.blob.preconditions`), so one that ignores the headers is refused.
 """
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import datetime
 import functools
+import random
 from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
@@ -34,6 +39,8 @@ READ_TIMEOUT = 15.0
 starts once the request body is sent) and between two reads of the answer. Not a limit on
 a whole transfer: an 8 MiB part takes as long as it takes while bytes keep coming.
 s3fs's default; botocore's is 60."""
+CONFLICT_ATTEMPTS = 5
+"""Tries of a conditional write that S3 answers ``409 ConditionalRequestConflict``."""
 ATTEMPTS = 3
 """botocore tries per request ("standard" retry mode: throttling, 5xx, timeouts and
 dropped connections, jittered exponential backoff). botocore's own default here is the
@@ -67,11 +74,14 @@ class S3BlobStore(RemoteBlobStore):
     protocol = "s3"
     extra = "s3"
     dated_listing = True
+    check_preconditions = True  # S3-compatible servers differ: probe before relying
     # botocore retries requests itself (ATTEMPTS tries with backoff; s3fs's own loop is
     # set to one try); retrying again here would multiply the delays. Pass
     # retry=RetryPolicy(...) to add more.
     default_retry = RetryPolicy(attempts=1)
     endpoint_env = ("AWS_ENDPOINT_URL_S3", "AWS_ENDPOINT_URL")
+    #: First pause (seconds, doubling, jittered) before resending after a 409.
+    CONFLICT_DELAY = 0.05
     option_types = {
         "endpoint_url": (str,),
         "key": (str,),
@@ -134,6 +144,23 @@ class S3BlobStore(RemoteBlobStore):
         fs = await self.filesystem()
         return await fs._call_s3(method, Bucket=self.bucket, **kwargs)
 
+    async def _conditional(self, method: str, **kwargs: Any) -> Any:
+        """A conditional request, sent again after ``409 ConditionalRequestConflict``: AWS's
+        answer when another conditional write to the same key is in flight. It means this
+        request was *not* applied (so sending it again is safe and not ambiguous), and AWS
+        says to retry; botocore does not (409 is not among its retryable answers)."""
+        for attempt in range(CONFLICT_ATTEMPTS):
+            try:
+                return await self._s3(method, **kwargs)
+            except OSError as exc:
+                if _error_code(exc) != "ConditionalRequestConflict":
+                    raise
+                if attempt + 1 == CONFLICT_ATTEMPTS:
+                    raise
+                self.stats.add("s3.conditional_conflicts")
+                await asyncio.sleep(self.CONFLICT_DELAY * 2**attempt * random.uniform(0.5, 1.0))
+        raise AssertionError("unreachable")  # pragma: no cover
+
     async def _get(self, path: str, head: int | None = None) -> Blob | None:
         ranged = {} if head is None else {"Range": f"bytes=0-{max(head, 1) - 1}"}
         try:
@@ -161,7 +188,9 @@ class S3BlobStore(RemoteBlobStore):
 
     async def _put_if_absent(self, path: str, data: bytes) -> str | None:
         try:
-            resp = await self._s3("put_object", Key=self.key(path), Body=data, IfNoneMatch="*")
+            resp = await self._conditional(
+                "put_object", Key=self.key(path), Body=data, IfNoneMatch="*"
+            )
         except OSError as exc:
             if _precondition_failed(exc):
                 return None
@@ -170,7 +199,7 @@ class S3BlobStore(RemoteBlobStore):
 
     async def _put_if_match(self, path: str, data: bytes, tag: str) -> str | None:
         try:
-            resp = await self._s3("put_object", Key=self.key(path), Body=data, IfMatch=tag)
+            resp = await self._conditional("put_object", Key=self.key(path), Body=data, IfMatch=tag)
         except FileNotFoundError:
             return None
         except OSError as exc:
@@ -185,7 +214,7 @@ class S3BlobStore(RemoteBlobStore):
 
     async def _delete_if_match(self, path: str, tag: str) -> bool:
         try:
-            await self._s3("delete_object", Key=self.key(path), IfMatch=tag)
+            await self._conditional("delete_object", Key=self.key(path), IfMatch=tag)
         except FileNotFoundError:
             return False
         except OSError as exc:

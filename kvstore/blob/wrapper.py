@@ -72,12 +72,22 @@ class WrapperBlobStore(BlobStore):
         return self.inner.dated_listing
 
     @property
+    def check_preconditions(self) -> bool:  # type: ignore[override]
+        # The probe runs through this wrapper's own primitives (its public methods call
+        # it), so a wrapper that changes what reaches the server is what gets checked.
+        return self.inner.check_preconditions
+
+    @property
     def connections(self) -> int:  # type: ignore[override]
         return self.inner.connections
 
     @property
     def identity(self) -> str:
         return self.inner.identity
+
+    @property
+    def server(self) -> str:
+        return self.inner.server
 
     def expect_concurrency(self, requests: int) -> None:
         self.inner.expect_concurrency(requests)

@@ -420,6 +420,7 @@ class BlobStoreContract:
             assert spent["bytes_written"] == 5
             assert spent["bytes_read"] == 5 + 2
             if store.atomic_create:
+                await store.require("atomic_create")  # a server probe, if any, first
                 with request_delta(store.stats) as spent:
                     await store.put_if_absent("kv/b~", b"1")
                     await store.put_if_absent("kv/b~", b"2")

@@ -1,0 +1,283 @@
+"""The precondition self-check (kvstore/blob/preconditions.py) and S3's 409 answer.
+
+A server that answers 200 to a conditional write and ignores the condition makes kvstore
+lose data silently (8 racing ``set(nx=True)`` all win; appended records overwrite each
+other). Such servers exist: fake-gcs-server ignores ``ifGenerationMatch`` on media uploads
+and DELETE; some S3-compatible stores ignore ``If-None-Match``. Here they are modelled by
+wrappers in front of real servers (SeaweedFS, moto, the GCS emulator) that turn each
+conditional write into a plain one - exactly what such a server does with the request.
+
+Which server covers what: the probe's pass is checked on every backend; the lying servers
+are wrappers over SeaweedFS (a real S3 server), moto and the GCS emulator; the 409 is an
+injected fault below kvstore's S3 code (s3fs's own translation of the botocore error), as
+no local server produces it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import pytest
+from conftest import Target
+
+import kvstore
+from kvstore.blob import BlobStore, WrapperBlobStore
+from kvstore.blob import preconditions as pre
+from kvstore.errors import BackendError, UnsupportedOperationError
+from kvstore.stats import Stats
+
+EVERY = ["memory", "local", "s3", "gcs", "seaweedfs"]
+SERVERS = ["seaweedfs", "s3", "gcs"]
+
+
+@pytest.fixture(autouse=True)
+def fresh_verdicts() -> Iterator[None]:
+    """Each test starts with no kept verdict; the others' are put back after it."""
+    kept = dict(pre._VERDICTS)
+    pre.forget()
+    yield
+    pre.forget()
+    pre._VERDICTS.update(kept)
+
+
+class IgnoresIfNoneMatch(WrapperBlobStore):
+    """A server that takes a conditional create as a plain PUT."""
+
+    async def _put_if_absent(self, path: str, data: bytes) -> str | None:
+        return await self.inner._put(path, data)
+
+
+class IgnoresIfMatch(WrapperBlobStore):
+    """A server that takes a compare-and-swap as a plain PUT."""
+
+    async def _put_if_match(self, path: str, data: bytes, tag: str) -> str | None:
+        return await self.inner._put(path, data)
+
+
+class IgnoresIfMatchOnDelete(WrapperBlobStore):
+    """A server that takes a compare-and-delete as a plain DELETE."""
+
+    async def _delete_if_match(self, path: str, tag: str) -> bool:
+        await self.inner._delete(path)
+        return True
+
+
+def _probe(blob: BlobStore) -> dict[str, str]:
+    async def run() -> dict[str, str]:
+        try:
+            return await pre.probe(blob)
+        finally:
+            await blob.close()
+
+    return asyncio.run(run())
+
+
+def _listing(blob: BlobStore, prefix: str) -> list[str]:
+    async def run() -> list[str]:
+        try:
+            return [p async for page in blob.list_pages(prefix) for p in page]
+        finally:
+            await blob.close()
+
+    return asyncio.run(run())
+
+
+@pytest.mark.parametrize("backend", EVERY)
+def test_every_backend_passes_the_probe_in_six_requests_and_leaves_nothing(
+    make_target: Callable[[str], Target], backend: str
+) -> None:
+    target = make_target(backend)
+    stats = Stats()
+    assert _probe(target.blob_store(stats=stats)) == {}
+    counts = stats.snapshot()
+    assert counts.get("probe.requests") == 6 and counts.get("probe.runs") == 1, counts
+    assert counts["requests"] == 0  # apart from the store's own requests
+    with target.open() as store:
+        assert store.keys() == []
+    if backend != "local":  # (local disk keeps .kvstore/ out of listings)
+        assert _listing(target.blob_store(), pre.PROBE_DIR) == []
+
+
+@pytest.mark.parametrize("backend", ["seaweedfs", "s3", "gcs"])
+def test_the_probe_runs_once_per_process_and_server_before_the_first_conditional_write(
+    make_target: Callable[[str], Target], backend: str
+) -> None:
+    first, second = make_target(backend), make_target(backend)  # two prefixes, one bucket
+    with first.open() as a, second.open() as b:
+        assert a.set("plain", "v") is True  # a plain write needs no probe
+        assert a.stats().get("probe.runs", 0) == 0
+        assert a.set("k", "v", nx=True) is True
+        assert a.stats()["probe.runs"] == 1
+        assert a.stats()["probe.requests"] == 6
+        assert a.stats()["requests.put_if_absent"] == 1  # the operation's own, unchanged
+        assert b.set("k", "w", nx=True) is True  # the verdict holds for the bucket
+        assert b.append("log", "x") == 1
+        assert b.stats().get("probe.runs", 0) == 0
+
+
+def test_concurrent_first_writers_share_one_probe(make_target: Callable[[str], Target]) -> None:
+    target = make_target("seaweedfs")
+
+    async def main() -> dict[str, int]:
+        async with target.open_async() as store:
+            won = await asyncio.gather(*(store.set("k", str(i), nx=True) for i in range(10)))
+            assert sum(bool(w) for w in won) == 1
+            return store.stats()
+
+    assert asyncio.run(main())["probe.runs"] == 1
+
+
+@pytest.mark.parametrize("backend", SERVERS)
+def test_a_server_that_ignores_if_none_match_is_refused_before_anything_depends_on_it(
+    make_target: Callable[[str], Target], backend: str
+) -> None:
+    target = make_target(backend)
+    with kvstore.open(IgnoresIfNoneMatch(target.blob_store()), cache=None) as store:
+        with pytest.raises(UnsupportedOperationError) as info:
+            store.set("k", "v", nx=True)
+        message = str(info.value)
+        assert "If-None-Match" in message and "verify_preconditions=False" in message
+        assert store.aio._ctx.blob.server in message  # names the server
+        with pytest.raises(UnsupportedOperationError):
+            store.append("log", "a")
+        with pytest.raises(UnsupportedOperationError):
+            store.artifacts.save("big", b"x" * (9 << 20))  # would be parts + a manifest
+        assert store.stats()["probe.runs"] == 1  # the verdict is kept
+        # Plain writes need no condition and go on working.
+        assert store.set("plain", "v") is True
+        assert store.get("plain") == b"v"
+    with target.open() as honest:  # nothing was written for the refused operations
+        assert honest.keys() == ["plain"]
+        assert honest.artifacts.list() == []
+    assert [p for p in _listing(target.blob_store(), "") if "probe" not in p] == ["kv/plain~"]
+
+
+@pytest.mark.parametrize("backend", SERVERS)
+def test_a_server_that_ignores_if_match_is_refused(
+    make_target: Callable[[str], Target], backend: str
+) -> None:
+    target = make_target(backend)
+    with kvstore.open(IgnoresIfMatch(target.blob_store()), cache=None) as store:
+        assert store.set("k", "v") is True
+        with pytest.raises(UnsupportedOperationError, match="stale version"):
+            store.expire("k", 100)
+        with pytest.raises(UnsupportedOperationError):
+            store.set("k", "w", xx=True, keepttl=True)
+        assert store.get("k") == b"v" and store.ttl("k") == -1
+        # A conditional create is enforced by this server: nx still works.
+        assert store.set("n", "1", nx=True) is True
+        assert store.set("n", "2", nx=True) is None
+
+
+@pytest.mark.parametrize("backend", SERVERS)
+def test_a_server_that_ignores_if_match_on_delete_is_refused(
+    make_target: Callable[[str], Target], backend: str
+) -> None:
+    target = make_target(backend)
+    with kvstore.open(IgnoresIfMatchOnDelete(target.blob_store()), cache=None) as store:
+        store.set("k", "v", pxat=1)  # expired long ago
+        with pytest.raises(UnsupportedOperationError, match="delete naming a stale version"):
+            store.purge_expired()
+        assert store.set("live", "v") is True and store.get("live") == b"v"
+
+
+def test_skipping_the_check_is_what_the_option_says(make_target: Callable[[str], Target]) -> None:
+    """verify_preconditions=False: no probe - and on a lying server, the silent loss the
+    check exists to prevent (both writers 'win' the same key)."""
+    target = make_target("seaweedfs")
+    blob = IgnoresIfNoneMatch(target.blob_store())
+    with kvstore.open(blob, cache=None, verify_preconditions=False) as store:
+        assert store.set("k", "first", nx=True) is True
+        assert store.set("k", "second", nx=True) is True  # the risk, documented
+        assert store.stats().get("probe.runs", 0) == 0
+    with pytest.raises(kvstore.ConfigurationError, match="verify_preconditions"):
+        kvstore.open("memory://x", verify_preconditions="no")  # type: ignore[arg-type]
+
+
+class FailsOnce(WrapperBlobStore):
+    """The first conditional create fails with a non-transient error (no kvstore retry)."""
+
+    failed = False
+
+    async def _put_if_absent(self, path: str, data: bytes) -> str | None:
+        if not FailsOnce.failed:
+            FailsOnce.failed = True
+            raise PermissionError("injected: access denied")
+        return await self.inner._put_if_absent(path, data)
+
+
+def test_a_probe_that_failed_for_another_reason_is_not_kept(
+    make_target: Callable[[str], Target],
+) -> None:
+    target = make_target("s3")
+    FailsOnce.failed = False
+    with kvstore.open(FailsOnce(target.blob_store()), cache=None) as store:
+        with pytest.raises(BackendError, match="access denied"):
+            store.set("k", "v", nx=True)
+        assert store.set("k", "v", nx=True) is True  # probed again, passed
+        assert store.stats()["probe.runs"] == 2
+
+
+# -- S3's 409 ConditionalRequestConflict ---------------------------------------------------
+
+
+def _conflict(operation: str) -> OSError:
+    """What s3fs raises for AWS's 409 (its own translation of the botocore error)."""
+    from botocore.exceptions import ClientError
+    from s3fs.errors import translate_boto_error
+
+    error = ClientError(
+        {
+            "Error": {
+                "Code": "ConditionalRequestConflict",
+                "Message": "A conflicting conditional operation is currently in progress "
+                "against this resource. Please try again.",
+            },
+            "ResponseMetadata": {"HTTPStatusCode": 409},
+        },
+        operation,
+    )
+    return translate_boto_error(error)
+
+
+def _s3_with_conflicts(target: Target, conflicts: int) -> tuple[kvstore.KVStore, list[str]]:
+    """A store on ``target`` whose next ``conflicts`` conditional writes are answered 409."""
+    blob = target.blob_store()
+    seen: list[str] = []
+    original = blob._s3  # type: ignore[attr-defined]
+
+    async def s3(method: str, **kwargs: Any) -> Any:
+        conditional = "IfNoneMatch" in kwargs or "IfMatch" in kwargs
+        if conditional and len(seen) < conflicts:
+            seen.append(method)
+            raise _conflict("PutObject" if method == "put_object" else "DeleteObject")
+        return await original(method, **kwargs)
+
+    blob._s3 = s3  # type: ignore[attr-defined]
+    blob.verify_preconditions = False  # count only the operation's own requests
+    blob.CONFLICT_DELAY = 0.001  # type: ignore[attr-defined]
+    return kvstore.open(blob, cache=None), seen
+
+
+@pytest.mark.parametrize("backend", ["seaweedfs", "s3"])
+def test_a_409_conditional_request_conflict_is_sent_again_and_not_ambiguous(
+    make_target: Callable[[str], Target], backend: str
+) -> None:
+    target = make_target(backend)
+    store, seen = _s3_with_conflicts(target, conflicts=3)
+    with store:
+        assert store.set("k", "v", nx=True) is True  # 3 x 409, then created
+        assert seen == ["put_object"] * 3
+        assert store.stats()["s3.conditional_conflicts"] == 3
+        assert store.stats().get("ambiguous_writes", 0) == 0
+        assert store.set("k", "w", nx=True) is None  # a real 412 is still a refusal
+        assert store.get("k") == b"v"
+        assert store.expire("k", 100) is True  # If-Match goes through the same path
+    store, seen = _s3_with_conflicts(target, conflicts=10)
+    with store:
+        with pytest.raises(BackendError, match=r"ConditionalRequestConflict|conflicting"):
+            store.set("other", "v", nx=True)  # 5 tries, then the error is reported
+        assert len(seen) == 5
+        assert store.get("other") is None
