@@ -1,4 +1,5 @@
-"""``python -m backends up``: run local Redis, S3 (moto) and GCS stand-ins until Ctrl-C.
+"""``python -m backends up``: run local Redis, S3 (moto), GCS stand-ins - and, asked for,
+SeaweedFS (a real S3 server: ``--only seaweedfs``) - until Ctrl-C.
 
 Prints the URLs, copy-pasteable ``export`` lines and a ``kvstore.open(...)`` snippet,
 then waits. Ctrl-C or SIGTERM stops every server it started; if one of them dies
@@ -19,8 +20,10 @@ from ._process import BackendError
 from .gcs import GCSEmulator
 from .redis import RedisCluster, RedisServer
 from .s3 import MotoS3Server
+from .seaweedfs import SeaweedFS
 
-SERVICES = ("redis", "s3", "gcs")
+SERVICES = ("redis", "s3", "gcs", "seaweedfs")
+DEFAULT_SERVICES = ("redis", "s3", "gcs")  # SeaweedFS: 120-600 MB, only when asked for
 
 
 def _parse_only(value: str) -> list[str]:
@@ -49,9 +52,9 @@ def build_parser() -> argparse.ArgumentParser:
     up.add_argument(
         "--only",
         type=_parse_only,
-        default=list(SERVICES),
+        default=list(DEFAULT_SERVICES),
         metavar="LIST",
-        help="comma-separated subset of redis,s3,gcs (default: all)",
+        help="comma-separated subset of redis,s3,gcs,seaweedfs (default: redis,s3,gcs)",
     )
     up.add_argument(
         "--bucket", default="kvstore-test", help="bucket to create (default: %(default)s)"
@@ -74,6 +77,7 @@ def _print_usage(
     cluster: RedisCluster | None,
     s3: MotoS3Server | None,
     gcs: GCSEmulator | None,
+    seaweed: SeaweedFS | None,
     bucket: str,
     prefix: str,
 ) -> None:
@@ -86,14 +90,16 @@ def _print_usage(
         out.append(f"  s3 (moto)      {s3.endpoint_url}   bucket {s3.url_for(bucket)}")
     if gcs:
         out.append(f"  gcs emulator   {gcs.endpoint_url}   bucket {gcs.url_for(bucket)}")
+    if seaweed:
+        out.append(f"  s3 (seaweedfs) {seaweed.endpoint_url}   bucket {seaweed.url_for(bucket)}")
     env: dict[str, str] = {}
-    store = s3 or gcs
+    store = s3 or seaweed or gcs
     if store:
         env["KVSTORE_URL"] = store.url_for(bucket, prefix)  # read by kvstore.open(None)
     if redis:
         env["REDIS_URL"] = redis.url
         env["KVSTORE_CACHE"] = redis.url  # read by the examples and the CLI's --cache default
-    for server in (s3, gcs):
+    for server in (s3 or seaweed, gcs):  # one S3 endpoint in the environment
         if server:
             env.update(server.env)
     if env:
@@ -101,13 +107,13 @@ def _print_usage(
         out += [f"export {key}={shlex.quote(value)}" for key, value in env.items()]
     cache = repr(redis.url) if redis else '"local"'
     out += ["", "# python", "import kvstore"]
-    for label, server in (("s3", s3), ("gcs", gcs)):
+    for label, server in (("s3", s3), ("gcs", gcs), ("seaweedfs", seaweed)):
         if server:
             out.append(
                 f"{label}_store = kvstore.open({server.url_for(bucket, prefix)!r}, "
                 f"cache={cache}, storage_options={server.storage_options!r})"
             )
-    if not (s3 or gcs):
+    if not (s3 or gcs or seaweed):
         out.append(f'store = kvstore.open("memory://{prefix}", cache={cache})')
     print("\n".join(out), flush=True)
 
@@ -126,6 +132,7 @@ def up(args: argparse.Namespace) -> int:
     cluster: RedisCluster | None = None
     s3: MotoS3Server | None = None
     gcs: GCSEmulator | None = None
+    seaweed: SeaweedFS | None = None
     status = 0
     try:
         if "redis" in only:
@@ -136,8 +143,10 @@ def up(args: argparse.Namespace) -> int:
             s3 = MotoS3Server(buckets=(args.bucket,)).start()
         if "gcs" in only:
             gcs = GCSEmulator(buckets=(args.bucket,)).start()
-        _print_usage(redis, cluster, s3, gcs, args.bucket, args.prefix)
-        procs = [p for p in (redis, s3, gcs) if p] + (cluster.nodes if cluster else [])
+        if "seaweedfs" in only:
+            seaweed = SeaweedFS(buckets=(args.bucket,)).start()
+        _print_usage(redis, cluster, s3, gcs, seaweed, args.bucket, args.prefix)
+        procs = [p for p in (redis, s3, gcs, seaweed) if p] + (cluster.nodes if cluster else [])
         while not stop.wait(1.0):
             dead = [p for p in procs if not p.running]
             if dead:
@@ -152,7 +161,7 @@ def up(args: argparse.Namespace) -> int:
         status = 1
     finally:
         signal.signal(signal.SIGINT, signal.SIG_IGN)  # no second Ctrl-C mid-shutdown
-        for server in (gcs, s3, cluster, redis):
+        for server in (seaweed, gcs, s3, cluster, redis):
             if server is not None:
                 server.stop()
         print("backends stopped", file=sys.stderr, flush=True)

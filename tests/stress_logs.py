@@ -140,7 +140,6 @@ def _setup(cfg: dict[str, Any], offset_s: float = 0.0) -> Any:
     if cfg.get("segment_records"):
         logs_module.limits.SEGMENT_RECORDS = cfg["segment_records"]
     clock = SkewedClock(int(offset_s * 1000))
-    _time_requests()
     stats = Stats()
     blob = open_blob_store(cfg["url"], cfg["storage_options"] or None, stats=stats)
     core = kvstore.AsyncKVStore(blob, kvstore.NoCache(), stats=stats, clock=clock)
@@ -186,10 +185,10 @@ def _time_requests() -> None:
         return
     call = BlobStore._call
 
-    async def timed(self: Any, operation: str, path: str, attempt: Any) -> Any:
+    async def timed(self: Any, operation: str, path: str, attempt: Any, **kw: Any) -> Any:
         started = time.monotonic()
         try:
-            return await call(self, operation, path, attempt)
+            return await call(self, operation, path, attempt, **kw)
         finally:
             took = time.monotonic() - started
             if took > SLOWEST_REQUEST.get(operation, 0.0):
@@ -206,6 +205,7 @@ class Failure(AssertionError):
 def _child(role: str, cfg: dict[str, Any], shared: Shared, me: int, body: Any) -> None:
     """Run ``body(store)``; report its result, or the failure, on the results queue."""
     random.seed(os.getpid() ^ time.time_ns())
+    _time_requests()  # in the children only: never in a process that goes on (pytest)
     store = None
     try:
         store = _setup(cfg, clock_offset_s(role, me, cfg["skew"]))

@@ -43,7 +43,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import FAST, FAST_AND_S3, FILES, FakeClock, open_clocked
+from conftest import FAST, FAST_AND_S3, RACES, FakeClock, open_clocked
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -1119,7 +1119,7 @@ def _check_saved(target: Target, saved: list[tuple[int, int, int]], size: int) -
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("backend", FILES)
+@pytest.mark.parametrize("backend", RACES)
 def test_concurrent_savers_each_get_their_own_version(
     make_target: Callable[[str], Target], backend: str
 ) -> None:
@@ -1133,8 +1133,9 @@ def test_concurrent_savers_each_get_their_own_version(
 
 
 @pytest.mark.slow
-def test_concurrent_multipart_savers(make_target: Callable[[str], Target]) -> None:
-    target = make_target("local")
+@pytest.mark.parametrize("backend", RACES)
+def test_concurrent_multipart_savers(make_target: Callable[[str], Target], backend: str) -> None:
+    target = make_target(backend)
     part = 16 * KiB
     size = 3 * part + 100
     saved = _run_savers(target, processes=4, count=4, size=size, part_size=part)

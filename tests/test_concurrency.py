@@ -11,7 +11,7 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from conftest import FILES, SHARED
+from conftest import RACES, SHARED
 
 import kvstore
 from kvstore.testing import run_in_processes
@@ -62,7 +62,7 @@ def test_exactly_one_process_wins_set_nx(make_target: Any, backend: str) -> None
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("backend", FILES)
+@pytest.mark.parametrize("backend", RACES)
 def test_exactly_one_process_wins_set_nx_over_an_expired_value(
     make_target: Any, backend: str
 ) -> None:
@@ -76,3 +76,52 @@ def test_exactly_one_process_wins_set_nx_over_an_expired_value(
         for round_no, who in winners.items():
             assert len(who) == 1, f"round {round_no}: winners {who}"
             assert store.get(f"stale-{round_no}") == f"process-{who[0]}".encode()
+
+
+# -- compare-and-swap: read-modify-writes racing plain writes -------------------------------
+
+WRITES = 40
+
+
+def _overwriter_or_expirer(
+    url: str, storage_options: dict[str, Any], me: int, *, barrier: Any
+) -> list[str]:
+    """Process 0 overwrites the key with ``seq:i`` and reads it back; the others keep
+    changing its expiry (``expire`` and ``persist``: each a read, then a compare-and-swap
+    of the same value with a new expiry). Returns what process 0 read back."""
+    seen: list[str] = []
+    with kvstore.open(url, cache=None, storage_options=storage_options or None) as store:
+        store.get("warm-up")
+        barrier.wait(timeout=60)
+        if me == 0:
+            for i in range(WRITES):
+                store.set("counter", f"seq:{i:04d}")
+                seen.append(store.get("counter").decode())
+            store.set("done", "1")
+        else:
+            while store.get("done") is None:
+                store.expire("counter", 3600)
+                store.persist("counter")
+    return seen
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("backend", RACES)
+def test_a_read_modify_write_never_puts_back_a_value_that_was_overwritten(
+    make_target: Any, backend: str
+) -> None:
+    """If a compare-and-swap were a plain write, an expirer that read ``seq:i`` would put
+    it back over ``seq:i+1``: the writer would read an older value than it wrote."""
+    target = make_target(backend)
+    with target.open() as store:
+        store.set("counter", "seq:start")
+    results = run_in_processes(
+        _overwriter_or_expirer,
+        [(target.url, target.storage_options, me) for me in range(4)],
+        barrier=True,
+        timeout=240,
+    )
+    seen = results[0]
+    assert seen == [f"seq:{i:04d}" for i in range(WRITES)], seen
+    with target.open() as store:
+        assert store.get("counter") == f"seq:{WRITES - 1:04d}".encode()

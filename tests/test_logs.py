@@ -478,7 +478,7 @@ def _run_writers(target: Target, processes: int, count: int) -> list[Any]:
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize(("backend", "count"), [("local", 250), ("s3", 100)])
+@pytest.mark.parametrize(("backend", "count"), [("local", 250), ("seaweedfs", 100)])
 def test_many_writer_processes_lose_and_double_nothing(
     make_target: Callable[[str], Target], backend: str, count: int
 ) -> None:
