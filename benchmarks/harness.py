@@ -125,6 +125,7 @@ class Context:
         self.s3_enabled = s3
         self._redis: Any = None
         self._s3: Any = None
+        self._seaweedfs: Any = None
         self._stack = contextlib.ExitStack()
         self.tmp = Path(self._stack.enter_context(tempfile.TemporaryDirectory(prefix="kvbench-")))
 
@@ -151,6 +152,19 @@ class Context:
             except Exception as exc:
                 raise Skip(f"moto S3 server unavailable: {exc}") from exc
         return self._s3
+
+    def seaweedfs(self) -> Any:
+        """A SeaweedFS server (a real S3 server) of our own, or Skip."""
+        if not self.s3_enabled:
+            raise Skip("S3 rows disabled (--no-s3)")
+        if self._seaweedfs is None:
+            try:
+                from backends import SeaweedFS
+
+                self._seaweedfs = self._stack.enter_context(SeaweedFS(buckets=("kvbench",)))
+            except Exception as exc:
+                raise Skip(f"SeaweedFS unavailable: {exc}") from exc
+        return self._seaweedfs
 
     def close(self) -> None:
         self._stack.close()

@@ -31,6 +31,7 @@ SCENARIOS = {
     "S8": "s8_large_artifact",
     "S9": "s9_redis_outage",
     "S10": "s10_young_log",
+    "S11": "s11_seaweedfs",
 }
 
 RESULTS = Path(__file__).resolve().parent / "results.json"
@@ -87,7 +88,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         default=20.0,
         help="per-request latency of the object-store model (default 20)",
     )
-    parser.add_argument("--no-s3", action="store_true", help="skip the moto S3 rows")
+    parser.add_argument(
+        "--no-s3", action="store_true", help="skip the S3 server rows (moto and SeaweedFS)"
+    )
     parser.add_argument(
         "--output", type=Path, default=RESULTS, help=f"results file (default {RESULTS})"
     )
