@@ -4,7 +4,10 @@ collects ``test_*.py``); run it by hand:
 
     PYTHONPATH=. python tests/stress_logs.py --backend local --variant compactor --duration 120
     PYTHONPATH=. python tests/stress_logs.py --backend s3 --variant auto-trim --duration 180
-    PYTHONPATH=. python tests/stress_logs.py --backend seaweedfs --variant all --skew 3600
+    PYTHONPATH=. python tests/stress_logs.py --backend s3 --variant all --skew 3600
+
+``--backend s3`` is SeaweedFS, a real S3 server that enforces conditional writes atomically
+(the place to prove a race); ``--backend moto`` is moto (whose requests backends/ serialises).
 
 Processes (``spawn``), all on one log:
 
@@ -264,7 +267,7 @@ def writer_main(cfg: dict[str, Any], shared: Shared, proc: int) -> None:
                         except KVStoreError as exc:
                             # Liveness, not safety: another process appending back to back
                             # can win every claim. Nothing was written (no create landed:
-                            # local disk and moto have no ambiguous outcomes), so the same
+                            # the servers here lose no responses), so the same
                             # records are appended again; a duplicate would be caught.
                             if "could not claim the tail" not in str(exc):
                                 raise
@@ -712,7 +715,7 @@ def _percentiles(xs: list[float]) -> dict[str, float]:
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--backend", choices=["local", "s3", "seaweedfs"], default="local")
+    parser.add_argument("--backend", choices=["local", "s3", "moto"], default="local")
     parser.add_argument("--variant", choices=sorted(VARIANTS), default="compactor")
     parser.add_argument("--duration", type=float, default=60.0, help="seconds of racing")
     parser.add_argument("--writers", type=int, default=3, help="writer processes")
@@ -752,7 +755,7 @@ def main(argv: list[str] | None = None) -> int:
     else:
         from backends import MotoS3Server, SeaweedFS
 
-        launcher = MotoS3Server if args.backend == "s3" else SeaweedFS
+        launcher = SeaweedFS if args.backend == "s3" else MotoS3Server
         with launcher() as server:
             url = server.url_for("kvstore-test", f"stress-{uuid.uuid4().hex[:8]}")
             summary = run(args, url, server.storage_options)

@@ -143,7 +143,7 @@ def _names(store: kvstore.KVStore) -> list[str]:
 
 @pytest.mark.parametrize(
     ("backend", "duration", "speed"),
-    [("local", 12.0, 100.0), ("seaweedfs", 20.0, 50.0)],
+    [("local", 12.0, 100.0), ("s3", 20.0, 50.0)],  # s3: SeaweedFS
 )
 def test_processes_an_hour_apart_lose_and_double_nothing(
     backend: str,
