@@ -16,11 +16,14 @@ import threading
 from collections.abc import Sequence
 from types import FrameType
 
-from ._process import BackendError
-from .gcs import GCSEmulator
-from .redis import RedisCluster, RedisServer
-from .s3 import MotoS3Server
-from .seaweedfs import SeaweedFS
+from kvstore.testing.servers import (
+    BackendError,
+    GCSEmulator,
+    MotoS3Server,
+    RedisCluster,
+    RedisServer,
+    SeaweedFS,
+)
 
 SERVICES = ("redis", "s3", "gcs", "seaweedfs")
 DEFAULT_SERVICES = ("redis", "s3", "gcs")  # SeaweedFS: 120-600 MB, only when asked for

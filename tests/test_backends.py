@@ -30,7 +30,7 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 from backends import GCSEmulator, MotoS3Server, RedisCluster, RedisServer  # noqa: E402
-from backends._process import BackendError  # noqa: E402
+from kvstore.testing.servers import BackendError  # noqa: E402
 
 BUCKET = "kvstore-test"
 
@@ -135,7 +135,7 @@ def test_redis_paused_server_can_be_stopped() -> None:
 def test_missing_redis_binary_gives_actionable_error(monkeypatch: pytest.MonkeyPatch) -> None:
     import importlib.util
 
-    from backends import redis as backends_redis
+    from kvstore.testing.servers import redis as backends_redis
 
     monkeypatch.setenv("PATH", "")
     monkeypatch.setattr(importlib.util, "find_spec", lambda name: None)
@@ -247,7 +247,7 @@ def test_serializing_middleware_linearizes_check_then_act() -> None:
     PUT) into an atomic one: without it several writers 'win', with it exactly one."""
     import io
 
-    from backends._moto_main import SerializingMiddleware
+    from kvstore.testing.servers._moto_main import SerializingMiddleware
 
     def run(wrap: bool) -> int:
         store: dict[str, int] = {}

@@ -22,7 +22,7 @@ if str(ROOT) not in sys.path:
 
 import kvstore  # noqa: E402
 from backends import SeaweedFS  # noqa: E402
-from backends._process import BackendError  # noqa: E402
+from kvstore.testing.servers import BackendError  # noqa: E402
 
 BUCKET = "kvstore-seaweed"
 

@@ -1,6 +1,6 @@
 """gcp-storage-emulator in a subprocess, patched to behave like GCS where kvstore cares.
 
-The launcher (:mod:`backends._gcs_main`, whose docstring lists every patch) adds what
+The launcher (:mod:`kvstore.testing.servers._gcs_main`, whose docstring lists every patch) adds what
 the stock emulator lacks: enforced, atomic ``ifGenerationMatch`` /
 ``ifGenerationNotMatch`` / ``ifMetageneration*`` preconditions (412), strictly
 increasing generations stamped at commit, ``x-goog-generation`` headers, suffix
@@ -11,7 +11,7 @@ Guarantees
 ----------
 * Listens on ``127.0.0.1`` on a kernel-chosen free port (or ``port=``).
 * After :meth:`GCSEmulator.start` (and :meth:`~GCSEmulator.reset`,
-  :meth:`~backends._process.LauncherProcess.restart`) the constructor's buckets exist
+  :meth:`~kvstore.testing.servers._process.LauncherProcess.restart`) the constructor's buckets exist
   and are empty.
 * ``start()`` sets ``GCSFS_EXPERIMENTAL_ZB_HNS_SUPPORT=false`` in ``os.environ``
   (gcsfs otherwise probes bucket layouts the emulator does not implement).
@@ -39,7 +39,7 @@ class GCSEmulator(LauncherProcess):
     """GCS emulator on loopback; ``with GCSEmulator() as gcs: gcs.storage_options``."""
 
     name = "gcs"
-    module = "backends._gcs_main"
+    module = "kvstore.testing.servers._gcs_main"
 
     def __init__(
         self,
@@ -48,6 +48,7 @@ class GCSEmulator(LauncherProcess):
         *,
         project: str = "test",
         verbose: bool = False,
+        auto_create_buckets: bool = False,
         startup_timeout: float = 30.0,
         stop_timeout: float = 5.0,
     ) -> None:
@@ -55,9 +56,14 @@ class GCSEmulator(LauncherProcess):
         self.buckets: tuple[str, ...] = tuple(buckets)
         self.project = project
         self.verbose = verbose
+        self.auto_create_buckets = auto_create_buckets
+        """Create a bucket the first time a request names it (no set-up in tests)."""
 
     def _launcher_args(self) -> list[str]:
-        return ["--verbose"] if self.verbose else []
+        return [
+            *(["--verbose"] if self.verbose else []),
+            *(["--auto-create-buckets"] if self.auto_create_buckets else []),
+        ]
 
     # ------------------------------------------------------------ client config
     @property

@@ -1,4 +1,4 @@
-"""Launcher for gcp-storage-emulator, run as ``python -m backends._gcs_main``.
+"""Launcher for gcp-storage-emulator, run as ``python -m kvstore.testing.servers._gcs_main``.
 
 The stock emulator is patched *in this process only* (nothing on disk is modified):
 
@@ -83,11 +83,11 @@ from gcp_storage_emulator.exceptions import NotFound
 from gcp_storage_emulator.handlers import objects
 from gcp_storage_emulator.storage import RESUMABLE_DIR, Storage
 
-from backends._process import watch_parent, write_port_file
+from ._process import watch_parent, write_port_file
 
 Handler = Callable[[Any, Any, Any], Any]
 
-logger = logging.getLogger("backends.gcs")
+logger = logging.getLogger("kvstore.testing.servers.gcs")
 LOCK = threading.RLock()
 _CTX = threading.local()
 RECORDS: list[dict[str, Any]] = []
@@ -193,13 +193,51 @@ def check_preconditions(
 
 
 # --------------------------------------------------------------------------- storage
-class GuardedStorage(Storage):  # type: ignore[misc]
-    """In-memory emulator storage with precondition checks at the commit points."""
+class _AutoBuckets(dict[str, Any]):
+    """The emulator's bucket table, creating a bucket the first time it is looked up."""
 
-    def __init__(self) -> None:
+    def __init__(self, storage: Storage, items: dict[str, Any]) -> None:
+        super().__init__(items)
+        self._storage = storage
+
+    def _ensure(self, name: object) -> None:
+        if isinstance(name, str) and name and not dict.__contains__(self, name):
+            from gcp_storage_emulator.handlers.buckets import _make_bucket_resource
+
+            dict.__setitem__(self, name, _make_bucket_resource(name))
+            self._storage._store.makedirs(name)
+
+    def __contains__(self, name: object) -> bool:
+        self._ensure(name)
+        return dict.__contains__(self, name)
+
+    def __getitem__(self, name: str) -> Any:
+        self._ensure(name)
+        return dict.__getitem__(self, name)
+
+    def get(self, name: str, default: Any = None) -> Any:
+        self._ensure(name)
+        return dict.get(self, name, default)
+
+
+class GuardedStorage(Storage):  # type: ignore[misc]
+    """In-memory emulator storage with precondition checks at the commit points (and,
+    with ``auto_create_buckets``, buckets made on first use)."""
+
+    def __init__(self, auto_create_buckets: bool = False) -> None:
+        self._auto_create_buckets = auto_create_buckets
         super().__init__(use_memory_fs=True)
         self.sessions: dict[str, dict[str, int]] = {}
         self._last_generation = 0
+
+    @property
+    def buckets(self) -> dict[str, Any]:
+        return self._buckets
+
+    @buckets.setter
+    def buckets(self, table: dict[str, Any]) -> None:
+        auto = getattr(self, "_auto_create_buckets", False)
+        self._buckets = _AutoBuckets(self, table) if auto else table
 
     def _write_config_to_file(self) -> None:
         """Memory-only: skip the emulator's O(n) JSON dump of all metadata per write."""
@@ -486,6 +524,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--port-file", type=Path, required=True)
     parser.add_argument("--parent-pid", type=int, default=0)
     parser.add_argument("--verbose", action="store_true", help="log every request")
+    parser.add_argument(
+        "--auto-create-buckets", action="store_true", help="create a bucket on first use"
+    )
     args = parser.parse_args(argv)
 
     logging.basicConfig(
@@ -495,7 +536,7 @@ def main(argv: list[str] | None = None) -> None:
     if not args.verbose:  # the emulator warns on every string response
         logging.getLogger(gserver.__name__).setLevel(logging.ERROR)
     install()
-    storage = GuardedStorage()
+    storage = GuardedStorage(auto_create_buckets=args.auto_create_buckets)
     httpd = _Server((args.host, args.port), partial(gserver.RequestHandler, storage))
     port = int(httpd.server_address[1])
     watch_parent(args.parent_pid)

@@ -17,7 +17,8 @@ Guarantees
 * Data (volumes, filer metadata, the master's raft state, weed's own logs) lives in the
   private work directory. weed also puts one Unix socket per gRPC port at a fixed
   ``/tmp/seaweedfs-<role>-grpc-<port>.sock``; those of this server's ports are removed
-  when it stops, so :meth:`~backends._process.ManagedProcess.stop` leaves nothing behind.
+  when it stops, so :meth:`~kvstore.testing.servers._process.ManagedProcess.stop` leaves
+  nothing behind.
 * Stopping is quick: on SIGTERM weed's filer waits 15 s for its gRPC streams to drain,
   so after ``stop_timeout`` (1 s) the process group is SIGKILLed. Nothing is lost by that:
   an acknowledged write is already in the volume files and the filer's store.

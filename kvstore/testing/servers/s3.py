@@ -6,12 +6,12 @@ Why a subprocess: s3fs talks through aiobotocore (aiohttp), which moto's in-proc
 Guarantees
 ----------
 * Listens on ``127.0.0.1`` on a kernel-chosen free port (or ``port=``).
-* **Requests are linearizable**: the launcher (:mod:`backends._moto_main`) runs every
+* **Requests are linearizable**: the launcher (:mod:`kvstore.testing.servers._moto_main`) runs every
   request under one lock, so ``PutObject`` with ``If-None-Match: *`` / ``If-Match``
   is atomic as on real S3 (stock moto checks-then-acts in a threaded server, letting
   two racing conditional PUTs both succeed).
 * After :meth:`MotoS3Server.start` (and :meth:`~MotoS3Server.reset`,
-  :meth:`~backends._process.LauncherProcess.restart`) the buckets given to the
+  :meth:`~kvstore.testing.servers._process.LauncherProcess.restart`) the buckets given to the
   constructor exist and are empty. All state is in memory.
 * Credentials are the dummies ``testing``/``testing``, region ``us-east-1``.
 """
@@ -86,7 +86,7 @@ class MotoS3Server(S3Endpoint, LauncherProcess):
     """moto S3 on loopback; ``with MotoS3Server() as s3: s3.storage_options``."""
 
     name = "moto-s3"
-    module = "backends._moto_main"
+    module = "kvstore.testing.servers._moto_main"
 
     def __init__(
         self,
@@ -94,12 +94,18 @@ class MotoS3Server(S3Endpoint, LauncherProcess):
         port: int | None = None,
         *,
         region: str = "us-east-1",
+        auto_create_buckets: bool = False,
         startup_timeout: float = 30.0,
         stop_timeout: float = 5.0,
     ) -> None:
         super().__init__(port, startup_timeout=startup_timeout, stop_timeout=stop_timeout)
         self.buckets: tuple[str, ...] = tuple(buckets)
         self.region = region
+        self.auto_create_buckets = auto_create_buckets
+        """Create a bucket the first time a request names it (no set-up in tests)."""
+
+    def _launcher_args(self) -> list[str]:
+        return ["--auto-create-buckets"] if self.auto_create_buckets else []
 
     # ------------------------------------------------------------ state
     def create_bucket(self, name: str) -> None:

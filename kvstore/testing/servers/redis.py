@@ -226,7 +226,7 @@ class RedisCluster:
         """``redis.cluster.ClusterNode`` objects for ``redis.cluster.RedisCluster``."""
         from redis.cluster import ClusterNode
 
-        return [ClusterNode(host, port) for host, port in self.addresses]
+        return [ClusterNode(host, port) for host, port in self.addresses]  # type: ignore[no-untyped-call]
 
     def client(self, **kwargs: Any) -> redis.cluster.RedisCluster:
         """A new ``redis.cluster.RedisCluster`` client for this cluster."""
@@ -244,11 +244,11 @@ class RedisCluster:
             admins = [redis.Redis(host=HOST, port=n.port, socket_timeout=5) for n in self.nodes]
             per_node = -(-CLUSTER_SLOTS // self.masters)
             for i, admin in enumerate(admins):
-                admin.execute_command("CLUSTER", "SET-CONFIG-EPOCH", i + 1)
+                admin.execute_command("CLUSTER", "SET-CONFIG-EPOCH", i + 1)  # type: ignore[no-untyped-call]
                 first, last = i * per_node, min((i + 1) * per_node, CLUSTER_SLOTS)
-                admin.execute_command("CLUSTER", "ADDSLOTS", *range(first, last))
+                admin.execute_command("CLUSTER", "ADDSLOTS", *range(first, last))  # type: ignore[no-untyped-call]
             for node in self.nodes[1:]:
-                admins[0].execute_command("CLUSTER", "MEET", HOST, node.port)
+                admins[0].execute_command("CLUSTER", "MEET", HOST, node.port)  # type: ignore[no-untyped-call]
             self._wait_ok(admins)
             for admin in admins:
                 admin.close()
@@ -274,7 +274,7 @@ class RedisCluster:
 
     @staticmethod
     def _cluster_info(admin: redis.Redis) -> dict[str, str]:
-        raw = admin.execute_command("CLUSTER", "INFO")
+        raw = admin.execute_command("CLUSTER", "INFO")  # type: ignore[no-untyped-call]
         if isinstance(raw, bytes):
             raw = raw.decode()
         if isinstance(raw, dict):  # some redis-py versions parse it already

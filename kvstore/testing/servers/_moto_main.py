@@ -1,4 +1,4 @@
-"""Launcher for a moto S3 server, run as ``python -m backends._moto_main``.
+"""Launcher for a moto S3 server, run as ``python -m kvstore.testing.servers._moto_main``.
 
 Why not ``moto_server``?
     moto's stock server (``moto.server.main`` / ``ThreadedMotoServer``) evaluates
@@ -22,6 +22,8 @@ Other behaviour
       the bound port to ``--port-file`` (atomically, via rename) once listening.
     * Exits when its parent process (``--parent-pid``) goes away.
     * State is in memory only; ``POST /moto-api/reset`` wipes it.
+    * ``--auto-create-buckets``: a bucket is created the first time a request names it
+      (:class:`AutoBuckets`, inside the lock).
 """
 
 from __future__ import annotations
@@ -34,7 +36,7 @@ from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
-from backends._process import watch_parent, write_port_file
+from ._process import watch_parent, write_port_file
 
 WSGIApp = Callable[[dict[str, Any], Callable[..., Any]], Iterable[bytes]]
 
@@ -69,25 +71,71 @@ class SerializingMiddleware:
         return chunks
 
 
+class AutoBuckets:
+    """WSGI middleware that creates a bucket the first time a request names it (path-style
+    addressing, as botocore uses for an IP endpoint): a test then needs no bucket set-up.
+    ``POST /moto-api/reset`` forgets them with the rest of moto's state."""
+
+    def __init__(self, app: WSGIApp) -> None:
+        self.app = app
+        self.known: set[str] = set()
+
+    def __call__(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Any:
+        path = environ.get("PATH_INFO", "/")
+        if path.startswith("/moto-api/reset"):
+            self.known.clear()
+        bucket = path.lstrip("/").split("/", 1)[0]
+        creating = environ.get("REQUEST_METHOD") == "PUT" and path.rstrip("/") == f"/{bucket}"
+        if bucket and not bucket.startswith("moto-api") and bucket not in self.known:
+            if not creating:
+                self._create(environ, bucket)
+            self.known.add(bucket)
+        return self.app(environ, start_response)
+
+    def _create(self, environ: dict[str, Any], bucket: str) -> None:
+        create = {
+            key: value
+            for key, value in environ.items()
+            if not key.startswith("HTTP_") or key == "HTTP_HOST"
+        }
+        create.update(
+            REQUEST_METHOD="PUT",
+            PATH_INFO=f"/{bucket}",
+            QUERY_STRING="",
+            CONTENT_LENGTH="0",
+            CONTENT_TYPE="",
+        )
+        create["wsgi.input"] = io.BytesIO(b"")
+        result = self.app(create, lambda status, headers, exc_info=None: None)
+        for _ in result:  # an existing bucket answers 409: fine either way
+            pass
+        close = getattr(result, "close", None)
+        if close is not None:
+            close()
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description="moto S3 server with linearizable requests")
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=0)
     parser.add_argument("--port-file", type=Path, required=True)
     parser.add_argument("--parent-pid", type=int, default=0)
+    parser.add_argument(
+        "--auto-create-buckets", action="store_true", help="create a bucket on first use"
+    )
     args = parser.parse_args(argv)
 
+    from moto.moto_server import werkzeug_app
     from moto.moto_server.werkzeug_app import DomainDispatcherApplication, create_backend_app
     from werkzeug.serving import make_server
 
-    try:  # moto < 5.2 has its own handler; 5.2 removed it (werkzeug's default then)
-        from moto.moto_server.werkzeug_app import (
-            MotoRequestHandler as handler,
-        )
-    except ImportError:
-        handler = None
+    # moto < 5.2 has its own handler; 5.2 removed it (werkzeug's default is used then).
+    handler: Any = getattr(werkzeug_app, "MotoRequestHandler", None)
 
-    app = SerializingMiddleware(DomainDispatcherApplication(create_backend_app))
+    moto_app: WSGIApp = DomainDispatcherApplication(create_backend_app)
+    if args.auto_create_buckets:
+        moto_app = AutoBuckets(moto_app)
+    app = SerializingMiddleware(moto_app)
     server = make_server(args.host, args.port, app, threaded=True, request_handler=handler)
     port = int(server.server_port)
     os.environ["MOTO_PORT"] = str(port)  # moto builds some URLs from it

@@ -355,11 +355,11 @@ class ManagedProcess:
         return f"<{type(self).__name__} {state}>"
 
 
-_PACKAGE_PARENT = str(Path(__file__).resolve().parent.parent)
+_PACKAGE_PARENT = str(Path(__file__).resolve().parents[3])  # the directory holding kvstore/
 
 
 class LauncherProcess(ManagedProcess):
-    """A ``python -m backends.<launcher>`` HTTP server.
+    """A ``python -m kvstore.testing.servers.<launcher>`` HTTP server.
 
     The launcher binds ``--port`` (0 = kernel-chosen, so no port race), publishes the
     bound port in a file, and exits if this process dies. :meth:`restart` reuses the
