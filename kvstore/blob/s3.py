@@ -21,9 +21,11 @@ import contextlib
 import datetime
 import functools
 import random
+import sys
 from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
+from ..errors import ConfigurationError
 from .base import Blob, DatedPage, RetryPolicy
 from .remote import RemoteBlobStore, http_date_ms, written_ms
 
@@ -96,6 +98,16 @@ class S3BlobStore(RemoteBlobStore):
         "config_kwargs": (dict,),
         "s3_additional_kwargs": (dict,),
     }
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        if mock_aws_active() and self.identity.endswith("@default"):
+            raise ConfigurationError(
+                f"{self.url}: moto's mock_aws is active, but it patches boto3 only, not "
+                "kvstore's S3 client (aiobotocore): this store would reach the real AWS. "
+                "Use kvstore.testing.mock_s3() (a moto server this store reaches), or give "
+                "storage_options={'endpoint_url': ...}."
+            )
 
     def _filesystem_options(self) -> dict[str, Any]:
         """botocore's client options (``config_kwargs``), each only where the user did not
@@ -253,3 +265,11 @@ class S3BlobStore(RemoteBlobStore):
 def _modified_ms(item: dict[str, Any]) -> int | None:
     when = item.get("LastModified")  # botocore parses it into a datetime
     return written_ms(when) if isinstance(when, datetime.datetime) else None
+
+
+def mock_aws_active() -> bool:
+    """True while moto's in-process ``mock_aws`` is active (moto imported and its botocore
+    stubber on); looked up in ``sys.modules`` only, so it never imports moto."""
+    models = sys.modules.get("moto.core.models")
+    stubber = getattr(models, "botocore_stubber", None)
+    return bool(getattr(stubber, "enabled", False))

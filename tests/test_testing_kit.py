@@ -1,0 +1,151 @@
+"""kvstore.testing for users' tests: mock_s3(), mock_gcs(), redis_server() (issue 21).
+
+What a user's test does, with no endpoint, credential or port in the code under test; and
+what the blocks promise: buckets made on first use, each block empty, the environment put
+back, nothing listening after, parallel use from several processes, clear errors.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import importlib.util
+import os
+import shutil
+import socket
+import subprocess
+from typing import Any
+
+import pytest
+
+import kvstore
+from kvstore.testing import mock_gcs, mock_s3, redis_server, run_in_processes
+
+
+def _listening(url: str) -> bool:
+    host, port = url.removeprefix("http://").removeprefix("redis://").split("/")[0].split(":")
+    with socket.socket() as probe:
+        probe.settimeout(1)
+        return probe.connect_ex((host, int(port))) == 0
+
+
+def _app_saves(name: str) -> bytes | None:
+    """'Application code': knows only its URL."""
+    with kvstore.open("s3://app-bucket/users", cache=None) as store:
+        store.set(name, f"hello {name}", nx=True)
+        return store.get(name)
+
+
+def test_mock_s3_reaches_a_private_server_with_nothing_in_the_code() -> None:
+    before = {k: os.environ.get(k) for k in ("AWS_ENDPOINT_URL_S3", "AWS_ACCESS_KEY_ID")}
+    with mock_s3() as s3:
+        assert _app_saves("ada") == b"hello ada"  # the bucket was made on first use
+
+        async def async_face() -> list[str]:
+            async with kvstore.open_async("s3://app-bucket/users", cache=None) as store:
+                return await store.keys()
+
+        assert asyncio.run(async_face()) == ["ada"]
+        cli = shutil.which("kvstore")
+        assert cli is not None
+        out = subprocess.run(
+            [cli, "--url", "s3://app-bucket/users", "--cache", "none", "get", "ada"],
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )  # a subprocess inherits the environment the block set
+        assert (out.returncode, out.stdout) == (0, "hello ada\n"), out.stderr
+        boto = s3.client()  # the same server, from boto3
+        keys = [o["Key"] for o in boto.list_objects_v2(Bucket="app-bucket")["Contents"]]
+        assert "users/kv/ada~" in keys
+        boto.close()
+        endpoint = s3.endpoint_url
+    assert not _listening(endpoint)  # nothing listens after the block
+    assert {k: os.environ.get(k) for k in before} == before  # the environment put back
+
+
+def test_each_block_starts_empty() -> None:
+    with mock_s3():
+        assert _app_saves("first") == b"hello first"
+    with mock_s3(), kvstore.open("s3://app-bucket/users", cache=None) as store:
+        assert store.keys() == []
+
+
+@mock_s3()
+def test_as_a_decorator() -> None:
+    assert _app_saves("grace") == b"hello grace"
+
+
+@mock_s3()
+async def _decorated_coroutine() -> list[str]:
+    async with kvstore.open_async("s3://my-bucket/x", cache=None) as store:
+        await store.set("k", "v")
+        return await store.keys()
+
+
+def test_as_a_decorator_of_a_coroutine_function() -> None:
+    assert asyncio.run(_decorated_coroutine()) == ["k"]
+    assert asyncio.run(_decorated_coroutine()) == ["k"]  # a fresh server per call
+
+
+def _in_a_process(me: int, *, barrier: Any) -> tuple[str, list[str]]:
+    with mock_s3() as s3:
+        barrier.wait(timeout=60)
+        with kvstore.open("s3://shared-name/x", cache=None) as store:
+            store.set(f"from-{me}", "v")
+            return s3.endpoint_url, store.keys()
+
+
+def test_two_processes_each_get_their_own_server() -> None:
+    results = run_in_processes(_in_a_process, [(0,), (1,)], barrier=True, timeout=120)
+    (url0, keys0), (url1, keys1) = results
+    assert url0 != url1
+    assert keys0 == ["from-0"] and keys1 == ["from-1"]
+
+
+def test_inside_moto_mock_aws_kvstore_says_so_instead_of_reaching_aws() -> None:
+    from moto import mock_aws
+
+    with mock_aws():
+        with pytest.raises(kvstore.ConfigurationError, match="mock_aws"):
+            mock_s3()
+        with pytest.raises(kvstore.ConfigurationError, match="mock_aws"):
+            kvstore.open("s3://bucket/x")
+
+
+def test_a_missing_package_is_a_clear_error(monkeypatch: pytest.MonkeyPatch) -> None:
+    real = importlib.util.find_spec
+    monkeypatch.setattr(
+        importlib.util,
+        "find_spec",
+        lambda name, *a: None if name in ("moto", "gcp_storage_emulator") else real(name, *a),
+    )
+    with pytest.raises(kvstore.ConfigurationError, match=r"pip install 'kvstore\[testing\]'"):
+        mock_s3()
+    with pytest.raises(kvstore.ConfigurationError, match="gcp-storage-emulator"):
+        mock_gcs()
+
+
+def test_mock_gcs() -> None:
+    with mock_gcs() as gcs:
+        with kvstore.open("gs://app-bucket/users", cache=None) as store:
+            assert store.set("k", "v", nx=True) is True
+            assert store.set("k", "w", nx=True) is None
+            assert store.append("log", "a", "b") == 2
+        endpoint = gcs.endpoint_url
+    assert not _listening(endpoint)
+    assert (
+        "STORAGE_EMULATOR_HOST" not in os.environ or os.environ["STORAGE_EMULATOR_HOST"] != endpoint
+    )
+
+
+def test_redis_server_for_a_cache_and_its_outage() -> None:
+    with redis_server() as redis, mock_s3():
+        with kvstore.open("s3://app/x", cache=redis.url) as store:
+            store.set("k", "v")
+            assert store.get("k") == b"v"
+            redis.pause()  # an outage: reads go on against the object store
+            assert store.get("k") == b"v"
+            redis.resume()
+            assert store.get("k") == b"v"
+        url = redis.url
+    assert not _listening(url)
