@@ -19,6 +19,7 @@ import pytest
 
 import kvstore
 from kvstore.testing import mock_gcs, mock_s3, redis_server, run_in_processes
+from kvstore.testing.faults import FaultyBlobStore
 
 
 def _listening(url: str) -> bool:
@@ -149,3 +150,83 @@ def test_redis_server_for_a_cache_and_its_outage() -> None:
             assert store.get("k") == b"v"
         url = redis.url
     assert not _listening(url)
+
+
+# -- faults on demand --------------------------------------------------------------------------
+
+
+def test_faults_an_outage_then_recovery_on_s3() -> None:
+    with mock_s3():
+        faults = FaultyBlobStore.open("s3://app-bucket/x")
+        with kvstore.open(faults, cache=None) as store:
+            store.set("k", "v")
+            faults.outage()
+            with pytest.raises(kvstore.BackendError, match="injected"):
+                store.get("k")
+            with pytest.raises(kvstore.BackendError):
+                store.keys()  # a listing fails too
+            faults.restore()
+            assert store.get("k") == b"v" and store.keys() == ["k"]
+            assert faults.injected >= 2
+
+
+def test_faults_are_retried_by_the_store_policy_like_real_ones() -> None:
+    faults = FaultyBlobStore.open("memory://faults-retried")  # memory: 4 attempts
+    with kvstore.open(faults, cache=None) as store:
+        faults.fail("put", times=2)
+        assert store.set("k", "v") is True  # two dropped connections, then success
+        assert store.stats()["retries"] == 2
+        faults.fail("get", error=PermissionError("denied"))  # not transient: no retry
+        with pytest.raises(kvstore.BackendError, match="denied"):
+            store.get("k")
+        assert store.get("k") == b"v"
+
+
+def test_a_dropped_answer_is_recognised_as_the_writers_own() -> None:
+    faults = FaultyBlobStore.open("memory://faults-dropped")
+    with kvstore.open(faults, cache=None) as store:
+        faults.drop_answers("put_if_absent")
+        assert store.set("k", "v", nx=True) is True  # landed, answer lost, retried: own
+        assert store.get("k") == b"v"
+        faults.drop_answers("put_if_absent")
+        assert store.append("log", "a") == 1  # not written twice
+        assert store.range("log", 0, -1) == [b"a"]
+
+
+def test_slow_requests() -> None:
+    import time
+
+    faults = FaultyBlobStore.open("memory://faults-slow")
+    with kvstore.open(faults, cache=None) as store:
+        store.set("k", "v")
+        faults.slow("get", seconds=0.3, times=1)
+        started = time.monotonic()
+        assert store.get("k") == b"v"
+        assert time.monotonic() - started >= 0.3
+        with pytest.raises(kvstore.ConfigurationError, match="unknown operation"):
+            faults.fail("gett")
+
+
+def test_the_pytest_plugin_fixtures(tmp_path: Any) -> None:
+    """A user's test file using the plugin's fixtures, run by pytest in a subprocess."""
+    import sys
+
+    (tmp_path / "test_app.py").write_text(
+        "import kvstore\n"
+        "\n"
+        "def test_s3_and_redis(kvstore_s3, kvstore_redis):\n"
+        "    with kvstore.open('s3://app/x', cache=kvstore_redis.url) as store:\n"
+        "        assert store.set('k', 'v', nx=True) is True\n"
+        "        assert store.get('k') == b'v'\n"
+        "\n"
+        "def test_each_test_is_empty(kvstore_s3):\n"
+        "    with kvstore.open('s3://app/x', cache=None) as store:\n"
+        "        assert store.keys() == []\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-m", "pytest", "-q", "-p", "kvstore.testing.pytest_plugin", "-p",
+         "no:cacheprovider", str(tmp_path / "test_app.py")],
+        cwd=tmp_path, capture_output=True, text=True, timeout=180,
+    )  # fmt: skip
+    assert out.returncode == 0, out.stdout + out.stderr
+    assert "2 passed" in out.stdout

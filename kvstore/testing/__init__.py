@@ -13,7 +13,9 @@ SeaweedFS, the GCS emulator and redis-server, each on a free loopback port.
 
 In a user's tests: ``mock_s3()`` / ``mock_gcs()`` (a private moto S3 server or GCS
 emulator for a block or a decorated test: ``kvstore.open("s3://any-bucket/...")`` reaches
-it, no endpoint or credentials in the code) and ``redis_server()`` (:mod:`.mocks`).
+it, no endpoint or credentials in the code), ``redis_server()`` (:mod:`.mocks`), and
+:class:`FaultyBlobStore`, an object store that fails, slows down or loses answers on demand
+(:mod:`.faults`).
 
 Helpers:
 
@@ -29,6 +31,7 @@ from typing import TYPE_CHECKING, Any
 
 from .clock import ClockedBlobStore, FakeClock
 from .counting import RequestDelta, request_delta
+from .faults import FaultyBlobStore, InjectedFault
 from .mocks import mock_gcs, mock_s3, redis_server
 from .processes import ProcessFailure, run_in_processes
 
@@ -54,6 +57,8 @@ __all__ = [
     "CacheContract",
     "ClockedBlobStore",
     "FakeClock",
+    "FaultyBlobStore",
+    "InjectedFault",
     "ProcessFailure",
     "RequestDelta",
     "mock_gcs",
