@@ -230,3 +230,32 @@ def test_the_pytest_plugin_fixtures(tmp_path: Any) -> None:
     )  # fmt: skip
     assert out.returncode == 0, out.stdout + out.stderr
     assert "2 passed" in out.stdout
+
+
+def test_the_unittest_pattern_of_the_readme() -> None:
+    import unittest
+
+    seen: list[str] = []
+
+    class ProfilesTest(unittest.TestCase):
+        def setUp(self) -> None:
+            block = mock_s3()
+            self.s3 = block.__enter__()
+            self.addCleanup(block.__exit__, None, None, None)
+
+        def test_save(self) -> None:
+            with kvstore.open("s3://profiles/app", cache=None) as store:
+                store.set("ada", "{}")
+                seen.append(self.s3.endpoint_url)
+                self.assertEqual(store.keys(), ["ada"])
+
+        @mock_s3()
+        def test_decorated(self) -> None:
+            with kvstore.open("s3://profiles/app", cache=None) as store:
+                self.assertEqual(store.keys(), [])
+
+    result = unittest.TextTestRunner(verbosity=0).run(
+        unittest.defaultTestLoader.loadTestsFromTestCase(ProfilesTest)
+    )
+    assert result.wasSuccessful(), result.failures + result.errors
+    assert seen and not _listening(seen[0])
