@@ -8,8 +8,12 @@ Every store gets a fresh prefix, so tests never see each other's objects.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
+import signal
+import subprocess
 import sys
+import time
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass, field
@@ -268,3 +272,42 @@ def clocked(request: pytest.FixtureRequest, target: Target) -> Iterator[tuple[An
     cache = kvstore.LocalCache() if request.param == "local" else None
     with open_clocked(target, clock, cache) as s:
         yield s, clock
+
+
+@contextlib.contextmanager
+def backends_up(only: str, last_line: str, timeout: float = 60) -> Iterator[list[str]]:
+    """``python -m backends up --only ONLY`` until it prints a line starting with
+    ``last_line``; yields the lines printed so far. Afterwards (SIGINT) it must exit 0 and
+    say it stopped everything."""
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "backends", "up", "--only", only],
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert proc.stdout is not None
+        lines: list[str] = []
+        deadline = time.monotonic() + timeout
+        while not any(line.startswith(last_line) for line in lines):
+            assert time.monotonic() < deadline and proc.poll() is None, lines
+            lines.append(proc.stdout.readline().rstrip("\n"))
+        yield lines
+    finally:
+        proc.send_signal(signal.SIGINT)
+        _, err = proc.communicate(timeout=30)
+    assert proc.returncode == 0, err
+    assert "backends stopped" in err
+
+
+def exports(lines: list[str]) -> dict[str, str]:
+    """The ``export NAME=value`` lines of ``backends up``, as a dict (quotes removed)."""
+    return {
+        name: value.strip("'")
+        for name, value in (
+            line.removeprefix("export ").split("=", 1)
+            for line in lines
+            if line.startswith("export ")
+        )
+    }

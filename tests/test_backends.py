@@ -29,6 +29,8 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
+from conftest import backends_up, exports  # noqa: E402
+
 from backends import GCSEmulator, MotoS3Server, RedisCluster, RedisServer  # noqa: E402
 from kvstore.testing.servers import BackendError  # noqa: E402
 
@@ -506,34 +508,12 @@ def test_no_orphans_when_parent_exits(how: str) -> None:
 def test_cli_up_prints_working_urls() -> None:
     import redis
 
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "backends", "up", "--only", "redis,gcs"],
-        cwd=ROOT,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    try:
-        assert proc.stdout is not None
-        lines: list[str] = []
-        deadline = time.monotonic() + 30
-        while not any(line.startswith("gcs_store = kvstore.open(") for line in lines):
-            assert time.monotonic() < deadline and proc.poll() is None, lines
-            lines.append(proc.stdout.readline().rstrip("\n"))
-        env = dict(
-            line.removeprefix("export ").split("=", 1)
-            for line in lines
-            if line.startswith("export ")
-        )
+    with backends_up("redis,gcs", "gcs_store = kvstore.open(") as lines:
+        env = exports(lines)
         assert redis.Redis.from_url(env["REDIS_URL"]).ping() is True
         status, _, _ = _http("GET", f"{env['STORAGE_EMULATOR_HOST']}/storage/v1/b/{BUCKET}")
         assert status == 200
         assert "cache='redis://127.0.0.1:" in lines[-1]
-    finally:
-        proc.send_signal(signal.SIGINT)
-        _, err = proc.communicate(timeout=20)
-    assert proc.returncode == 0, err
-    assert "backends stopped" in err
 
 
 def test_cli_help() -> None:

@@ -176,30 +176,14 @@ def test_backends_up_starts_seaweedfs_and_its_exports_reach_it() -> None:
     """``python -m backends up --only seaweedfs``: the printed exports are all a process
     needs (``kvstore.open()`` with no argument), conditional writes included."""
     import os
-    import signal
     import subprocess
 
+    from conftest import backends_up, exports
+
     _server()  # skips without a weed binary
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "backends", "up", "--only", "seaweedfs"],
-        cwd=ROOT,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    try:
-        assert proc.stdout is not None
-        lines: list[str] = []
-        deadline = time.monotonic() + 60
-        while not any(line.startswith("seaweedfs_store = kvstore.open(") for line in lines):
-            assert time.monotonic() < deadline and proc.poll() is None, lines
-            lines.append(proc.stdout.readline().rstrip("\n"))
-        exports = dict(
-            line.removeprefix("export ").split("=", 1)
-            for line in lines
-            if line.startswith("export ")
-        )
-        assert exports["KVSTORE_URL"].startswith("s3://kvstore-test/")
+    with backends_up("seaweedfs", "seaweedfs_store = kvstore.open(") as lines:
+        env = exports(lines)
+        assert env["KVSTORE_URL"].startswith("s3://kvstore-test/")
         script = (
             "import kvstore\n"
             "with kvstore.open(cache=None) as s:\n"
@@ -207,14 +191,12 @@ def test_backends_up_starts_seaweedfs_and_its_exports_reach_it() -> None:
             "    assert s.set('k', 'w', nx=True) is None\n"
             "    print(s.get('k').decode(), s.stats()['probe.runs'])\n"
         )
-        env = {**os.environ, **{k: v.strip("'") for k, v in exports.items()}}
         out = subprocess.run(
-            [sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=60
+            [sys.executable, "-c", script],
+            env={**os.environ, **env},
+            capture_output=True,
+            text=True,
+            timeout=60,
         )
         assert out.returncode == 0, out.stderr
         assert out.stdout.split() == ["v", "1"]
-    finally:
-        proc.send_signal(signal.SIGINT)
-        _, err = proc.communicate(timeout=30)
-    assert proc.returncode == 0, err
-    assert "backends stopped" in err
