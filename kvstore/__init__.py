@@ -100,7 +100,8 @@ def open_async(
     ``verify_preconditions``: on S3 and GCS, check once per process (six requests on a
     scratch object) that the server enforces conditional writes before relying on one; a
     server that ignores them is refused with UnsupportedOperationError. False skips the
-    check - on such a server ``nx``, logs and artifacts then lose data silently.
+    check - on such a server ``nx``, logs and artifacts then lose data silently. (With a
+    BlobStore instance as ``url``, False is set on that instance.)
     """
     if url is None:
         url = os.environ.get("KVSTORE_URL") or DEFAULT_URL

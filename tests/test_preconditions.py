@@ -351,3 +351,152 @@ def test_fake_gcs_server_which_ignores_if_generation_match_is_refused(
         blob = store.aio._ctx.blob
         verdict = pre._VERDICTS[blob.server]
         assert "atomic_create" in verdict and "atomic_conditional_delete" in verdict, verdict
+
+
+# -- the probe under faults (found by an adversarial review) ---------------------------------
+
+
+class ProbedMemory(WrapperBlobStore):
+    """A memory store whose "server" is probed, as S3's and GCS's are."""
+
+    check_preconditions = True
+
+
+class ResetsTheProbesSecondCreate(ProbedMemory):
+    """The probe's second conditional create meets a dropped connection once (after it
+    reached the server): retried, it finds the object, so its outcome is unknown."""
+
+    creates = 0
+
+    async def _put_if_absent(self, path: str, data: bytes) -> str | None:
+        if path.startswith(pre.PROBE_DIR):
+            type(self).creates += 1
+            if type(self).creates == 2:
+                await self.inner._put_if_absent(path, data)
+                raise ConnectionResetError("injected reset")
+        return await self.inner._put_if_absent(path, data)
+
+
+def _memory(name: str, **retry: Any) -> BlobStore:
+    from kvstore.blob import open_blob_store
+
+    policy = kvstore.RetryPolicy(**retry) if retry else None
+    return open_blob_store(f"memory://{name}", retry=policy, stats=Stats())
+
+
+def test_an_inconclusive_probe_is_never_taken_for_the_callers_own_write() -> None:
+    """The probe's ambiguous create used to leave as AmbiguousWriteError, which set(xx=)
+    reads as 'my compare-and-swap may have landed': it returned True, nothing written."""
+    ResetsTheProbesSecondCreate.creates = 0
+    blob = ResetsTheProbesSecondCreate(_memory("probe-ambiguous", attempts=3, base_delay=0))
+    with kvstore.open(blob, cache=None) as store:
+        store.set("v", "old")
+        with pytest.raises(BackendError, match="precondition probe"):
+            store.set("v", "new", xx=True)
+        assert store.get("v") == b"old"
+        assert store.set("v", "new", xx=True) is True  # probed again, passed
+        assert store.get("v") == b"new"
+
+
+class SlowProbe(ProbedMemory):
+    async def _put_if_absent(self, path: str, data: bytes) -> str | None:
+        if path.startswith(pre.PROBE_DIR):
+            await asyncio.sleep(0.2)
+        return await self.inner._put_if_absent(path, data)
+
+
+def test_cancelling_the_first_caller_cancels_neither_the_probe_nor_the_others() -> None:
+    blob = SlowProbe(_memory("probe-cancel"))
+
+    async def main() -> tuple[Any, Any, list[str]]:
+        async with kvstore.open_async(blob, cache=None) as store:
+            first = asyncio.ensure_future(store.artifacts.save("a", b"data"))
+            await asyncio.sleep(0.05)  # the first caller started the probe
+            second = asyncio.ensure_future(store.set("k", "v", nx=True))
+            await asyncio.sleep(0.05)
+            first.cancel()
+            won = await second
+            left = [p async for page in blob.list_pages(pre.PROBE_DIR) for p in page]
+            return first, won, left
+
+    first, won, left = asyncio.run(main())
+    assert first.cancelled() and won is True
+    assert left == []  # the probe ran to its end and removed its scratch object
+
+
+class CannotDelete(ProbedMemory):
+    async def _delete(self, path: str) -> None:
+        raise PermissionError("AccessDenied: no s3:DeleteObject")
+
+
+def test_a_credential_that_cannot_delete_keeps_the_verdict() -> None:
+    blob = CannotDelete(_memory("probe-nodelete"))
+    with kvstore.open(blob, cache=None) as store:
+        for i in range(3):
+            assert store.artifacts.save("a", b"x") == i
+        assert store.set("k", "v", nx=True) is True
+        stats = store.stats()
+        assert stats["probe.runs"] == 1 and stats["probe.cleanup_errors"] == 1
+
+
+class NotImplementedServer(ProbedMemory):
+    async def _put_if_absent(self, path: str, data: bytes) -> str | None:
+        import errno
+
+        raise OSError(
+            errno.ENOSYS, "A header you provided implies functionality that is not implemented"
+        )
+
+
+def test_a_server_without_conditional_writes_is_refused_clearly() -> None:
+    with kvstore.open(NotImplementedServer(_memory("probe-501")), cache=None) as store:
+        with pytest.raises(UnsupportedOperationError, match="not implemented"):
+            store.set("k", "v", nx=True)
+        assert store.set("plain", "v") is True
+        with pytest.raises(UnsupportedOperationError):
+            store.append("log", "a")
+        assert store.stats()["probe.runs"] == 1
+
+
+def test_an_endpoint_in_client_kwargs_names_the_server() -> None:
+    from kvstore.blob import open_blob_store
+
+    a = open_blob_store(
+        "s3://b/p", {"client_kwargs": {"endpoint_url": "http://127.0.0.1:1/"}}, stats=Stats()
+    )
+    b = open_blob_store(
+        "s3://b/p", {"client_kwargs": {"endpoint_url": "http://127.0.0.1:2"}}, stats=Stats()
+    )
+    assert a.server == "s3://b@http://127.0.0.1:1" and b.server != a.server
+    assert a.identity.endswith("@http://127.0.0.1:1")
+
+
+def test_faults_do_not_hit_the_probe() -> None:
+    from kvstore.testing import FaultyBlobStore, mock_s3
+
+    with mock_s3():
+        faults = FaultyBlobStore.open("s3://probe-faults/x")
+        with kvstore.open(faults, cache=None) as store:
+            faults.drop_answers("put_if_absent")  # meant for the set below, not the probe
+            with pytest.raises(BackendError, match="answer to put_if_absent was lost"):
+                store.set("k", "v", nx=True)  # one attempt on S3: the drop is reported
+            assert store.get("k") == b"v"  # applied, as drop_answers says
+
+
+def test_a_409_retried_by_the_store_policy_is_not_ambiguous() -> None:
+    """409 means 'not applied': a kvstore-level retry after it that meets 412 is a plain
+    refusal, not an AmbiguousWriteError."""
+    blob = _memory("probe-409", attempts=2, base_delay=0)
+    calls: list[int] = []
+
+    async def attempt() -> str | None:
+        calls.append(1)
+        if len(calls) == 1:
+            raise _conflict("PutObject")
+        return None  # the retry finds the object created by another writer: 412
+
+    async def main() -> str | None:
+        return await blob._call("put_if_absent", "kv/x~", attempt)
+
+    assert asyncio.run(main()) is None
+    assert blob.stats.snapshot().get("ambiguous_writes", 0) == 0

@@ -182,6 +182,21 @@ def is_transient(exc: BaseException) -> bool:
     return False
 
 
+def _not_applied(exc: BaseException) -> bool:
+    """A conditional write's failure that says it was not applied: S3's ``409
+    ConditionalRequestConflict`` (another conditional write to the key was in flight)."""
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        response = getattr(current, "response", None)
+        code = response.get("Error", {}).get("Code") if isinstance(response, dict) else None
+        if code == "ConditionalRequestConflict":
+            return True
+        current = current.__cause__ or current.__context__
+    return False
+
+
 class BlobStore(ABC):
     """Async object access below one root URL. See the module docstring for guarantees."""
 
@@ -405,7 +420,9 @@ class BlobStore(ABC):
                 if isinstance(exc, KVStoreError):
                     raise
                 if n + 1 < self.retry.attempts and is_transient(exc):
-                    uncertain = uncertain or operation in _CONDITIONAL
+                    # A conditional write that failed in a way that says it was not applied
+                    # (S3's 409) leaves nothing to be uncertain about.
+                    uncertain = uncertain or (operation in _CONDITIONAL and not _not_applied(exc))
                     self.stats.add("retries")
                     await asyncio.sleep(self.retry.delay(n))
                     continue

@@ -10,8 +10,8 @@ racing ``set(nx=True)`` all win, appended records overwrite each other.
 
 So before a store's first conditional write, on backends whose server varies (S3 and GCS:
 ``BlobStore.check_preconditions``), :func:`ensure` runs one probe on a scratch object below
-``.kvstore/probe/`` - through the store's own primitives, so a wrapper in front of the
-server is checked too:
+``.kvstore/probe/``, through the store's own primitives (so a wrapper in front of the server
+that probes first is what gets checked; the verdict is then kept for the server):
 
 1. conditional create of a new object (must succeed);
 2. conditional create of it again (must be refused);
@@ -35,11 +35,12 @@ protection: on a server that ignores conditions, kvstore then loses data silentl
 from __future__ import annotations
 
 import asyncio
+import errno
 import secrets
 from collections.abc import Awaitable, Callable
 from typing import Protocol, TypeVar
 
-from ..errors import UnsupportedOperationError
+from ..errors import BackendError, UnsupportedOperationError
 from ..stats import Stats
 
 T = TypeVar("T")
@@ -81,8 +82,8 @@ PROBE_DIR = ".kvstore/probe/"
 CAPABILITIES = ("atomic_create", "atomic_conditional_put", "atomic_conditional_delete")
 
 _VERDICTS: dict[str, dict[str, str]] = {}
-"""Store key -> {capability: what the server ignored} (empty: all enforced)."""
-_PROBES: dict[tuple[str, int], asyncio.Future[dict[str, str]]] = {}
+"""Server -> {capability: what the server ignored} (empty: all enforced)."""
+_PROBES: dict[tuple[str, int], asyncio.Task[dict[str, str]]] = {}
 
 
 def _key(store: BlobStore) -> str:
@@ -91,7 +92,11 @@ def _key(store: BlobStore) -> str:
 
 async def ensure(store: BlobStore, capability: str) -> None:
     """Raise UnsupportedOperationError if ``store``'s server ignores the condition behind
-    ``capability``; probe it first if this process has not yet (see the module docstring)."""
+    ``capability``; probe it first if this process has not yet (see the module docstring).
+
+    A probe that could not finish raises :class:`BackendError` for the probe - never an
+    error its caller would take for an answer about its own write (such as an
+    ``AmbiguousWriteError``) - and is not kept."""
     key = _key(store)
     verdict = _VERDICTS.get(key)
     if verdict is None:
@@ -107,42 +112,57 @@ def forget() -> None:
 
 
 async def _shared_probe(store: BlobStore, key: str) -> dict[str, str]:
+    """One probe per server and event loop, as a task of its own: every caller (the first
+    too) waits for it shielded, so cancelling one caller cancels neither the probe nor
+    the others' wait."""
     loop = asyncio.get_running_loop()
     slot = (key, id(loop))
-    running = _PROBES.get(slot)
-    if running is None or running.get_loop() is not loop:
-        running = loop.create_future()
-        _PROBES[slot] = running
-        try:
-            verdict = await probe(store)
-        except BaseException as exc:
-            running.set_exception(exc)
-            running.exception()  # retrieved: no "never retrieved" warning if none waits
-            raise
-        finally:
-            if _PROBES.get(slot) is running:
-                del _PROBES[slot]
-        _VERDICTS[key] = verdict
-        running.set_result(verdict)
-        return verdict
-    return await asyncio.shield(running)
+    task = _PROBES.get(slot)
+    if task is None or task.get_loop() is not loop:
+        task = loop.create_task(_probe_and_keep(store, key, slot))
+        _PROBES[slot] = task
+    return await asyncio.shield(task)
+
+
+async def _probe_and_keep(store: BlobStore, key: str, slot: tuple[str, int]) -> dict[str, str]:
+    try:
+        verdict = await probe(store)
+    except (UnsupportedOperationError, BackendError, asyncio.CancelledError):
+        raise
+    except Exception as exc:  # e.g. AmbiguousWriteError: inconclusive, and not the caller's
+        raise BackendError("precondition probe of", store.url, exc) from exc
+    finally:
+        if _PROBES.get(slot) is asyncio.current_task():
+            del _PROBES[slot]
+    _VERDICTS[key] = verdict
+    return verdict
 
 
 async def probe(store: BlobStore) -> dict[str, str]:
     """Run the six-request probe (uncached) and return what the server ignored, by
-    capability. Only capabilities the store declares are probed."""
+    capability. Only capabilities the store declares are probed. The scratch object is
+    removed whatever happens; a failure to remove it is counted (``probe.cleanup_errors``),
+    not raised: the verdict stands."""
     path = PROBE_DIR + secrets.token_hex(8)
     where = f"{store.server} ({store.url})"
     found: dict[str, str] = {}
     if not store.atomic_create:
         return found
     store.stats.add("probe.runs")
-    created = await _request(store, "put_if_absent", path, lambda: store._put_if_absent(path, b"1"))
     try:
+        try:
+            created = await _request(
+                store, "put_if_absent", path, lambda: store._put_if_absent(path, b"1")
+            )
+        except BackendError as exc:
+            if not _not_implemented(exc):
+                raise
+            created = None
         if created is None:
             found["atomic_create"] = (
-                f"{where} refused to create a new object conditionally (it answered "
-                "'already exists' for a fresh name): kvstore cannot use its conditional writes"
+                f"{where} refused to create a new object conditionally (it answered 'already "
+                "exists' or 'not implemented' for a fresh name): kvstore cannot use its "
+                "conditional writes"
             )
             return _all(found, store)
         again = await _request(
@@ -180,8 +200,29 @@ async def probe(store: BlobStore) -> dict[str, str]:
                     "expire(k, 0) and purge_expired",
                 )
     finally:
-        await _request(store, "delete", path, lambda: store._delete(path))
+        try:
+            await _request(store, "delete", path, lambda: store._delete(path))
+        except Exception:  # e.g. a credential without delete: the verdict still holds
+            store.stats.add("probe.cleanup_errors")
     return found
+
+
+def _not_implemented(exc: BaseException) -> bool:
+    """A server that answered 501 Not Implemented (s3fs: OSError ENOSYS)."""
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        if isinstance(current, OSError) and current.errno == errno.ENOSYS:
+            return True
+        response = getattr(current, "response", None)
+        if isinstance(response, dict):
+            code = response.get("Error", {}).get("Code")
+            status = response.get("ResponseMetadata", {}).get("HTTPStatusCode")
+            if code == "NotImplemented" or status == 501:
+                return True
+        current = current.__cause__ or current.__context__
+    return False
 
 
 async def _request(

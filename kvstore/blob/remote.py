@@ -152,10 +152,13 @@ class RemoteBlobStore(BlobStore):
     def identity(self) -> str:
         # The same bucket name on two endpoints (AWS vs MinIO, two regions' emulators) is
         # two stores: the endpoint is part of what a shared cache must tell apart.
-        endpoint = self.storage_options.get("endpoint_url") or next(
-            (os.environ[v] for v in self.endpoint_env if os.environ.get(v)), "default"
+        client = self.storage_options.get("client_kwargs") or {}
+        endpoint = (
+            self.storage_options.get("endpoint_url")
+            or (client.get("endpoint_url") if isinstance(client, dict) else None)
+            or next((os.environ[v] for v in self.endpoint_env if os.environ.get(v)), "default")
         )
-        return f"{self.url}@{endpoint}"
+        return f"{self.url}@{str(endpoint).rstrip('/')}"
 
     @property
     def server(self) -> str:

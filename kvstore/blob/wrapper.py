@@ -73,8 +73,8 @@ class WrapperBlobStore(BlobStore):
 
     @property
     def check_preconditions(self) -> bool:  # type: ignore[override]
-        # The probe runs through this wrapper's own primitives (its public methods call
-        # it), so a wrapper that changes what reaches the server is what gets checked.
+        # The probe runs through the primitives of the store that asks first (a wrapper's,
+        # if it is in front); its verdict is kept for the server (``server``).
         return self.inner.check_preconditions
 
     @property

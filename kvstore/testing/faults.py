@@ -16,7 +16,9 @@ A :class:`~kvstore.blob.WrapperBlobStore`, so requests are counted once and a fa
 retried (when transient) and reported exactly as the backend's own would be: by kvstore's
 ``retry`` policy - which on S3 and GCS is a single attempt, their client libraries retrying
 below this wrapper. Operations: ``get``, ``put``, ``put_if_absent``, ``put_if_match``,
-``delete``, ``delete_if_match``, ``list``, or ``"*"`` for all. A Redis outage is the
+``delete``, ``delete_if_match``, ``list``, or ``"*"`` for all. The server's precondition
+probe (:mod:`kvstore.blob.preconditions`) passes through untouched: faults are for the
+test's own operations. A Redis outage is the
 server's: ``redis_server()`` gives ``pause()``, ``resume()``, ``kill()`` and ``restart()``.
 """
 
@@ -30,6 +32,7 @@ from typing import Any, TypeVar
 
 from ..blob import open_blob_store
 from ..blob.base import Blob, BlobStore, DatedPage
+from ..blob.preconditions import PROBE_DIR
 from ..blob.wrapper import WrapperBlobStore
 from ..errors import ConfigurationError
 from ..stats import Stats
@@ -129,7 +132,11 @@ class FaultyBlobStore(WrapperBlobStore):
                             rules.remove(rule)
         return taken
 
-    async def _through(self, operation: str, request: Callable[[], Awaitable[T]]) -> T:
+    async def _through(
+        self, operation: str, request: Callable[[], Awaitable[T]], path: str = ""
+    ) -> T:
+        if path.startswith(PROBE_DIR):  # the server's precondition probe: not the test's
+            return await request()
         rules = self._take(operation)
         for rule in rules:
             if rule.kind == "slow":
@@ -149,25 +156,27 @@ class FaultyBlobStore(WrapperBlobStore):
     # -- the primitives -----------------------------------------------------------------
 
     async def _get(self, path: str, head: int | None = None) -> Blob | None:
-        return await self._through("get", lambda: self.inner._get(path, head))
+        return await self._through("get", lambda: self.inner._get(path, head), path)
 
     async def _put(self, path: str, data: bytes) -> str:
-        return await self._through("put", lambda: self.inner._put(path, data))
+        return await self._through("put", lambda: self.inner._put(path, data), path)
 
     async def _put_if_absent(self, path: str, data: bytes) -> str | None:
-        return await self._through("put_if_absent", lambda: self.inner._put_if_absent(path, data))
+        return await self._through(
+            "put_if_absent", lambda: self.inner._put_if_absent(path, data), path
+        )
 
     async def _put_if_match(self, path: str, data: bytes, tag: str) -> str | None:
         return await self._through(
-            "put_if_match", lambda: self.inner._put_if_match(path, data, tag)
+            "put_if_match", lambda: self.inner._put_if_match(path, data, tag), path
         )
 
     async def _delete(self, path: str) -> None:
-        await self._through("delete", lambda: self.inner._delete(path))
+        await self._through("delete", lambda: self.inner._delete(path), path)
 
     async def _delete_if_match(self, path: str, tag: str) -> bool:
         return await self._through(
-            "delete_if_match", lambda: self.inner._delete_if_match(path, tag)
+            "delete_if_match", lambda: self.inner._delete_if_match(path, tag), path
         )
 
     async def _list(self, prefix: str) -> AsyncIterator[list[str]]:
