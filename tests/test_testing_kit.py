@@ -259,3 +259,95 @@ def test_the_unittest_pattern_of_the_readme() -> None:
     )
     assert result.wasSuccessful(), result.failures + result.errors
     assert seen and not _listening(seen[0])
+
+
+# -- found by an adversarial review -------------------------------------------------------------
+
+
+def test_decorating_generators_and_classes() -> None:
+    @mock_s3()
+    def gen() -> Any:
+        yield os.environ.get("AWS_ENDPOINT_URL_S3")
+
+    @mock_s3()
+    async def agen() -> Any:
+        yield os.environ.get("AWS_ENDPOINT_URL_S3")
+
+    async def collect() -> list[Any]:
+        return [x async for x in agen()]
+
+    assert next(iter(list(gen()))) is not None
+    assert asyncio.run(collect())[0] is not None
+
+    @mock_s3()
+    class Tests:
+        def test_one(self) -> str | None:
+            return os.environ.get("AWS_ENDPOINT_URL_S3")
+
+        def helper(self) -> str | None:
+            return os.environ.get("AWS_ENDPOINT_URL_S3")
+
+    assert Tests().test_one() is not None and Tests().helper() is None
+    with pytest.raises(TypeError, match="decorates a function or a class"):
+        mock_s3()(42)  # type: ignore[arg-type]
+
+
+def test_blocks_in_two_threads_are_refused_not_cross_wired() -> None:
+    import threading
+
+    errors: list[BaseException] = []
+    entered = threading.Event()
+    release = threading.Event()
+
+    def other() -> None:
+        entered.wait(30)
+        try:
+            with mock_s3():
+                pass
+        except RuntimeError as exc:
+            errors.append(exc)
+        finally:
+            release.set()
+
+    thread = threading.Thread(target=other)
+    thread.start()
+    with mock_s3():
+        entered.set()
+        release.wait(60)
+    thread.join(30)
+    assert errors and "another thread" in str(errors[0])
+    assert "AWS_ENDPOINT_URL_S3" not in os.environ
+
+
+def test_the_environment_is_put_back_whole_and_proxies_are_bypassed(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("HTTP_PROXY", "http://127.0.0.1:9")  # a proxy that answers nobody
+    monkeypatch.setenv("AWS_IGNORE_CONFIGURED_ENDPOINT_URLS", "true")
+    monkeypatch.delenv("NO_PROXY", raising=False)
+    before = dict(os.environ)
+    with mock_s3():
+        assert _app_saves("proxied") == b"hello proxied"
+    with mock_gcs():
+        pass
+    assert dict(os.environ) == before
+
+
+def test_a_bucket_name_s3_refuses_gets_s3s_error() -> None:
+    with (
+        mock_s3(),
+        kvstore.open("s3://b/x", cache=None) as store,
+        pytest.raises(kvstore.BackendError, match=r"InvalidBucketName|not valid|invalid"),
+    ):
+        store.set("k", "v")
+
+
+def test_fault_arguments_are_checked() -> None:
+    faults = FaultyBlobStore.open("memory://faults-args")
+    for bad in (lambda: faults.fail(times=1.5), lambda: faults.fail(times="2")):  # type: ignore[arg-type]
+        with pytest.raises(kvstore.ConfigurationError, match="times"):
+            bad()
+    with pytest.raises(kvstore.ConfigurationError, match="Exception"):
+        faults.fail(error=SystemExit(3))  # type: ignore[arg-type]
+    with pytest.raises(kvstore.ConfigurationError, match="finite"):
+        faults.slow(seconds=float("inf"))

@@ -78,17 +78,22 @@ class FaultyBlobStore(WrapperBlobStore):
     # -- what the test says -------------------------------------------------------------
 
     def fail(
-        self, operation: str = "*", *, times: int | None = 1, error: BaseException | None = None
+        self, operation: str = "*", *, times: int | None = 1, error: Exception | None = None
     ) -> None:
         """The next ``times`` requests of ``operation`` (None: all, until cleared) raise
         ``error`` (default :class:`InjectedFault`, a transient connection error) without
         reaching the store."""
+        if error is not None and not isinstance(error, Exception):
+            raise ConfigurationError(
+                f"error must be an Exception instance, not {error!r} (a BaseException such as "
+                "SystemExit would stop the store's loop, not model a failing store)"
+            )
         self._add(operation, _Rule("fail", times, error or InjectedFault("injected fault")))
 
     def slow(self, operation: str = "*", *, seconds: float, times: int | None = None) -> None:
         """Requests of ``operation`` take ``seconds`` longer (before they are sent)."""
-        if not seconds >= 0:
-            raise ConfigurationError(f"seconds must be >= 0, not {seconds!r}")
+        if not isinstance(seconds, (int, float)) or not 0 <= seconds < float("inf"):
+            raise ConfigurationError(f"seconds must be a finite number >= 0, not {seconds!r}")
         self._add(operation, _Rule("slow", times, seconds=seconds))
 
     def drop_answers(self, operation: str = "*", *, times: int | None = 1) -> None:
@@ -113,7 +118,10 @@ class FaultyBlobStore(WrapperBlobStore):
             raise ConfigurationError(
                 f"unknown operation {operation!r}; one of {sorted(OPERATIONS)}"
             )
-        if rule.times is not None and (isinstance(rule.times, bool) or rule.times < 1):
+        times = rule.times
+        if times is not None and (
+            isinstance(times, bool) or not isinstance(times, int) or times < 1
+        ):
             raise ConfigurationError(f"times must be an int >= 1 or None, not {rule.times!r}")
         with self._lock:
             self._rules.setdefault(operation, []).append(rule)

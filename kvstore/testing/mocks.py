@@ -25,6 +25,7 @@ from __future__ import annotations
 import functools
 import inspect
 import os
+import threading
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from typing import Any, TypeVar
@@ -36,51 +37,121 @@ from .servers._process import ManagedProcess
 
 F = TypeVar("F", bound=Callable[..., Any])
 
-#: Variables a block sets (S3) or clears, so no outside configuration leaks in: a
-#: profile, a session token or another endpoint would take precedence or reach AWS.
+#: Variables a block clears, so no outside configuration leaks in: a profile, a session
+#: token, another endpoint or an instruction to ignore endpoints would take precedence or
+#: reach AWS. The config files are pointed at os.devnull (unset, botocore reads ~/.aws).
 _S3_CLEARED = (
     "AWS_PROFILE",
     "AWS_DEFAULT_PROFILE",
     "AWS_SESSION_TOKEN",
     "AWS_SECURITY_TOKEN",
     "AWS_ENDPOINT_URL",
-    "AWS_CONFIG_FILE",
-    "AWS_SHARED_CREDENTIALS_FILE",
+    "AWS_IGNORE_CONFIGURED_ENDPOINT_URLS",
 )
+_S3_NO_FILES = {"AWS_CONFIG_FILE": os.devnull, "AWS_SHARED_CREDENTIALS_FILE": os.devnull}
+#: Variables every block may set (saved before the server starts, which may set some).
+_ALWAYS = ("NO_PROXY", "no_proxy", "GCSFS_EXPERIMENTAL_ZB_HNS_SUPPORT")
+
+_ACTIVE: list[MockServer] = []
+"""The blocks open in this process, innermost last: they change ``os.environ``, which the
+whole process shares, so they may nest but not overlap."""
+_ACTIVE_LOCK = threading.Lock()
 
 
 class MockServer:
-    """A server for one block: a context manager and a decorator (sync or async
-    functions). ``server`` is the running :mod:`kvstore.testing.servers` object."""
+    """A server for one block: a context manager and a decorator (of functions and
+    coroutine functions, generator functions, and classes - each ``test*`` method).
+    ``server`` is the running :mod:`kvstore.testing.servers` object.
+
+    Blocks change ``os.environ``, which a process shares: they may nest, but two blocks
+    may not be open at once in two threads or in two interleaved asyncio tasks (that is
+    refused with RuntimeError). Parallel tests in separate processes (pytest-xdist) are
+    fine."""
 
     def __init__(self, make: Callable[[], ManagedProcess], kind: str) -> None:
         self._make = make
         self._kind = kind
         self.server: Any = None
         self._saved: dict[str, str | None] = {}
+        self._thread = 0
 
     def __enter__(self) -> Any:
         if self.server is not None:
             raise RuntimeError(f"this {self._kind} block is already running")
-        self.server = self._make().start()
+        self._check_entry()
+        with _ACTIVE_LOCK:
+            others = [b for b in _ACTIVE if b._thread != threading.get_ident()]
+            if others:
+                raise RuntimeError(
+                    f"a {others[-1]._kind} block is open in another thread: blocks change "
+                    "os.environ, which the whole process shares, so they may nest but not "
+                    "run at once in two threads (use processes, e.g. pytest-xdist)"
+                )
+            self._thread = threading.get_ident()
+            _ACTIVE.append(self)
+        self._saved = {name: os.environ.get(name) for name in _ALWAYS}
         try:
-            self._saved = _apply(self._environment(self.server))
+            self.server = self._make().start()
+            applied = _apply({**self._environment(self.server), **_no_proxy()})
+            for name, value in applied.items():  # what was there before the block wins
+                self._saved.setdefault(name, value)
         except BaseException:
-            self.server.stop()
-            self.server = None
+            self._close()
             raise
         return self.server
 
     def __exit__(self, *exc: object) -> None:
+        with _ACTIVE_LOCK:
+            innermost = bool(_ACTIVE) and _ACTIVE[-1] is self
+        self._close()
+        if not innermost:
+            raise RuntimeError(
+                f"{self._kind} blocks overlapped (two asyncio tasks each in a block?): "
+                "blocks change os.environ, which the process shares; open one at a time"
+            )
+
+    def _close(self) -> None:
         server, self.server = self.server, None
-        _restore(self._saved)
+        _apply(self._saved)
+        self._saved = {}
+        with _ACTIVE_LOCK:
+            if self in _ACTIVE:
+                _ACTIVE.remove(self)
         if server is not None:
             server.stop()
+
+    def _check_entry(self) -> None:
+        """Refuse to start where the block could not work (a hook for subclasses)."""
 
     def _environment(self, server: Any) -> dict[str, str | None]:
         return {}
 
-    def __call__(self, fn: F) -> F:
+    def __call__(self, target: F) -> F:
+        if inspect.isclass(target):
+            for name, member in list(vars(target).items()):
+                if name.startswith("test") and callable(member):
+                    setattr(target, name, self(member))
+            return target
+        if not callable(target):
+            raise TypeError(f"{self._kind}() decorates a function or a class, not {target!r}")
+        fn: Callable[..., Any] = target
+        if inspect.isasyncgenfunction(fn):
+
+            @functools.wraps(fn)
+            async def run_async_gen(*args: Any, **kwargs: Any) -> Any:
+                with self.fresh():
+                    async for item in fn(*args, **kwargs):
+                        yield item
+
+            return run_async_gen  # type: ignore[return-value]
+        if inspect.isgeneratorfunction(fn):
+
+            @functools.wraps(fn)
+            def run_gen(*args: Any, **kwargs: Any) -> Any:
+                with self.fresh():
+                    return (yield from fn(*args, **kwargs))
+
+            return run_gen  # type: ignore[return-value]
         if inspect.iscoroutinefunction(fn):
 
             @functools.wraps(fn)
@@ -101,14 +172,27 @@ class MockServer:
     def fresh(self) -> Iterator[Any]:
         """A new block like this one (a decorated function gets one per call)."""
         block = type(self).__new__(type(self))
-        block.__dict__.update(self.__dict__, server=None, _saved={})
+        block.__dict__.update(self.__dict__, server=None, _saved={}, _thread=0)
         with block as server:
             yield server
 
 
+def _no_proxy() -> dict[str, str | None]:
+    """Loopback added to NO_PROXY: a proxy set for the machine must not get the requests
+    to the block's server."""
+    out: dict[str, str | None] = {}
+    for name in ("NO_PROXY", "no_proxy"):
+        current = [h for h in (os.environ.get(name) or "").split(",") if h.strip()]
+        out[name] = ",".join([*current, "127.0.0.1", "localhost"])
+    return out
+
+
 class _MockS3(MockServer):
+    def _check_entry(self) -> None:
+        _refuse_inside_mock_aws()
+
     def _environment(self, server: Any) -> dict[str, str | None]:
-        return {**dict.fromkeys(_S3_CLEARED), **server.env}
+        return {**dict.fromkeys(_S3_CLEARED), **_S3_NO_FILES, **server.env}
 
 
 class _MockGCS(MockServer):
@@ -151,10 +235,6 @@ def _apply(values: Mapping[str, str | None]) -> dict[str, str | None]:
     return saved
 
 
-def _restore(saved: Mapping[str, str | None]) -> None:
-    _apply(saved)
-
-
 def _require(module: str, package: str) -> None:
     import importlib.util
 
@@ -168,7 +248,7 @@ def _refuse_inside_mock_aws() -> None:
     if mock_aws_active():
         raise ConfigurationError(
             "moto's mock_aws is active: it patches boto3 in this process but not kvstore's "
-            "S3 client (aiobotocore), so kvstore and boto3 would see different data. Use "
+            "S3 client (aiobotocore), so the two would not reach the same S3. Use "
             "kvstore.testing.mock_s3() instead of mock_aws, and reach its server from boto3 "
             "with `with mock_s3() as s3: s3.client()`."
         )

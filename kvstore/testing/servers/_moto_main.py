@@ -86,13 +86,22 @@ class AutoBuckets:
             self.known.clear()
         bucket = path.lstrip("/").split("/", 1)[0]
         creating = environ.get("REQUEST_METHOD") == "PUT" and path.rstrip("/") == f"/{bucket}"
-        if bucket and not bucket.startswith("moto-api") and bucket not in self.known:
-            if not creating:
-                self._create(environ, bucket)
+        unknown = bool(bucket) and not bucket.startswith("moto-api") and bucket not in self.known
+        if unknown and not creating:
+            refused = self._create(environ, bucket)
+            if refused is not None:  # e.g. a name S3 does not allow: its error, not a 404
+                status, headers, body = refused
+                start_response(status, headers)
+                return [body]
+        if unknown:
             self.known.add(bucket)
         return self.app(environ, start_response)
 
-    def _create(self, environ: dict[str, Any], bucket: str) -> None:
+    def _create(
+        self, environ: dict[str, Any], bucket: str
+    ) -> tuple[str, list[tuple[str, str]], bytes] | None:
+        """Create ``bucket``: None if it exists now (made, or already there), else moto's
+        answer refusing it."""
         create = {
             key: value
             for key, value in environ.items()
@@ -106,12 +115,20 @@ class AutoBuckets:
             CONTENT_TYPE="",
         )
         create["wsgi.input"] = io.BytesIO(b"")
-        result = self.app(create, lambda status, headers, exc_info=None: None)
-        for _ in result:  # an existing bucket answers 409: fine either way
-            pass
+        answer: list[tuple[str, list[tuple[str, str]]]] = []
+
+        def start(status: str, headers: Any, exc_info: Any = None) -> None:
+            answer.append((status, list(headers)))
+
+        result = self.app(create, start)
+        body = b"".join(result)
         close = getattr(result, "close", None)
         if close is not None:
             close()
+        status, headers = answer[-1] if answer else ("500 Internal Server Error", [])
+        if status.startswith("2") or b"BucketAlreadyOwnedByYou" in body:
+            return None
+        return status, headers, body
 
 
 def main(argv: list[str] | None = None) -> None:
