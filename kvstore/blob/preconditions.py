@@ -140,9 +140,10 @@ async def _probe_and_keep(store: BlobStore, key: str, slot: tuple[str, int]) -> 
 
 async def probe(store: BlobStore) -> dict[str, str]:
     """Run the six-request probe (uncached) and return what the server ignored, by
-    capability. Only capabilities the store declares are probed. The scratch object is
-    removed whatever happens; a failure to remove it is counted (``probe.cleanup_errors``),
-    not raised: the verdict stands."""
+    capability. Only capabilities the store declares are probed. Once the first create has
+    answered, the scratch object is removed whatever happens (the probe runs as a task of
+    its own, which a caller's cancellation does not stop); a failure to remove it is counted
+    (``probe.cleanup_errors``), not raised: the verdict stands."""
     path = PROBE_DIR + secrets.token_hex(8)
     where = f"{store.server} ({store.url})"
     found: dict[str, str] = {}
@@ -150,14 +151,14 @@ async def probe(store: BlobStore) -> dict[str, str]:
         return found
     store.stats.add("probe.runs")
     try:
-        try:
-            created = await _request(
-                store, "put_if_absent", path, lambda: store._put_if_absent(path, b"1")
-            )
-        except BackendError as exc:
-            if not _not_implemented(exc):
-                raise
-            created = None
+        created = await _request(
+            store, "put_if_absent", path, lambda: store._put_if_absent(path, b"1")
+        )
+    except BackendError as exc:
+        if not _not_implemented(exc):
+            raise  # nothing written (or not known to be): nothing to remove
+        created = None
+    try:
         if created is None:
             found["atomic_create"] = (
                 f"{where} refused to create a new object conditionally (it answered 'already "
