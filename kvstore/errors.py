@@ -8,6 +8,8 @@ plain Python keeps working.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 
 class KVStoreError(Exception):
     """Base class of every error kvstore raises on purpose."""
@@ -60,6 +62,17 @@ class BackendError(KVStoreError):
         self.operation = operation
         self.url = url
         self.cause = cause
+
+
+def causes(exc: BaseException) -> Iterator[BaseException]:
+    """``exc``, then what it was raised from or during (``__cause__``, else
+    ``__context__``), and so on - each once: where a client library's own error lies."""
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        yield current
+        current = current.__cause__ or current.__context__
 
 
 __all__ = [

@@ -46,6 +46,7 @@ from ..errors import (
     ConfigurationError,
     KVStoreError,
     UnsupportedOperationError,
+    causes,
 )
 from ..stats import Stats
 from . import preconditions
@@ -159,10 +160,7 @@ _TRANSIENT_ERRNOS = frozenset(
 
 def is_transient(exc: BaseException) -> bool:
     """True for faults worth retrying: connection resets, timeouts, throttling, 5xx."""
-    seen: set[int] = set()
-    current: BaseException | None = exc
-    while current is not None and id(current) not in seen:
-        seen.add(id(current))
+    for current in causes(exc):
         if isinstance(current, (ConnectionError, TimeoutError, asyncio.TimeoutError)):
             return True
         if isinstance(current, OSError) and current.errno in _TRANSIENT_ERRNOS:
@@ -178,22 +176,17 @@ def is_transient(exc: BaseException) -> bool:
             status = response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0)
             if error.get("Code") in _TRANSIENT_CODES or status >= 500 or status == 429:
                 return True
-        current = current.__cause__ or current.__context__
     return False
 
 
 def _not_applied(exc: BaseException) -> bool:
     """A conditional write's failure that says it was not applied: S3's ``409
     ConditionalRequestConflict`` (another conditional write to the key was in flight)."""
-    seen: set[int] = set()
-    current: BaseException | None = exc
-    while current is not None and id(current) not in seen:
-        seen.add(id(current))
+    for current in causes(exc):
         response = getattr(current, "response", None)
         code = response.get("Error", {}).get("Code") if isinstance(response, dict) else None
         if code == "ConditionalRequestConflict":
             return True
-        current = current.__cause__ or current.__context__
     return False
 
 

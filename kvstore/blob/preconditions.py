@@ -40,7 +40,7 @@ import secrets
 from collections.abc import Awaitable, Callable
 from typing import Protocol, TypeVar
 
-from ..errors import BackendError, UnsupportedOperationError
+from ..errors import BackendError, UnsupportedOperationError, causes
 from ..stats import Stats
 
 T = TypeVar("T")
@@ -210,10 +210,7 @@ async def probe(store: BlobStore) -> dict[str, str]:
 
 def _not_implemented(exc: BaseException) -> bool:
     """A server that answered 501 Not Implemented (s3fs: OSError ENOSYS)."""
-    seen: set[int] = set()
-    current: BaseException | None = exc
-    while current is not None and id(current) not in seen:
-        seen.add(id(current))
+    for current in causes(exc):
         if isinstance(current, OSError) and current.errno == errno.ENOSYS:
             return True
         response = getattr(current, "response", None)
@@ -222,7 +219,6 @@ def _not_implemented(exc: BaseException) -> bool:
             status = response.get("ResponseMetadata", {}).get("HTTPStatusCode")
             if code == "NotImplemented" or status == 501:
                 return True
-        current = current.__cause__ or current.__context__
     return False
 
 
