@@ -20,7 +20,13 @@ from .blob import BlobStore
 from .cache import Cache
 from .context import Resources, StoreContext, now_ms
 from .convert import duration_ms
-from .errors import ConfigurationError, CorruptDataError, KVStoreError, ResponseDecodeError
+from .errors import (
+    ConfigurationError,
+    CorruptDataError,
+    KVStoreError,
+    ResponseDecodeError,
+    WrongTypeError,
+)
 from .fsck import fsck as run_fsck
 from .keys import key_str
 from .logs import Logs
@@ -181,15 +187,23 @@ class AsyncKVStore:
 
     def _value_of(self, values: list[codec.Live | None]) -> Result | None:
         (value,) = values
-        return None if value is None else self._result(value[0])
+        if value is None:
+            return None
+        if value[2] != codec.STRING:
+            raise WrongTypeError()
+        return self._result(value[0])
 
     def _values_of(self, values: list[codec.Live | None]) -> list[Result | None]:
+        """Strings in order; None for a missing key or one of another type (Redis MGET)."""
+        string = codec.STRING
         if self.decode_responses:
             try:
-                return [None if v is None else v[0].decode("utf-8") for v in values]
+                return [
+                    None if v is None or v[2] != string else v[0].decode("utf-8") for v in values
+                ]
             except UnicodeDecodeError as exc:
                 raise _not_text(exc) from None
-        return [None if v is None else v[0] for v in values]
+        return [None if v is None or v[2] != string else v[0] for v in values]
 
     # -- values ----------------------------------------------------------------------------
 

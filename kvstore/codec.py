@@ -275,7 +275,8 @@ def with_expiry(
 # JSON value). The form is private to kvstore and never reaches the object store::
 #
 #     offset size  field
-#     0      4     tag              b"KVc\x01"
+#     0      3     tag              b"KVc"
+#     3      1     kind             the value's type: STRING, HASH, SET, ZSET, LIST
 #     4      8     expires_at_ms    as in the envelope
 #     12     P     payload          uncompressed
 #     12+P   4     crc              CRC-32 of everything before it
@@ -283,13 +284,42 @@ def with_expiry(
 # With its CRC appended little-endian, the CRC-32 of a whole intact entry is a constant
 # (the CRC residue), so a reader checks an entry with one call and no copy.
 
-CACHED_TAG = b"KVc\x01"
+CACHED_TAG = b"KVc"
 CACHED_OVERHEAD = 16
 _CRC_RESIDUE = 0x2144DF1C
 _EXPIRY = struct.Struct("<q")
 
-Live = tuple[bytes, int]
-"""A value as a read returns it: (payload, expires_at_ms), 0 = never expires. A plain
+# -- the type of a value (the Redis data model's typed key space) ---------------------------
+#
+# A value object's metadata field ``"t"`` names its type; a value without one is a string
+# (every value written before types existed is one). The cache form carries the type as a
+# byte, so a cached read knows it too.
+
+STRING, HASH, SET, ZSET, LIST = 1, 2, 3, 4, 5
+KIND_FIELD = "t"
+KIND_NAMES = {STRING: "string", HASH: "hash", SET: "set", ZSET: "zset", LIST: "list"}
+_KIND_OF_NAME = {name: kind for kind, name in KIND_NAMES.items() if kind != STRING}
+
+
+def kind_meta(kind: int) -> dict[str, Any] | None:
+    """The metadata that marks a value's type (none for a string)."""
+    return None if kind == STRING else {KIND_FIELD: KIND_NAMES[kind]}
+
+
+def kind_of(env: Envelope, *, key: str | None = None, path: str | None = None) -> int:
+    """The type of a decoded value object; CorruptDataError for a type this version does
+    not know (an object written by a newer kvstore, or damage the checksum missed)."""
+    name = env.meta.get(KIND_FIELD)
+    if name is None:
+        return STRING
+    kind = _KIND_OF_NAME.get(name) if isinstance(name, str) else None
+    if kind is None:
+        raise CorruptDataError(f"value of unknown type {name!r}", key=key, path=path)
+    return kind
+
+
+Live = tuple[bytes, int, int]
+"""A value as a read returns it: (payload, expires_at_ms, kind), 0 = never expires. A plain
 tuple: a warm ``mget`` makes a thousand of them."""
 
 
@@ -310,9 +340,9 @@ def unseal(entry: bytes) -> bytes:
     return entry[: -_CRC.size]
 
 
-def pack_cached(payload: bytes, expires_at_ms: int) -> bytes:
+def pack_cached(payload: bytes, expires_at_ms: int, kind: int = STRING) -> bytes:
     """A value in the cache's form (see above)."""
-    head = CACHED_TAG + _EXPIRY.pack(expires_at_ms)
+    head = CACHED_TAG + bytes((kind,)) + _EXPIRY.pack(expires_at_ms)
     return b"".join((head, payload, _CRC.pack(zlib.crc32(payload, zlib.crc32(head)))))
 
 
@@ -330,9 +360,10 @@ def unpack_cached(entries: Sequence[bytes | None]) -> tuple[list[Live | None], l
         elif (
             len(entry) >= CACHED_OVERHEAD
             and entry.startswith(CACHED_TAG)
+            and STRING <= entry[3] <= LIST
             and crc32(entry) == _CRC_RESIDUE
         ):
-            out.append((entry[12:-4], expiry(entry, 4)[0]))
+            out.append((entry[12:-4], expiry(entry, 4)[0], entry[3]))
         else:
             out.append(None)
             damaged.append(i)

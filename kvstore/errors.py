@@ -48,6 +48,17 @@ class CorruptDataError(KVStoreError):
         self.path = path
 
 
+WRONGTYPE = "WRONGTYPE Operation against a key holding the wrong kind of value"
+
+
+class WrongTypeError(KVStoreError, TypeError):
+    """A command for one type (a string's GET, a hash's HSET) on a key holding another;
+    Redis's WRONGTYPE error. Nothing was changed."""
+
+    def __init__(self, message: str = WRONGTYPE) -> None:
+        super().__init__(message)
+
+
 class ResponseDecodeError(KVStoreError, ValueError):
     """A stored value is not UTF-8 text and the store was opened with
     ``decode_responses=True``; nothing is lost - read it with ``decode_responses=False``."""
@@ -84,4 +95,5 @@ __all__ = [
     "KVStoreError",
     "ResponseDecodeError",
     "UnsupportedOperationError",
+    "WrongTypeError",
 ]

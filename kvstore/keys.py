@@ -33,26 +33,23 @@ _ESCAPES = tuple(f"%{_HEX[b >> 4]}{_HEX[b & 15]}" for b in range(256))
 
 
 def key_bytes(key: object, what: str = "key") -> bytes:
-    """Validate a key and return its UTF-8 bytes.
+    """Validate a key and return its bytes.
 
+    Keys are binary-safe, as in Redis: any bytes (a ``str`` key is its UTF-8 form; a
+    ``bytes`` key that is not UTF-8 is carried in a ``str`` by ``surrogateescape``, so it
+    round-trips exactly). A key may be empty; a namespace or artifact name may not.
     Raises InvalidKeyError (a ValueError) with a message that says what is allowed.
     """
     if isinstance(key, str):
         try:
-            raw = key.encode("utf-8")
+            raw = key.encode("utf-8", "surrogateescape")
         except UnicodeEncodeError as exc:
             raise InvalidKeyError(f"{what} {key!r} is not valid Unicode: {exc.reason}") from None
     elif isinstance(key, (bytes, bytearray, memoryview)):
         raw = bytes(key)
-        try:
-            raw.decode("utf-8")
-        except UnicodeDecodeError:
-            raise InvalidKeyError(f"{what} {raw!r} is not valid UTF-8") from None
     else:
-        raise InvalidKeyError(
-            f"{what} must be a non-empty str (or UTF-8 bytes), not {type(key).__name__}"
-        )
-    if not raw:
+        raise InvalidKeyError(f"{what} must be a str or bytes, not {type(key).__name__}")
+    if not raw and what != "key":
         raise InvalidKeyError(f"{what} must not be empty")
     if len(raw) > MAX_KEY_BYTES:
         raise InvalidKeyError(
@@ -62,8 +59,11 @@ def key_bytes(key: object, what: str = "key") -> bytes:
 
 
 def key_str(key: object, what: str = "key") -> str:
-    """Validate a key and return it as str."""
-    return key_bytes(key, what).decode("utf-8")
+    """Validate a key and return it as str (non-UTF-8 bytes by ``surrogateescape``)."""
+    if type(key) is str and key and len(key) <= MAX_KEY_BYTES // 4:
+        return key  # valid whatever its characters, unless it holds a lone surrogate:
+        # those fail in encode_name, which every path goes through
+    return key_bytes(key, what).decode("utf-8", "surrogateescape")
 
 
 def _escape(raw: bytes) -> str:
@@ -132,12 +132,9 @@ def decode_name(name: str) -> str:
                 raise ValueError(f"not a kvstore object name: {name!r}")
             raw.append(ord(ch))
             i += 1
-    if not raw or len(raw) > MAX_KEY_BYTES:  # no valid key encodes to this name
+    if len(raw) > MAX_KEY_BYTES:  # no valid key encodes to this name
         raise ValueError(f"not a kvstore object name: {name!r}")
-    try:
-        key = raw.decode("utf-8")
-    except UnicodeDecodeError:
-        raise ValueError(f"not a kvstore object name: {name!r}") from None
+    key = raw.decode("utf-8", "surrogateescape")
     if _segment(_escape(bytes(raw)) + TERMINATOR) != name:
         raise ValueError(f"not a canonical kvstore object name: {name!r}")
     return key

@@ -14,6 +14,9 @@ path (below the store root)                         object
 ``{base}art/{enc(name)}/{version:020d}``            artifact version's manifest (or tombstone)
 ``{base}art/{enc(name)}/{version:020d}.deleted``    marks a deleted version (never reused)
 ``{base}artpart/{enc(name)}/{upload}/{i:06d}``      part ``i`` of a large artifact's upload
+``{base}list/{enc(key)}/{inc}/log/items~/…``       a Redis list's records: a log (above) per
+                                                    incarnation ``inc`` named by the list's
+                                                    value object (type ``list``)
 ``{base}`` = ``""`` or ``ns/{enc(ns)}/`` (nested)   a namespace: the same layout inside
 ==================================================  ===========================================
 
@@ -40,6 +43,10 @@ LOGS = "log/"
 ARTIFACTS = "art/"
 PARTS = "artpart/"
 NAMESPACES = "ns/"
+LISTS = "list/"
+LIST_LOG_KEY = "items"
+"""The key of a list's log inside its incarnation's layout."""
+INCARNATION_CHARS = 16  # secrets.token_hex(8)
 STORE_ID = ".kvstore/id"
 """The store's random id (32 hex digits), made on first use with a shared cache: the cache
 keys of two stores that merely share a name (a path, a bucket) never meet."""
@@ -168,6 +175,18 @@ class Layout:
 
     def namespace(self, name: str) -> Layout:
         return Layout(f"{self.base}{NAMESPACES}{encode_name(name, 'namespace')}/")
+
+    def list_log(self, key: str, incarnation: str) -> Layout:
+        """The layout inside which one incarnation of the list ``key`` keeps its records,
+        as the log :data:`LIST_LOG_KEY`. A list deleted and pushed again gets a new
+        incarnation, so a push that raced the delete can never reach the new list."""
+        if len(incarnation) != INCARNATION_CHARS or not incarnation.isalnum():
+            raise ValueError(f"not a list incarnation: {incarnation!r}")
+        return Layout(f"{self.base}{LISTS}{encode_name(key)}/{incarnation}/")
+
+    @property
+    def list_area(self) -> str:
+        return self.base + LISTS
 
     # values
 

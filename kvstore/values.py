@@ -44,6 +44,50 @@ PLANS_KEPT = 4096
 Plan = tuple[list[str], list[str], list[str]]  # names, object paths, cache keys
 
 
+class _Delete:
+    """What :meth:`Values.update`'s change returns to remove the key."""
+
+
+DELETE = _Delete()
+Change = codec.Live | _Delete | None
+
+
+class _Unknown:
+    """No version of the object is remembered (see :class:`KnownVersions`)."""
+
+
+UNKNOWN = _Unknown()
+KNOWN_KEPT = 4096
+KNOWN_MAX_BYTES = 1 << 20
+
+
+class KnownVersions:
+    """The last version of each recently swapped object this process read or wrote (its
+    bytes and tag, or None: known absent), so a read-modify-write by the process that made
+    the current version skips the read: an uncontended INCR is one conditional PUT. A
+    stale entry costs nothing but a failed compare-and-swap, then a read. At most
+    :data:`KNOWN_KEPT` objects of at most :data:`KNOWN_MAX_BYTES` each are kept."""
+
+    def __init__(self) -> None:
+        self._known: dict[str, Blob | None] = {}
+
+    def get(self, path: str) -> Blob | _Unknown | None:
+        return self._known.get(path, UNKNOWN)
+
+    def remember(self, path: str, found: Blob | _Unknown | None) -> None:
+        known = self._known
+        if isinstance(found, _Unknown) or (found is not None and len(found.data) > KNOWN_MAX_BYTES):
+            known.pop(path, None)
+            return
+        if len(known) >= KNOWN_KEPT and path not in known:
+            del known[next(iter(known))]
+        known[path] = found
+
+    def forget(self, paths: Iterable[str]) -> None:
+        for path in paths:
+            self._known.pop(path, None)
+
+
 class Values:
     """The value commands of one store view (the root or a namespace)."""
 
@@ -134,11 +178,13 @@ class Values:
                     loaded.append((None, TOMBSTONE, ctx.cache_ttl))
                     continue
                 path = paths[i]
-                env = codec.decode(found.data, key=keys[i], path=ctx.where(path), bound=path)
+                where = ctx.where(path)
+                env = codec.decode(found.data, key=keys[i], path=where, bound=path)
+                kind = codec.kind_of(env, key=keys[i], path=where)
                 expires = env.expires_at_ms
                 ttl = ctx.cache_ttl if expires == 0 else min(ctx.cache_ttl, (expires - now) / 1000)
-                entry = codec.pack_cached(env.payload, expires)
-                loaded.append(((env.payload, expires), entry, ttl))
+                entry = codec.pack_cached(env.payload, expires, kind)
+                loaded.append(((env.payload, expires, kind), entry, ttl))
             return loaded
 
         values = await ctx.read_through(
@@ -155,6 +201,10 @@ class Values:
             return None, None
         env = codec.decode(found.data, key=key, path=self.ctx.where(path), bound=path)
         return found, (None if env.expired(self.ctx.clock()) else env)
+
+    def _live_envelope(self, key: str, path: str, stored: Blob) -> codec.Envelope | None:
+        env = codec.decode(stored.data, key=key, path=self.ctx.where(path), bound=path)
+        return None if env.expired(self.ctx.clock()) else env
 
     async def read_expiry(self, key: str, path: str) -> tuple[Blob | None, bool]:
         """(the object's header and tag, whether it holds a live value) from one ranged read
@@ -185,9 +235,16 @@ class Values:
         the key is gone either way.)
         """
         blob = self.ctx.blob
+        known = self.ctx.state(KnownVersions)
         ours: tuple[T, bytes] | None = None  # the result and bytes of a "conflicting" write
         for attempt in range(MAX_SWAP_ROUNDS):
-            stored, live = await self._read_current(key, path)
+            remembered = known.get(path) if attempt == 0 else UNKNOWN
+            if remembered is UNKNOWN:
+                stored, live = await self._read_current(key, path)
+                known.remember(path, stored)
+            else:
+                stored = remembered
+                live = None if stored is None else self._live_envelope(key, path, stored)
             if ours is not None and (
                 (stored is None and ours[1] == b"")
                 or (stored is not None and stored.data == ours[1])
@@ -201,11 +258,16 @@ class Values:
                 if new == b"":
                     assert stored is not None
                     ok = await blob.delete_if_match(path, stored.tag)
-                elif stored is None:
-                    ok = await blob.put_if_absent(path, new) is not None
+                    known.remember(path, None if ok else UNKNOWN)
                 else:
-                    ok = await blob.put_if_match(path, new, stored.tag) is not None
+                    if stored is None:
+                        tag = await blob.put_if_absent(path, new)
+                    else:
+                        tag = await blob.put_if_match(path, new, stored.tag)
+                    ok = tag is not None
+                    known.remember(path, Blob(new, tag) if tag is not None else UNKNOWN)
             except AmbiguousWriteError:
+                known.remember(path, UNKNOWN)
                 # A retried conditional write met a conflict: our first attempt may have
                 # applied. A swap or delete of the version we read is then either ours or
                 # superseded by a concurrent write - success both ways (re-applying could
@@ -223,6 +285,44 @@ class Values:
         raise KVStoreError(
             f"gave up on key {key!r} after {MAX_SWAP_ROUNDS} conflicting concurrent writes"
         )
+
+    async def update(self, key: str, change: Callable[[codec.Live | None], tuple[T, Change]]) -> T:
+        """Atomically read-modify-write one key of any type: the primitive of every typed
+        command (INCR, HSET, SADD, ZADD, ...).
+
+        ``change(current)`` gets the live value as ``(payload, expires_at_ms, kind)``, or
+        None if the key is missing or expired, and returns ``(result, new)``: ``new`` is
+        None to leave the key as it is, :data:`DELETE` to remove it, or ``(payload,
+        expires_at_ms, kind)`` to write. The write is a conditional create or a
+        compare-and-swap on the version read, repeated on conflict, so ``change`` may run
+        more than once and must not have side effects. Costs one GET and one conditional
+        PUT; one conditional PUT when this process made the current version
+        (:class:`KnownVersions`). Durable on return; the cache entry is invalidated.
+        """
+        name = key_str(key)
+        path = self.path(name)
+        where = self.ctx.where(path)
+
+        def decide(stored: Blob | None, live: codec.Envelope | None) -> tuple[T, bytes | None]:
+            current = None
+            if live is not None:
+                current = (
+                    live.payload,
+                    live.expires_at_ms,
+                    codec.kind_of(live, key=name, path=where),
+                )
+            result, new = change(current)
+            if new is None:
+                return result, None
+            if isinstance(new, _Delete):
+                return result, (None if stored is None else b"")
+            payload, expires, kind = new
+            data = codec.encode(
+                payload, expires_at_ms=expires, meta=codec.kind_meta(kind), bind=path
+            )
+            return result, data
+
+        return await self.ctx.commit([path], lambda: self._swap(name, path, decide))
 
     # -- writing ---------------------------------------------------------------------------
 
@@ -250,7 +350,13 @@ class Values:
         data = codec.encode(payload, expires_at_ms=expires, bind=path)
         blob = self.ctx.blob
         if not (nx or xx or keepttl):
-            await self.ctx.commit([path], lambda: blob.put(path, data))
+            known = self.ctx.state(KnownVersions)
+
+            async def put() -> None:
+                known.remember(path, UNKNOWN)
+                known.remember(path, Blob(data, await blob.put(path, data)))
+
+            await self.ctx.commit([path], put)
             return True
 
         def decide(
@@ -314,6 +420,7 @@ class Values:
             return value or other
 
         async def remove_all() -> int:
+            self.ctx.state(KnownVersions).forget(paths)
             pairs = zip(names, paths, strict=True)
             return sum(await aio.bounded([remove(n, p) for n, p in pairs], self.ctx.concurrency))
 

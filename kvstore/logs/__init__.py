@@ -67,3 +67,9 @@ class Logs:
 
     async def live_keys(self, prefix: object) -> list[str]:
         return await self.reader.live_keys(prefix)
+
+    async def pop(self, key: str, count: int) -> list[bytes]:
+        return await self.cleanup.pop(key, count)
+
+    async def read(self, key: str, start: int, end: int) -> tuple[int, list[bytes]]:
+        return await self.reader.read(key, start, end)

@@ -61,6 +61,44 @@ class LogCleanup:
 
         return await self.ctx.commit([self.reader.plan_key(directory)], cut)
 
+    async def pop(self, key: str, count: int) -> list[bytes]:
+        """Remove and return up to ``count`` records from the head (Redis LPOP).
+
+        Each record is claimed by the conditional create of the mark just past it, so two
+        poppers never return the same record, in any number of processes. The records of
+        one call are claimed one by one: a concurrent popper's records may interleave.
+        Costs a LIST and the reads of the records, then one conditional PUT per record."""
+        directory = self.reader.dir(key)
+        blob = self.ctx.blob
+
+        async def claim(at: int) -> bool:
+            path = directory + mark_name(at)
+            data = codec.encode(b"", meta={"t": self.ctx.clock()}, bind=path)
+            try:
+                return await blob.put_if_absent(path, data) is not None
+            except AmbiguousWriteError:  # ours (a lost answer, retried) or another's
+                found = await blob.get(path)
+                return found is not None and found.data == data
+
+        async def take() -> list[bytes]:
+            out: list[bytes] = []
+            mark = 0
+            while len(out) < count:
+                first, records = await self.reader.read(key, 0, count - len(out) - 1, True)
+                if not records:
+                    break
+                for i, record in enumerate(records):
+                    if not await claim(first + i + 1):
+                        self.ctx.stats.add("log.pop_conflicts")
+                        break
+                    out.append(record)
+                    mark = first + i + 1
+            if mark:
+                self.ctx.state(LogWriters).forget(directory, mark)
+            return out
+
+        return await self.ctx.commit([self.reader.plan_key(directory)], take)
+
     async def delete(self, key: str) -> bool:
         """Remove the log; True if it held records. A mark at the tail keeps sequence
         numbers growing, so a writer that appends meanwhile starts a new log, never a gap."""
@@ -105,8 +143,16 @@ class LogCleanup:
         once old (``ages``: from a dated listing the caller made, else one is made here).
         Returns the number of objects deleted."""
         segments, candidates, marks = superseded(names, mark, tail)
+        if marks and ages is None:
+            ages = await self.ages(directory)
         old = await self.old_chunks(directory, candidates, ages=ages) if candidates else []
-        doomed = segments + sorted(old) + marks
+        # A lower mark is deleted only once old by the store's clock, like a chunk: a
+        # popper (:meth:`pop`) whose plan predates it must find its claim taken. Without
+        # dates, marks (empty objects) stay.
+        old_marks = (
+            [] if ages is None else [m for m in marks if ages.get(m, 0) >= limits.MIN_AGE_MS]
+        )
+        doomed = segments + sorted(old) + old_marks
         for name in doomed:  # ascending: a crash leaves a consistent log
             await self.ctx.blob.delete(directory + name)
         return len(doomed)

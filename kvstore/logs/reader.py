@@ -191,11 +191,17 @@ class LogReader:
     # -- records ---------------------------------------------------------------------------
 
     async def range(self, key: str, start: int, end: int) -> list[bytes]:
+        return (await self.read(key, start, end))[1]
+
+    async def read(
+        self, key: str, start: int, end: int, fresh: bool = False
+    ) -> tuple[int, list[bytes]]:
+        """(the sequence number of the first record returned, records ``start..end``);
+        ``fresh``: plan from a new listing, not the cached plan."""
         for name, value in (("start", start), ("end", end)):
             if isinstance(value, bool) or not isinstance(value, int):
                 raise ConfigurationError(f"{name} must be an int, not {value!r}")
         directory = self.dir(key)
-        fresh = False
         known: dict[str, codec.Envelope] = {}  # immutable objects: kept across re-plans
         gaps: list[tuple[int, int] | None] = []  # per torn attempt: records no object held
         for attempt in range(limits.REPLANS):
@@ -204,7 +210,7 @@ class LogReader:
             plan = await self.plan(key, directory, fresh, known)
             window = normalise(start, end, plan.length)
             if window is None:
-                return []
+                return plan.first, []
             lo, hi = plan.first + window[0], plan.first + window[1]
             pieces = [p for p in plan.pieces if p.start < hi and (p.end or hi) > lo]
             wanted = [p for p in pieces if p.name not in known and not p.lost]
@@ -233,7 +239,7 @@ class LogReader:
                 skip = max(0, lo - piece.start)
                 take = min(hi, piece.end or hi) - piece.start - skip
                 out.extend(decode_records(env, piece.skip + skip, take))
-            return out
+            return lo, out
         if len(set(gaps)) == 1 and gaps[0] is not None:
             # Every fresh listing shows the same chunk holding fewer records than the next
             # object's position says: the object that held the rest is gone.
