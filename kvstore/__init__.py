@@ -43,6 +43,7 @@ __all__ = [
     "Artifacts",
     "AsyncArtifactReader",
     "AsyncKVStore",
+    "AsyncRedis",
     "BackendError",
     "BlobStore",
     "Cache",
@@ -54,6 +55,7 @@ __all__ = [
     "KVStoreError",
     "LocalCache",
     "NoCache",
+    "Redis",
     "RedisCache",
     "ResponseDecodeError",
     "RetryPolicy",
@@ -64,11 +66,16 @@ __all__ = [
 
 
 def __getattr__(name: str) -> Any:
-    """``kvstore.RedisCache`` without importing redis-py for users who do not need it."""
+    """``kvstore.RedisCache``, ``kvstore.Redis`` and ``kvstore.AsyncRedis`` without importing
+    redis-py for users who do not need it."""
     if name == "RedisCache":
         from .cache.redis import RedisCache
 
         return RedisCache
+    if name in ("Redis", "AsyncRedis"):  # the redis-py face needs redis-py (kvstore[redis])
+        from . import redis_face
+
+        return getattr(redis_face, name)
     raise AttributeError(f"module 'kvstore' has no attribute {name!r}")
 
 

@@ -239,7 +239,7 @@ class Values:
         ours: tuple[T, bytes] | None = None  # the result and bytes of a "conflicting" write
         for attempt in range(MAX_SWAP_ROUNDS):
             remembered = known.get(path) if attempt == 0 else UNKNOWN
-            if remembered is UNKNOWN:
+            if isinstance(remembered, _Unknown):
                 stored, live = await self._read_current(key, path)
                 known.remember(path, stored)
             else:

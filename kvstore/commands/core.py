@@ -1,0 +1,199 @@
+"""The command layer's core: the command table, how one command runs, and transactions.
+
+Every command is parsed from Redis's wire arguments into an :class:`Op`, which says how it
+runs against the typed key space (:meth:`kvstore.values.Values.update`):
+
+* ``read(current)`` - a single-key read of the key's typed value (cached);
+* ``change(current)`` - a single-key read-modify-write, pure: run under a compare-and-swap
+  of the key's object (one conditional PUT when this process holds the current version),
+  repeated on conflict, so it is atomic across processes;
+* ``run()`` - anything else (several keys, lists, listings): not atomic as a whole.
+
+A transaction (MULTI/EXEC) whose commands all read or change one key runs as *one*
+compare-and-swap of that key - atomic like Redis's. Commands on several keys in one
+transaction are refused before anything runs (``CROSSSLOT``, as Redis Cluster refuses
+them), as is a transaction on a list.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Any
+
+from .. import codec
+from ..context import StoreContext
+from ..keys import key_bytes, key_str
+from ..values import DELETE, Change, Values
+from .reply import CommandError, Reply, WrongType, err, wrong_args
+
+Live = codec.Live | None
+
+
+@dataclasses.dataclass(slots=True)
+class Op:
+    """A parsed command: exactly one of ``read``, ``change``, ``run`` is set."""
+
+    key: str | None = None
+    read: Callable[[Live], Reply] | None = None
+    change: Callable[[Live], tuple[Reply, Change]] | None = None
+    run: Callable[[], Awaitable[Reply]] | None = None
+    alone: Callable[[], Awaitable[Reply]] | None = None
+    """A cheaper way to run ``change`` when the command runs alone (a plain SET: one PUT,
+    no read); a transaction uses ``change``."""
+
+
+Parser = Callable[[Any, list[bytes]], Op]
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Spec:
+    name: str
+    parse: Parser
+    arity: int  # Redis's: >= 0 exact (with the name), < 0 at least -arity
+    write: bool
+
+
+COMMANDS: dict[bytes, Spec] = {}
+
+
+def command(name: str, arity: int, write: bool = False) -> Callable[[Parser], Parser]:
+    """Register a parser for a command (``arity`` as Redis's COMMAND reports it)."""
+
+    def register(parse: Parser) -> Parser:
+        COMMANDS[name.upper().encode()] = Spec(name.upper(), parse, arity, write)
+        return parse
+
+    return register
+
+
+def key_of(raw: bytes) -> str:
+    """A wire key as the store's key (binary-safe: see :mod:`kvstore.keys`)."""
+    try:
+        return key_str(raw)
+    except ValueError as exc:
+        raise err(str(exc)) from None
+
+
+def raw_key(key: str) -> bytes:
+    return key_bytes(key)
+
+
+def expect(current: Live, kind: int) -> bool:
+    """True if the key holds ``kind``, False if it is missing; WRONGTYPE otherwise."""
+    if current is None:
+        return False
+    if current[2] != kind:
+        raise WrongType()
+    return True
+
+
+class Core:
+    """What every command family shares: the store view, its typed values, the table."""
+
+    def __init__(self, ctx: StoreContext) -> None:
+        self.ctx = ctx
+        self.values = Values(ctx)
+
+    def parse(self, args: Sequence[bytes]) -> tuple[Spec, Op]:
+        if not args:
+            raise err("empty command")
+        name = bytes(args[0]).upper()
+        spec = COMMANDS.get(name)
+        if spec is None:
+            shown = args[0].decode("utf-8", "replace")
+            raise err(f"unknown command '{shown}', with args beginning with: ")
+        n = len(args)
+        if (spec.arity >= 0 and n != spec.arity) or (spec.arity < 0 and n < -spec.arity):
+            raise wrong_args(spec.name)
+        return spec, spec.parse(self, [bytes(a) for a in args[1:]])
+
+    async def execute(self, args: Sequence[bytes]) -> Reply:
+        """Run one command given as Redis's wire arguments; raises CommandError."""
+        _, op = self.parse(args)
+        return await self.run_op(op)
+
+    async def run_op(self, op: Op) -> Reply:
+        if op.alone is not None:
+            return await op.alone()
+        if op.read is not None:
+            assert op.key is not None
+            values = self.values
+            (current,) = await values.load(values.plan([op.key]))
+            return op.read(current)
+        if op.change is not None:
+            assert op.key is not None
+            return await self.values.update(op.key, op.change)
+        assert op.run is not None
+        return await op.run()
+
+    async def transaction(
+        self,
+        commands: Sequence[Sequence[bytes]],
+        precondition: Callable[[Live], object] | None = None,
+    ) -> list[Reply]:
+        """MULTI ... EXEC: every command reads or changes one and the same key, and the
+        whole runs as one compare-and-swap of it (atomic across processes). A command
+        that fails (WRONGTYPE, not an integer) gives its error in its place, as in Redis;
+        a transaction Redis would refuse (an unknown command, wrong arity) or that touches
+        several keys or a list raises before anything runs. ``precondition(current)``
+        runs first, inside the compare-and-swap (WATCH: it raises to abort)."""
+        ops: list[Op] = []
+        for args in commands:
+            try:
+                ops.append(self.parse(args)[1])
+            except CommandError as exc:
+                raise CommandError(
+                    f"EXECABORT Transaction discarded because of previous errors: {exc}"
+                ) from None
+        if not ops:
+            return []
+        keys = {op.key for op in ops}
+        if len(keys) != 1 or None in keys or any(op.run is not None for op in ops):
+            raise CommandError(
+                "CROSSSLOT a transaction's commands must all read or write one key "
+                "(each key is one object; kvstore, like Redis Cluster, cannot make several "
+                "atomic together, and a list's log cannot join a transaction)"
+            )
+        (key,) = keys
+        assert key is not None
+        if all(op.read is not None for op in ops):
+            (current,) = await self.values.load(self.values.plan([key]))
+            if precondition is not None:
+                precondition(current)
+            reads = [op.read for op in ops if op.read is not None]
+            return [_reply_of(functools.partial(read, current)) for read in reads]
+
+        def composed(current: Live) -> tuple[list[Reply], Change]:
+            if precondition is not None:
+                precondition(current)
+            replies: list[Reply] = []
+            state: Live = current
+            changed = False
+            for op in ops:
+                if op.read is not None:
+                    replies.append(_reply_of(functools.partial(op.read, state)))
+                    continue
+                assert op.change is not None
+                try:
+                    reply, new = op.change(state)
+                except CommandError as exc:
+                    replies.append(exc)
+                    continue
+                replies.append(reply)
+                if new is not None:
+                    changed = True
+                    state = None if new is DELETE else new  # type: ignore[assignment]
+            if not changed:
+                return replies, None
+            return replies, (DELETE if state is None else state)
+
+        return await self.values.update(key, composed)
+
+
+def _reply_of(read: Callable[[], Reply]) -> Reply:
+    try:
+        return read()
+    except CommandError as exc:
+        return exc
