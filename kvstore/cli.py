@@ -73,7 +73,7 @@ def arg(*flags: str, **options: Any) -> tuple[tuple[str, ...], dict[str, Any]]:
     return flags, options
 
 
-_KEY = arg("key", help="a non-empty key (at most 1024 bytes in UTF-8)")
+_KEY = arg("key", help="a key (at most 1024 bytes in UTF-8)")
 _KEYS = arg("keys", nargs="+", metavar="KEY")
 _PREFIX = arg("prefix", nargs="?", default="", help="only keys starting with PREFIX")
 _LOG = arg("key", help="the log's key (a log is stored apart from a value of that key)")

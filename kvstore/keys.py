@@ -37,7 +37,8 @@ def key_bytes(key: object, what: str = "key") -> bytes:
 
     Keys are binary-safe, as in Redis: any bytes (a ``str`` key is its UTF-8 form; a
     ``bytes`` key that is not UTF-8 is carried in a ``str`` by ``surrogateescape``, so it
-    round-trips exactly). A key may be empty; a namespace or artifact name may not.
+    round-trips exactly). A key may be empty. A namespace or artifact name is text: UTF-8,
+    not empty.
     Raises InvalidKeyError (a ValueError) with a message that says what is allowed.
     """
     if isinstance(key, str):
@@ -47,13 +48,18 @@ def key_bytes(key: object, what: str = "key") -> bytes:
             raise InvalidKeyError(f"{what} {key!r} is not valid Unicode: {exc.reason}") from None
     elif isinstance(key, (bytes, bytearray, memoryview)):
         raw = bytes(key)
+        if what != "key":  # names (namespaces, artifacts) are text: listed, shown, in JSON
+            try:
+                raw.decode("utf-8")
+            except UnicodeDecodeError:
+                raise InvalidKeyError(f"{what} {raw!r} is not valid UTF-8") from None
     else:
         raise InvalidKeyError(f"{what} must be a str or bytes, not {type(key).__name__}")
     if not raw and what != "key":
         raise InvalidKeyError(f"{what} must not be empty")
     if len(raw) > MAX_KEY_BYTES:
         raise InvalidKeyError(
-            f"{what} is {len(raw)} bytes in UTF-8; the limit is {MAX_KEY_BYTES} bytes"
+            f"{what} is {len(raw)} bytes long; the limit is {MAX_KEY_BYTES} bytes"
         )
     return raw
 

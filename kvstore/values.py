@@ -237,12 +237,16 @@ class Values:
         blob = self.ctx.blob
         known = self.ctx.state(KnownVersions)
         ours: tuple[T, bytes] | None = None  # the result and bytes of a "conflicting" write
+        trust = True  # may the first round use the remembered version?
         for attempt in range(MAX_SWAP_ROUNDS):
-            remembered = known.get(path) if attempt == 0 else UNKNOWN
+            remembered = known.get(path) if trust else UNKNOWN
+            trust = False
             if isinstance(remembered, _Unknown):
+                fresh = True
                 stored, live = await self._read_current(key, path)
                 known.remember(path, stored)
             else:
+                fresh = False
                 stored = remembered
                 live = None if stored is None else self._live_envelope(key, path, stored)
             if ours is not None and (
@@ -253,6 +257,8 @@ class Values:
                 return ours[0]
             result, new = decide(stored, live)
             if new is None:
+                if not fresh:  # "nothing to do" is only true of the current version:
+                    continue  # a remembered one may be stale (a write proves it is not)
                 return result
             try:
                 if new == b"":

@@ -399,7 +399,9 @@ def test_cached_form_round_trips(payload: bytes, expires: int) -> None:
     entry = codec.pack_cached(payload, expires)
     assert entry.startswith(codec.CACHED_TAG)
     assert len(entry) == codec.CACHED_OVERHEAD + len(payload)  # never compressed
-    assert codec.unpack_cached([entry]) == ([(payload, expires)], [])
+    assert codec.unpack_cached([entry]) == ([(payload, expires, codec.STRING)], [])
+    typed = codec.pack_cached(payload, expires, codec.ZSET)
+    assert codec.unpack_cached([typed]) == ([(payload, expires, codec.ZSET)], [])
 
 
 def test_cached_form_detects_every_damage() -> None:
@@ -409,7 +411,7 @@ def test_cached_form_detects_every_damage() -> None:
     damaged += [entry[:-1], entry[: codec.CACHED_OVERHEAD - 1], entry + b"x", b"KVc"]
     damaged += [codec.encode(b"an envelope is not a cache entry"), b"\0" * 40]
     values, bad = codec.unpack_cached([None, b"", entry, *damaged])
-    assert values[:3] == [None, None, (payload, 1_700_000_000_000)]
+    assert values[:3] == [None, None, (payload, 1_700_000_000_000, codec.STRING)]
     assert values[3:] == [None] * len(damaged)
     assert bad == list(range(3, 3 + len(damaged)))
 

@@ -1051,7 +1051,7 @@ def test_argument_errors(store: kvstore.KVStore) -> None:
     for bad_start in ["1", 1.5, None, True]:
         with pytest.raises(ValueError):
             store.trim("k", bad_start)
-    for bad_key in ["", b"\xff\xfe", "x" * 1025, None, 5]:
+    for bad_key in ["\ud800", "x" * 1025, None, 5]:
         for method, args in (
             (store.append, ("v",)),
             (store.range, ()),
