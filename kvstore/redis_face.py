@@ -118,10 +118,12 @@ class RedisCore:
         encoder = client.get_encoder()
         decode = encoder.decode_responses and NEVER_DECODE not in options
         options.pop(NEVER_DECODE, None)
+        if isinstance(reply, CommandError):
+            if EMPTY_RESPONSE in options:  # redis-py's default for an empty call (mget([]))
+                return options[EMPTY_RESPONSE]
+            return _as_redis_error(reply)
         options.pop(EMPTY_RESPONSE, None)
         options.pop("keys", None)
-        if isinstance(reply, CommandError):
-            return _as_redis_error(reply)
         reply = _plain(reply, decode, encoder.encoding)
         callback = client.response_callbacks.get(name)
         return reply if callback is None else callback(reply, **options)
@@ -151,6 +153,16 @@ class RedisCore:
         on distinct keys concurrently, in order where they share one."""
         encoder = client.get_encoder()
         wires = [self.wire(args, encoder) for args, _ in stack]
+        if transaction:  # a command Redis refuses while queueing aborts the transaction
+            for i, (wire, (args, options)) in enumerate(zip(wires, stack, strict=True)):
+                try:
+                    self.commands.parse(wire)
+                except CommandError as exc:
+                    if EMPTY_RESPONSE in options:
+                        continue
+                    error = _as_redis_error(exc)
+                    _annotate(error, i + 1, args)
+                    raise error from None
         try:
             if transaction:
                 replies = await self.transaction(wires, watched)
@@ -166,9 +178,7 @@ class RedisCore:
         if raise_on_error:
             for i, reply in enumerate(out):
                 if isinstance(reply, BaseException):
-                    args = stack[i][0]
-                    message = f"Command # {i + 1} ({' '.join(map(str, args))}) of pipeline"
-                    reply.args = (f"{message} caused error: {reply.args[0]}", *reply.args[1:])
+                    _annotate(reply, i + 1, stack[i][0])
                     raise reply
         return out
 
@@ -237,6 +247,11 @@ class RedisCore:
     async def close(self) -> None:
         if self.owned:
             await self.store.close()
+
+
+def _annotate(error: BaseException, number: int, args: Sequence[Any]) -> None:
+    """Say which queued command failed, in redis-py's words."""
+    redis.client.Pipeline.annotate_exception(None, error, number, args)  # type: ignore[arg-type]
 
 
 class _Changed(Exception):
@@ -406,6 +421,9 @@ class _PipelineState:
     def immediate(self) -> bool:
         return self.watching and not self.explicit_multi
 
+    def transactional(self) -> bool:
+        return self.transaction or self.explicit_multi
+
 
 class AsyncPipeline(AsyncRedis):
     """``AsyncRedis.pipeline()``: queue commands, ``await execute()``. With
@@ -464,6 +482,13 @@ class AsyncPipeline(AsyncRedis):
     def multi(self) -> None:
         self._state.multi()
 
+    async def discard(self) -> None:
+        self._state.stack.append((("DISCARD",), {}))
+
+    @property
+    def watching(self) -> bool:
+        return self._state.watching
+
     async def reset(self) -> None:
         self._state.reset()
 
@@ -477,7 +502,7 @@ class AsyncPipeline(AsyncRedis):
             if not stack and not state.watched:
                 return []
             return await self._kv.run_pipeline(
-                self, stack, state.transaction, dict(state.watched), raise_on_error
+                self, stack, state.transactional(), dict(state.watched), raise_on_error
             )
         finally:
             state.reset()
@@ -532,6 +557,13 @@ class Pipeline(Redis):
     def multi(self) -> None:
         self._state.multi()
 
+    def discard(self) -> None:
+        self._state.stack.append((("DISCARD",), {}))
+
+    @property
+    def watching(self) -> bool:
+        return self._state.watching
+
     def reset(self) -> None:
         self._state.reset()
 
@@ -546,7 +578,7 @@ class Pipeline(Redis):
                 return []
             return self._run(  # type: ignore[no-any-return]
                 self._kv.run_pipeline(
-                    self, stack, state.transaction, dict(state.watched), raise_on_error
+                    self, stack, state.transactional(), dict(state.watched), raise_on_error
                 )
             )
         finally:

@@ -10,6 +10,7 @@ object-store requests, and atomicity across processes on a real S3 server.
 from __future__ import annotations
 
 import asyncio
+import itertools
 import time
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -63,7 +64,7 @@ def test_a_key_holds_one_type_and_other_commands_fail_with_wrongtype(r: kvstore.
         lambda: r.lrange("s", 0, -1),
         lambda: r.append("l", "x"),
     ):
-        with pytest.raises(redis.exceptions.ResponseError, match="^WRONGTYPE") as caught:
+        with pytest.raises(redis.exceptions.ResponseError, match=r"^WRONGTYPE") as caught:
             call()
         assert isinstance(caught.value, kvstore.KVStoreError)
         assert isinstance(caught.value, kvstore.errors.WrongTypeError)
@@ -363,7 +364,9 @@ def test_eight_processes_lose_no_update(
     r.close()
 
 
-def _hold(url: str, options: dict[str, Any], rounds: int, barrier: Any) -> list[tuple[float, float]]:
+def _hold(
+    url: str, options: dict[str, Any], rounds: int, barrier: Any
+) -> list[tuple[float, float]]:
     r = kvstore.Redis(url, cache=None, storage_options=options or None)
     barrier.wait()
     held = []
@@ -384,7 +387,7 @@ def test_a_lock_is_held_by_one_process_at_a_time(
     calls = [(target.url, target.storage_options, 5) for _ in range(4)]
     spans = sorted(s for held in run_in_processes(_hold, calls, barrier=True) for s in held)
     assert len(spans) == 20
-    for (_, end), (start, _) in zip(spans, spans[1:]):
+    for (_, end), (start, _) in itertools.pairwise(spans):
         assert start >= end, "two processes held the lock at once"
 
 

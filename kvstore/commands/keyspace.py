@@ -360,6 +360,22 @@ def ping(core: Commands, args: list[bytes]) -> Op:
     return Op(run=run)
 
 
+@command("DISCARD", 1)
+def discard(core: Commands, args: list[bytes]) -> Op:
+    raise err("DISCARD without MULTI")
+
+
+@command("TIME", 1)
+def time_(core: Commands, args: list[bytes]) -> Op:
+    """The store's clock (this process's: there is no server), as Redis's [s, us]."""
+
+    async def run() -> Reply:
+        ms = core.ctx.clock()
+        return [str(ms // 1000).encode(), str((ms % 1000) * 1000).encode()]
+
+    return Op(run=run)
+
+
 @command("ECHO", 2)
 def echo(core: Commands, args: list[bytes]) -> Op:
     async def run() -> Reply:
