@@ -83,6 +83,7 @@ async def fsck(ctx: StoreContext, repair: bool = False) -> Report:
 async def _check_view(ctx: StoreContext, repair: bool, report: Report) -> None:
     await _check_values(ctx, report)
     await _check_logs(ctx, repair, report)
+    await _check_lists(ctx, repair, report)
     await _check_artifacts(ctx, report)
     for name in await _namespaces(ctx, report):
         await _check_view(ctx.namespace(name), repair, report)
@@ -193,6 +194,21 @@ async def _check_log(
                 await ctx.blob.put_if_absent(path, data)
             item.repaired = f"records [{start}, {end}) marked lost: {lost_name(start, end)}"
         await ctx.invalidate([ctx.layout.log_plan_key(directory)])
+
+
+async def _check_lists(ctx: StoreContext, repair: bool, report: Report) -> None:
+    """The logs that hold the Redis face's lists (``{base}list/{enc}/{inc}/``): each
+    incarnation's log is checked (and repaired) like any log."""
+    incarnations: set[tuple[str, str]] = set()
+    for path in await _list(ctx, ctx.layout.list_area):
+        found = ctx.layout.list_logs(path)
+        if found is None:
+            report.found("foreign", path, "not a list object kvstore writes")
+        else:
+            incarnations.add(found)
+    for key, incarnation in sorted(incarnations):
+        inner = StoreContext(ctx.resources, ctx.layout.list_log(key, incarnation))
+        await _check_logs(inner, repair, report)
 
 
 # -- artifacts ------------------------------------------------------------------------------

@@ -188,6 +188,17 @@ class Layout:
     def list_area(self) -> str:
         return self.base + LISTS
 
+    def list_logs(self, path: str) -> tuple[str, str] | None:
+        """(key, incarnation) of a path below the list area; None if foreign."""
+        encoded, sep, rest = path[len(self.list_area) :].partition("~/")
+        incarnation, slash, _ = rest.partition("/")
+        if not sep or not slash or len(incarnation) != INCARNATION_CHARS:
+            return None
+        try:
+            return decode_name(encoded + "~"), incarnation
+        except ValueError:
+            return None
+
     # values
 
     def value(self, key: str) -> str:

@@ -19,7 +19,9 @@ FACES = {
     "kvstore.commands_cli",
     "kvstore.demo",
     "kvstore.portal",
+    "kvstore.redis_face",
 }
+COMMANDS = "kvstore.commands"  # the command layer: above the models, below the faces
 
 
 def _module(path: Path) -> str:
@@ -61,6 +63,22 @@ def test_a_data_model_imports_only_the_context_and_below(path: Path) -> None:
     for target in _imports(path):
         other = _model_of(target)
         assert other in (None, model), f"{_module(path)} imports {target} (another model)"
+        assert target not in FACES, f"{_module(path)} imports {target} (a face)"
+
+
+@pytest.mark.parametrize("path", MODEL_MODULES, ids=lambda p: _module(p))
+def test_a_data_model_never_imports_the_command_layer(path: Path) -> None:
+    for target in _imports(path):
+        assert not target.startswith(COMMANDS), f"{_module(path)} imports {target}"
+
+
+COMMAND_MODULES = [p for p in MODULES if _module(p).startswith(COMMANDS)]
+
+
+@pytest.mark.parametrize("path", COMMAND_MODULES, ids=lambda p: _module(p))
+def test_the_command_layer_imports_no_face(path: Path) -> None:
+    """One command layer behind every face: the faces import it, never the reverse."""
+    for target in _imports(path):
         assert target not in FACES, f"{_module(path)} imports {target} (a face)"
 
 

@@ -13,6 +13,7 @@ import asyncio
 import itertools
 import time
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -266,6 +267,25 @@ def test_watch_aborts_a_transaction_whose_key_changed(r: kvstore.Redis) -> None:
 
     r.transaction(bump, "w")
     assert r.get("w") == b"11"
+
+
+def test_fsck_checks_and_repairs_the_logs_of_lists(make_target: Callable[[str], Target]) -> None:
+    target = make_target("local")
+    with target.open() as store:
+        r = kvstore.Redis(store=store)
+        r.rpush("l", "a", "b")
+        r.rpush("l", "c")
+        r.hset("h", "f", "v")
+        assert store.fsck() == {"ok": True, "objects": 4, "damage": []}
+        root = Path(target.url)
+        first = sorted(root.glob("list/**/c/*"))[0]
+        first.unlink()
+        report = store.fsck(repair=True)
+        assert [d["kind"] for d in report["damage"]] == ["missing"]
+        assert "list/l~/" in report["damage"][0]["path"]
+        with pytest.raises(kvstore.CorruptDataError, match="lost"):
+            r.lrange("l", 0, -1)
+        assert r.lrange("l", 2, 2) == [b"c"]
 
 
 def test_unsupported_commands_fail_clearly(r: kvstore.Redis) -> None:
