@@ -425,19 +425,14 @@ class _PipelineState:
         return self.transaction or self.explicit_multi
 
 
-class AsyncPipeline(AsyncRedis):
-    """``AsyncRedis.pipeline()``: queue commands, ``await execute()``. With
-    ``transaction=True`` the queue runs as MULTI/EXEC: one compare-and-swap of the one
-    key it touches (several keys: CROSSSLOT). ``watch(key)`` then ``multi()`` as in
-    redis-py; a change to the watched key before ``execute()`` raises WatchError."""
+class _Queue:
+    """What both pipeline faces share, I/O aside: the queue and its state, and the two
+    coroutines (WATCH, EXEC) that the async face awaits and the blocking one runs."""
 
-    def __init__(self, client: AsyncRedis, transaction: bool) -> None:
-        redis.asyncio.Redis.__init__(
-            self,
-            decode_responses=client.get_encoder().decode_responses,
-            encoding=client.get_encoder().encoding,
-            protocol=2,
-        )
+    _kv: RedisCore
+    _state: _PipelineState
+
+    def _start(self, client: Any, transaction: bool) -> None:
         self._kv = client._kv
         self._state = _PipelineState(transaction)
 
@@ -446,6 +441,62 @@ class AsyncPipeline(AsyncRedis):
 
     def __bool__(self) -> bool:
         return True
+
+    @property
+    def watching(self) -> bool:
+        return self._state.watching
+
+    def multi(self) -> None:
+        self._state.multi()
+
+    def _queued(self, args: tuple[Any, ...], options: dict[str, Any]) -> bool:
+        """Queue a command, unless WATCH made the pipeline run commands at once."""
+        if self._state.immediate():
+            return False
+        self._state.stack.append((args, options))
+        return True
+
+    def _unwatched(self) -> bool:
+        self._state.watched.clear()
+        self._state.watching = False
+        return True
+
+    async def _watch(self, names: Sequence[Any]) -> bool:
+        if self._state.explicit_multi:
+            raise RedisError("Cannot issue a WATCH after a MULTI")
+        for name in names:
+            key, value = await self._kv.watch_value(name, self.get_encoder())  # type: ignore[attr-defined]
+            self._state.watched[key] = value
+        self._state.watching = True
+        return True
+
+    async def _execute(self, raise_on_error: bool) -> list[Any]:
+        state = self._state
+        stack = list(state.stack)
+        try:
+            if not stack and not state.watched:
+                return []
+            return await self._kv.run_pipeline(
+                self, stack, state.transactional(), dict(state.watched), raise_on_error
+            )
+        finally:
+            state.reset()
+
+
+def _client_options(client: Any) -> dict[str, Any]:
+    encoder = client.get_encoder()
+    return {"decode_responses": encoder.decode_responses, "encoding": encoder.encoding}
+
+
+class AsyncPipeline(_Queue, AsyncRedis):
+    """``AsyncRedis.pipeline()``: queue commands, ``await execute()``. With
+    ``transaction=True`` the queue runs as MULTI/EXEC: one compare-and-swap of the one
+    key it touches (several keys: CROSSSLOT). ``watch(key)`` then ``multi()`` as in
+    redis-py; a change to the watched key before ``execute()`` raises WatchError."""
+
+    def __init__(self, client: AsyncRedis, transaction: bool) -> None:
+        redis.asyncio.Redis.__init__(self, protocol=2, **_client_options(client))
+        self._start(client, transaction)
 
     async def __aenter__(self) -> AsyncPipeline:
         return self
@@ -460,34 +511,18 @@ class AsyncPipeline(AsyncRedis):
         return self
 
     def execute_command(self, *args: Any, **options: Any) -> Any:
-        if self._state.immediate():
-            return self._kv.call(self, args, options)
-        self._state.stack.append((args, options))
-        return self
+        if self._queued(args, options):
+            return self
+        return self._kv.call(self, args, options)
 
     async def watch(self, *names: Any) -> bool:
-        if self._state.explicit_multi:
-            raise RedisError("Cannot issue a WATCH after a MULTI")
-        for name in names:
-            key, value = await self._kv.watch_value(name, self.get_encoder())
-            self._state.watched[key] = value
-        self._state.watching = True
-        return True
+        return await self._watch(names)
 
     async def unwatch(self) -> bool:
-        self._state.watched.clear()
-        self._state.watching = False
-        return True
-
-    def multi(self) -> None:
-        self._state.multi()
+        return self._unwatched()
 
     async def discard(self) -> None:
-        self._state.stack.append((("DISCARD",), {}))
-
-    @property
-    def watching(self) -> bool:
-        return self._state.watching
+        self._queued(("DISCARD",), {})
 
     async def reset(self) -> None:
         self._state.reset()
@@ -496,37 +531,16 @@ class AsyncPipeline(AsyncRedis):
         await self.reset()
 
     async def execute(self, raise_on_error: bool = True) -> list[Any]:
-        state = self._state
-        stack = list(state.stack)
-        try:
-            if not stack and not state.watched:
-                return []
-            return await self._kv.run_pipeline(
-                self, stack, state.transactional(), dict(state.watched), raise_on_error
-            )
-        finally:
-            state.reset()
+        return await self._execute(raise_on_error)
 
 
-class Pipeline(Redis):
+class Pipeline(_Queue, Redis):
     """``Redis.pipeline()``: the blocking twin of :class:`AsyncPipeline` (same state, same
-    core; each call runs on kvstore's loop thread)."""
+    coroutines; each runs on kvstore's loop thread)."""
 
     def __init__(self, client: Redis, transaction: bool) -> None:
-        redis.Redis.__init__(
-            self,
-            decode_responses=client.get_encoder().decode_responses,
-            encoding=client.get_encoder().encoding,
-            protocol=2,
-        )
-        self._kv = client._kv
-        self._state = _PipelineState(transaction)
-
-    def __len__(self) -> int:
-        return len(self._state.stack)
-
-    def __bool__(self) -> bool:
-        return True
+        redis.Redis.__init__(self, protocol=2, **_client_options(client))
+        self._start(client, transaction)
 
     def __enter__(self) -> Pipeline:
         return self
@@ -535,34 +549,18 @@ class Pipeline(Redis):
         self.reset()
 
     def execute_command(self, *args: Any, **options: Any) -> Any:
-        if self._state.immediate():
-            return self._run(self._kv.call(self, args, options))
-        self._state.stack.append((args, options))
-        return self
+        if self._queued(args, options):
+            return self
+        return self._run(self._kv.call(self, args, options))
 
     def watch(self, *names: Any) -> bool:
-        if self._state.explicit_multi:
-            raise RedisError("Cannot issue a WATCH after a MULTI")
-        for name in names:
-            key, value = self._run(self._kv.watch_value(name, self.get_encoder()))
-            self._state.watched[key] = value
-        self._state.watching = True
-        return True
+        return bool(self._run(self._watch(names)))
 
     def unwatch(self) -> bool:
-        self._state.watched.clear()
-        self._state.watching = False
-        return True
-
-    def multi(self) -> None:
-        self._state.multi()
+        return self._unwatched()
 
     def discard(self) -> None:
-        self._state.stack.append((("DISCARD",), {}))
-
-    @property
-    def watching(self) -> bool:
-        return self._state.watching
+        self._queued(("DISCARD",), {})
 
     def reset(self) -> None:
         self._state.reset()
@@ -571,18 +569,7 @@ class Pipeline(Redis):
         self.reset()
 
     def execute(self, raise_on_error: bool = True) -> list[Any]:
-        state = self._state
-        stack = list(state.stack)
-        try:
-            if not stack and not state.watched:
-                return []
-            return self._run(  # type: ignore[no-any-return]
-                self._kv.run_pipeline(
-                    self, stack, state.transactional(), dict(state.watched), raise_on_error
-                )
-            )
-        finally:
-            state.reset()
+        return list(self._run(self._execute(raise_on_error)))
 
 
 # -- locks --------------------------------------------------------------------------------
