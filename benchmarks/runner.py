@@ -32,6 +32,7 @@ SCENARIOS = {
     "S9": "s9_redis_outage",
     "S10": "s10_young_log",
     "S11": "s11_seaweedfs",
+    "S12": "s12_redis_incr",
 }
 
 RESULTS = Path(__file__).resolve().parent / "results.json"
