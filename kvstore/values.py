@@ -284,6 +284,8 @@ class Values:
                 else:
                     ok = True
             if ok:
+                if attempt:  # contended: the next swap reads first rather than trust
+                    known.remember(path, UNKNOWN)  # a version others will have replaced
                 return result
             ours = (result, new)
             self.ctx.stats.add("swap_conflicts")

@@ -37,6 +37,9 @@ class Commands(Core):
         super().__init__(ctx)
         self.lists = lists.ListLogs(ctx)
 
+    async def list_is_empty(self, head: bytes) -> bool:
+        return await self.lists.length(lists.ListHead.from_bytes(head)) == 0
+
     async def bounded(self, tasks: Sequence[Awaitable[T]]) -> list[T]:
         return await aio.bounded(list(tasks), self.ctx.concurrency)
 

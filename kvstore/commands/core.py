@@ -117,16 +117,40 @@ class Core:
     async def run_op(self, op: Op) -> Reply:
         if op.alone is not None:
             return await op.alone()
-        if op.read is not None:
-            assert op.key is not None
-            values = self.values
-            (current,) = await values.load(values.plan([op.key]))
-            return op.read(current)
-        if op.change is not None:
-            assert op.key is not None
-            return await self.values.update(op.key, op.change)
-        assert op.run is not None
-        return await op.run()
+        if op.run is not None:
+            return await op.run()
+        key = op.key
+        assert key is not None
+        read, change = op.read, op.change
+        seen = Seen(self)
+        while True:
+            try:
+                if read is not None:
+                    (current,) = await self.values.load(self.values.plan([key]))
+                    return read(seen(current))
+                assert change is not None
+                return await self.values.update(key, lambda c: change(seen(c)))
+            except _ListLength as need:
+                await seen.learn(need.head)
+
+    async def visible(self, keys: list[str]) -> list[Live]:
+        """The live values of ``keys`` (cached reads), an empty list counting as missing."""
+        found = await self.values.load(self.values.plan(keys))
+        out: list[Live] = []
+        for current in found:
+            if (
+                current is not None
+                and current[2] == codec.LIST
+                and await self.list_is_empty(current[0])
+            ):
+                current = None
+            out.append(current)
+        return out
+
+    async def list_is_empty(self, head: bytes) -> bool:
+        """Whether the list whose head object holds ``head`` has no records (the command
+        layer's lists override this)."""
+        return False
 
     async def transaction(
         self,
@@ -158,18 +182,33 @@ class Core:
             )
         (key,) = keys
         assert key is not None
+        seen = Seen(self)
+        while True:
+            try:
+                return await self._transaction(key, ops, precondition, seen)
+            except _ListLength as need:
+                await seen.learn(need.head)
+
+    async def _transaction(
+        self,
+        key: str,
+        ops: list[Op],
+        precondition: Callable[[Live], object] | None,
+        seen: Seen,
+    ) -> list[Reply]:
         if all(op.read is not None for op in ops):
             (current,) = await self.values.load(self.values.plan([key]))
             if precondition is not None:
                 precondition(current)
+            visible = seen(current)
             reads = [op.read for op in ops if op.read is not None]
-            return [_reply_of(functools.partial(read, current)) for read in reads]
+            return [_reply_of(functools.partial(read, visible)) for read in reads]
 
         def composed(current: Live) -> tuple[list[Reply], Change]:
             if precondition is not None:
                 precondition(current)
             replies: list[Reply] = []
-            state: Live = current
+            state: Live = seen(current)
             changed = False
             for op in ops:
                 if op.read is not None:
@@ -190,6 +229,35 @@ class Core:
             return replies, (DELETE if state is None else state)
 
         return await self.values.update(key, composed)
+
+
+class _ListLength(Exception):
+    """A single-key command met a list: whether it is empty must be read first."""
+
+    def __init__(self, head: bytes) -> None:
+        self.head = head
+
+
+class Seen:
+    """What a single-key command sees of a key: an empty list is no key at all, as in
+    Redis (a list's head object stays when LPOP or LTRIM empty its log: deleting it could
+    lose a concurrent push). A list's emptiness needs its log, so the command is run
+    again once it is known (a cached plan read; only for keys that hold a list)."""
+
+    def __init__(self, core: Core) -> None:
+        self.core = core
+        self.empty: dict[bytes, bool] = {}
+
+    def __call__(self, current: Live) -> Live:
+        if current is None or current[2] != codec.LIST:
+            return current
+        empty = self.empty.get(current[0])
+        if empty is None:
+            raise _ListLength(current[0])
+        return None if empty else current
+
+    async def learn(self, head: bytes) -> None:
+        self.empty[head] = await self.core.list_is_empty(head)
 
 
 def _reply_of(read: Callable[[], Reply]) -> Reply:

@@ -44,18 +44,7 @@ TYPES = {name.encode(): kind for kind, name in codec.KIND_NAMES.items()}
 
 async def present(core: Commands, keys: list[str]) -> list[Live]:
     """The live values of ``keys`` (cached reads); an empty list counts as missing."""
-    values = core.values
-    found = await values.load(values.plan(keys))
-    out: list[Live] = []
-    for current in found:
-        if (
-            current is not None
-            and current[2] == codec.LIST
-            and await core.lists.length(ListHead.from_bytes(current[0])) == 0
-        ):
-            current = None
-        out.append(current)
-    return out
+    return await core.visible(keys)
 
 
 @command("TYPE", 2)
@@ -318,7 +307,7 @@ def _rename(name: str, nx: bool) -> None:
         source, target = key_of(args[0]), key_of(args[1])
 
         async def run() -> Reply:
-            (current,) = await core.values.load(core.values.plan([source]))
+            (current,) = await core.visible([source])
             if current is None:
                 raise err("no such key")
             if source == target:

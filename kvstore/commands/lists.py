@@ -121,6 +121,23 @@ async def make_head(core: Commands, key: str) -> ListHead:
     return await core.values.update(key, change)
 
 
+async def _revive(core: Commands, key: str, head: ListHead) -> None:
+    """A push onto an emptied list whose head still has a TTL: in Redis the emptied list
+    was deleted with its TTL and the push makes a new one, so the TTL goes (the
+    incarnation stays: a concurrent pusher may already be appending to it)."""
+    (current,) = await core.values.load(core.values.plan([key]))
+    if current is None or current[1] == 0 or await core.lists.length(head) > 0:
+        return
+    payload = current[0]
+
+    def persist(now: Live) -> tuple[None, codec.Live | None]:
+        if now is None or now[0] != payload or now[1] == 0:
+            return None, None
+        return None, (now[0], 0, LIST)
+
+    await core.values.update(key, persist)
+
+
 def _refuse(name: str, why: str) -> None:
     @command(name, -1, write=True)
     def refused(core: Commands, args: list[bytes]) -> Op:
@@ -146,6 +163,7 @@ def _push(core: Commands, args: list[bytes], create: bool) -> Op:
     async def run() -> Reply:
         if create:
             head = await make_head(core, key)
+            await _revive(core, key, head)
         else:
             found = await read_head(core, key)
             if found is None or await core.lists.length(found) == 0:

@@ -146,7 +146,7 @@ def sscan(core: Commands, args: list[bytes]) -> Op:
 
 
 async def _sets(core: Commands, keys: list[str]) -> list[set[bytes]]:
-    found = await core.values.load(core.values.plan(keys))
+    found = await core.visible(keys)
     return [set_of(current) for current in found]
 
 
@@ -220,12 +220,13 @@ def smove(core: Commands, args: list[bytes]) -> Op:
     source, target, member = key_of(args[0]), key_of(args[1]), args[2]
 
     async def run() -> Reply:
-        (src, dst) = await core.values.load(core.values.plan([source, target]))
-        if member not in set_of(src):
-            set_of(dst)  # WRONGTYPE for a destination of another type, as Redis
-            return 0
-        if source == target:
-            return 1
+        (src, dst) = await core.visible([source, target])
+        if src is None:
+            return 0  # as Redis: a missing source first, then both types, then the member
+        members = set_of(src)
+        set_of(dst)
+        if source == target or member not in members:
+            return int(member in members)
 
         def add(current: Live) -> tuple[Reply, Change]:
             members = set_of(current)

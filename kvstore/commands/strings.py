@@ -187,10 +187,10 @@ def getex(core: Commands, args: list[bytes]) -> Op:
             raise err(SYNTAX)
     clock = core.ctx.clock
     if unit is not None:
-        _expiry(clock(), unit, raw, "getex")  # checked before anything runs
+        parse_int(raw)  # not a number: refused at once; out of range: once the key is found
 
     def change(current: Live) -> tuple[Reply, Change]:
-        old = string_of(current)
+        old = string_of(current)  # as Redis: the key and its type before the expiry
         if old is None or current is None:
             return None, None
         if persist:
@@ -292,13 +292,13 @@ def setrange(core: Commands, args: list[bytes]) -> Op:
     value = args[2]
     if offset < 0:
         raise err("offset is out of range")
-    if offset + len(value) > MAX_STRING_BYTES:
-        raise err("string exceeds maximum allowed size (proto-max-bulk-len)")
 
     def change(current: Live) -> tuple[Reply, Change]:
-        old = string_of(current) or b""
+        old = string_of(current) or b""  # as Redis: the type, then (if writing) the size
         if not value:
             return len(old), None
+        if offset + len(value) > MAX_STRING_BYTES:
+            raise err("string exceeds maximum allowed size (proto-max-bulk-len)")
         padded = old.ljust(offset, b"\x00")
         new = padded[:offset] + value + padded[offset + len(value) :]
         return len(new), (new, current[1] if current is not None else 0, STRING)

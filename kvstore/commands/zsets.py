@@ -239,6 +239,8 @@ def _pop(name: str, highest: bool) -> None:
                 raise err("value is out of range, must be positive")
 
         def change(current: Live) -> tuple[Reply, Change]:
+            if count == 0:
+                return [], None  # as Redis: before the key is even looked at
             scores = zset_of(current)
             items = ordered(scores)
             if highest:
@@ -376,8 +378,8 @@ def _range_op(
         lex_bound(lo), lex_bound(hi)
 
     def read(current: Live) -> Reply:
-        items = ordered(zset_of(current))
-        return _with_scores(_select(items, by, lo, hi, rev, limit), withscores)
+        scores = zset_of(current)  # LIMIT n -1 with ranks is ignored, as in Redis 6.2 and 7
+        return _with_scores(_select(ordered(scores), by, lo, hi, rev, limit), withscores)
 
     return Op(key_of(key), read=read)
 
@@ -405,7 +407,7 @@ def zrange(core: Commands, args: list[bytes]) -> Op:
     by = "score" if b"BYSCORE" in flags else "lex" if b"BYLEX" in flags else "rank"
     if b"BYSCORE" in flags and b"BYLEX" in flags:
         raise err(SYNTAX)
-    if limit is not None and by == "rank":
+    if limit is not None and by == "rank" and limit[1] != -1:  # Redis checks the count only
         raise err(
             "syntax error, LIMIT is only supported in combination with either BYSCORE or BYLEX"
         )
