@@ -65,8 +65,10 @@ class KnownVersions:
     """The last version of each recently swapped object this process read or wrote (its
     bytes and tag, or None: known absent), so a read-modify-write by the process that made
     the current version skips the read: an uncontended INCR is one conditional PUT. A
-    stale entry costs nothing but a failed compare-and-swap, then a read. At most
-    :data:`KNOWN_KEPT` objects of at most :data:`KNOWN_MAX_BYTES` each are kept."""
+    stale entry costs nothing but a failed compare-and-swap, then a read; a decision to
+    write nothing (SET NX on a held key) is only taken on a fresh read, and a swap that met
+    a conflict is not remembered (the next one reads first). At most :data:`KNOWN_KEPT`
+    objects of at most :data:`KNOWN_MAX_BYTES` each are kept."""
 
     def __init__(self) -> None:
         self._known: dict[str, Blob | None] = {}

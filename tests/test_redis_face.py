@@ -188,6 +188,10 @@ def test_strings_and_counters(r: kvstore.Redis) -> None:
     assert r.getdel("m1") == b"1" and r.exists("m1") == 0
     with pytest.raises(redis.exceptions.DataError):
         r.set("k", "v", ex=1.5)  # redis-py's own argument check
+    r.set("c", "v1")
+    assert r.set("c", "v2", ifeq="nope") is None and r.set("c", "v2", ifeq="v1")
+    assert r.set("c", "v3", ifne="v2") is None and r.set("c", "v3", ifne="x")
+    assert r.get("c") == b"v3" and r.set("missing", "v", ifeq="v") is None
 
 
 def test_hashes_sets_and_sorted_sets(r: kvstore.Redis) -> None:
@@ -371,7 +375,7 @@ def test_eight_processes_lose_no_update(
     backend: str, command: str, make_target: Callable[[str], Target]
 ) -> None:
     target = make_target(backend)
-    per = 100 if backend == "local" else 40
+    per = 100
     calls = [(target.url, target.storage_options, command, per) for _ in range(8)]
     run_in_processes(_hammer, calls, barrier=True, timeout=600)
     r = kvstore.Redis(target.url, cache=None, storage_options=target.storage_options or None)

@@ -55,6 +55,8 @@ def compile_glob(pattern: bytes) -> re.Pattern[bytes]:
 
 
 def matches(pattern: bytes, name: bytes) -> bool:
+    if not name:  # Redis's matcher never enters its loop for an empty string: only the
+        return pattern in (b"", b"*")  # empty pattern (or KEYS/SCAN's "*" shortcut) matches
     return compile_glob(pattern).match(name) is not None
 
 

@@ -77,7 +77,8 @@ def set_(core: Commands, args: list[bytes]) -> Op:
     key, value = key_of(args[0]), _check_size(args[1])
     nx = xx = get_old = keepttl = False
     expiry: tuple[bytes, bytes] | None = None
-    ifeq: bytes | None = None
+    ifeq: bytes | None = None  # with IFEQ (equal) or IFNE (not equal)
+    equal = True
     i = 2
     while i < len(args):
         opt = args[i].upper()
@@ -94,9 +95,11 @@ def set_(core: Commands, args: list[bytes]) -> Op:
                 raise err(SYNTAX)
             expiry = (opt, args[i + 1])
             i += 1
-        elif opt == b"IFEQ" and not (nx or xx) and ifeq is None and i + 1 < len(args):
-            ifeq = args[i + 1]
+        elif opt in (b"IFEQ", b"IFNE") and not (nx or xx) and ifeq is None and i + 1 < len(args):
+            ifeq, equal = args[i + 1], opt == b"IFEQ"
             i += 1
+        elif opt in (b"IFDEQ", b"IFDNE"):
+            raise err(f"SET {opt.decode()} (a digest compare) is not supported by kvstore")
         else:
             raise err(SYNTAX)
         i += 1
@@ -106,7 +109,8 @@ def set_(core: Commands, args: list[bytes]) -> Op:
     def change(current: Live) -> tuple[Reply, Change]:
         old = string_of(current) if get_old or ifeq is not None else None
         exists = current is not None
-        if (nx and exists) or (xx and not exists) or (ifeq is not None and old != ifeq):
+        compared = ifeq is not None and (old == ifeq) != equal
+        if (nx and exists) or (xx and not exists) or compared:
             return (old if get_old else None), None
         keep = current[1] if keepttl and current is not None else expires
         if expiry is not None and expiry[0] in (b"EX", b"PX"):
