@@ -20,6 +20,8 @@ FACES = {
     "kvstore.demo",
     "kvstore.portal",
     "kvstore.redis_face",
+    "kvstore.redis_core",
+    "kvstore.redis_lock",
 }
 COMMANDS = "kvstore.commands"  # the command layer: above the models, below the faces
 
