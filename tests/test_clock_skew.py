@@ -120,9 +120,11 @@ def test_old_chunks_are_compacted_whatever_the_clients_clocks_say(
         open_skewed(target, writer_offset) as writer,
         open_skewed(target, compactor_offset) as compactor,
     ):
+        started = time.monotonic()
         for i in range(4):
             writer.append(KEY, f"r{i}")
-        assert compactor.compact(KEY) == 0  # young by the store's clock
+        if time.monotonic() - started < 1.5:  # (a loaded machine can take longer: then
+            assert compactor.compact(KEY) == 0  # they may be old) young by the store's clock
         # 1.5 s, plus the store's resolution: S3 and HTTP dates are whole seconds.
         time.sleep(1.5 + (2.2 if backend in ("s3", "gcs", "seaweedfs") else 0.1))
         removed = compactor.compact(KEY)
