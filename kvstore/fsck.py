@@ -29,6 +29,8 @@ import hashlib
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+import msgpack
+
 from . import aio, codec
 from .artifacts.manifest import Manifest
 from .blob.base import AmbiguousWriteError
@@ -81,9 +83,9 @@ async def fsck(ctx: StoreContext, repair: bool = False) -> Report:
 
 
 async def _check_view(ctx: StoreContext, repair: bool, report: Report) -> None:
-    await _check_values(ctx, report)
+    heads = await _check_values(ctx, report)
     await _check_logs(ctx, repair, report)
-    await _check_lists(ctx, repair, report)
+    await _check_lists(ctx, repair, report, heads)
     await _check_artifacts(ctx, report)
     for name in await _namespaces(ctx, report):
         await _check_view(ctx.namespace(name), repair, report)
@@ -122,7 +124,9 @@ async def _verify(
         return None, report.found(kind, path, str(exc))
 
 
-async def _check_values(ctx: StoreContext, report: Report) -> None:
+async def _check_values(ctx: StoreContext, report: Report) -> set[tuple[str, str]]:
+    """Verify every value; returns the lists their heads name: (origin key, incarnation),
+    or ("", "") for a head that cannot be read (then no list log is called an orphan)."""
     paths = []
     for path in await _list(ctx, ctx.layout.value_area):
         try:
@@ -130,7 +134,17 @@ async def _check_values(ctx: StoreContext, report: Report) -> None:
             paths.append(path)
         except ValueError:
             report.found("foreign", path, "not a value kvstore writes")
-    await aio.bounded([_verify(ctx, p, report) for p in paths], ctx.concurrency)
+    checked = await aio.bounded([_verify(ctx, p, report) for p in paths], ctx.concurrency)
+    heads: set[tuple[str, str]] = set()
+    for env, _damage in checked:
+        if env is None or env.meta.get(codec.KIND_FIELD) != codec.KIND_NAMES[codec.LIST]:
+            continue
+        try:
+            incarnation, origin = msgpack.unpackb(env.payload, raw=False)
+            heads.add((bytes(origin).decode("utf-8", "surrogateescape"), str(incarnation)))
+        except Exception:
+            heads.add(("", ""))
+    return heads
 
 
 # -- logs ---------------------------------------------------------------------------------
@@ -196,9 +210,12 @@ async def _check_log(
         await ctx.invalidate([ctx.layout.log_plan_key(directory)])
 
 
-async def _check_lists(ctx: StoreContext, repair: bool, report: Report) -> None:
+async def _check_lists(
+    ctx: StoreContext, repair: bool, report: Report, heads: set[tuple[str, str]]
+) -> None:
     """The logs that hold the Redis face's lists (``{base}list/{enc}/{inc}/``): each
-    incarnation's log is checked (and repaired) like any log."""
+    incarnation's log is checked (and repaired) like any log; one that no list head names
+    is reported as an orphan (never deleted)."""
     incarnations: set[tuple[str, str]] = set()
     for path in await _list(ctx, ctx.layout.list_area):
         found = ctx.layout.list_logs(path)
@@ -209,6 +226,13 @@ async def _check_lists(ctx: StoreContext, repair: bool, report: Report) -> None:
     for key, incarnation in sorted(incarnations):
         inner = StoreContext(ctx.resources, ctx.layout.list_log(key, incarnation))
         await _check_logs(inner, repair, report)
+        if (key, incarnation) not in heads and ("", "") not in heads:
+            report.found(
+                "orphan",
+                inner.layout.base,
+                "records of a list no key holds now (SET, RENAME or expiry replaced its "
+                "head, or a push raced its DEL): reported, never deleted",
+            )
 
 
 # -- artifacts ------------------------------------------------------------------------------

@@ -48,16 +48,21 @@ def _as_redis_error(exc: BaseException) -> BaseException:
         ours: type[BaseException] = (
             errors.WrongTypeError if exc.code == "WRONGTYPE" else errors.KVStoreError
         )
-        return _both(type(parsed), ours)(*parsed.args)
+        error = _both(type(parsed), ours)(*parsed.args)
+        error.status_code = parsed.status_code  # type: ignore[attr-defined]
+        return error
     if isinstance(exc, errors.ConfigurationError):
         target: type[BaseException] = DataError
     elif isinstance(exc, errors.BackendError):
         target = RedisConnectionError
     else:
         target = ResponseError
-    new = _both(target, type(exc)).__new__(_both(target, type(exc)))
+    both = _both(target, type(exc))
+    new = both.__new__(both)  # kvstore's own __init__ takes other arguments: fill it in
+    new.__dict__.update(target(str(exc)).__dict__)  # redis-py's attributes (error_type)
     new.__dict__.update(exc.__dict__)
     new.args = exc.args
+    new.__cause__ = exc.__cause__
     return new
 
 

@@ -10,8 +10,9 @@ response callbacks, as if it had come over the wire. So ``hgetall`` gives a dict
 raised as redis-py would raise it - a ``redis.exceptions.ResponseError`` (or
 ``ExecAbortError``, ``WatchError``...) that is also a :class:`kvstore.KVStoreError`.
 
-One core, two faces: :class:`~kvstore.redis_core.RedisCore` does everything asynchronously; the blocking
-:class:`Redis` runs the same coroutine on kvstore's loop thread (:mod:`kvstore.portal`).
+One core, two faces: :class:`~kvstore.redis_core.RedisCore` does everything
+asynchronously; the blocking :class:`Redis` runs the same coroutine on kvstore's loop
+thread (:mod:`kvstore.portal`).
 
 Differences from a Redis server (README, "The Redis face"): transactions (MULTI/EXEC and
 WATCH) cover one key each; lists are append logs (no LPUSH/RPOP/LSET ...); no scripts,

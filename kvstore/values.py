@@ -25,6 +25,7 @@ one GET per key, concurrently, then one guarded fill.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import random
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping, Sequence
 from typing import Any, TypeVar
@@ -72,6 +73,26 @@ class KnownVersions:
 
     def __init__(self) -> None:
         self._known: dict[str, Blob | None] = {}
+        self._turns: dict[str, tuple[asyncio.Lock, int]] = {}
+
+    @contextlib.asynccontextmanager
+    async def turn(self, path: str) -> AsyncIterator[None]:
+        """This process's read-modify-writes of one object, one at a time: concurrent
+        tasks would only make each other's compare-and-swap fail (200 INCRs gathered on one
+        key would exhaust the retries). Other processes still race, and lose nothing."""
+        lock, users = self._turns.get(path, (None, 0))
+        if lock is None:
+            lock = asyncio.Lock()
+        self._turns[path] = (lock, users + 1)
+        try:
+            async with lock:
+                yield
+        finally:
+            lock, users = self._turns[path]
+            if users == 1:
+                del self._turns[path]
+            else:
+                self._turns[path] = (lock, users - 1)
 
     def get(self, path: str) -> Blob | _Unknown | None:
         return self._known.get(path, UNKNOWN)
@@ -257,7 +278,12 @@ class Values:
             ):
                 self.ctx.stats.add("lost_responses")
                 return ours[0]
-            result, new = decide(stored, live)
+            try:
+                result, new = decide(stored, live)
+            except Exception:
+                if not fresh:  # an error (WRONGTYPE, not an integer, a WATCH that failed)
+                    continue  # is only true of the current version, like "nothing to do"
+                raise
             if new is None:
                 if not fresh:  # "nothing to do" is only true of the current version:
                     continue  # a remembered one may be stale (a write proves it is not)
@@ -332,7 +358,26 @@ class Values:
             )
             return result, data
 
-        return await self.ctx.commit([path], lambda: self._swap(name, path, decide))
+        async def swap() -> T:
+            async with self.ctx.state(KnownVersions).turn(path):
+                return await self._swap(name, path, decide)
+
+        return await self.ctx.commit([path], swap)
+
+    async def read_fresh(self, key: str) -> codec.Live | None:
+        """The live value of ``key`` from the object store itself (one GET; no cache, no
+        remembered version): what a write must decide on when the cache is not shared
+        between processes."""
+        name = key_str(key)
+        path = self.path(name)
+        _, live = await self._read_current(name, path)
+        if live is None:
+            return None
+        return (
+            live.payload,
+            live.expires_at_ms,
+            codec.kind_of(live, key=name, path=self.ctx.where(path)),
+        )
 
     # -- writing ---------------------------------------------------------------------------
 

@@ -440,3 +440,121 @@ def test_concurrent_lpops_never_return_a_record_twice(
     popped = [x for got in run_in_processes(_popper, calls, barrier=True) for x in got]
     assert sorted(popped, key=int) == [str(i).encode() for i in range(60)]
     r.close()
+
+
+# -- regressions from the adversarial review ------------------------------------------------
+
+
+def test_another_clients_write_never_makes_a_remembered_version_answer(
+    make_target: Callable[[str], Target],
+) -> None:
+    """A remembered (stale) version must not decide an error or a WATCH failure."""
+    target = make_target("local")
+    a = kvstore.Redis(target.url, cache=None)
+    b = kvstore.Redis(target.url, cache=None)
+    a.incr("w")
+    b.incr("w")
+    with a.pipeline() as pipe:
+        pipe.watch("w")
+        value = int(pipe.get("w"))
+        pipe.multi()
+        pipe.set("w", value + 1)
+        assert pipe.execute() == [True]
+    a.set("k", "abc")
+    b.set("k", "5")
+    assert a.incr("k") == 6
+    a.hset("h", "f", 1)
+    b.delete("h")
+    b.set("h", "7")
+    assert a.incr("h") == 8
+
+
+def test_a_push_after_another_process_deleted_the_list_is_not_lost(
+    make_target: Callable[[str], Target],
+) -> None:
+    """With the (per-process) local cache, a push must not go to a deleted incarnation."""
+    target = make_target("local")
+    reader = kvstore.Redis(target.url, cache="local")
+    other = kvstore.Redis(target.url, cache=None)
+    reader.rpush("l", "a")
+    assert reader.lrange("l", 0, -1) == [b"a"]  # the head is now in reader's cache
+    other.delete("l")
+    assert reader.rpush("l", "b") == 1
+    assert other.lrange("l", 0, -1) == [b"b"]
+
+
+def test_errors_from_the_store_print_and_keep_their_cause(
+    make_target: Callable[[str], Target],
+) -> None:
+    target = make_target("local")
+    r = kvstore.Redis(target.url, cache=None)
+    r.set("k", "v")
+    (Path(target.url) / "kv" / "k~").write_bytes(b"junk" * 10)
+    with pytest.raises(redis.exceptions.ResponseError) as caught:
+        r.get("k")
+    assert isinstance(caught.value, kvstore.CorruptDataError)
+    assert "bad magic" in repr(caught.value) + str(caught.value)
+
+
+def test_many_concurrent_commands_on_one_key_in_one_process() -> None:
+    async def main() -> None:
+        async with kvstore.AsyncRedis("memory://gathered", cache=None) as r:
+            await asyncio.gather(*(r.incr("c") for _ in range(300)))
+            assert await r.get("c") == b"300"
+
+    asyncio.run(main())
+
+
+def test_a_transaction_may_delete_and_inspect_its_own_key() -> None:
+    r = kvstore.Redis("memory://own-key", cache=None)
+    r.set("y", "x")
+    assert r.pipeline().delete("y").hset("y", mapping={"a": 1}).type("y").execute() == [
+        1,
+        1,
+        b"hash",
+    ]
+    assert r.pipeline().exists("y").ttl("y").execute() == [1, -1]
+
+
+def test_an_rpush_longer_than_a_chunk() -> None:
+    r = kvstore.Redis("memory://long-push", cache=None)
+    assert r.rpush("l", *range(25_000)) == 25_000
+    assert r.lindex("l", -1) == b"24999"
+
+
+def test_fsck_reports_a_list_log_no_key_holds(make_target: Callable[[str], Target]) -> None:
+    target = make_target("local")
+    with target.open() as store:
+        r = kvstore.Redis(store=store)
+        r.rpush("moved", "x")
+        r.rename("moved", "here")  # the records stay where they are: not an orphan
+        r.rpush("c", "y")
+        r.set("c", "a string now")
+        report = store.fsck()
+        assert report["ok"]
+        assert [(d["kind"], d["path"].split("/")[1]) for d in report["damage"]] == [
+            ("orphan", "c~")
+        ]
+
+
+def test_pops_remove_the_old_marks_they_leave(make_target: Callable[[str], Target]) -> None:
+    clock = FakeClock()
+    store = open_clocked(make_target("memory"), clock)
+    r = kvstore.Redis(store=store)
+    r.rpush("q", *range(600))
+    for _ in range(300):
+        r.lpop("q")
+    clock.advance(11 * 60_000)  # the marks are old now
+    for _ in range(256):
+        r.lpop("q")
+    objects = [p for page in _listing(store, "list/") for p in page]
+    assert len([p for p in objects if "/m/" in p]) < 260
+    assert r.llen("q") == 44 and r.lindex("q", 0) == b"556"
+    store.close()
+
+
+def _listing(store: kvstore.KVStore, prefix: str) -> list[list[str]]:
+    async def pages() -> list[list[str]]:
+        return [page async for page in store.aio._ctx.blob.list_pages(prefix)]
+
+    return asyncio.run(pages())

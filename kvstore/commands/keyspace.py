@@ -49,18 +49,17 @@ async def present(core: Commands, keys: list[str]) -> list[Live]:
 
 @command("TYPE", 2)
 def type_(core: Commands, args: list[bytes]) -> Op:
-    key = key_of(args[0])
-
-    async def run() -> Reply:
-        (current,) = await present(core, [key])
+    def read(current: Live) -> Reply:  # an empty list is None here (core.Seen)
         return Status(b"none" if current is None else codec.KIND_NAMES[current[2]].encode())
 
-    return Op(run=run)
+    return Op(key_of(args[0]), read=read)
 
 
 @command("EXISTS", -2)
 def exists(core: Commands, args: list[bytes]) -> Op:
     keys = [key_of(a) for a in args]
+    if len(keys) == 1:  # one key: a read, so a transaction on that key may hold it
+        return Op(keys[0], read=lambda current: int(current is not None))
 
     async def run() -> Reply:
         unique = list(dict.fromkeys(keys))
@@ -95,7 +94,21 @@ def del_(core: Commands, args: list[bytes]) -> Op:
     async def run() -> Reply:
         return sum(await core.bounded([delete(core, k) for k in keys]))
 
-    return Op(run=run)
+    if len(keys) > 1:
+        return Op(run=run)
+
+    def change(current: Live) -> tuple[Reply, Change]:
+        """DEL inside a transaction on its key (a list's log cannot join one)."""
+        if current is None:
+            return 0, None
+        if current[2] == codec.LIST:
+            raise CommandError(
+                "CROSSSLOT a transaction cannot delete a list (its records are a log of their "
+                "own); DEL it outside the transaction"
+            )
+        return 1, DELETE
+
+    return Op(keys[0], change=change, alone=run)
 
 
 # -- expiry -------------------------------------------------------------------------------

@@ -11,8 +11,10 @@ log holds the records, and when the list expires) plus that log,
   it: no two poppers ever get the same record (:meth:`kvstore.logs.cleanup.LogCleanup.pop`).
 * **LTRIM** drops records from the head (a mark); it cannot drop the tail of an append log
   atomically, so an LTRIM whose end leaves records at the tail is refused.
-* **DEL** (and SET over a list) drops the head, then marks the log removed; a push that
-  raced the delete lands in the old incarnation, never in a list created afterwards.
+* **DEL** drops the head, then marks the log removed; a push that raced the delete lands
+  in the old incarnation, never in a list created afterwards. SET, RENAME onto a list,
+  and expiry replace or drop the head and leave the old log behind: ``fsck`` reports such
+  logs as orphans (never deleted).
 * An empty list does not exist (as in Redis): TYPE, EXISTS and KEYS check its length.
 
 Refused with a clear error, because an append log cannot do them atomically: LPUSH,
@@ -31,6 +33,7 @@ from ..context import StoreContext
 from ..errors import CorruptDataError
 from ..layout import INCARNATION_CHARS, LIST_LOG_KEY
 from ..logs import Logs
+from ..logs import limits as log_limits
 from .core import Live, Op, command, expect, key_of, raw_key
 from .reply import OK, CommandError, Reply, err, parse_int
 
@@ -39,6 +42,9 @@ if TYPE_CHECKING:
 
 LIST = codec.LIST
 LOGS_KEPT = 1024
+PUSH_BATCH = log_limits.CHUNK_MAX_RECORDS
+"""Records per log append: a longer RPUSH is several appends (each atomic; another
+pusher's records may fall between them)."""
 
 
 class ListHead:
@@ -100,14 +106,20 @@ def head_of(current: Live) -> ListHead | None:
     return ListHead.from_bytes(current[0])
 
 
-async def read_head(core: Commands, key: str) -> ListHead | None:
+async def read_head(core: Commands, key: str, write: bool = False) -> ListHead | None:
+    """The list's head. For a read, through the cache. For a write (push, pop, trim) the
+    cache must be coherent across processes - a Redis cache is; the local cache is not,
+    and a push into a list another process deleted a moment ago would be acknowledged and
+    lost - so without a shared cache a write reads the head from the object store."""
+    if write and not core.ctx.cache.shared:
+        return head_of(await core.values.read_fresh(key))
     (current,) = await core.values.load(core.values.plan([key]))
     return head_of(current)
 
 
 async def make_head(core: Commands, key: str) -> ListHead:
     """The list's head, created (conditional create) if the key is missing."""
-    found = await read_head(core, key)
+    found = await read_head(core, key, write=True)
     if found is not None:
         return found
     fresh = ListHead.new(key)
@@ -165,11 +177,15 @@ def _push(core: Commands, args: list[bytes], create: bool) -> Op:
             head = await make_head(core, key)
             await _revive(core, key, head)
         else:
-            found = await read_head(core, key)
+            found = await read_head(core, key, write=True)
             if found is None or await core.lists.length(found) == 0:
                 return 0
             head = found
-        return await core.lists.of(head).append(LIST_LOG_KEY, items)
+        logs = core.lists.of(head)
+        length = 0
+        for i in range(0, len(items), PUSH_BATCH):  # a log chunk holds at most PUSH_BATCH
+            length = await logs.append(LIST_LOG_KEY, items[i : i + PUSH_BATCH])
+        return length
 
     return Op(run=run)
 
@@ -230,7 +246,7 @@ def ltrim(core: Commands, args: list[bytes]) -> Op:
     start, end = parse_int(args[1]), parse_int(args[2])
 
     async def run() -> Reply:
-        head = await read_head(core, key)
+        head = await read_head(core, key, write=True)
         if head is None:
             return OK
         logs = core.lists.of(head)
@@ -263,7 +279,7 @@ def lpop(core: Commands, args: list[bytes]) -> Op:
             raise err("value is out of range, must be positive")
 
     async def run() -> Reply:
-        head = await read_head(core, key)
+        head = await read_head(core, key, write=True)
         if head is None:
             return None
         if count == 0:

@@ -34,6 +34,7 @@ class LogCleanup:
     def __init__(self, ctx: StoreContext, reader: LogReader) -> None:
         self.ctx = ctx
         self.reader = reader
+        self._popped: dict[str, int] = {}  # records popped per log since its last cleanup
 
     async def _set_mark(self, directory: str, mark: int) -> None:
         path = directory + mark_name(mark)
@@ -67,7 +68,9 @@ class LogCleanup:
         Each record is claimed by the conditional create of the mark just past it, so two
         poppers never return the same record, in any number of processes. The records of
         one call are claimed one by one: a concurrent popper's records may interleave.
-        Costs a LIST and the reads of the records, then one conditional PUT per record."""
+        Costs a LIST and the reads of the records, then one conditional PUT per record;
+        every ``POP_CLEANUP_RECORDS`` records a process pops, two LISTs more and the
+        deletion of what is old enough (marks, popped chunks: ``MIN_AGE_MS``)."""
         directory = self.reader.dir(key)
         blob = self.ctx.blob
 
@@ -95,6 +98,11 @@ class LogCleanup:
                     mark = first + i + 1
             if mark:
                 self.ctx.state(LogWriters).forget(directory, mark)
+                popped = self._popped.get(directory, 0) + len(out)
+                self._popped[directory] = popped % limits.POP_CLEANUP_RECORDS
+                if popped >= limits.POP_CLEANUP_RECORDS:  # marks and popped chunks pile up:
+                    names = await self.reader.list_names(directory)  # drop the old ones
+                    await self.remove_superseded(directory, names, mark)
             return out
 
         return await self.ctx.commit([self.reader.plan_key(directory)], take)

@@ -33,3 +33,6 @@ REPLANS = 5
 same records are missing from every listing, reports them lost)."""
 REPLAN_PAUSE_S = 0.02
 """The first pause before listing again after a gap (doubling each time: 0.6 s in all)."""
+POP_CLEANUP_RECORDS = 256
+"""Every this many records a process pops from a log (Redis LPOP), it deletes the marks and
+chunks below the head that are old enough: each pop leaves a mark, and a plan lists them."""
