@@ -41,6 +41,7 @@ T = TypeVar("T")
 
 TOMBSTONE = b""  # cached "no such key"; never a valid envelope
 MAX_SWAP_ROUNDS = 64
+MAX_BACKOFF_S = 0.25  # the longest pause between two rounds of a contended swap
 PLANS_KEPT = 4096
 Plan = tuple[list[str], list[str], list[str]]  # names, object paths, cache keys
 
@@ -317,7 +318,9 @@ class Values:
                 return result
             ours = (result, new)
             self.ctx.stats.add("swap_conflicts")
-            await asyncio.sleep(random.uniform(0, 0.002 * (attempt + 1)))
+            # Exponential backoff with full jitter (capped): with a few processes on one key
+            # and slow requests, a fixed few-ms pause let one process lose 64 rounds.
+            await asyncio.sleep(random.uniform(0, min(MAX_BACKOFF_S, 0.002 * 2**attempt)))
         raise KVStoreError(
             f"gave up on key {key!r} after {MAX_SWAP_ROUNDS} conflicting concurrent writes"
         )

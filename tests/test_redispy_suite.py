@@ -102,6 +102,7 @@ SCOPE: dict[str, tuple[str, ...]] = {
         "zadd", "zrem", "zscore", "zincrby", "zcard", "zcount", "zrange", "zrangebyscore",
         "zrevrange", "zrevrangebyscore", "zrank", "zrevrank", "zremrangebyscore",
         "zremrangebyrank", "zpopmin", "zpopmax", "zmscore", "zlexcount", "zrangebylex",
+        "zrevrangebylex", "zremrangebylex", "zscan", "zscan_iter",
     ),
     "lists": ("rpush", "rpushx", "lrange", "llen", "lindex", "ltrim", "lpop"),
     # r.pipeline() / r.transaction(fn, *keys); the pipeline's own controls are below.
@@ -135,6 +136,7 @@ SERVER_COMMANDS: dict[str, tuple[str, ...]] = {
         "ZADD", "ZREM", "ZSCORE", "ZINCRBY", "ZCARD", "ZCOUNT", "ZRANGE", "ZRANGEBYSCORE",
         "ZREVRANGE", "ZREVRANGEBYSCORE", "ZRANK", "ZREVRANK", "ZREMRANGEBYSCORE",
         "ZREMRANGEBYRANK", "ZPOPMIN", "ZPOPMAX", "ZMSCORE", "ZLEXCOUNT", "ZRANGEBYLEX",
+        "ZREVRANGEBYLEX", "ZREMRANGEBYLEX", "ZSCAN",
     ),
     "lists": ("RPUSH", "RPUSHX", "LRANGE", "LLEN", "LINDEX", "LTRIM", "LPOP"),
     "pipelines": ("MULTI", "EXEC", "WATCH", "UNWATCH", "DISCARD"),
@@ -295,6 +297,10 @@ SELECTED: dict[str, dict[str, tuple[str, ...]]] = {
             "TestRedisCommands::test_sunionstore",
         ),
         "zsets": (
+            "TestRedisCommands::test_zscan",
+            "TestRedisCommands::test_zscan_iter",
+            "TestRedisCommands::test_zrevrangebylex",
+            "TestRedisCommands::test_zremrangebylex",
             "TestRedisCommands::test_zadd",
             "TestRedisCommands::test_zadd_nx",
             "TestRedisCommands::test_zadd_xx",
@@ -470,6 +476,10 @@ SELECTED: dict[str, dict[str, tuple[str, ...]]] = {
             "TestRedisCommands::test_sunionstore",
         ),
         "zsets": (
+            "TestRedisCommands::test_zscan",
+            "TestRedisCommands::test_zscan_iter",
+            "TestRedisCommands::test_zrevrangebylex",
+            "TestRedisCommands::test_zremrangebylex",
             "TestRedisCommands::test_zadd",
             "TestRedisCommands::test_zadd_nx",
             "TestRedisCommands::test_zadd_xx",
