@@ -42,11 +42,6 @@ TYPES = {name.encode(): kind for kind, name in codec.KIND_NAMES.items()}
 # -- existence, types ---------------------------------------------------------------------
 
 
-async def present(core: Commands, keys: list[str]) -> list[Live]:
-    """The live values of ``keys`` (cached reads); an empty list counts as missing."""
-    return await core.visible(keys)
-
-
 @command("TYPE", 2)
 def type_(core: Commands, args: list[bytes]) -> Op:
     def read(current: Live) -> Reply:  # an empty list is None here (core.Seen)
@@ -63,7 +58,7 @@ def exists(core: Commands, args: list[bytes]) -> Op:
 
     async def run() -> Reply:
         unique = list(dict.fromkeys(keys))
-        found = dict(zip(unique, await present(core, unique), strict=True))
+        found = dict(zip(unique, await core.visible(unique), strict=True))
         return sum(found[k] is not None for k in keys)
 
     return Op(run=run)
@@ -209,7 +204,7 @@ async def candidates(core: Commands, pattern: bytes) -> AsyncIterator[list[str]]
 
 
 async def live_keys(core: Commands, keys: list[str], kind: int | None) -> list[bytes]:
-    found = await present(core, keys)
+    found = await core.visible(keys)
     return [
         raw_key(k)
         for k, v in zip(keys, found, strict=True)
@@ -399,4 +394,4 @@ for _name in ("PUBLISH", "SUBSCRIBE", "PSUBSCRIBE", "SSUBSCRIBE", "UNSUBSCRIBE")
 _unsupported("MOVE", "use a namespace (kvstore.open(...).namespace(name))")
 _unsupported("SELECT", "use a namespace (kvstore.open(...).namespace(name))")
 
-__all__ = ["CommandError", "delete", "head_of", "present"]
+__all__ = ["CommandError", "delete", "head_of"]

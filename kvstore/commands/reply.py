@@ -11,7 +11,6 @@ what Redis would.
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
 from decimal import Decimal
 from typing import Any, Union
 
@@ -123,11 +122,3 @@ def fmt_incrbyfloat(value: float) -> bytes:
     if "." in text:
         text = text.rstrip("0").rstrip(".")
     return text.encode()
-
-
-def upper(raw: bytes) -> bytes:
-    return raw.upper()
-
-
-def options(args: Sequence[bytes]) -> list[bytes]:
-    return [a.upper() for a in args]
