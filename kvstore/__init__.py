@@ -13,19 +13,21 @@ from __future__ import annotations
 import os
 from typing import Any
 
-from .api import DEFAULT_CONCURRENCY, AsyncKVStore
+from .api import DEFAULT_CONCURRENCY, AsyncKVStore, Versioned
 from .artifacts import Artifact, ArtifactFile, AsyncArtifactReader
 from .blob import BlobStore, RetryPolicy, open_blob_store
 from .cache import Cache, LocalCache, NoCache, resolve_cache
 from .errors import (
     BackendError,
     ConfigurationError,
+    ConflictError,
     CorruptDataError,
     InvalidKeyError,
     InvalidValueError,
     KVStoreError,
     ResponseDecodeError,
     UnsupportedOperationError,
+    WrongTypeError,
 )
 from .stats import Stats
 from .sync import Artifacts, KVStore
@@ -48,6 +50,7 @@ __all__ = [
     "BlobStore",
     "Cache",
     "ConfigurationError",
+    "ConflictError",
     "CorruptDataError",
     "InvalidKeyError",
     "InvalidValueError",
@@ -60,6 +63,8 @@ __all__ = [
     "ResponseDecodeError",
     "RetryPolicy",
     "UnsupportedOperationError",
+    "Versioned",
+    "WrongTypeError",
     "open",
     "open_async",
 ]

@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import AsyncIterator, Callable, Iterable, Mapping, Sequence
-from typing import Any
+from typing import Any, NamedTuple
 
 from . import aio, codec
 from .artifacts import AsyncArtifacts
@@ -30,10 +30,19 @@ from .errors import (
 from .fsck import fsck as run_fsck
 from .keys import key_str
 from .logs import Logs
+from .sessions import AsyncSessions
 from .stats import Stats
 from .values import Values
 
 Result = bytes | str
+
+
+class Versioned(NamedTuple):
+    """A value and the version it was read at (:meth:`AsyncKVStore.get_versioned`)."""
+
+    value: Result
+    version: str
+
 
 DEFAULT_CACHE_TTL = 60.0
 
@@ -108,6 +117,9 @@ class AsyncKVStore:
         self._logs = Logs(_context)
         self.artifacts = AsyncArtifacts(_context)
         """Versioned artifacts: ``save``, ``load``, ``open``, ``versions``, ``list``, ``delete``."""
+        self.sessions = AsyncSessions(_context)
+        """Agent sessions: ``create``, ``get``, ``list``, ``append_event``, ``update_state``,
+        ``delete`` (and ``delete_user``, ``delete_app``)."""
 
     # -- construction, lifetime ------------------------------------------------------------
 
@@ -228,14 +240,41 @@ class AsyncKVStore:
         keepttl: bool = False,
         exat: Any = None,
         pxat: Any = None,
+        if_version: str | None = None,
     ) -> bool | None:
-        """Store ``value``; True, or None when the ``nx``/``xx`` condition was not met.
+        """Store ``value``; True, or None when a condition (``nx``, ``xx``, ``if_version``)
+        was not met.
 
         ``ex``/``px``: TTL in seconds/milliseconds (int, float or timedelta); ``exat``/
         ``pxat``: absolute Unix time; ``nx``: only if missing (atomic conditional create);
-        ``xx``: only if present; ``keepttl``: keep the current TTL.
+        ``xx``: only if present; ``keepttl``: keep the current TTL; ``if_version``: only
+        if the key is still at the version :meth:`get_versioned` returned - a
+        compare-and-swap, atomic across processes (one conditional PUT).
         """
-        return await self._values.set(key, value, ex, px, nx, xx, keepttl, exat, pxat)
+        return await self._values.set(
+            key, value, ex, px, nx, xx, keepttl, exat, pxat, if_version=if_version
+        )
+
+    async def get_versioned(self, key: str) -> Versioned | None:
+        """The value of ``key`` and its version, for a compare-and-swap with
+        ``set(key, new, if_version=version)``; None if the key is missing or expired.
+
+        One GET from the object store, never the cache: a version must be current. The
+        version is an opaque string that changes with every write of the key::
+
+            while True:
+                found = await store.get_versioned("counter")
+                n = int(found.value) + 1 if found else 0
+                if found is None:
+                    if await store.set("counter", n, nx=True):
+                        break
+                elif await store.set("counter", n, if_version=found.version):
+                    break
+        """
+        found = await self._values.get_versioned(key)
+        if found is None:
+            return None
+        return Versioned(self._result(found[0]), found[1])
 
     async def mset(self, mapping: Mapping[str, Any]) -> bool:
         """Store several values; each write is atomic, the batch as a whole is not."""
@@ -306,14 +345,53 @@ class AsyncKVStore:
 
     # -- logs (session histories) -----------------------------------------------------------
 
-    async def append(self, key: str, *values: Any) -> int:
+    async def append(self, key: str, *values: Any, expect_next: int | None = None) -> int:
         """Append records to the log ``key``; returns its new length (Redis RPUSH).
 
         Durable on return (one object PUT; concurrent appends from this process share it).
         Safe with any number of writers in any number of processes: no record is lost or
         doubled, and each writer's records keep their order.
+
+        ``expect_next``: a conditional append - only if the first record gets exactly this
+        sequence number (the log's :meth:`next_seq`; for a log never trimmed, its length),
+        else :class:`~kvstore.errors.ConflictError` and nothing is written. Of writers
+        racing with the same ``expect_next``, exactly one wins. One request when this
+        process knows the log's tail (it appended or read the log in the last minute),
+        else a LIST first.
         """
-        return await self._logs.append(key_str(key), values)
+        return await self._logs.append(key_str(key), values, expect_next)
+
+    async def extend(
+        self, key: str, values: Sequence[Any], *, expect_next: int | None = None
+    ) -> range:
+        """Append ``values`` (a sequence) like :meth:`append`, and return the sequence
+        numbers they got, as a ``range``. Sequence numbers are absolute: they never change
+        and are never reused, whatever is trimmed or appended later."""
+        if isinstance(values, (str, bytes, bytearray, memoryview)) or not isinstance(
+            values, Sequence
+        ):
+            raise ConfigurationError("extend takes a list of values")
+        return await self._logs.extend(key_str(key), values, expect_next)
+
+    async def range_from(
+        self, key: str, seq: int = 0, count: int | None = None
+    ) -> list[tuple[int, Result]]:
+        """``(sequence number, record)`` pairs of the log from sequence number ``seq`` on
+        (from the first live record if ``seq`` was trimmed), at most ``count``. Reads only
+        the objects that hold them; cached like :meth:`range`."""
+        first, records = await self._logs.read_from(key_str(key), seq, count)
+        return [(first + i, self._result(r)) for i, r in enumerate(records)]
+
+    async def next_seq(self, key: str) -> int:
+        """The sequence number the log's next record will get (0 for a new log): what a
+        conditional append passes as ``expect_next``. From the cached plan."""
+        return (await self._logs.bounds(key_str(key)))[1]
+
+    async def settle(self, key: str) -> int:
+        """Cover the log's young chunks with segments now (writers do it by themselves
+        when idle; see README "Logs"), so a cold read costs a LIST and a GET per 1024
+        records; returns the segments written. Deletes nothing young."""
+        return await self._logs.settle(key_str(key))
 
     async def range(self, key: str, start: int = 0, end: int = -1) -> list[Result]:
         """Records ``start..end`` of the log, inclusive, negative from the end, clamped

@@ -109,6 +109,9 @@ class Resources:
         self.identified = not (cache.shared and blob.atomic_create)
         self.states: dict[type, Any] = {}
         self.background: set[asyncio.Task[Any]] = set()
+        self.finishing: set[asyncio.Task[Any]] = set()  # run to their end on close
+        self.sleepers: set[asyncio.Future[None]] = set()  # woken by close
+        self.closing = False
 
     async def identify(self) -> None:
         """Learn the store's id (one GET; one conditional PUT more the first time a store
@@ -139,7 +142,9 @@ class Resources:
         return text
 
     async def close(self) -> None:
+        self.closing = True
         await self.stop_background()
+        self.closing = False  # the store may be used again (it reconnects)
         await self.blob.close()
         await self.cache.close()
 
@@ -148,6 +153,12 @@ class Resources:
         them to unwind; each must leave its data consistent when interrupted."""
         here: list[asyncio.Task[Any]] = []
         loop = asyncio.get_running_loop()
+        for sleeper in list(self.sleepers):  # settles waiting for idleness: now
+            if not sleeper.done() and not sleeper.get_loop().is_closed():
+                sleeper.get_loop().call_soon_threadsafe(_wake, sleeper)
+        finishing = [t for t in self.finishing if not t.done() and t.get_loop() is loop]
+        if finishing:
+            await asyncio.wait(finishing, timeout=_STOP_WAIT_S)
         for task in list(self.background):
             if task.done():
                 continue
@@ -159,6 +170,11 @@ class Resources:
                     task.get_loop().call_soon_threadsafe(task.cancel)
         if here:
             await asyncio.wait(here, timeout=_STOP_WAIT_S)
+
+
+def _wake(sleeper: asyncio.Future[None]) -> None:
+    if not sleeper.done():
+        sleeper.set_result(None)
 
 
 def _prefix(identity: str) -> str:
@@ -211,13 +227,34 @@ class StoreContext:
         for path in paths:
             self.blob.check_path(path)
 
-    def spawn(self, coro: Coroutine[Any, Any, T]) -> asyncio.Task[T]:
+    def spawn(self, coro: Coroutine[Any, Any, T], *, finish: bool = False) -> asyncio.Task[T]:
         """Start background work that ``close()`` cancels (it must leave data consistent
-        when interrupted); its exception is retrieved, never raised."""
+        when interrupted); its exception is retrieved, never raised. ``finish``: close()
+        first wakes it from :meth:`idle` and waits for it (at most 10 s) - work worth
+        finishing before the process goes (settling a log)."""
         task = aio.detach(coro)
-        self.resources.background.add(task)
-        task.add_done_callback(self.resources.background.discard)
+        resources = self.resources
+        resources.background.add(task)
+        task.add_done_callback(resources.background.discard)
+        if finish:
+            resources.finishing.add(task)
+            task.add_done_callback(resources.finishing.discard)
         return task
+
+    async def idle(self, seconds: float) -> None:
+        """Sleep ``seconds``, or less: the store's close() wakes every idle sleeper."""
+        resources = self.resources
+        if resources.closing:
+            return
+        loop = asyncio.get_running_loop()
+        sleeper: asyncio.Future[None] = loop.create_future()
+        timer = loop.call_later(seconds, _wake, sleeper)
+        resources.sleepers.add(sleeper)
+        try:
+            await sleeper
+        finally:
+            timer.cancel()
+            resources.sleepers.discard(sleeper)
 
     # -- cache plumbing: failures never reach the caller -----------------------------------
 

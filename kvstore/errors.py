@@ -9,6 +9,7 @@ plain Python keeps working.
 from __future__ import annotations
 
 from collections.abc import Iterator
+from typing import Any
 
 
 class KVStoreError(Exception):
@@ -64,6 +65,32 @@ class ResponseDecodeError(KVStoreError, ValueError):
     ``decode_responses=True``; nothing is lost - read it with ``decode_responses=False``."""
 
 
+class ConflictError(KVStoreError):
+    """A conditional write's condition did not hold: an append whose ``expect_next`` was
+    not the log's next sequence number, a session event whose ``expect_last`` was stale.
+    Nothing was written. ``expected`` is what the caller gave, ``actual`` what the store
+    holds (when it is known)."""
+
+    def __init__(self, message: str, *, expected: Any = None, actual: Any = None) -> None:
+        super().__init__(message)
+        self.expected = expected
+        self.actual = actual
+
+
+class NotFoundError(KVStoreError, LookupError):
+    """What a call needs does not exist (a session to append to); nothing was changed."""
+
+
+class SessionExistsError(ConflictError):
+    """``sessions.create`` of an id that is taken; nothing was changed."""
+
+
+class StaleSessionError(ConflictError):
+    """An event appended with ``expect_last`` to a session that has moved on (another
+    writer appended since the caller read it); nothing was written. Read the session
+    again, then retry."""
+
+
 class BackendError(KVStoreError):
     """The object store failed; names the URL and the operation and chains the cause."""
 
@@ -89,11 +116,15 @@ def causes(exc: BaseException) -> Iterator[BaseException]:
 __all__ = [
     "BackendError",
     "ConfigurationError",
+    "ConflictError",
     "CorruptDataError",
     "InvalidKeyError",
     "InvalidValueError",
     "KVStoreError",
+    "NotFoundError",
     "ResponseDecodeError",
+    "SessionExistsError",
+    "StaleSessionError",
     "UnsupportedOperationError",
     "WrongTypeError",
 ]

@@ -17,6 +17,11 @@ path (below the store root)                         object
 ``{base}list/{enc(key)}/{inc}/log/items~/…``       a Redis list's records: a log (above) per
                                                     incarnation ``inc`` named by the list's
                                                     value object (type ``list``)
+``{base}ses/{enc(app)}/app``                         an app's state (``app:`` keys)
+``{base}ses/{enc(app)}/user/{enc(user)}``           a user's state in an app (``user:`` keys)
+``{base}ses/{enc(app)}/head/{enc(user)}/{enc(id)}`` a session's head: metadata, session state
+``{base}ses/{enc(app)}/ev/{enc(user)}/{enc(id)}/``  a session's events: a log (above) per
+``{inc}/log/events~/…``                             incarnation ``inc`` named by the head
 ``{base}`` = ``""`` or ``ns/{enc(ns)}/`` (nested)   a namespace: the same layout inside
 ==================================================  ===========================================
 
@@ -44,6 +49,9 @@ ARTIFACTS = "art/"
 PARTS = "artpart/"
 NAMESPACES = "ns/"
 LISTS = "list/"
+SESSIONS = "ses/"
+SESSION_EVENTS_KEY = "events"
+"""The key of a session's event log inside its incarnation's layout."""
 LIST_LOG_KEY = "items"
 """The key of a list's log inside its incarnation's layout."""
 INCARNATION_CHARS = 16  # secrets.token_hex(8)
@@ -198,6 +206,74 @@ class Layout:
             return decode_name(encoded + "~"), incarnation
         except ValueError:
             return None
+
+    # sessions
+
+    def session_app(self, app: str) -> str:
+        """The directory of everything one app's sessions keep."""
+        return f"{self.base}{SESSIONS}{encode_name(app, 'app')}/"
+
+    def app_state(self, app: str) -> str:
+        return self.session_app(app) + "app"
+
+    def user_state(self, app: str, user: str) -> str:
+        return f"{self.session_app(app)}user/{encode_name(user, 'user')}"
+
+    def user_states(self, app: str) -> str:
+        return self.session_app(app) + "user/"
+
+    def session_head(self, app: str, user: str, session_id: str) -> str:
+        return f"{self.session_heads(app, user)}{encode_name(session_id, 'session id')}"
+
+    def session_heads(self, app: str, user: str | None = None) -> str:
+        """The listing prefix of the heads of one user's sessions (or all the app's)."""
+        below = "" if user is None else encode_name(user, "user") + "/"
+        return f"{self.session_app(app)}head/{below}"
+
+    def parse_session_head(self, app: str, path: str) -> tuple[str, str] | None:
+        """(user, session id) of a head path listed below :meth:`session_heads`; None if
+        foreign."""
+        rest = path[len(self.session_heads(app)) :]
+        user, sep, session_id = rest.partition("~/")
+        if not sep:
+            return None
+        try:
+            return decode_name(user + "~"), decode_name(session_id)
+        except ValueError:
+            return None
+
+    def session_events(self, app: str, user: str, session_id: str, incarnation: str) -> Layout:
+        """The layout inside which one incarnation of a session keeps its events, as the
+        log :data:`SESSION_EVENTS_KEY`. A session deleted and created again gets a new
+        incarnation: an append that raced the delete can never reach the new session."""
+        if len(incarnation) != INCARNATION_CHARS or not incarnation.isalnum():
+            raise ValueError(f"not a session incarnation: {incarnation!r}")
+        return Layout(f"{self.session_events_area(app, user, session_id)}{incarnation}/")
+
+    def parse_session_events(self, app: str, path: str) -> tuple[str, str] | None:
+        """(user, session id) of a path below :meth:`session_events_area` of the app;
+        None if foreign."""
+        rest = path[len(self.session_events_area(app)) :]
+        user, sep, more = rest.partition("~/")
+        session_id, sep2, _ = more.partition("~/")
+        if not sep or not sep2:
+            return None
+        try:
+            return decode_name(user + "~"), decode_name(session_id + "~")
+        except ValueError:
+            return None
+
+    def session_events_area(
+        self, app: str, user: str | None = None, session_id: str | None = None
+    ) -> str:
+        """The prefix of the events of one session (every incarnation), one user's
+        sessions, or all the app's."""
+        path = f"{self.session_app(app)}ev/"
+        if user is not None:
+            path += encode_name(user, "user") + "/"
+            if session_id is not None:
+                path += encode_name(session_id, "session id") + "/"
+        return path
 
     # values
 

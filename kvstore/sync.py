@@ -23,6 +23,7 @@ from .api import AsyncKVStore, Result, flatten
 from .artifacts import ArtifactFile, AsyncArtifacts
 from .codec import Live
 from .portal import Portal, portal
+from .sessions import AsyncSessions
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -85,6 +86,23 @@ class Artifacts(_Face[AsyncArtifacts]):
         return repr(self._core).replace("AsyncArtifacts", "Artifacts", 1)
 
 
+class Sessions(_Face[AsyncSessions]):
+    """Agent sessions, blocking: ``store.sessions``. See :mod:`kvstore.sessions`."""
+
+    artifact_name = staticmethod(AsyncSessions.artifact_name)
+    create = _blocking(AsyncSessions.create)
+    get = _blocking(AsyncSessions.get)
+    list = _blocking(AsyncSessions.list)
+    append_event = _blocking(AsyncSessions.append_event)
+    update_state = _blocking(AsyncSessions.update_state)
+    delete = _blocking(AsyncSessions.delete)
+    delete_user = _blocking(AsyncSessions.delete_user)
+    delete_app = _blocking(AsyncSessions.delete_app)
+
+    def __repr__(self) -> str:
+        return repr(self._core).replace("AsyncSessions", "Sessions", 1)
+
+
 class KVStore(_Face[AsyncKVStore]):
     """The value API, blocking. Use ``kvstore.open``; ``with`` closes it.
 
@@ -95,6 +113,9 @@ class KVStore(_Face[AsyncKVStore]):
         super().__init__(core)
         self.artifacts = Artifacts(core.artifacts)
         """Versioned artifacts: ``save``, ``load``, ``open``, ``versions``, ``list``, ``delete``."""
+        self.sessions = Sessions(core.sessions)
+        """Agent sessions: ``create``, ``get``, ``list``, ``append_event``, ``update_state``,
+        ``delete`` (and ``delete_user``, ``delete_app``)."""
 
     @property
     def url(self) -> str:
@@ -172,4 +193,9 @@ class KVStore(_Face[AsyncKVStore]):
     length = _blocking(AsyncKVStore.length)
     trim = _blocking(AsyncKVStore.trim)
     compact = _blocking(AsyncKVStore.compact)
+    get_versioned = _blocking(AsyncKVStore.get_versioned)
+    extend = _blocking(AsyncKVStore.extend)
+    range_from = _blocking(AsyncKVStore.range_from)
+    next_seq = _blocking(AsyncKVStore.next_seq)
+    settle = _blocking(AsyncKVStore.settle)
     fsck = _blocking(AsyncKVStore.fsck)

@@ -11,6 +11,11 @@ guarantees table):
   ``expire``, ``pexpire`` and ``persist`` read the object, then write it back with a
   compare-and-swap on the version they read (S3 If-Match, GCS generation, local flock),
   retrying on conflict, so they never undo a concurrent write.
+* **Versioned reads, compare-and-swap writes.** :meth:`Values.get_versioned` returns a
+  value with its version (the object's tag: S3 ETag, GCS generation, local disk's inode,
+  mtime, size and head checksum - always different after a write, as every envelope holds a
+  random nonce); ``set(..., if_version=v)`` writes only while the object is still that
+  version (one conditional PUT), atomically across processes.
 * **Expiry is exact.** An expired value is invisible at once (it is stored with its absolute
   expiry and checked on every read); ``purge_expired`` deletes expired objects for good.
 * **Verified reads.** Every object is checksummed; a bad one raises CorruptDataError.
@@ -34,7 +39,7 @@ from . import aio, codec
 from .blob.base import AmbiguousWriteError, Blob
 from .context import Loaded, StoreContext
 from .convert import duration_ms, expiry_from_args, to_bytes
-from .errors import ConfigurationError, CorruptDataError, KVStoreError
+from .errors import ConfigurationError, CorruptDataError, KVStoreError, WrongTypeError
 from .keys import key_str
 
 T = TypeVar("T")
@@ -190,7 +195,7 @@ class Values:
         ctx = self.ctx
         if not ctx.identified:  # the plan's cache keys were made with the name's prefix
             await ctx.ready()
-            plan, known = self.plan(plan[0]), None
+            plan, known = self.plan_at(plan[0], plan[1]), None
         keys, paths, cache_keys = plan
 
         async def fetch(misses: list[int]) -> list[Loaded[codec.Live | None]]:
@@ -339,7 +344,13 @@ class Values:
         (:class:`KnownVersions`). Durable on return; the cache entry is invalidated.
         """
         name = key_str(key)
-        path = self.path(name)
+        return await self.update_at(name, self.path(name), change)
+
+    async def update_at(
+        self, name: str, path: str, change: Callable[[codec.Live | None], tuple[T, Change]]
+    ) -> T:
+        """:meth:`update` of the object at ``path`` (a model's own object, e.g. a session's
+        head, made by :mod:`kvstore.layout`); ``name`` is what errors call it."""
         where = self.ctx.where(path)
 
         def decide(stored: Blob | None, live: codec.Envelope | None) -> tuple[T, bytes | None]:
@@ -366,6 +377,32 @@ class Values:
                 return await self._swap(name, path, decide)
 
         return await self.ctx.commit([path], swap)
+
+    async def get_versioned(self, key: str) -> tuple[bytes, str] | None:
+        """(the string value of ``key``, its version) from the object store itself: one
+        GET, never the cache (a version is only useful if it is current). None if the key
+        is missing or expired; WrongTypeError on another type. The version is remembered,
+        so a ``set(..., if_version=)`` right after it is one conditional PUT."""
+        name = key_str(key)
+        path = self.path(name)
+        stored, live = await self._read_current(name, path)
+        self.ctx.state(KnownVersions).remember(path, stored)
+        if stored is None or live is None:
+            return None
+        if codec.kind_of(live, key=name, path=self.ctx.where(path)) != codec.STRING:
+            raise WrongTypeError()
+        return live.payload, stored.tag
+
+    async def read_at(self, name: str, path: str) -> bytes | None:
+        """The live payload of the object at ``path`` from the object store itself (one
+        GET, no cache); ``name`` is what errors call it."""
+        _, live = await self._read_current(name, path)
+        return None if live is None else live.payload
+
+    def plan_at(self, names: Sequence[str], paths: Sequence[str]) -> Plan:
+        """A read plan for objects at given paths (a model's own), for :meth:`load`."""
+        prefix = self.ctx.cache_prefix
+        return list(names), list(paths), [prefix + p for p in paths]
 
     async def read_fresh(self, key: str) -> codec.Live | None:
         """The live value of ``key`` from the object store itself (one GET; no cache, no
@@ -395,11 +432,21 @@ class Values:
         keepttl: bool = False,
         exat: Any = None,
         pxat: Any = None,
+        if_version: str | None = None,
     ) -> bool | None:
         name = key_str(key)
         payload = to_bytes(value)
         if nx and xx:
             raise ConfigurationError("nx and xx are mutually exclusive")
+        if if_version is not None:
+            if not isinstance(if_version, str) or not if_version:
+                raise ConfigurationError(
+                    f"if_version must be a version string from get_versioned, not {if_version!r}"
+                )
+            if nx:
+                raise ConfigurationError(
+                    "if_version and nx are mutually exclusive (nx: only if missing)"
+                )
         expiry_given = any(v is not None for v in (ex, px, exat, pxat))
         if keepttl and expiry_given:
             raise ConfigurationError("keepttl cannot be combined with ex, px, exat or pxat")
@@ -407,7 +454,7 @@ class Values:
         path = self.path(name)
         data = codec.encode(payload, expires_at_ms=expires, bind=path)
         blob = self.ctx.blob
-        if not (nx or xx or keepttl):
+        if not (nx or xx or keepttl or if_version):
             known = self.ctx.state(KnownVersions)
 
             async def put() -> None:
@@ -423,6 +470,10 @@ class Values:
             if stored is not None and stored.data == data:
                 return True, None  # our own write, applied by an ambiguous retry
             if (nx and live is not None) or (xx and live is None):
+                return None, None
+            if if_version is not None and (
+                live is None or stored is None or stored.tag != if_version
+            ):
                 return None, None
             if keepttl and live is not None:
                 return True, codec.with_expiry(data, live.expires_at_ms)

@@ -1,6 +1,8 @@
 """The layering of docs/architecture.md, checked: no import cycle inside kvstore/, and each
 data model imports only the store context and the layers below it - never a face, a
-server, the command line or another data model."""
+server, the command line or another data model. Composed models (sessions) build on the
+data models' classes: they import models, never a face or the command layer, and no data
+model imports them."""
 
 from __future__ import annotations
 
@@ -24,6 +26,7 @@ FACES = {
     "kvstore.redis_lock",
 }
 COMMANDS = "kvstore.commands"  # the command layer: above the models, below the faces
+COMPOSED = {"kvstore.sessions"}  # models made of models: above them, below the faces
 
 
 def _module(path: Path) -> str:
@@ -72,6 +75,30 @@ def test_a_data_model_imports_only_the_context_and_below(path: Path) -> None:
 def test_a_data_model_never_imports_the_command_layer(path: Path) -> None:
     for target in _imports(path):
         assert not target.startswith(COMMANDS), f"{_module(path)} imports {target}"
+
+
+def _composed(module: str) -> bool:
+    return any(module == c or module.startswith(c + ".") for c in COMPOSED)
+
+
+COMPOSED_MODULES = [p for p in MODULES if _composed(_module(p))]
+
+
+@pytest.mark.parametrize("path", MODEL_MODULES, ids=lambda p: _module(p))
+def test_a_data_model_never_imports_a_composed_model(path: Path) -> None:
+    for target in _imports(path):
+        assert not _composed(target), f"{_module(path)} imports {target}"
+
+
+@pytest.mark.parametrize("path", COMPOSED_MODULES, ids=lambda p: _module(p))
+def test_a_composed_model_imports_models_never_a_face_or_the_commands(path: Path) -> None:
+    for target in _imports(path):
+        assert target not in FACES, f"{_module(path)} imports {target} (a face)"
+        assert not target.startswith(COMMANDS), f"{_module(path)} imports {target}"
+
+
+def test_the_composed_list_is_not_vacuous() -> None:
+    assert {_module(p) for p in COMPOSED_MODULES} >= {"kvstore.sessions.store"}
 
 
 COMMAND_MODULES = [p for p in MODULES if _module(p).startswith(COMMANDS)]

@@ -42,6 +42,13 @@ CACHES = (None, "local")
 MIN_AGE = logs_module.limits.MIN_AGE_MS
 
 
+@pytest.fixture(autouse=True)
+def _no_settling(monkeypatch: pytest.MonkeyPatch) -> None:
+    """These tests check the objects appends, trims and compactions leave; settling (which
+    adds segments over young chunks) has its own tests in tests/test_log_settle.py."""
+    monkeypatch.setattr(logs_module.limits, "SETTLE", False)
+
+
 class ScaledClock:
     """Real time running ``speed`` times faster: chunks grow old within seconds, while the
     ordering the design relies on (a writer's tail is younger than TAIL_REFRESH_MS, chunks

@@ -42,13 +42,40 @@ class Logs:
     """The log commands of one store view (a namespace or the root)."""
 
     def __init__(self, ctx: StoreContext) -> None:
+        self.ctx = ctx
         self.reader = LogReader(ctx)
         self.cleanup = LogCleanup(ctx, self.reader)
         self.compactor = Compactor(ctx, self.reader, self.cleanup)
         self.writer = LogWriter(ctx, self.reader, self.compactor)
+        self.reader.on_scattered = self.compactor.settle_soon
 
-    async def append(self, key: str, values: Sequence[Any]) -> int:
-        return await self.writer.append(key, values)
+    async def append(self, key: str, values: Sequence[Any], expect_next: int | None = None) -> int:
+        """RPUSH: the log's length after the records."""
+        return (await self.writer.append(key, values, expect_next))[1]
+
+    async def extend(
+        self, key: str, values: Sequence[Any], expect_next: int | None = None
+    ) -> range:
+        """The sequence numbers the records got."""
+        first, _ = await self.writer.append(key, values, expect_next)
+        return range(first, first + len(values))
+
+    async def read_from(
+        self, key: str, seq: int, count: int | None = None
+    ) -> tuple[int, list[bytes]]:
+        return await self.reader.read_from(key, seq, count)
+
+    async def bounds(self, key: str) -> tuple[int, int]:
+        return await self.reader.bounds(key)
+
+    async def settle(self, key: str) -> int:
+        """Cover the log's young chunks with segments now; returns segments written."""
+        directory = self.reader.dir(key)
+
+        async def run() -> int:
+            return await self.compactor.settle(key, directory)
+
+        return await self.ctx.commit([self.reader.plan_key(directory)], run)
 
     async def range(self, key: str, start: int, end: int) -> list[bytes]:
         return await self.reader.range(key, start, end)

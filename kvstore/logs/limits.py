@@ -36,3 +36,17 @@ REPLAN_PAUSE_S = 0.02
 POP_CLEANUP_RECORDS = 256
 """Every this many records a process pops from a log (Redis LPOP), it deletes the marks and
 chunks below the head that are old enough: each pop leaves a mark, and a plan lists them."""
+SETTLE = True
+"""Writers cover the young chunks they leave with segments (see Compactor.settle)."""
+SETTLE_DELAY_S = 0.5
+"""A writer settles a log once it has been idle this long after its last chunk ..."""
+SETTLE_CHUNKS = 32
+"""... or at once after leaving this many chunks."""
+SETTLE_RECORDS = 1024
+"""A settled segment holds at most this many records (a longer log gets several): each
+settle rewrites the last one, so this bounds what one settle writes."""
+SETTLE_BYTES = 1 << 20
+"""... and at most this many bytes of records (before compression)."""
+SETTLE_READ_CHUNKS = 16
+"""A read that needed this many chunks settles the log in the background (a writer that
+died before settling leaves them behind)."""

@@ -14,7 +14,7 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 from .. import codec
 from ..context import Loaded, StoreContext, each
@@ -30,6 +30,7 @@ from .model import (
     normalise,
     shortfall,
 )
+from .state import LogWriters
 
 
 class LogReader:
@@ -37,6 +38,9 @@ class LogReader:
 
     def __init__(self, ctx: StoreContext) -> None:
         self.ctx = ctx
+        self.on_scattered: Callable[[str, str], None] | None = None
+        """Called (key, directory) after a read that needed ``limits.SETTLE_READ_CHUNKS``
+        chunks or more: the log wants settling (see :mod:`kvstore.logs.compaction`)."""
 
     def dir(self, key: str) -> str:
         """The log's directory (relative to the store root), ending in '/'."""
@@ -85,29 +89,17 @@ class LogReader:
         for attempt in range(limits.REPLANS):
             if gaps:  # let a compaction that raced the listing finish
                 await asyncio.sleep(limits.REPLAN_PAUSE_S * 2**attempt)
+            listed = self.ctx.clock()  # the tail is known as of the listing
             names = await self.list_names(directory)
             try:
-                mark, pieces = cover(names)
+                plan = await self.plan_of(key, directory, names, found)
             except Replan as gap:
-                self.ctx.stats.add("log.replans")
                 gaps.append((gap.start, gap.end))
                 continue
-            tail = mark
-            if pieces:
-                last = pieces[-1]
-                if last.end is None:
-                    # One ranged read: the count from the header, the records too if small.
-                    path = directory + last.name
-                    head = await self.ctx.blob.get_head(path, limits.TAIL_READ_BYTES)
-                    if head is None:
-                        self.ctx.stats.add("log.replans")
-                        continue
-                    count = codec.peek_count(head.data, key=key, path=self.ctx.where(path))
-                    pieces[-1] = Piece(last.name, last.start, last.start + count)
-                    if len(head.data) < limits.TAIL_READ_BYTES:  # the whole chunk
-                        await self._keep_tail(key, path, head.data, last.name, found)
-                tail = max(mark, pieces[-1].end or mark)
-            return Plan(mark, tuple(pieces), tail, tuple(names))
+            if plan is None:
+                continue
+            self.ctx.state(LogWriters).learn(directory, plan.tail, plan.first, listed)
+            return plan
         if len(gaps) == limits.REPLANS and len(set(gaps)) == 1:
             start, end = gaps[0]
             raise CorruptDataError(
@@ -119,6 +111,38 @@ class LogReader:
                 path=self.ctx.where(directory),
             )
         raise KVStoreError(f"log {key!r} kept changing while it was being listed; try again")
+
+    async def plan_of(
+        self,
+        key: str,
+        directory: str,
+        names: Sequence[str],
+        found: dict[str, codec.Envelope] | None = None,
+    ) -> Plan | None:
+        """The plan of a listing (``names``, relative to the log's directory): the pieces,
+        and the tail chunk's count from one ranged read. Raises Replan on a gap; None if
+        the tail chunk vanished meanwhile (list again)."""
+        try:
+            mark, pieces = cover(names)
+        except Replan:
+            self.ctx.stats.add("log.replans")
+            raise
+        tail = mark
+        if pieces:
+            last = pieces[-1]
+            if last.end is None:
+                # One ranged read: the count from the header, the records too if small.
+                path = directory + last.name
+                head = await self.ctx.blob.get_head(path, limits.TAIL_READ_BYTES)
+                if head is None:
+                    self.ctx.stats.add("log.replans")
+                    return None
+                count = codec.peek_count(head.data, key=key, path=self.ctx.where(path))
+                pieces[-1] = Piece(last.name, last.start, last.start + count)
+                if len(head.data) < limits.TAIL_READ_BYTES:  # the whole chunk
+                    await self._keep_tail(key, path, head.data, last.name, found)
+            tail = max(mark, pieces[-1].end or mark)
+        return Plan(mark, tuple(pieces), tail, tuple(names))
 
     async def _keep_tail(
         self, key: str, path: str, data: bytes, name: str, found: dict[str, codec.Envelope] | None
@@ -196,11 +220,43 @@ class LogReader:
     async def read(
         self, key: str, start: int, end: int, fresh: bool = False
     ) -> tuple[int, list[bytes]]:
-        """(the sequence number of the first record returned, records ``start..end``);
-        ``fresh``: plan from a new listing, not the cached plan."""
+        """(the sequence number of the first record returned, records ``start..end``:
+        Redis LRANGE indices from the first live record); ``fresh``: plan from a new
+        listing, not the cached plan."""
         for name, value in (("start", start), ("end", end)):
             if isinstance(value, bool) or not isinstance(value, int):
                 raise ConfigurationError(f"{name} must be an int, not {value!r}")
+
+        def window(plan: Plan) -> tuple[int, int] | None:
+            found = normalise(start, end, plan.length)
+            return None if found is None else (plan.first + found[0], plan.first + found[1])
+
+        return await self._read(key, window, fresh)
+
+    async def read_from(
+        self, key: str, seq: int, count: int | None = None
+    ) -> tuple[int, list[bytes]]:
+        """(the sequence number of the first record returned, the records from sequence
+        number ``seq`` on - from the first live one if ``seq`` was trimmed - at most
+        ``count`` of them)."""
+        for name, value in (("seq", seq), ("count", 0 if count is None else count)):
+            if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+                raise ConfigurationError(f"{name} must be an int >= 0, not {value!r}")
+
+        def window(plan: Plan) -> tuple[int, int] | None:
+            lo = max(seq, plan.first)
+            hi = plan.tail if count is None else min(plan.tail, lo + count)
+            return (lo, hi) if lo < hi else None
+
+        return await self._read(key, window, False)
+
+    async def _read(
+        self,
+        key: str,
+        window: Callable[[Plan], tuple[int, int] | None],
+        fresh: bool,
+    ) -> tuple[int, list[bytes]]:
+        """Records ``[lo, hi)`` by sequence number, ``window(plan)`` giving them."""
         directory = self.dir(key)
         known: dict[str, codec.Envelope] = {}  # immutable objects: kept across re-plans
         gaps: list[tuple[int, int] | None] = []  # per torn attempt: records no object held
@@ -208,10 +264,10 @@ class LogReader:
             if gaps:  # let a compaction that raced the listing finish
                 await asyncio.sleep(limits.REPLAN_PAUSE_S * 2**attempt)
             plan = await self.plan(key, directory, fresh, known)
-            window = normalise(start, end, plan.length)
-            if window is None:
+            wanted_range = window(plan)
+            if wanted_range is None:
                 return plan.first, []
-            lo, hi = plan.first + window[0], plan.first + window[1]
+            lo, hi = wanted_range
             pieces = [p for p in plan.pieces if p.start < hi and (p.end or hi) > lo]
             wanted = [p for p in pieces if p.name not in known and not p.lost]
             for piece, env in zip(wanted, await self.fetch(key, directory, wanted), strict=True):
@@ -233,6 +289,12 @@ class LogReader:
                     key=key,
                     path=self.ctx.where(directory + lost.name),
                 )
+            if (
+                self.on_scattered is not None
+                and limits.SETTLE
+                and sum(not p.segment for p in pieces) >= limits.SETTLE_READ_CHUNKS
+            ):
+                self.on_scattered(key, directory)
             out: list[bytes] = []
             for piece, env in zip(pieces, envs, strict=True):
                 assert env is not None
@@ -255,6 +317,12 @@ class LogReader:
 
     async def length(self, key: str) -> int:
         return (await self.plan(key, self.dir(key))).length
+
+    async def bounds(self, key: str) -> tuple[int, int]:
+        """(the sequence number of the first live record, the next one to be assigned)
+        from the cached plan."""
+        plan = await self.plan(key, self.dir(key))
+        return plan.first, plan.tail
 
     async def live_keys(self, prefix: object) -> list[str]:
         """Keys of the logs that hold records, from one listing of the log area (plus, for

@@ -3,9 +3,20 @@
 from __future__ import annotations
 
 import asyncio
+from dataclasses import dataclass
 from typing import Any
 
 from . import limits
+
+
+@dataclass(slots=True)
+class Pending:
+    """One append waiting for its chunk: its records, its caller's future (resolved with
+    the first record's sequence number and the log's length after it), its condition."""
+
+    records: list[bytes]
+    done: asyncio.Future[tuple[int, int]]
+    expect_next: int | None = None
 
 
 class Writer:
@@ -15,8 +26,10 @@ class Writer:
         self.tail: int | None = None
         self.first = 0
         self.checked_ms = 0
-        self.queue: list[tuple[list[bytes], asyncio.Future[int]]] = []
+        self.queue: list[Pending] = []
         self.busy = False
+        self.unsettled = 0  # chunks written since this writer's last settle
+        self.settling: asyncio.Task[Any] | None = None  # its settle, pending or running
         self.written: list[int] = []  # dates of chunks written since compaction, ascending
         self.compacting: asyncio.Task[Any] | None = None  # this log's automatic compaction
 
@@ -39,6 +52,20 @@ class LogWriters:
                     del writers[k]
             writer = writers[loop_key] = Writer()
         return writer
+
+    def learn(self, directory: str, tail: int, first: int, listed_ms: int) -> None:
+        """A listing made at ``listed_ms`` (this process's clock) found the log's tail at
+        ``tail``: this process's appender may use it like its own refresh, so an append
+        right after a read (a conditional one above all) costs no second LIST."""
+        try:
+            writer = self.get(directory)
+        except RuntimeError:  # no running loop
+            return
+        if writer.busy or (writer.tail is not None and writer.tail >= tail):
+            return
+        writer.tail = tail
+        writer.first = first
+        writer.checked_ms = listed_ms
 
     def forget(self, directory: str, first: int) -> None:
         """The log now starts at ``first``: this process's appenders count lengths from

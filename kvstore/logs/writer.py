@@ -10,8 +10,19 @@
   flight, go into the next chunk together. A lone writer's append costs one PUT; its tail is
   kept in memory (no LIST), and re-read from the store once it is older than
   ``limits.TAIL_REFRESH_MS``.
+* **Conditional appends** (``expect_next``): the records must get exactly that sequence
+  number, i.e. the log's tail must be there. The chunk is created at ``c/{expect_next}``
+  only when this process knows (from its last append or a listing at most
+  ``limits.TAIL_REFRESH_MS`` old) that the tail is there; the conditional create then
+  decides: one request when the tail is known, and of N racing writers exactly one wins.
+  Losers get :class:`~kvstore.errors.ConflictError` and nothing is written. A conditional
+  append is never grouped with others (its slot is its condition).
 * A chunk is dated just before each attempt to create it, so its age counts from its
   create however long its writer fought for the tail (see :mod:`kvstore.logs.cleanup`).
+* **Settling.** A writer that has left young chunks has them covered by a segment in the
+  background (:meth:`kvstore.logs.compaction.Compactor.settle`) once it has been idle for
+  ``limits.SETTLE_DELAY_S``, or at once after ``limits.SETTLE_CHUNKS`` chunks, so a cold
+  read of the log costs a LIST and a few GETs at any age.
 """
 
 from __future__ import annotations
@@ -28,12 +39,12 @@ from .. import aio, codec
 from ..blob.base import AmbiguousWriteError
 from ..context import StoreContext
 from ..convert import to_bytes
-from ..errors import ConfigurationError, KVStoreError
+from ..errors import ConfigurationError, ConflictError, KVStoreError
 from ..layout import chunk_name
 from . import limits
 from .compaction import Compactor
 from .reader import LogReader
-from .state import LogWriters, Writer
+from .state import LogWriters, Pending, Writer
 
 
 class LogWriter:
@@ -44,7 +55,16 @@ class LogWriter:
         self.reader = reader
         self.compactor = compactor
 
-    async def append(self, key: str, values: Sequence[Any]) -> int:
+    async def append(
+        self, key: str, values: Sequence[Any], expect_next: int | None = None
+    ) -> tuple[int, int]:
+        """Append ``values`` as one atomic group; returns (the sequence number of the first,
+        the log's length after them as this writer counts it). With ``expect_next``: only
+        if the first gets exactly that sequence number, else ConflictError."""
+        if expect_next is not None and (
+            isinstance(expect_next, bool) or not isinstance(expect_next, int) or expect_next < 0
+        ):
+            raise ConfigurationError(f"expect_next must be an int >= 0, not {expect_next!r}")
         if not values:
             raise ConfigurationError("append needs at least one value")
         if len(values) > limits.CHUNK_MAX_RECORDS:
@@ -55,8 +75,8 @@ class LogWriter:
         records = [to_bytes(v) for v in values]
         directory = self.reader.dir(key)
         writer = self.ctx.state(LogWriters).get(directory)
-        done: asyncio.Future[int] = asyncio.get_running_loop().create_future()
-        writer.queue.append((records, done))
+        done: asyncio.Future[tuple[int, int]] = asyncio.get_running_loop().create_future()
+        writer.queue.append(Pending(records, done, expect_next))
         if not writer.busy:
             writer.busy = True
             aio.detach(self._drain(key, directory, writer))
@@ -67,27 +87,34 @@ class LogWriter:
         try:
             while writer.queue:
                 batch = _take_batch(writer.queue)
-                records = [r for recs, _ in batch for r in recs]
+                records = [r for p in batch for r in p.records]
+                expect = batch[0].expect_next
 
-                async def write(records: list[bytes] = records) -> int:
-                    return await self._write_chunk(key, directory, writer, records)
+                async def write(records: list[bytes] = records, expect: int | None = expect) -> int:
+                    return await self._write_chunk(key, directory, writer, records, expect)
 
                 try:
                     first = await self.ctx.commit([self.reader.plan_key(directory)], write)
                 except BaseException as exc:
-                    for _, done in batch:
-                        if not done.done():
-                            done.set_exception(exc)
+                    for p in batch:
+                        if not p.done.done():
+                            p.done.set_exception(exc)
                     if isinstance(exc, asyncio.CancelledError):
                         raise
                     continue
                 position = first
-                for recs, done in batch:
-                    position += len(recs)
-                    if not done.done():
-                        done.set_result(position - writer.first)
+                for p in batch:
+                    if not p.done.done():
+                        p.done.set_result((position, position + len(p.records) - writer.first))
+                    position += len(p.records)
         finally:
             writer.busy = False
+        if (
+            limits.SETTLE
+            and writer.unsettled
+            and (writer.settling is None or writer.settling.done())
+        ):
+            writer.settling = self.compactor.settle_in_background(key, directory, writer)
         # Compact once this writer has left enough chunks that are old enough to merge (it
         # knows when it wrote them: no request is spent finding out) - in a background task,
         # never in an append's path; one at a time per log and process; close() stops it.
@@ -98,7 +125,12 @@ class LogWriter:
                 self.compactor.start_in_background(key, directory, writer)
 
     async def _write_chunk(
-        self, key: str, directory: str, writer: Writer, records: list[bytes]
+        self,
+        key: str,
+        directory: str,
+        writer: Writer,
+        records: list[bytes],
+        expect: int | None = None,
     ) -> int:
         """Create one chunk at the tail; returns its first sequence number.
 
@@ -117,6 +149,17 @@ class LogWriter:
                 await self._refresh(key, directory, writer)
             assert writer.tail is not None
             tail = writer.tail
+            if expect is not None and tail != expect:
+                if tail < expect and claims == 0:  # what this process knows may be old
+                    await self._refresh(key, directory, writer)
+                    if writer.tail == expect:
+                        continue
+                ctx.stats.add("log.append_conflicts")
+                raise ConflictError(
+                    f"append to {key!r}: the next sequence number is {writer.tail}, not {expect}",
+                    expected=expect,
+                    actual=writer.tail,
+                )
             now = ctx.clock()
             meta = {"n": len(records), "b": batch_id, "t": now}
             path = directory + chunk_name(tail)
@@ -135,12 +178,15 @@ class LogWriter:
                     # jump ahead when many writers are busy).
                     writer.tail = tail + int(env.meta.get("n", 0))
                     ctx.stats.add("log.claim_conflicts")
+                    if expect is not None:
+                        continue  # raised above, now that the tail is known
                     if claims % 16 == 15:
                         await self._refresh(key, directory, writer)
                     continue
                 # Our own chunk: a create whose success we did not hear about.
             writer.tail = tail + len(records)
             writer.checked_ms = now
+            writer.unsettled += 1
             if limits.AUTO_COMPACT:
                 writer.written.append(now)
             await ctx.put_immutable([path], [data], limits.IMMUTABLE_TTL)
@@ -155,14 +201,18 @@ class LogWriter:
         writer.checked_ms = listed
 
 
-def _take_batch(
-    queue: list[tuple[list[bytes], asyncio.Future[int]]],
-) -> list[tuple[list[bytes], asyncio.Future[int]]]:
-    """Pop the appends that fit in one chunk (at least one, however large)."""
+def _take_batch(queue: list[Pending]) -> list[Pending]:
+    """Pop the appends that fit in one chunk (at least one, however large). A conditional
+    append goes alone: its condition is its chunk's slot."""
+    if queue[0].expect_next is not None:
+        return [queue.pop(0)]
     taken = 0
     size = 0
     count = 0
-    for records, _ in queue:
+    for pending in queue:
+        records = pending.records
+        if pending.expect_next is not None:
+            break
         records_size = sum(len(r) for r in records)
         too_many = count + len(records) > limits.CHUNK_MAX_RECORDS
         if taken and (too_many or size + records_size > limits.CHUNK_MAX_BYTES):

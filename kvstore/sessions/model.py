@@ -1,0 +1,253 @@
+"""What a session is, pure (no I/O): the stored head, events as records, state scopes.
+
+* **Scopes** (ADK's): a state key ``app:x`` belongs to the app (shared by all its users'
+  sessions), ``user:x`` to the user in that app (shared by the user's sessions), ``temp:x``
+  to nothing (never stored: the delta that carries it is stored without it), any other key
+  to the session. A session's state *view* is its own keys plus the app's and the user's,
+  prefixed again.
+* **The head** (one object per session) holds the metadata, the session-scope state and
+  ``applied``: the events ``[0, applied)`` whose deltas are folded into that state. The
+  events past it (an appender that died between its event and its head update) are
+  folded by whoever reads or writes next, so no delta is ever lost.
+* **Events** are records of the session's log: ``[timestamp, data, state_delta]`` in
+  msgpack; the sequence number is the record's position, assigned by the log.
+"""
+
+from __future__ import annotations
+
+import datetime
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import msgpack
+
+from ..errors import ConfigurationError, CorruptDataError, InvalidValueError
+
+APP_PREFIX = "app:"
+USER_PREFIX = "user:"
+TEMP_PREFIX = "temp:"
+MAX_ID_BYTES = 256
+"""Apps, users and session ids: non-empty text of at most this many UTF-8 bytes."""
+HEAD_FORMAT = 1
+
+
+@dataclass(frozen=True)
+class Event:
+    """One event of a session: what the caller appended (``data``, ``state_delta``) and
+    what kvstore assigned (``seq``: 0, 1, 2 ... in the session, never reused; ``timestamp``:
+    Unix seconds when it was appended)."""
+
+    seq: int
+    timestamp: float
+    data: dict[str, Any]
+    state_delta: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Session:
+    """A session of ``user`` in ``app``. ``state`` is the merged view (``app:`` and
+    ``user:`` keys from their scopes); ``events`` holds what ``get`` was asked for (none
+    from ``create`` and ``list``); ``last_seq`` is the sequence number of the last event
+    (-1 before the first): what ``append_event(..., expect_last=)`` checks."""
+
+    app: str
+    user: str
+    id: str
+    state: dict[str, Any]
+    events: list[Event]
+    created: float
+    updated: float
+    title: str | None
+    status: str | None
+    metadata: dict[str, Any]
+    last_seq: int
+
+    @property
+    def event_count(self) -> int:
+        return self.last_seq + 1
+
+
+@dataclass(frozen=True)
+class SessionPage:
+    """One page of ``sessions.list``: the sessions, and the cursor of the next page (None
+    when this was the last)."""
+
+    sessions: list[Session]
+    cursor: str | None
+
+
+@dataclass
+class Head:
+    """A session's stored head (see the module docstring)."""
+
+    id: str
+    app: str
+    user: str
+    incarnation: str
+    created: float
+    updated: float
+    title: str | None = None
+    status: str | None = None
+    metadata: dict[str, Any] = field(default_factory=dict)
+    state: dict[str, Any] = field(default_factory=dict)
+    applied: int = 0
+
+    def to_bytes(self) -> bytes:
+        return pack(
+            {
+                "v": HEAD_FORMAT,
+                "id": self.id,
+                "app": self.app,
+                "user": self.user,
+                "inc": self.incarnation,
+                "created": self.created,
+                "updated": self.updated,
+                "title": self.title,
+                "status": self.status,
+                "meta": self.metadata,
+                "state": self.state,
+                "applied": self.applied,
+            },
+            "session head",
+        )
+
+    @classmethod
+    def from_bytes(cls, data: bytes, path: str) -> Head:
+        try:
+            raw = msgpack.unpackb(data)
+            if raw.get("v") != HEAD_FORMAT:
+                raise ValueError(f"head format {raw.get('v')!r}")
+            head = cls(
+                raw["id"],
+                raw["app"],
+                raw["user"],
+                raw["inc"],
+                float(raw["created"]),
+                float(raw["updated"]),
+                raw["title"],
+                raw["status"],
+                dict(raw["meta"]),
+                dict(raw["state"]),
+                int(raw["applied"]),
+            )
+        except Exception as exc:
+            raise CorruptDataError(f"not a session head: {exc}", path=path) from None
+        return head
+
+    def fold(self, events: Iterable[Event]) -> None:
+        """Apply the session-scope part of each event's delta, in order; ``applied``
+        moves past them."""
+        for event in events:
+            if event.seq < self.applied:
+                continue
+            if event.seq != self.applied:
+                raise ValueError(f"event {event.seq} folded before {self.applied}")
+            self.state.update(split_delta(event.state_delta)[0])
+            self.updated = max(self.updated, event.timestamp)
+            self.applied = event.seq + 1
+
+
+def check_id(value: object, what: str) -> str:
+    """An app, user or session id: non-empty text of at most MAX_ID_BYTES bytes."""
+    if not isinstance(value, str) or not value:
+        raise ConfigurationError(f"{what} must be a non-empty str, not {value!r}")
+    try:
+        size = len(value.encode("utf-8"))
+    except UnicodeEncodeError:
+        raise ConfigurationError(f"{what} {value!r} is not valid Unicode") from None
+    if size > MAX_ID_BYTES:
+        raise ConfigurationError(f"{what} is {size} bytes long; the limit is {MAX_ID_BYTES}")
+    return value
+
+
+def check_state(state: object, what: str) -> dict[str, Any]:
+    """A state or delta: a mapping of str keys to msgpack-able (JSON-like) values."""
+    if state is None:
+        return {}
+    if not isinstance(state, Mapping):
+        raise InvalidValueError(f"{what} must be a dict, not {type(state).__name__}")
+    out = dict(state)
+    bad = next((k for k in out if not isinstance(k, str)), None)
+    if bad is not None:
+        raise InvalidValueError(f"{what} keys must be str, not {bad!r}")
+    pack(out, what)  # every value storable
+    return out
+
+
+def split_delta(
+    delta: Mapping[str, Any],
+) -> tuple[dict[str, Any], dict[str, Any], dict[str, Any]]:
+    """(session, app, user) parts of a delta; app and user keys lose their prefix, temp
+    keys are dropped."""
+    session: dict[str, Any] = {}
+    app: dict[str, Any] = {}
+    user: dict[str, Any] = {}
+    for key, value in delta.items():
+        if key.startswith(APP_PREFIX):
+            app[key[len(APP_PREFIX) :]] = value
+        elif key.startswith(USER_PREFIX):
+            user[key[len(USER_PREFIX) :]] = value
+        elif not key.startswith(TEMP_PREFIX):
+            session[key] = value
+    return session, app, user
+
+
+def stored_delta(delta: Mapping[str, Any]) -> dict[str, Any]:
+    """The delta as an event keeps it: without temp keys."""
+    return {k: v for k, v in delta.items() if not k.startswith(TEMP_PREFIX)}
+
+
+def view(
+    session: Mapping[str, Any], app: Mapping[str, Any], user: Mapping[str, Any]
+) -> dict[str, Any]:
+    """The merged state a session shows."""
+    merged = dict(session)
+    merged.update({APP_PREFIX + k: v for k, v in app.items()})
+    merged.update({USER_PREFIX + k: v for k, v in user.items()})
+    return merged
+
+
+def pack(value: Any, what: str) -> bytes:
+    try:
+        return bytes(msgpack.packb(value, datetime=False))
+    except (TypeError, ValueError, OverflowError) as exc:
+        raise InvalidValueError(
+            f"{what} must hold only JSON-like values (dict, list, str, int, float, bool, "
+            f"None, bytes): {exc}"
+        ) from None
+
+
+def encode_event(timestamp: float, data: Mapping[str, Any], delta: Mapping[str, Any]) -> bytes:
+    return pack([timestamp, dict(data), dict(delta)], "event")
+
+
+def decode_event(seq: int, record: bytes, path: str) -> Event:
+    try:
+        timestamp, data, delta = msgpack.unpackb(record)
+        return Event(seq, float(timestamp), dict(data), dict(delta))
+    except Exception as exc:
+        raise CorruptDataError(f"event {seq} is not a session event: {exc}", path=path) from None
+
+
+def decode_state(payload: bytes, path: str) -> dict[str, Any]:
+    try:
+        state = msgpack.unpackb(payload)
+        if not isinstance(state, dict):
+            raise ValueError("not a map")
+        return state
+    except Exception as exc:
+        raise CorruptDataError(f"not a state object: {exc}", path=path) from None
+
+
+def as_time(after: object) -> float:
+    """A time given as Unix seconds (float) or a datetime (naive: UTC)."""
+    if isinstance(after, datetime.datetime):
+        if after.tzinfo is None:
+            after = after.replace(tzinfo=datetime.timezone.utc)
+        return after.timestamp()
+    if isinstance(after, float):
+        return after
+    raise ConfigurationError(
+        f"after must be a sequence number (int) or a time (float, datetime), not {after!r}"
+    )
