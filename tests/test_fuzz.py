@@ -63,6 +63,8 @@ ENVELOPES = [
     codec.encode(b"x" * 5000, expires_at_ms=1_700_000_000_000),
     codec.encode(bytes(msgpack.packb([b"a", b"b"])), meta={"n": 2, "b": "ab", "t": 1}, count=2),
     codec.encode(b"", meta={"@": "kv/key~"}, bind="kv/key~"),
+    codec.encode(b"x" * 5000, meta={"n": 1, "u": "v" * 40}, bind="kv/key~", meta_crc=True),
+    codec.encode(b"tiny", bind="kv/key~", meta_crc=True),
 ]
 
 
@@ -78,6 +80,21 @@ def test_envelope_header_peeks() -> None:
     rng = random.Random(2)
     only_corrupt_data_error(codec.peek_expiry, mutations(ENVELOPES, rng))
     only_corrupt_data_error(codec.peek_count, mutations(ENVELOPES, rng))
+
+
+def test_envelope_peek_meta() -> None:
+    """peek_meta on any prefix of any damaged object: a dict, None (read more) or
+    CorruptDataError (NoMetaChecksum included)."""
+    rng = random.Random(7)
+
+    def peek(data: bytes) -> Any:
+        meta = codec.peek_meta(data, bound="kv/key~")
+        assert meta is None or isinstance(meta, dict)
+        if meta is not None:
+            assert codec.meta_span(data) <= len(data)
+
+    refused = only_corrupt_data_error(peek, mutations(ENVELOPES, rng))
+    assert refused > N // 4
 
 
 def test_cached_values() -> None:
