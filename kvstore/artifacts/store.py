@@ -44,6 +44,7 @@ from .manifest import (
     is_compressed_type,
     tombstone,
 )
+from .manifest import encode as encode_manifest
 from .reader import AsyncArtifactReader, Gone
 from .sources import Source, chain
 from .versions import Versions
@@ -246,7 +247,7 @@ class AsyncArtifacts:
                 meta["parts"] = sizes
             version = await self._versions.next_free(directory)
             path = self.ctx.layout.version(directory, version)
-            manifest = codec.encode(inline, meta=meta, compress=compress, bind=path)
+            manifest = encode_manifest(inline, meta, path, compress)
             return await self._claim(key, directory, manifest, upload, version)
         except BaseException:
             for task in pending:
