@@ -159,13 +159,22 @@ def test_manifests() -> None:
     rng = random.Random(6)
     refused = 0
     for _ in range(N):
-        env = codec.decode(codec.encode(b"abc", meta=fuzzed_meta(rng)))
+        data = codec.encode(b"abc", meta=fuzzed_meta(rng), meta_crc=True)
+        env = codec.decode(data)
         try:
             manifest = Manifest.parse(env, "name", "art/name~/0")
             if manifest is not None:
                 manifest.info("name", 0)
         except CorruptDataError:
             refused += 1
+        try:  # what info reads: the metadata alone, from the first bytes
+            meta = codec.peek_meta(data)
+            assert meta is not None
+            described = Manifest.from_meta(meta, "name", "art/name~/0")
+            if described is not None:
+                described.info("name", 0)
+        except CorruptDataError:
+            pass
         except Exception as exc:  # pragma: no cover - the failure this test exists for
             pytest.fail(f"{type(exc).__name__}: {exc} for metadata {env.meta!r}")
     assert refused > N // 2
