@@ -245,8 +245,8 @@ class Versions:
         the metadata checksum (when the first read did not already hold all of it)."""
         where = self.ctx.where(path)
         asked = limits.INFO_HEAD
-        head = await self.ctx.blob.get_head(path, asked)
-        for _ in range(2):
+        for _ in range(2):  # (a third read only if the object changed between the two)
+            head = await self.ctx.blob.get_head(path, asked)
             if head is None:
                 return None, (None, None)
             if len(head.data) < asked:  # the whole object: verified whole, cached as such
@@ -255,13 +255,12 @@ class Versions:
                 meta = codec.peek_meta(head.data, key=key, path=where, bound=path)
             except codec.NoMetaChecksum:
                 break
+            span = codec.meta_span(head.data, key=key, path=where)
             if meta is not None:
                 manifest = Manifest.from_meta(meta, key, where)
                 info = self._learn(directory, version, manifest, key)
-                span = codec.meta_span(head.data, key=key, path=where)
                 return info, (None, None if info is None else head.data[:span])
-            asked = codec.meta_span(head.data, key=key, path=where)
-            head = await self.ctx.blob.get_head(path, asked)
+            asked = span  # the metadata goes on past the first read: read exactly up to its CRC
         whole = await self.ctx.blob.get(path)
         if whole is None:
             return None, (None, None)
