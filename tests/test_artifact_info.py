@@ -333,6 +333,8 @@ def test_damaged_metadata_is_corrupt_data(
         flip(store, path, span - 8)  # in the metadata
         assert_corrupt(lambda: arts.info("doc", 1), path)
         assert_corrupt(lambda: arts.versions_info("doc"), path)
+        damage = store.fsck()["damage"]  # fsck reads manifests whole: it finds it too
+        assert [(d["kind"], d["path"]) for d in damage] == [("corrupt", path)]
         flip(store, path, span - 8)  # repaired
         flip(store, path, span - 2)  # in the metadata's checksum
         error = assert_corrupt(lambda: arts.info("doc", 1), path)
