@@ -107,7 +107,8 @@ class AsyncKVStore:
         self._values = Values(_context)
         self._logs = Logs(_context)
         self.artifacts = AsyncArtifacts(_context)
-        """Versioned artifacts: ``save``, ``load``, ``open``, ``versions``, ``list``, ``delete``."""
+        """Versioned artifacts: ``save``, ``load``, ``open``, ``info``, ``versions``,
+        ``versions_info``, ``list``, ``delete``."""
 
     # -- construction, lifetime ------------------------------------------------------------
 
