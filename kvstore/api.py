@@ -116,7 +116,8 @@ class AsyncKVStore:
         self._values = Values(_context)
         self._logs = Logs(_context)
         self.artifacts = AsyncArtifacts(_context)
-        """Versioned artifacts: ``save``, ``load``, ``open``, ``versions``, ``list``, ``delete``."""
+        """Versioned artifacts: ``save``, ``load``, ``open``, ``info``, ``versions``,
+        ``versions_info``, ``list``, ``delete``."""
         self.sessions = AsyncSessions(_context)
         """Agent sessions: ``create``, ``get``, ``list``, ``append_event``, ``update_state``,
         ``delete`` (and ``delete_user``, ``delete_app``)."""

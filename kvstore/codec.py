@@ -6,17 +6,25 @@ Layout (little-endian), docs/architecture.md "Envelope"::
     0      4     magic            b"KVS\\x1e"
     4      1     format version   1
     5      1     flags            bit 0: payload is zstd-compressed
+                                  bit 1: a meta_crc follows the meta (FLAG_META_CRC)
     6      2     count            records in a log chunk or segment (<= 65535); 0 otherwise
     8      8     expires_at_ms    Unix epoch milliseconds; 0 = never expires
     16     8     nonce            random per write: lets a writer recognise its own object
     24     4     meta_len         length of the msgpack metadata map that follows (0 = none)
     28     4     header_crc       CRC-32 of bytes 0..27
     32     M     meta             msgpack map (structured header), M = meta_len
-    32+M   P     payload          raw or zstd frame
-    end-4  4     body_crc         CRC-32 of meta + payload
+    32+M   C     meta_crc         CRC-32 of the meta; C = 4 with FLAG_META_CRC, else 0
+    32+M+C P     payload          raw or zstd frame
+    end-4  4     body_crc         CRC-32 of everything after the header (meta, meta_crc,
+                                  payload)
 
 The header has its own checksum so a reader of the first 32 bytes (a TTL check) can trust
-it; the body checksum covers everything after it.
+it; the body checksum covers everything after it. With ``FLAG_META_CRC`` (written on
+request: ``encode(..., meta_crc=True)``; artifact manifests use it) the meta has a checksum
+of its own too, so a reader of the first ``32 + M + 4`` bytes (a ranged read) can trust the
+meta without downloading the payload: :func:`peek_meta`. Objects without the flag (every
+object written before it existed, and those written without it) decode as they always did;
+their meta can only be verified with the whole body (:class:`NoMetaChecksum`).
 
 **Binding.** Every object kvstore writes names, in its metadata (``"@"``), the path it was
 written for, relative to the store root: the namespace, the kind (value, chunk, segment,
@@ -47,7 +55,8 @@ from .errors import CorruptDataError
 MAGIC = b"KVS\x1e"
 VERSION = 1
 FLAG_ZSTD = 0x01
-_KNOWN_FLAGS = FLAG_ZSTD
+FLAG_META_CRC = 0x02
+_KNOWN_FLAGS = FLAG_ZSTD | FLAG_META_CRC
 _HEADER = struct.Struct("<4sBBHqQI")
 _CRC = struct.Struct("<I")
 HEADER_SIZE = _HEADER.size + _CRC.size  # 32
@@ -132,6 +141,14 @@ def new_nonce() -> int:
     return int.from_bytes(os.urandom(8), "little")
 
 
+class NoMetaChecksum(CorruptDataError):
+    """The object has no checksum of its own over its metadata (no ``FLAG_META_CRC``: it
+    was written before the flag existed, or without it), so :func:`peek_meta` cannot
+    verify the metadata without the whole body. Not damage: read the whole object and
+    :func:`decode` it. A subclass of CorruptDataError only so that a caller that does not
+    tell the two apart still never trusts unverified bytes."""
+
+
 def encode(
     payload: bytes,
     *,
@@ -142,32 +159,38 @@ def encode(
     count: int = 0,
     level: int = DEFAULT_LEVEL,
     bind: str | None = None,
+    meta_crc: bool = False,
 ) -> bytes:
     """Frame a payload. ``compress=None`` decides by size, content and result; ``level`` is
     the zstd level (3 by default: fast; compaction uses more); ``bind`` the path (relative
-    to the store root) the object is written for (see "Binding")."""
+    to the store root) the object is written for (see "Binding"); ``meta_crc`` adds a
+    checksum of the metadata alone (``FLAG_META_CRC``: 4 bytes), so that the metadata can
+    be read and verified from the object's first bytes (:func:`peek_meta`)."""
     if bind is not None:
         meta = {**meta, BINDING: bind} if meta else {BINDING: bind}
-    flags = 0
+    flags = FLAG_META_CRC if meta_crc else 0
     body = payload
     if compress is None:
         compress = len(payload) >= COMPRESS_THRESHOLD and not looks_compressed(payload)
     if compress and payload:
         packed = _codecs.compressor(level).compress(payload)
         if len(packed) <= len(payload) * (1 - _MIN_SAVING):
-            body, flags = packed, FLAG_ZSTD
+            body, flags = packed, flags | FLAG_ZSTD
     meta_bytes = msgpack.packb(meta, use_bin_type=True) if meta else b""
     if not 0 <= count <= 0xFFFF:
         raise ValueError(f"count {count} does not fit the header")
-    header = _HEADER.pack(
-        MAGIC,
-        VERSION,
-        flags,
-        count,
-        expires_at_ms,
-        new_nonce() if nonce is None else nonce,
-        len(meta_bytes),
-    )
+    nonce = new_nonce() if nonce is None else nonce
+    return _frame(flags, count, expires_at_ms, nonce, meta_bytes, body)
+
+
+def _frame(
+    flags: int, count: int, expires: int, nonce: int, meta_bytes: bytes, body: bytes | memoryview
+) -> bytes:
+    """The envelope's bytes: header, its CRC, meta (and its CRC with FLAG_META_CRC), the
+    payload as stored (``body``), the body CRC."""
+    header = _HEADER.pack(MAGIC, VERSION, flags, count, expires, nonce, len(meta_bytes))
+    if flags & FLAG_META_CRC:
+        meta_bytes += _CRC.pack(zlib.crc32(meta_bytes))
     crc = zlib.crc32(body, zlib.crc32(meta_bytes))
     return b"".join((header, _CRC.pack(zlib.crc32(header)), meta_bytes, body, _CRC.pack(crc)))
 
@@ -193,6 +216,36 @@ def _header(data: bytes, key: str | None, path: str | None) -> tuple[int, int, i
     return flags, expires, nonce, meta_len, count
 
 
+def _meta_crc_size(flags: int) -> int:
+    return _CRC.size if flags & FLAG_META_CRC else 0
+
+
+def _unpack_meta(raw: memoryview, key: str | None, path: str | None) -> dict[str, Any]:
+    """The msgpack metadata map; CorruptDataError if it is not one."""
+    if not raw:
+        return {}
+    try:
+        meta = msgpack.unpackb(raw, raw=False, strict_map_key=False)
+    except Exception as exc:  # a decoder must never leak its own exception types
+        raise CorruptDataError(f"undecodable object: {exc}", key=key, path=path) from exc
+    if not isinstance(meta, dict):
+        raise CorruptDataError("undecodable object: metadata is not a map", key=key, path=path)
+    return meta
+
+
+def _check_binding(
+    meta: dict[str, Any], bound: str | None, key: str | None, path: str | None
+) -> None:
+    if bound is not None:
+        found = meta.get(BINDING, bound)
+        if found != bound:
+            raise CorruptDataError(
+                f"misplaced object: it was written for {found!r}, not for {bound!r}",
+                key=key,
+                path=path,
+            )
+
+
 def peek_count(data: bytes, *, key: str | None = None, path: str | None = None) -> int:
     """The record count of a log object from its verified header alone (32 bytes)."""
     return _header(data, key, path)[4]
@@ -203,26 +256,65 @@ def peek_expiry(data: bytes, *, key: str | None = None, path: str | None = None)
     return _header(data, key, path)[1]
 
 
+def meta_span(data: bytes, *, key: str | None = None, path: str | None = None) -> int:
+    """How many leading bytes of the object :func:`peek_meta` needs: the header, the meta
+    and the meta's CRC (``32 + meta_len + 4``), from the verified header (``data``: at
+    least its 32 bytes, else CorruptDataError). :class:`NoMetaChecksum` for an object
+    without ``FLAG_META_CRC``."""
+    flags, _expires, _nonce, meta_len, _count = _header(data, key, path)
+    if not flags & FLAG_META_CRC:
+        raise NoMetaChecksum("object has no metadata checksum: read it whole", key=key, path=path)
+    return HEADER_SIZE + meta_len + _CRC.size
+
+
+def peek_meta(
+    data: bytes, *, key: str | None = None, path: str | None = None, bound: str | None = None
+) -> dict[str, Any] | None:
+    """The metadata of an object from its first bytes (a ranged read), verified: the
+    header's CRC, the meta's own CRC (``FLAG_META_CRC``) and the binding (``bound``, as in
+    :func:`decode`). The payload is neither read nor checked.
+
+    Returns None when ``data`` ends before the meta's CRC does (fewer than the 32 bytes of
+    the header, or than :func:`meta_span`): read that many bytes and call again - unless
+    ``data`` is already the whole object, which is then truncated. Raises
+    :class:`NoMetaChecksum` (a CorruptDataError) for an object written without
+    ``FLAG_META_CRC``: its meta can only be verified by :func:`decode` of the whole object.
+    Any damage is a CorruptDataError; no other exception escapes."""
+    if len(data) < HEADER_SIZE:
+        return None
+    end = meta_span(data, key=key, path=path) - _CRC.size
+    if len(data) < end + _CRC.size:
+        return None
+    (meta_crc,) = _CRC.unpack_from(data, end)
+    raw = memoryview(data)[HEADER_SIZE:end]
+    if zlib.crc32(raw) != meta_crc:
+        raise CorruptDataError("metadata checksum mismatch", key=key, path=path)
+    meta = _unpack_meta(raw, key, path)
+    _check_binding(meta, bound, key, path)
+    return meta
+
+
 def decode(
     data: bytes, *, key: str | None = None, path: str | None = None, bound: str | None = None
 ) -> Envelope:
     """Verify and unpack an object; every failure is a CorruptDataError. ``bound``: the
     path (relative to the store root) the object was read from; an object bound to another
-    path is refused, naming both."""
+    path is refused, naming both. With ``FLAG_META_CRC`` the meta's own CRC is checked too."""
     flags, expires, nonce, meta_len, count = _header(data, key, path)
-    if len(data) < MIN_SIZE + meta_len:
+    skip = meta_len + _meta_crc_size(flags)
+    if len(data) < MIN_SIZE + skip:
         raise CorruptDataError(f"object is truncated ({len(data)} bytes)", key=key, path=path)
     body = memoryview(data)[HEADER_SIZE:-4]
     (body_crc,) = _CRC.unpack_from(data, len(data) - 4)
     if zlib.crc32(body) != body_crc:
         raise CorruptDataError("checksum mismatch", key=key, path=path)
-    meta: dict[str, Any] = {}
+    if skip != meta_len:
+        (meta_crc,) = _CRC.unpack_from(body, meta_len)
+        if zlib.crc32(body[:meta_len]) != meta_crc:
+            raise CorruptDataError("metadata checksum mismatch", key=key, path=path)
+    meta = _unpack_meta(body[:meta_len], key, path)
     try:
-        if meta_len:
-            meta = msgpack.unpackb(body[:meta_len], raw=False, strict_map_key=False)
-            if not isinstance(meta, dict):
-                raise ValueError("metadata is not a map")
-        payload = bytes(body[meta_len:])
+        payload = bytes(body[skip:])
         if flags & FLAG_ZSTD:
             size = zstandard.frame_content_size(payload)
             if not 0 <= size <= _MAX_DECOMPRESSED:
@@ -230,33 +322,20 @@ def decode(
             payload = _codecs.decompressor.decompress(payload)
     except Exception as exc:  # a decoder must never leak its own exception types
         raise CorruptDataError(f"undecodable object: {exc}", key=key, path=path) from exc
-    if bound is not None:
-        found = meta.get(BINDING, bound)
-        if found != bound:
-            raise CorruptDataError(
-                f"misplaced object: it was written for {found!r}, not for {bound!r}",
-                key=key,
-                path=path,
-            )
+    _check_binding(meta, bound, key, path)
     return Envelope(payload=payload, expires_at_ms=expires, meta=meta, nonce=nonce, count=count)
 
 
 def rebind(data: bytes, bind: str, *, key: str | None = None, path: str | None = None) -> bytes:
     """The same object bound to another path (a claim that moves on to the next version):
-    the metadata and the body checksum are redone; the payload bytes are reused as they
-    are (no second compression)."""
+    the metadata (and its CRC, with ``FLAG_META_CRC``) and the body checksum are redone;
+    the payload bytes are reused as they are (no second compression)."""
     flags, expires, nonce, meta_len, count = _header(data, key, path)
     body = memoryview(data)[HEADER_SIZE:-4]
-    try:
-        meta = msgpack.unpackb(body[:meta_len], raw=False, strict_map_key=False) if meta_len else {}
-    except Exception as exc:
-        raise CorruptDataError(f"undecodable object: {exc}", key=key, path=path) from exc
+    meta = _unpack_meta(body[:meta_len], key, path)
     meta_bytes = msgpack.packb({**meta, BINDING: bind}, use_bin_type=True)
-    payload = body[meta_len:]
-    header = _HEADER.pack(MAGIC, VERSION, flags, count, expires, nonce, len(meta_bytes))
-    crc = zlib.crc32(payload, zlib.crc32(meta_bytes))
-    parts = (header, _CRC.pack(zlib.crc32(header)), meta_bytes, payload, _CRC.pack(crc))
-    return b"".join(parts)
+    payload = body[meta_len + _meta_crc_size(flags) :]
+    return _frame(flags, count, expires, nonce, meta_bytes, payload)
 
 
 def with_expiry(

@@ -207,20 +207,19 @@ _COPY_BUFFER = 1 << 20
 
 
 def _artifact_info(store: KVStore, args: argparse.Namespace) -> Reply:
-    reader = store.artifacts.open(args.name, _version(args.version))
-    if reader is None:
+    found = store.artifacts.info(args.name, _version(args.version))  # no data read
+    if found is None:
         which = "" if args.version is None else f" version {args.version}"
         return Reply(status=1, note=f"no artifact {args.name!r}{which}")
-    with reader:
-        info = {
-            "name": reader.name,
-            "version": reader.version,
-            "size": reader.size,
-            "mime_type": reader.mime_type,
-            "sha256": reader.sha256,
-            "created_at": reader.created_at.isoformat(),
-            "metadata": reader.metadata,
-        }
+    info = {
+        "name": found.name,
+        "version": found.version,
+        "size": found.size,
+        "mime_type": found.mime_type,
+        "sha256": found.sha256,
+        "created_at": found.created_at.isoformat(),
+        "metadata": found.metadata,
+    }
     return Reply([json.dumps(info, indent=2, ensure_ascii=False, default=repr)])
 
 

@@ -25,8 +25,9 @@ path (below the store root)                         object
 ``{base}`` = ``""`` or ``ns/{enc(ns)}/`` (nested)   a namespace: the same layout inside
 ==================================================  ===========================================
 
-Names that are cache keys only (no object has them): a log's plan ``{log dir}plan`` and an
-artifact's latest-version pointer ``{art dir}latest``.
+Names that are cache keys only (no object has them): a log's plan ``{log dir}plan``, an
+artifact's latest-version pointer ``{art dir}latest`` and a version's info
+``{art dir}{version:020d}.info``.
 
 ``enc`` is :func:`kvstore.keys.encode_name`: reversible, prefix-preserving, confined.
 """
@@ -346,6 +347,11 @@ class Layout:
     @staticmethod
     def latest_pointer_key(artifact_dir: str) -> str:
         return artifact_dir + "latest"  # a cache key only; no object has this name
+
+    @staticmethod
+    def version_info_key(version_path: str) -> str:
+        """The cache key of a version's info (its manifest's header and metadata)."""
+        return version_path + ".info"  # a cache key only; no object has this name
 
     def split_artifact_path(self, path: str) -> tuple[str, str]:
         """(encoded name, leaf) of a path below the artifact area."""

@@ -74,6 +74,8 @@ class Artifacts(_Face[AsyncArtifacts]):
     save = _blocking(AsyncArtifacts.save)
     load = _blocking(AsyncArtifacts.load)
     versions = _blocking(AsyncArtifacts.versions)
+    info = _blocking(AsyncArtifacts.info)
+    versions_info = _blocking(AsyncArtifacts.versions_info)
     list = _blocking(AsyncArtifacts.list)
     delete = _blocking(AsyncArtifacts.delete)
 
@@ -112,7 +114,8 @@ class KVStore(_Face[AsyncKVStore]):
     def __init__(self, core: AsyncKVStore) -> None:
         super().__init__(core)
         self.artifacts = Artifacts(core.artifacts)
-        """Versioned artifacts: ``save``, ``load``, ``open``, ``versions``, ``list``, ``delete``."""
+        """Versioned artifacts: ``save``, ``load``, ``open``, ``info``, ``versions``,
+        ``versions_info``, ``list``, ``delete``."""
         self.sessions = Sessions(core.sessions)
         """Agent sessions: ``create``, ``get``, ``list``, ``append_event``, ``update_state``,
         ``delete`` (and ``delete_user``, ``delete_app``)."""

@@ -2,13 +2,14 @@
 stores never share cache entries because they share a name.
 
 Every kind of entry the store caches (a value, a log chunk, a log segment, a log plan, an
-artifact manifest, an artifact's latest-version pointer), on the in-process cache and on a
-real redis-server: one bit of the entry is flipped, and the next reads must return the
-right data, count ``cache.corrupt``, and put a good entry back.
+artifact manifest, a version's info, an artifact's latest-version pointer), on the
+in-process cache and on a real redis-server: one bit of the entry is flipped, and the next
+reads must return the right data, count ``cache.corrupt``, and put a good entry back.
 """
 
 from __future__ import annotations
 
+import random
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -56,6 +57,11 @@ def _artifact(store: kvstore.KVStore, clock: FakeClock) -> None:
     store.artifacts.save("doc", "second")
 
 
+def _large_artifact(store: kvstore.KVStore, clock: FakeClock) -> None:
+    # beyond the first 4 KiB that info reads: its info is cached apart from the manifest
+    store.artifacts.save("doc", random.Random(0).randbytes(8192), metadata={"k": "v"})
+
+
 KINDS = {
     "value": Kind(
         lambda s, c: s.set("k", "value"),
@@ -77,6 +83,11 @@ KINDS = {
         _artifact,
         lambda s: s.artifacts.load("doc", version=0).data,
         lambda s: s.aio._ctx.layout.version(_art_dir(s), 0),
+    ),
+    "artifact info": Kind(
+        _large_artifact,
+        lambda s: s.artifacts.info("doc", 0),
+        lambda s: s.aio._ctx.layout.version_info_key(s.aio._ctx.layout.version(_art_dir(s), 0)),
     ),
     "latest pointer": Kind(
         _artifact,

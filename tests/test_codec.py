@@ -3,6 +3,7 @@ CorruptDataError on bad input (docs/architecture.md, invariant 6)."""
 
 from __future__ import annotations
 
+import contextlib
 import gzip
 import os
 import random
@@ -72,16 +73,28 @@ def test_round_trip(payload: bytes, expires: int) -> None:
         max_size=5,
     ),
     compress=st.sampled_from([None, True, False]),
+    meta_crc=st.booleans(),
 )
 def test_round_trip_property(
-    payload: bytes, expires: int, meta: dict, compress: bool | None
+    payload: bytes, expires: int, meta: dict, compress: bool | None, meta_crc: bool
 ) -> None:
-    data = codec.encode(payload, expires_at_ms=expires, meta=meta, compress=compress)
+    data = codec.encode(
+        payload, expires_at_ms=expires, meta=meta, compress=compress, meta_crc=meta_crc
+    )
     env = codec.decode(data)
     assert env.payload == payload
     assert env.expires_at_ms == expires
     assert env.meta == meta
     assert codec.peek_expiry(data) == expires
+    assert bool(flags_of(data) & codec.FLAG_META_CRC) == meta_crc
+    if meta_crc:
+        span = codec.meta_span(data)
+        assert codec.peek_meta(data) == meta
+        assert codec.peek_meta(data[:span]) == meta
+        assert codec.peek_meta(data[: span - 1]) is None
+    else:
+        with pytest.raises(codec.NoMetaChecksum):
+            codec.peek_meta(data)
 
 
 def test_meta_round_trip() -> None:
@@ -218,12 +231,17 @@ SAMPLES = {
     "meta": codec.encode(b"payload!", meta={"a": 1, "b": [1, 2]}),
     "zstd": codec.encode(text_payload(600)),
     "empty": codec.encode(b""),
+    "meta_crc": codec.encode(b"payload!", meta={"a": 1, "b": [1, 2]}, meta_crc=True),
+    "meta_crc_zstd": codec.encode(text_payload(600), meta={"@": "art/x~/0"}, meta_crc=True),
+    "meta_crc_empty": codec.encode(b"", meta_crc=True),
 }
 
 
 def test_samples_are_what_they_claim() -> None:
     assert flags_of(SAMPLES["zstd"]) & codec.FLAG_ZSTD
     assert flags_of(SAMPLES["raw"]) == 0
+    assert flags_of(SAMPLES["meta_crc"]) == codec.FLAG_META_CRC
+    assert flags_of(SAMPLES["meta_crc_zstd"]) == codec.FLAG_META_CRC | codec.FLAG_ZSTD
 
 
 @pytest.mark.parametrize("name", sorted(SAMPLES))
@@ -389,6 +407,148 @@ def test_error_names_key_and_path() -> None:
     assert "kv/user%3A1~" in str(info.value)
     assert info.value.key == "user:1"
     assert info.value.path == "kv/user%3A1~"
+
+
+# -- the meta's own checksum (FLAG_META_CRC) and peek_meta ------------------------------------
+
+META = {"f": 1, "mime": "text/plain", "user": {"k": "v" * 50}, "@": "art/doc~/0"}
+# An object as kvstore wrote it before FLAG_META_CRC existed (encode(b"payload!",
+# meta={"a": 1, "b": [1, 2]}, nonce=42, bind="art/x~/0") by that version): still decoded.
+OLD_OBJECT = bytes.fromhex(
+    "4b56531e0100000000000000000000002a00000000000000140000004b1db08d83a16101a162920102a140"
+    "a86172742f787e2f307061796c6f616421a15e6f2d"
+)
+
+
+def _meta_crc_object(payload: bytes = b"payload" * 100) -> bytes:
+    return codec.encode(payload, meta=META, meta_crc=True)
+
+
+def test_old_objects_decode_as_before_and_are_written_the_same_without_the_flag() -> None:
+    env = codec.decode(OLD_OBJECT, bound="art/x~/0")
+    assert (env.payload, env.meta, env.nonce) == (
+        b"payload!",
+        {"a": 1, "b": [1, 2], "@": "art/x~/0"},
+        42,
+    )
+    again = codec.encode(b"payload!", meta={"a": 1, "b": [1, 2]}, nonce=42, bind="art/x~/0")
+    assert again == OLD_OBJECT  # meta_crc=False: byte for byte the old format
+    for peek in (codec.peek_meta, codec.meta_span):
+        with pytest.raises(codec.NoMetaChecksum) as info:
+            peek(OLD_OBJECT, key="x", path="art/x~/0")
+        assert isinstance(info.value, CorruptDataError)
+        assert info.value.path == "art/x~/0"
+
+
+def test_meta_crc_layout() -> None:
+    payload = random.Random(SEED).randbytes(1000)  # stored raw
+    data = codec.encode(payload, meta=META, meta_crc=True)
+    meta_len = struct.unpack_from("<I", data, 24)[0]
+    span = codec.meta_span(data)
+    assert span == codec.HEADER_SIZE + meta_len + 4
+    assert len(data) == span + len(payload) + 4
+    meta_bytes = data[codec.HEADER_SIZE : span - 4]
+    assert data[span - 4 : span] == struct.pack("<I", zlib.crc32(meta_bytes))
+    assert data[span : span + len(payload)] == payload
+    assert data[-4:] == struct.pack("<I", zlib.crc32(data[codec.HEADER_SIZE : -4]))
+    assert len(codec.encode(payload, meta=META)) == len(data) - 4
+
+
+@pytest.mark.parametrize("payload", [b"", b"small", text_payload(20_000)])
+def test_peek_meta_reads_the_meta_from_the_first_bytes(payload: bytes) -> None:
+    data = _meta_crc_object(payload)
+    span = codec.meta_span(data)
+    assert codec.decode(data).meta == META
+    assert codec.decode(data).payload == payload
+    for head in (data, data[:span], data[: span + 1]):
+        assert codec.peek_meta(head, bound="art/doc~/0") == META
+    for length in range(span):  # too short: the caller reads more
+        assert codec.peek_meta(data[:length]) is None
+    for length in range(codec.HEADER_SIZE, span):
+        assert codec.meta_span(data[:length]) == span
+    with pytest.raises(CorruptDataError):
+        codec.meta_span(data[: codec.HEADER_SIZE - 1])
+
+
+def test_peek_meta_checks_the_binding() -> None:
+    data = _meta_crc_object()
+    with pytest.raises(CorruptDataError, match="misplaced") as info:
+        codec.peek_meta(data, key="doc", path="s3://b/art/doc~/1", bound="art/doc~/1")
+    assert not isinstance(info.value, codec.NoMetaChecksum)
+    assert "art/doc~/0" in str(info.value) and "s3://b/art/doc~/1" in str(info.value)
+    unbound = codec.encode(b"x", meta={"k": 1}, meta_crc=True)
+    assert codec.peek_meta(unbound, bound="anything") == {"k": 1}  # written before bindings
+
+
+def test_every_bit_flip_in_header_meta_or_meta_crc_is_caught_by_peek_meta() -> None:
+    data = _meta_crc_object()
+    span = codec.meta_span(data)
+    for pos in range(span):
+        for bit in range(8):
+            mutated = bytearray(data)
+            mutated[pos] ^= 1 << bit
+            with pytest.raises(CorruptDataError) as info:
+                codec.peek_meta(bytes(mutated), bound="art/doc~/0")
+            assert not isinstance(info.value, codec.NoMetaChecksum)  # the flag is checked
+            decode_must_fail(bytes(mutated))
+
+
+def test_a_flip_in_the_payload_is_not_peek_metas_business_but_decodes() -> None:
+    data = _meta_crc_object()
+    span = codec.meta_span(data)
+    for pos in range(span, len(data)):
+        mutated = bytearray(data)
+        mutated[pos] ^= 0x04
+        assert codec.peek_meta(bytes(mutated)) == META
+        decode_must_fail(bytes(mutated))
+
+
+def test_decode_checks_the_meta_crc_even_when_the_body_crc_agrees() -> None:
+    """A writer's bug (or a forgery) that left the meta CRC wrong and the body CRC right."""
+    data = bytearray(_meta_crc_object())
+    span = codec.meta_span(bytes(data))
+    data[span - 1] ^= 0x01
+    data[-4:] = struct.pack("<I", zlib.crc32(data[codec.HEADER_SIZE : -4]))
+    exc = decode_must_fail(bytes(data))
+    assert "metadata checksum" in str(exc)
+    with pytest.raises(CorruptDataError, match="metadata checksum"):
+        codec.peek_meta(bytes(data))
+
+
+@pytest.mark.parametrize(
+    ("body", "meta_len"),
+    [
+        (b"", 0),  # the flag, but no room for the meta CRC
+        (b"\x80\x00\x00", 1),  # empty map, meta CRC cut short
+        (b"\x80" + struct.pack("<I", zlib.crc32(b"\x80")), 1),  # body has nothing left
+        (b"\xc1" + struct.pack("<I", zlib.crc32(b"\xc1")) + b"x", 1),  # bad msgpack, CRC right
+        (b"\x93\x01\x02\x03" + struct.pack("<I", zlib.crc32(b"\x93\x01\x02\x03")), 4),
+    ],
+)
+def test_forged_meta_crc_envelopes_are_rejected(body: bytes, meta_len: int) -> None:
+    forged = _forge(body, flags=codec.FLAG_META_CRC, meta_len=meta_len)
+    env = decode_safely(forged)
+    assert env is None or (env.payload == b"" and env.meta == {})
+    with contextlib.suppress(CorruptDataError):  # a dict, None or CorruptDataError only
+        codec.peek_meta(forged)
+
+
+def test_rebind_and_with_expiry_keep_the_meta_crc() -> None:
+    data = codec.encode(text_payload(5000), meta=META, meta_crc=True)
+    moved = codec.rebind(data, "art/doc~/7")
+    assert flags_of(moved) == flags_of(data)
+    assert codec.peek_meta(moved, bound="art/doc~/7") == {**META, "@": "art/doc~/7"}
+    assert codec.decode(moved, bound="art/doc~/7").payload == text_payload(5000)
+    aged = codec.with_expiry(moved, 99)
+    assert codec.peek_meta(aged) == codec.decode(aged).meta
+    assert codec.decode(aged).expires_at_ms == 99
+
+
+@settings(max_examples=500, deadline=None)
+@given(st.binary(max_size=300))
+def test_hypothesis_garbage_peek_meta(data: bytes) -> None:
+    with contextlib.suppress(CorruptDataError):  # never another exception
+        codec.peek_meta(data, bound="art/doc~/0")
 
 
 # -- the cache's form of a value -------------------------------------------------------------

@@ -63,6 +63,8 @@ ENVELOPES = [
     codec.encode(b"x" * 5000, expires_at_ms=1_700_000_000_000),
     codec.encode(bytes(msgpack.packb([b"a", b"b"])), meta={"n": 2, "b": "ab", "t": 1}, count=2),
     codec.encode(b"", meta={"@": "kv/key~"}, bind="kv/key~"),
+    codec.encode(b"x" * 5000, meta={"n": 1, "u": "v" * 40}, bind="kv/key~", meta_crc=True),
+    codec.encode(b"tiny", bind="kv/key~", meta_crc=True),
 ]
 
 
@@ -78,6 +80,21 @@ def test_envelope_header_peeks() -> None:
     rng = random.Random(2)
     only_corrupt_data_error(codec.peek_expiry, mutations(ENVELOPES, rng))
     only_corrupt_data_error(codec.peek_count, mutations(ENVELOPES, rng))
+
+
+def test_envelope_peek_meta() -> None:
+    """peek_meta on any prefix of any damaged object: a dict, None (read more) or
+    CorruptDataError (NoMetaChecksum included)."""
+    rng = random.Random(7)
+
+    def peek(data: bytes) -> Any:
+        meta = codec.peek_meta(data, bound="kv/key~")
+        assert meta is None or isinstance(meta, dict)
+        if meta is not None:
+            assert codec.meta_span(data) <= len(data)
+
+    refused = only_corrupt_data_error(peek, mutations(ENVELOPES, rng))
+    assert refused > N // 4
 
 
 def test_cached_values() -> None:
@@ -142,13 +159,22 @@ def test_manifests() -> None:
     rng = random.Random(6)
     refused = 0
     for _ in range(N):
-        env = codec.decode(codec.encode(b"abc", meta=fuzzed_meta(rng)))
+        data = codec.encode(b"abc", meta=fuzzed_meta(rng), meta_crc=True)
+        env = codec.decode(data)
         try:
             manifest = Manifest.parse(env, "name", "art/name~/0")
             if manifest is not None:
                 manifest.info("name", 0)
         except CorruptDataError:
             refused += 1
+        try:  # what info reads: the metadata alone, from the first bytes
+            meta = codec.peek_meta(data)
+            assert meta is not None
+            described = Manifest.from_meta(meta, "name", "art/name~/0")
+            if described is not None:
+                described.info("name", 0)
+        except CorruptDataError:
+            pass
         except Exception as exc:  # pragma: no cover - the failure this test exists for
             pytest.fail(f"{type(exc).__name__}: {exc} for metadata {env.meta!r}")
     assert refused > N // 2

@@ -13,3 +13,6 @@ MAX_CLAIMS = 10_000
 """Version numbers one save tries before it gives up."""
 RETRIES = 5
 """Times a read starts again when the version it found is deleted under it."""
+INFO_HEAD = 4 << 10
+"""Bytes of a manifest the first ranged read of ``info`` asks for: the header and a
+typical metadata fit; larger metadata costs a second read of exactly the rest."""

@@ -2,7 +2,10 @@
 
 A manifest (``art/{enc(name)}/{version:020d}``, :mod:`kvstore.layout`) is an envelope whose
 msgpack metadata holds the mime type, the user's metadata (under its own field, never mixed
-with internal ones), size, sha256, creation time and the upload id. Data of at most
+with internal ones), size, sha256, creation time and the upload id. Manifests are written
+with the metadata's own checksum (``codec.FLAG_META_CRC``), so a version's info comes from a
+ranged read of the manifest's first bytes, verified, without its data; those written
+before it are read whole. Data of at most
 ``limits.PART_SIZE`` bytes is the manifest's payload; larger data is cut into parts and the
 manifest lists their sizes. A deleted version's manifest is replaced by a tombstone.
 """
@@ -102,7 +105,18 @@ class Manifest:
     @classmethod
     def parse(cls, env: codec.Envelope, key: str, path: str) -> Manifest | None:
         """The manifest, or None for a tombstone (a deleted version)."""
-        meta = env.meta or {}
+        manifest = cls.from_meta(env.meta, key, path, inline=env.payload)
+        if manifest is not None and manifest.parts is None and len(env.payload) != manifest.size:
+            raise CorruptDataError("artifact size does not match its data", key=key, path=path)
+        return manifest
+
+    @classmethod
+    def from_meta(
+        cls, meta: dict[str, Any], key: str, path: str, *, inline: bytes = b""
+    ) -> Manifest | None:
+        """The manifest its metadata describes (``inline``: the data, when the caller has
+        it), or None for a tombstone. Checks the fields and that the part sizes add up to
+        the size; the size of inline data is :meth:`parse`'s check (it has the data)."""
         try:
             if meta.get("f") != FORMAT:
                 raise ValueError(f"unknown artifact format {meta.get('f')!r}")
@@ -117,12 +131,11 @@ class Manifest:
                 created_ms=int(meta["created"]),
                 upload=str(meta["upload"]),
                 parts=None if parts is None else [int(n) for n in parts],
-                inline=env.payload,
+                inline=inline,
             )
         except (KeyError, TypeError, ValueError) as exc:
             raise CorruptDataError(f"bad artifact manifest: {exc}", key=key, path=path) from None
-        expected = len(env.payload) if manifest.parts is None else sum(manifest.parts)
-        if expected != manifest.size:
+        if manifest.parts is not None and sum(manifest.parts) != manifest.size:
             raise CorruptDataError("artifact size does not match its data", key=key, path=path)
         return manifest
 
@@ -145,9 +158,15 @@ class Manifest:
         )
 
 
+def encode(data: bytes, meta: dict[str, Any], path: str, compress: bool | None) -> bytes:
+    """A manifest's envelope: with the metadata's own checksum (``codec.FLAG_META_CRC``),
+    so a version's info is read and verified from the manifest's first bytes."""
+    return codec.encode(data, meta=meta, compress=compress, bind=path, meta_crc=True)
+
+
 def tombstone(path: str) -> bytes:
     """What replaces a deleted version's manifest (and marks it in the listing)."""
-    return codec.encode(b"", meta={"f": FORMAT, "deleted": True}, bind=path)
+    return codec.encode(b"", meta={"f": FORMAT, "deleted": True}, bind=path, meta_crc=True)
 
 
 def check_version(version: object) -> int:

@@ -1,4 +1,5 @@
-"""AsyncArtifacts: save, load, open, versions, list, delete - on one store context.
+"""AsyncArtifacts: save, load, open, info, versions, versions_info, list, delete - on one
+store context.
 
 Guarantees:
 
@@ -14,7 +15,8 @@ Guarantees:
   the manifest by a small tombstone and adds a ``.deleted`` marker that listings see, so a
   deleted number is never claimed again.
 * **Verified.** Every object carries a CRC; the sha256 of the data is checked on every
-  ``load`` and at the end of a sequential read through ``open``.
+  ``load`` and at the end of a sequential read through ``open``. ``info`` and
+  ``versions_info`` read only a manifest's header and metadata, each with its own CRC.
 * **Bounded memory for streams.** ``save`` of a file object or path, and reading through
   ``open``, hold a few parts at a time whatever the artifact's size.
 """
@@ -37,6 +39,7 @@ from . import limits
 from .manifest import (
     FORMAT,
     Artifact,
+    ArtifactInfo,
     Manifest,
     check_metadata,
     check_mime,
@@ -44,6 +47,7 @@ from .manifest import (
     is_compressed_type,
     tombstone,
 )
+from .manifest import encode as encode_manifest
 from .reader import AsyncArtifactReader, Gone
 from .sources import Source, chain
 from .versions import Versions
@@ -66,6 +70,19 @@ class AsyncArtifacts:
         _, directory = self._versions.dir(name)
         live, _ = await self._versions.scan(directory)
         return live
+
+    async def versions_info(self, name: str) -> list[ArtifactInfo]:
+        """Every live version's info (``ArtifactInfo``: no data), oldest first ([] if none):
+        ADK's ``list_artifact_versions``.
+
+        Verified as :meth:`info`. Costs one LIST, plus one ranged GET of each version the
+        cache does not hold (see :meth:`info`), at most ``concurrency`` at a time; one cache
+        lookup for all. No data is downloaded.
+        """
+        key, directory = self._versions.dir(name)
+        live, _ = await self._versions.scan(directory)
+        infos = await self._versions.infos(key, directory, live)
+        return [info for info in infos if info is not None]  # None: deleted since the LIST
 
     async def list(self, prefix: str = "") -> list[str]:
         """Names of the artifacts that have a live version and start with ``prefix``, sorted.
@@ -92,12 +109,32 @@ class AsyncArtifacts:
 
     # -- reading -----------------------------------------------------------------------------
 
+    async def info(self, name: str, version: int | None = None) -> ArtifactInfo | None:
+        """The artifact's version (None = the latest) described without its data: name,
+        version, mime type, metadata, size, sha256 and creation time; None if there is none
+        (deleted or never saved).
+
+        Verified: the manifest's header and metadata checksums and its binding to the
+        version's path (the data is not read, so its sha256 is checked by ``load`` and
+        ``open``, not here). Costs nothing when the cache holds the version's manifest or
+        info; else one ranged GET of the manifest's first 4 KiB
+        (``limits.INFO_HEAD``), a second one of exactly its header and metadata when the
+        user metadata is larger, or one whole GET for a manifest saved before kvstore
+        wrote metadata checksums. For the latest, one LIST more when the cache has no fresh
+        pointer (as ``load``).
+        """
+        key, directory = self._versions.dir(name)
+        if version is None:
+            found = await self._versions.latest(key, directory, self._versions.info)
+            return None if found is None else found[1]
+        return await self._versions.info(key, directory, check_version(version))
+
     async def _resolve(
         self, name: str, version: int | None
     ) -> tuple[str, str, int, Manifest] | None:
         key, directory = self._versions.dir(name)
         if version is None:
-            found = await self._versions.latest(key, directory)
+            found = await self._versions.latest(key, directory, self._versions.manifest)
             if found is None:
                 return None
             return key, directory, found[0], found[1]
@@ -246,7 +283,7 @@ class AsyncArtifacts:
                 meta["parts"] = sizes
             version = await self._versions.next_free(directory)
             path = self.ctx.layout.version(directory, version)
-            manifest = codec.encode(inline, meta=meta, compress=compress, bind=path)
+            manifest = encode_manifest(inline, meta, path, compress)
             return await self._claim(key, directory, manifest, upload, version)
         except BaseException:
             for task in pending:
@@ -351,7 +388,8 @@ class AsyncArtifacts:
             marker = layout.deleted_marker(directory, version)
             await self.ctx.blob.put(marker, tombstone(marker))
 
-        await self.ctx.commit([path, self._versions.pointer_key(directory)], bury)
+        stale = [path, self._versions.info_key(path), self._versions.pointer_key(directory)]
+        await self.ctx.commit(stale, bury)
         if parts is not None:
             upload, count = parts
             drops = [self.ctx.blob.delete(layout.part(directory, upload, i)) for i in range(count)]

@@ -2,6 +2,15 @@
 
 * **Manifests** never change once written (a delete replaces one by a tombstone and
   invalidates it), so they are cached under the stale-fill guard; tombstones are not.
+* **Info without the data.** A version's info (:meth:`Versions.infos`) comes from the
+  cached manifest when the cache holds it, else from the cached *info entry*
+  (``{version path}.info``: the manifest's first bytes, header and metadata, which verify
+  themselves: ``codec.peek_meta``), else from a ranged read of the manifest's first
+  ``limits.INFO_HEAD`` bytes (a second read of exactly the header and metadata when they
+  are longer; the whole manifest when it was written without the metadata checksum). The
+  info entry is filled under the stale-fill guard like a manifest, never for a tombstone,
+  and invalidated with the manifest by a delete; a manifest that fits the first read is
+  verified whole and cached as the manifest itself.
 * **Latest without listing when possible.** ``latest`` uses the pointer kept in the cache
   (``{art dir}latest``: invalidated by every save and delete, refilled under the guard),
   and one LIST otherwise. A process never reads a version older than one it saved or saw
@@ -11,13 +20,20 @@
 from __future__ import annotations
 
 from collections import OrderedDict
+from collections.abc import Awaitable, Callable, Sequence
+from typing import TypeVar
 
-from .. import codec
+from .. import aio, codec
 from ..context import Loaded, StoreContext, each
 from ..keys import key_str
 from ..layout import parse_version_leaf
 from . import limits
-from .manifest import Manifest
+from .manifest import ArtifactInfo, Manifest
+
+T = TypeVar("T")
+Read = Callable[[str, str, int], Awaitable[T | None]]
+"""What ``latest`` reads of a version: (key, directory, version) -> the item, or None if
+the version does not exist or was deleted."""
 
 
 class KnownVersions:
@@ -117,21 +133,20 @@ class Versions:
         (manifest,) = await self.ctx.read_through([path], each(parse), get)
         return manifest
 
-    async def latest(self, key: str, directory: str) -> tuple[int, Manifest] | None:
-        """The newest live version and its manifest: the cached pointer if it is fresh and
-        not older than what this process knows, else one LIST."""
+    async def latest(self, key: str, directory: str, read: Read[T]) -> tuple[int, T] | None:
+        """The newest live version and what ``read`` reads of it (:meth:`manifest`,
+        :meth:`info`): the cached pointer if it is fresh and not older than what this
+        process knows, else one LIST."""
         pointer_key = self.pointer_key(directory)
         for _ in range(limits.RETRIES):
-            found: dict[int, Manifest] = {}
+            found: dict[int, T] = {}
 
-            async def find(
-                _: list[int], found: dict[int, Manifest] = found
-            ) -> list[Loaded[int | None]]:
+            async def find(_: list[int], found: dict[int, T] = found) -> list[Loaded[int | None]]:
                 live, _highest = await self.scan(directory)
                 for version in reversed(live):  # past tombstones of half-finished deletes
-                    manifest = await self.manifest(key, directory, version)
-                    if manifest is not None:
-                        found[version] = manifest
+                    item = await read(key, directory, version)
+                    if item is not None:
+                        found[version] = item
                         return [(version, codec.seal(b"%d" % version), self.ctx.cache_ttl)]
                 return [(None, None, 0.0)]
 
@@ -143,11 +158,130 @@ class Versions:
             )
             if version is None:
                 return None
-            manifest = found.get(version) or await self.manifest(key, directory, version)
-            if manifest is not None:
-                return version, manifest
+            item = found.get(version)
+            if item is None:
+                item = await read(key, directory, version)
+            if item is not None:
+                return version, item
             await self.ctx.invalidate([self.pointer_key(directory)])  # a stale pointer
         return None
+
+    # -- info: a version's description without its data ------------------------------------
+
+    def info_key(self, path: str) -> str:
+        return self.ctx.layout.version_info_key(path)
+
+    async def info(self, key: str, directory: str, version: int) -> ArtifactInfo | None:
+        """One version's info (see :meth:`infos`); None if missing or deleted."""
+        return (await self.infos(key, directory, [version]))[0]
+
+    async def infos(
+        self, key: str, directory: str, versions: Sequence[int]
+    ) -> list[ArtifactInfo | None]:
+        """The info of each version (None: missing or deleted), without the data: one cache
+        lookup of every version's manifest and info entry; for each version the cache has
+        neither of, one ranged read (see the module docstring), concurrently (at most
+        ``concurrency`` at a time)."""
+        if not versions:
+            return []
+        paths = [self.ctx.layout.version(directory, v) for v in versions]
+        names = [name for path in paths for name in (path, self.info_key(path))]
+
+        def unpack(entries: Sequence[bytes | None]) -> tuple[list[ArtifactInfo | None], list[int]]:
+            out: list[ArtifactInfo | None] = []
+            damaged: list[int] = []
+            for i, entry in enumerate(entries):
+                item = None
+                if entry is not None:
+                    try:
+                        item = self._cached_info(entry, key, versions[i // 2], paths[i // 2])
+                    except Exception:
+                        damaged.append(i)
+                out.append(item)
+            return out, damaged
+
+        async def load(misses: list[int]) -> list[Loaded[ArtifactInfo | None]]:
+            missed = set(misses)
+            read = sorted({i // 2 for i in misses if {i, i ^ 1} <= missed})  # neither cached
+            found = await aio.bounded(
+                [self._read_info(key, directory, versions[j], paths[j]) for j in read],
+                self.ctx.concurrency,
+            )
+            by_version = dict(zip(read, found, strict=True))
+            loaded: list[Loaded[ArtifactInfo | None]] = []
+            for i in misses:
+                info, entries = by_version.get(i // 2, (None, (None, None)))
+                entry = entries[i % 2]
+                loaded.append((info, entry, self.ctx.cache_ttl if entry is not None else 0.0))
+            return loaded
+
+        out = await self.ctx.read_through(names, unpack, load)
+        return [
+            out[2 * j] if out[2 * j] is not None else out[2 * j + 1] for j in range(len(versions))
+        ]
+
+    def _cached_info(self, entry: bytes, key: str, version: int, path: str) -> ArtifactInfo:
+        """A version's info from a cache entry: a whole manifest or an info entry (its first
+        bytes). Raises on anything else (a damaged entry: dropped and read again)."""
+        where = self.ctx.where(path)
+        try:
+            meta = codec.peek_meta(entry, key=key, path=where, bound=path)
+        except codec.NoMetaChecksum:  # a whole manifest written without the meta CRC
+            manifest = Manifest.parse(self.decode(entry, key, path), key, path)
+        else:
+            if meta is None:
+                raise ValueError("a cut info entry")
+            manifest = Manifest.from_meta(meta, key, where)
+        if manifest is None:
+            raise ValueError("a cached tombstone")
+        return manifest.info(key, version)
+
+    async def _read_info(
+        self, key: str, directory: str, version: int, path: str
+    ) -> tuple[ArtifactInfo | None, tuple[bytes | None, bytes | None]]:
+        """A version's info from the object store, and what to cache: (the manifest entry,
+        the info entry). One ranged read of ``limits.INFO_HEAD`` bytes; a second of exactly
+        the header and metadata when they are longer; a whole GET for a manifest without
+        the metadata checksum (when the first read did not already hold all of it)."""
+        where = self.ctx.where(path)
+        asked = limits.INFO_HEAD
+        for _ in range(2):  # (a third read only if the object changed between the two)
+            head = await self.ctx.blob.get_head(path, asked)
+            if head is None:
+                return None, (None, None)
+            if len(head.data) < asked:  # the whole object: verified whole, cached as such
+                return self._whole_info(head.data, key, directory, version, path)
+            try:
+                meta = codec.peek_meta(head.data, key=key, path=where, bound=path)
+            except codec.NoMetaChecksum:
+                break
+            span = codec.meta_span(head.data, key=key, path=where)
+            if meta is not None:
+                manifest = Manifest.from_meta(meta, key, where)
+                info = self._learn(directory, version, manifest, key)
+                return info, (None, None if info is None else head.data[:span])
+            asked = span  # the metadata goes on past the first read: read exactly up to its CRC
+        whole = await self.ctx.blob.get(path)
+        if whole is None:
+            return None, (None, None)
+        return self._whole_info(whole.data, key, directory, version, path)
+
+    def _whole_info(
+        self, data: bytes, key: str, directory: str, version: int, path: str
+    ) -> tuple[ArtifactInfo | None, tuple[bytes | None, bytes | None]]:
+        manifest = Manifest.parse(self.decode(data, key, path), key, self.ctx.where(path))
+        info = self._learn(directory, version, manifest, key)
+        return info, (None if info is None else data, None)
+
+    def _learn(
+        self, directory: str, version: int, manifest: Manifest | None, key: str
+    ) -> ArtifactInfo | None:
+        """What a read of a version's manifest teaches (as :meth:`manifest`); its info."""
+        if manifest is None:  # a tombstone
+            self.known.learn(directory, version, live=self.known.get(directory)[1])
+            return None
+        self.known.learn(directory, version)
+        return manifest.info(key, version)
 
     async def next_free(self, directory: str) -> int:
         """The version a save should try first: one past what this process knows, else
