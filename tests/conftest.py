@@ -74,6 +74,13 @@ class LatencyBlobStore(WrapperBlobStore):
             await asyncio.sleep(self.delay)
             yield page
 
+    async def _list_after(
+        self, prefix: str, start_after: str | None, page_size: int | None
+    ) -> AsyncIterator[list[str]]:
+        async for page in self.inner._list_after(prefix, start_after, page_size):
+            await asyncio.sleep(self.delay)
+            yield page
+
     async def _list_dated(self, prefix: str) -> AsyncIterator[DatedPage]:
         async for page in self.inner._list_dated(prefix):
             await asyncio.sleep(self.delay)

@@ -229,6 +229,17 @@ def test_a_wrapper_may_declare_a_capability_false() -> None:
     asyncio.run(main())
 
 
+def test_wrapper_passes_listings_from_a_position_through() -> None:
+    async def main() -> None:
+        wrapper = WrapperBlobStore(memory_blob("bulk"))
+        await asyncio.gather(*(wrapper.put(f"k{i}", b"1") for i in range(5)))
+        with request_delta(wrapper.stats) as spent:
+            assert [p async for p in wrapper.list_pages("k", "k1", 2)] == [["k2", "k3"], ["k4"]]
+        assert spent == {"requests.list": 2}
+
+    asyncio.run(main())
+
+
 # -- kvstore.testing helpers -------------------------------------------------------------------
 
 

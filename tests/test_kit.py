@@ -5,6 +5,7 @@ A new backend or cache joins by adding a subclass here (or in its own test modul
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -17,7 +18,8 @@ from kvstore.blob import BlobStore, open_blob_store
 from kvstore.blob.generic import FsspecBlobStore
 from kvstore.cache import Cache, LocalCache, NoCache
 from kvstore.stats import Stats
-from kvstore.testing import BlobStoreContract, CacheContract
+from kvstore.testing import BlobStoreContract, CacheContract, request_delta
+from kvstore.testing.blob_contract import listing
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -48,9 +50,26 @@ class TestLocalBlobStore(BlobStoreContract):
 class TestS3BlobStore(BlobStoreContract):
     """Against the moto server the tests start (serialised: see backends/s3.py)."""
 
+    backend = "s3"
+
     @pytest.fixture
     def open_store(self, make_target: Callable[[str], Target]) -> Callable[[], BlobStore]:
-        return opener(make_target("s3"))
+        return opener(make_target(self.backend))
+
+    def test_listing_from_a_position_is_one_request_per_page(
+        self, open_store: Callable[[], BlobStore]
+    ) -> None:
+        async def body(opener: Callable[[], BlobStore]) -> None:
+            store = opener()
+            names = [f"kv/{i:03d}~" for i in range(30)]
+            await asyncio.gather(*(store.put(n, b"1") for n in names))
+            for after, size, requests in ((names[4], 5, 5), (names[27], None, 1)):
+                with request_delta(store.stats) as spent:
+                    pages = await listing(store, "kv/", after, size)
+                assert [n for page in pages for n in page] == names[names.index(after) + 1 :]
+                assert spent == {"requests.list": requests}, (after, size)
+
+        self.run(open_store, body)
 
 
 class TestGCSBlobStore(BlobStoreContract):

@@ -18,6 +18,9 @@ Guarantees every implementation must keep (and states in its docstring how):
   capability flag (``atomic_create``, ``atomic_conditional_put``,
   ``atomic_conditional_delete``) and the method raises UnsupportedOperationError.
 * A write returns only after the store acknowledged it (durable on local disk: fsync).
+* ``list_pages`` lists in code point order of the paths (S3's and GCS's UTF-8 byte order),
+  from a position (``start_after``) without reading what sorts before it where the server
+  can (S3, GCS).
 * ``list_dated`` (where ``dated_listing`` is True) dates each object by the *store's* clock
   and says how late that clock was at least when it answered: ages that no client's
   clock can make wrong (docs/architecture.md, "Time").
@@ -318,13 +321,37 @@ class BlobStore(ABC):
         await self.require("atomic_conditional_delete")
         return await self._call("delete_if_match", path, lambda: self._delete_if_match(path, tag))
 
-    async def list_pages(self, prefix: str) -> AsyncIterator[list[str]]:
-        """Pages of the paths that start with ``prefix`` (a string prefix), in order.
+    async def list_pages(
+        self, prefix: str, start_after: str | None = None, page_size: int | None = None
+    ) -> AsyncIterator[list[str]]:
+        """Pages of the paths that start with ``prefix`` (a string prefix), in order; never
+        an empty page.
+
+        ``start_after``: only the paths that sort strictly after it (a path as this method
+        returns them; compared as Python strings, code point order - the UTF-8 byte order
+        S3 and GCS list in). S3 and GCS start the listing there (``StartAfter``,
+        ``startOffset``), so the paths before it cost no request; local disk skips the
+        directories that sort entirely before it; memory starts at it.
+
+        ``page_size``: at most this many paths per page, and about as many per request (S3
+        ``MaxKeys``, GCS ``maxResults``: at most 1000). "The next 100 after X" is
+        ``start_after=X, page_size=100``, reading pages until 100 paths came (usually the
+        first page: one request) and no further.
 
         Each page request is retried on its own (backends call ``_call`` per page), so a
         transient fault in the middle of a long listing neither truncates nor restarts it.
         """
-        async for page in self._list(prefix):
+        if start_after is not None and not isinstance(start_after, str):
+            raise ConfigurationError(f"start_after must be a str path, not {start_after!r}")
+        if page_size is not None and (
+            isinstance(page_size, bool) or not isinstance(page_size, int) or page_size < 1
+        ):
+            raise ConfigurationError(f"page_size must be an int >= 1, not {page_size!r}")
+        if start_after is None and page_size is None:
+            pages = self._list(prefix)
+        else:
+            pages = self._list_after(prefix, start_after, page_size)
+        async for page in pages:
             if page:
                 yield page
 
@@ -376,6 +403,15 @@ class BlobStore(ABC):
     def _list(self, prefix: str) -> AsyncIterator[list[str]]:
         """Pages of matching paths; each page's request goes through ``self._call``."""
 
+    def _list_after(
+        self, prefix: str, start_after: str | None, page_size: int | None
+    ) -> AsyncIterator[list[str]]:
+        """Pages of the paths that start with ``prefix`` and sort after ``start_after``
+        (if not None), at most ``page_size`` each (if not None); each page's request goes
+        through ``self._call``. The default filters ``_list`` (correct, but it lists from
+        the beginning); a backend that can start a listing at a position overrides it."""
+        return paged(self._list(prefix), start_after, page_size)
+
     def _list_dated(self, prefix: str) -> AsyncIterator[DatedPage]:
         """Pages of (path, modified ms) and the store's time when it answered (None if it
         did not say); each page's request goes through ``self._call``. A backend that
@@ -422,3 +458,23 @@ class BlobStore(ABC):
                 self.stats.add("errors")
                 raise BackendError(operation, f"{self.url}/{path}", exc) from exc
         raise AssertionError("unreachable")  # pragma: no cover
+
+
+async def paged(
+    pages: AsyncIterator[list[str]], start_after: str | None, page_size: int | None
+) -> AsyncIterator[list[str]]:
+    """``pages`` (sorted paths) without those up to ``start_after``, cut into pages of at
+    most ``page_size`` (as they come, if None)."""
+    held: list[str] = []
+    async for page in pages:
+        held += page if start_after is None else [p for p in page if p > start_after]
+        if page_size is None:
+            if held:
+                yield held
+            held = []
+            continue
+        while len(held) >= page_size:
+            yield held[:page_size]
+            del held[:page_size]
+    if held:
+        yield held

@@ -10,6 +10,7 @@ Whether ``put`` is atomic for readers depends on the filesystem.
 from __future__ import annotations
 
 import asyncio
+import bisect
 import contextlib
 from collections.abc import AsyncIterator
 from typing import Any
@@ -92,3 +93,13 @@ class FsspecBlobStore(BlobStore):
         names = await self._call("list", prefix, lambda: asyncio.to_thread(self._find, prefix))
         for i in range(0, len(names), PAGE):
             yield names[i : i + PAGE]
+
+    async def _list_after(
+        self, prefix: str, start_after: str | None, page_size: int | None
+    ) -> AsyncIterator[list[str]]:
+        names = await self._call("list", prefix, lambda: asyncio.to_thread(self._find, prefix))
+        if start_after is not None:
+            names = names[bisect.bisect_right(names, start_after) :]
+        size = page_size or PAGE
+        for i in range(0, len(names), size):
+            yield names[i : i + size]

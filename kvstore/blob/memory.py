@@ -115,26 +115,38 @@ class MemoryBlobStore(BlobStore):
         async for entries, _ in self._pages(prefix):
             yield [path for path, _ in entries]
 
+    async def _list_after(
+        self, prefix: str, start_after: str | None, page_size: int | None
+    ) -> AsyncIterator[list[str]]:
+        async for entries, _ in self._pages(prefix, start_after, page_size or PAGE):
+            yield [path for path, _ in entries]
+
     async def _list_dated(self, prefix: str) -> AsyncIterator[DatedPage]:
         async for page in self._pages(prefix):
             yield page
 
-    async def _pages(self, prefix: str) -> AsyncIterator[DatedPage]:
+    async def _pages(
+        self, prefix: str, start_after: str | None = None, size: int = PAGE
+    ) -> AsyncIterator[DatedPage]:
         start = self._full(prefix)
         cut = len(self._full(""))
-        after = ""
+        after = None if start_after is None else self._full(start_after)
         while True:
-            page = await self._call("list", prefix, functools.partial(self._page, start, after))
+            page = await self._call(
+                "list", prefix, functools.partial(self._page, start, after, size)
+            )
             if page:
                 yield [(name[cut:], when) for name, when in page], _now_ms()
-            if len(page) < PAGE:  # a short page is the last: no request for an empty one
+            if len(page) < size:  # a short page is the last: no request for an empty one
                 return
             after = page[-1][0]
 
-    async def _page(self, start: str, after: str) -> list[tuple[str, int]]:
+    async def _page(self, start: str, after: str | None, size: int) -> list[tuple[str, int]]:
         with self._space.lock:
             names = self._space.names
-            i = bisect.bisect_right(names, after) if after else bisect.bisect_left(names, start)
-            page = list(itertools.islice(names, i, i + PAGE))
+            i = bisect.bisect_left(names, start)
+            if after is not None:  # past the position, never before the prefix's first
+                i = max(i, bisect.bisect_right(names, after))
+            page = list(itertools.islice(names, i, i + size))
             written = self._space.written
             return [(n, written[n]) for n in page if n.startswith(start)]

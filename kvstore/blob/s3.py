@@ -6,8 +6,14 @@
 * ``put_if_match`` / ``delete_if_match`` send ``If-Match: <etag>``.
 * A conditional write answered ``409 ConditionalRequestConflict`` (another conditional
   write to the key in flight; not applied) is sent again, up to ``CONFLICT_ATTEMPTS``.
-* Listing is ListObjectsV2, one page (1000 keys) per request; a dated listing is the same
-  requests, read with each object's ``LastModified`` and the answer's ``Date``.
+* Listing is ListObjectsV2, one page (1000 keys) per request, from a position with
+  ``StartAfter``; a dated listing is the same requests, read with each object's
+  ``LastModified`` and the answer's ``Date``.
+
+SeaweedFS (4.48) lists in its own order where a directory's name is followed by a
+character below ``/`` in a sibling's, and a ``StartAfter`` of ``a`` skips the directory
+``a/``: ``list_pages(start_after=...)`` can miss objects there. kvstore's own object names
+never meet either (every name ends in ``~``).
 
 Conditional writes need an S3 that implements them (AWS S3 since 2024, MinIO, SeaweedFS,
 moto >= 5): before relying on them, the store checks once that the server refuses what it
@@ -43,6 +49,8 @@ a whole transfer: an 8 MiB part takes as long as it takes while bytes keep comin
 s3fs's default; botocore's is 60."""
 CONFLICT_ATTEMPTS = 5
 """Tries of a conditional write that S3 answers ``409 ConditionalRequestConflict``."""
+PAGE = 1000
+"""Keys per ListObjectsV2 page: S3's most."""
 ATTEMPTS = 3
 """botocore tries per request ("standard" retry mode: throttling, 5xx, timeouts and
 dropped connections, jittered exponential backoff). botocore's own default here is the
@@ -239,6 +247,14 @@ class S3BlobStore(RemoteBlobStore):
         async for resp in self._pages(prefix):
             yield [self.relative(item["Key"]) for item in resp.get("Contents", [])]
 
+    async def _list_after(
+        self, prefix: str, start_after: str | None, page_size: int | None
+    ) -> AsyncIterator[list[str]]:
+        async for resp in self._pages(prefix, start_after, page_size):
+            paths = [self.relative(item["Key"]) for item in resp.get("Contents", [])]
+            # S3 starts after the key itself; a server that ignored StartAfter is caught here
+            yield paths if start_after is None else [p for p in paths if p > start_after]
+
     async def _list_dated(self, prefix: str) -> AsyncIterator[DatedPage]:
         async for resp in self._pages(prefix):
             contents = resp.get("Contents", [])
@@ -246,11 +262,16 @@ class S3BlobStore(RemoteBlobStore):
             headers = resp.get("ResponseMetadata", {}).get("HTTPHeaders", {})
             yield entries, http_date_ms(headers.get("date"))
 
-    async def _pages(self, prefix: str) -> AsyncIterator[dict[str, Any]]:
-        """ListObjectsV2 answers, one per page of 1000 keys (each request retried alone)."""
+    async def _pages(
+        self, prefix: str, start_after: str | None = None, page_size: int | None = None
+    ) -> AsyncIterator[dict[str, Any]]:
+        """ListObjectsV2 answers, one per page of 1000 keys (or ``page_size``), from the
+        first key after ``start_after`` (each request retried alone)."""
         token: str | None = None
+        first: dict[str, Any] = {"StartAfter": self.key(start_after)} if start_after else {}
+        size = {"MaxKeys": min(page_size, PAGE)} if page_size else {}
         while True:
-            extra = {"ContinuationToken": token} if token else {}
+            extra = {"ContinuationToken": token, **size} if token else {**first, **size}
             resp = await self._call(
                 "list",
                 prefix,

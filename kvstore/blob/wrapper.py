@@ -2,7 +2,7 @@
 
 :class:`WrapperBlobStore` delegates every primitive (``_get``, ``_put``,
 ``_put_if_absent``, ``_put_if_match``, ``_delete``, ``_delete_if_match``, ``_list``,
-``_list_dated``), the capability flags, ``check_path``, ``identity``,
+``_list_after``, ``_list_dated``), the capability flags, ``check_path``, ``identity``,
 ``expect_concurrency`` and ``close`` to an inner store, and shares its ``url``, ``retry``
 policy and ``stats``. A subclass overrides just the primitive it wants to slow down, hold
 or break::
@@ -25,13 +25,16 @@ themselves, once per page (see :meth:`BlobStore.list_pages`), so pages are count
 retried by the inner store with the same policy and counters. A subclass that overrides
 either acts on whole pages after they were fetched; an exception it raises there is not
 retried.
+
+A subclass that overrides ``_list`` but not ``_list_after`` sees every listing from a
+position (its ``_list``, filtered): an override of ``_list`` is never bypassed.
 """
 
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
 
-from .base import Blob, BlobStore, DatedPage
+from .base import Blob, BlobStore, DatedPage, paged
 
 
 class WrapperBlobStore(BlobStore):
@@ -120,6 +123,20 @@ class WrapperBlobStore(BlobStore):
 
     def _list(self, prefix: str) -> AsyncIterator[list[str]]:
         return self.inner._list(prefix)
+
+    def _list_after(
+        self, prefix: str, start_after: str | None, page_size: int | None
+    ) -> AsyncIterator[list[str]]:
+        if self._overrides("_list", "_list_after"):
+            return paged(self._list(prefix), start_after, page_size)
+        return self.inner._list_after(prefix, start_after, page_size)
+
+    def _overrides(self, single: str, bulk: str) -> bool:
+        """True if a subclass overrides the ``single`` primitive but not its ``bulk`` one."""
+        cls = type(self)
+        return getattr(cls, single) is not getattr(WrapperBlobStore, single) and getattr(
+            cls, bulk
+        ) is getattr(WrapperBlobStore, bulk)
 
     def _list_dated(self, prefix: str) -> AsyncIterator[DatedPage]:
         return self.inner._list_dated(prefix)

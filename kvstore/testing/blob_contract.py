@@ -40,10 +40,38 @@ from .counting import request_delta
 
 StoreBody = Callable[[Callable[[], BlobStore]], Awaitable[None]]
 
+#: Paths as kvstore.keys encodes them (escapes, ``~``, punctuation, a 240-character
+#: segment), sorted.
+ESCAPED_PATHS = sorted(
+    [
+        "kv/a%2Fb~",
+        "kv/%25x~",
+        "kv/a%20b%3F~",
+        "kv/%C3%A9t%C3%A9~",
+        "kv/x=y+z,w@v-_~",
+        "kv/%2E.hidden~",
+        "kv/%7E~",
+        "kv/" + "s" * 240 + "/" + "t" * 100 + "~",
+    ]
+)
 
-async def listing(store: BlobStore, prefix: str) -> list[list[str]]:
-    """Every page of ``store.list_pages(prefix)``."""
-    return [page async for page in store.list_pages(prefix)]
+
+async def listing(
+    store: BlobStore, prefix: str, start_after: str | None = None, page_size: int | None = None
+) -> list[list[str]]:
+    """Every page of ``store.list_pages(prefix, start_after, page_size)``."""
+    return [page async for page in store.list_pages(prefix, start_after, page_size)]
+
+
+async def first(store: BlobStore, prefix: str, start_after: str, n: int) -> list[str]:
+    """The first ``n`` paths after ``start_after``, read as a caller does: pages of ``n``
+    until it has them, no further."""
+    found: list[str] = []
+    async for page in store.list_pages(prefix, start_after, page_size=n):
+        found += page
+        if len(found) >= n:
+            break
+    return found[:n]
 
 
 def _skip_unless(store: BlobStore, capability: str) -> None:
@@ -196,18 +224,7 @@ class BlobStoreContract:
 
         async def body(opener: Callable[[], BlobStore]) -> None:
             store = opener()
-            paths = sorted(
-                [
-                    "kv/a%2Fb~",
-                    "kv/%25x~",
-                    "kv/a%20b%3F~",
-                    "kv/%C3%A9t%C3%A9~",
-                    "kv/x=y+z,w@v-_~",
-                    "kv/%2E.hidden~",
-                    "kv/%7E~",
-                    "kv/" + "s" * 240 + "/" + "t" * 100 + "~",
-                ]
-            )
+            paths = ESCAPED_PATHS
             for i, path in enumerate(paths):
                 await store.put(path, str(i).encode())
             for i, path in enumerate(paths):
@@ -233,6 +250,67 @@ class BlobStoreContract:
                 assert all(pages), f"an empty page for {prefix!r}"
                 found = [n for page in pages for n in page]
                 assert found == sorted(n for n in names if n.startswith(prefix)), prefix
+
+        self.run(open_store, body)
+
+    def test_list_pages_from_a_position(self, open_store: Callable[[], BlobStore]) -> None:
+        """Only paths strictly after ``start_after``, in order, for positions before,
+        between, at (excluded), inside and after the listed paths, across "directory"
+        boundaries (``/`` sorts after ``-`` and before ``0``) and with any prefix."""
+
+        async def body(opener: Callable[[], BlobStore]) -> None:
+            store = opener()
+            names = [
+                "kv/a-b~", "kv/a/b~", "kv/a/c/d~", "kv/a0~", "kv/b/c~", "kv/b/d/e~",
+                "kv/b1~", "kv/ba~", "log/a~",
+            ]  # fmt: skip
+            await asyncio.gather(*(store.put(n, n.encode()) for n in names))
+            positions = [
+                "", "a", "kv/", "kv/a", "kv/a-b~", "kv/a/", "kv/a/b", "kv/a/b~", "kv/a/c",
+                "kv/a/c/d~", "kv/a/z", "kv/a0", "kv/b/c~", "kv/b/d", "kv/b/zz", "kv/b1~",
+                "kv/ba~", "kv/c", "log/a~", "zzz",
+            ]  # fmt: skip
+            for prefix in ("", "kv/", "kv/a/", "kv/b", "log/"):
+                for after in positions:
+                    pages = await listing(store, prefix, after)
+                    assert all(pages), f"an empty page for {prefix!r} after {after!r}"
+                    found = [n for page in pages for n in page]
+                    expected = [n for n in sorted(names) if n.startswith(prefix) and n > after]
+                    assert found == expected, (prefix, after)
+
+        self.run(open_store, body)
+
+    def test_list_pages_by_page_size(self, open_store: Callable[[], BlobStore]) -> None:
+        """Pages of at most ``page_size`` paths; "the next n after X" is one request."""
+
+        async def body(opener: Callable[[], BlobStore]) -> None:
+            store = opener()
+            names = [f"kv/{i:02d}~" for i in range(11)] + ["kv/05/x~", "log/a~"]
+            await asyncio.gather(*(store.put(n, b"1") for n in names))
+            ordered = sorted(n for n in names if n.startswith("kv/"))
+            for size in (1, 2, 5, 1000):
+                for after in (None, "kv/05~", "kv/05", "kv/10~"):
+                    pages = await listing(store, "kv/", after, size)
+                    assert all(0 < len(page) <= size for page in pages), (size, after, pages)
+                    rest = [n for n in ordered if after is None or n > after]
+                    assert [n for page in pages for n in page] == rest, (size, after)
+            for after in ("kv/03~", "kv/03", "kv/05~"):  # an existing path and not
+                with request_delta(store.stats) as spent:
+                    found = await first(store, "kv/", after, 3)
+                assert found == [n for n in ordered if n > after][:3], after
+                assert spent == {"requests.list": 1}, after
+
+        self.run(open_store, body)
+
+    def test_list_pages_from_a_position_with_escaped_characters(
+        self, open_store: Callable[[], BlobStore]
+    ) -> None:
+        async def body(opener: Callable[[], BlobStore]) -> None:
+            store = opener()
+            await asyncio.gather(*(store.put(p, b"1") for p in ESCAPED_PATHS))
+            for after in [*ESCAPED_PATHS, "kv/a%2F", "kv/%", "kv/%C3%A9", "kv/s"]:
+                found = [n for page in await listing(store, "kv/", after, 3) for n in page]
+                assert found == [n for n in ESCAPED_PATHS if n > after], after
 
         self.run(open_store, body)
 

@@ -16,10 +16,10 @@ A :class:`~kvstore.blob.WrapperBlobStore`, so requests are counted once and a fa
 retried (when transient) and reported exactly as the backend's own would be: by kvstore's
 ``retry`` policy - which on S3 and GCS is a single attempt, their client libraries retrying
 below this wrapper. Operations: ``get``, ``put``, ``put_if_absent``, ``put_if_match``,
-``delete``, ``delete_if_match``, ``list``, or ``"*"`` for all. The server's precondition
-probe (:mod:`kvstore.blob.preconditions`) passes through untouched: faults are for the
-test's own operations. A Redis outage is the
-server's: ``redis_server()`` gives ``pause()``, ``resume()``, ``kill()`` and ``restart()``.
+``delete``, ``delete_if_match``, ``list`` (listings from a position too), or ``"*"`` for
+all. The server's precondition probe (:mod:`kvstore.blob.preconditions`) passes through
+untouched: faults are for the test's own operations. A Redis outage is the server's:
+``redis_server()`` gives ``pause()``, ``resume()``, ``kill()`` and ``restart()``.
 """
 
 from __future__ import annotations
@@ -190,6 +190,13 @@ class FaultyBlobStore(WrapperBlobStore):
     async def _list(self, prefix: str) -> AsyncIterator[list[str]]:
         await self._list_faults(prefix)
         async for page in self.inner._list(prefix):
+            yield page
+
+    async def _list_after(
+        self, prefix: str, start_after: str | None, page_size: int | None
+    ) -> AsyncIterator[list[str]]:
+        await self._list_faults(prefix)
+        async for page in self.inner._list_after(prefix, start_after, page_size):
             yield page
 
     async def _list_dated(self, prefix: str) -> AsyncIterator[DatedPage]:
