@@ -72,6 +72,32 @@ class TestS3BlobStore(BlobStoreContract):
         self.run(open_store, body)
 
 
+# SeaweedFS (4.48) is no S3 in two corners: it lists a directory's entries by name, a
+# subdirectory by its bare name ("kv/a/b~" before "kv/a-b~", which S3 and GCS list first:
+# "-" < "/"); and a StartAfter of "kv/a" skips the directory "kv/a/" (even with an object
+# "kv/a" stored), while "kv/a/b~" skips "kv/a-b~". Neither arises from kvstore's layout:
+# object names end in "~", so none is also a directory, and keys are cut into segments at
+# fixed lengths. The contract's own names and positions hit both.
+_SEAWEED_ORDER = pytest.mark.xfail(
+    reason="SeaweedFS lists directories by bare name and skips one named by StartAfter",
+    strict=True,
+)
+
+
+class TestSeaweedFSBlobStore(TestS3BlobStore):
+    """The S3 contract against SeaweedFS, a real S3 server."""
+
+    backend = "seaweedfs"
+
+    @_SEAWEED_ORDER
+    def test_list_pages_from_a_position(self, open_store: Callable[[], BlobStore]) -> None:
+        super().test_list_pages_from_a_position(open_store)
+
+    @_SEAWEED_ORDER
+    def test_list_pages_by_page_size(self, open_store: Callable[[], BlobStore]) -> None:
+        super().test_list_pages_by_page_size(open_store)
+
+
 class TestGCSBlobStore(BlobStoreContract):
     """Against the GCS emulator the tests start (preconditions enforced: backends/gcs.py)."""
 
