@@ -15,7 +15,7 @@ import subprocess
 import sys
 import time
 import uuid
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -64,6 +64,10 @@ class LatencyBlobStore(WrapperBlobStore):
     async def _delete(self, path: str) -> None:
         await asyncio.sleep(self.delay)
         await self.inner._delete(path)
+
+    async def _delete_many(self, paths: Sequence[str]) -> None:
+        await asyncio.sleep(self.delay)
+        await self.inner._delete_many(paths)
 
     async def _delete_if_match(self, path: str, tag: str) -> bool:
         await asyncio.sleep(self.delay)

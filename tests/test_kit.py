@@ -16,7 +16,9 @@ from conftest import Target
 import kvstore
 from kvstore.blob import BlobStore, open_blob_store
 from kvstore.blob.generic import FsspecBlobStore
+from kvstore.blob.s3 import S3BlobStore
 from kvstore.cache import Cache, LocalCache, NoCache
+from kvstore.errors import BackendError
 from kvstore.stats import Stats
 from kvstore.testing import BlobStoreContract, CacheContract, request_delta
 from kvstore.testing.blob_contract import listing
@@ -55,6 +57,60 @@ class TestS3BlobStore(BlobStoreContract):
     @pytest.fixture
     def open_store(self, make_target: Callable[[str], Target]) -> Callable[[], BlobStore]:
         return opener(make_target(self.backend))
+
+    def test_delete_many_is_one_request_per_1000_keys(
+        self, open_store: Callable[[], BlobStore]
+    ) -> None:
+        async def body(opener: Callable[[], BlobStore]) -> None:
+            store = opener()
+            assert store.delete_batch == 1000
+            for n, requests in ((1, 1), (10, 1), (1000, 1), (1001, 2), (1500, 2), (2001, 3)):
+                paths = [f"kv/{i:05d}~" for i in range(n)]
+                await asyncio.gather(*(store.put(p, b"1") for p in (paths[0], paths[-1])))
+                with request_delta(store.stats) as spent:
+                    await store.delete_many(paths)
+                assert spent == {"requests.delete_many": requests}, n
+                assert await listing(store, "kv/") == []
+
+        self.run(open_store, body)
+
+    def test_a_key_s3_refused_to_delete_raises_naming_it(
+        self, open_store: Callable[[], BlobStore]
+    ) -> None:
+        """DeleteObjects answers 200 and lists the keys it refused: never ignored."""
+
+        async def body(opener: Callable[[], BlobStore]) -> None:
+            store = opener()
+            assert isinstance(store, S3BlobStore)
+            real = store._s3
+            refuse: list[tuple[int, str]] = []  # (index of the key in the request, code)
+
+            async def answer(method: str, **kwargs: Any) -> Any:
+                resp = await real(method, **kwargs)
+                if method == "delete_objects" and refuse:
+                    keys = [o["Key"] for o in kwargs["Delete"]["Objects"]]
+                    errors = [{"Key": keys[i], "Code": c, "Message": "no"} for i, c in refuse]
+                    resp = {**resp, "Errors": errors}
+                return resp
+
+            store._s3 = answer  # type: ignore[method-assign]
+            paths = ["kv/a~", "kv/b~", "kv/c~", "kv/d~"]
+            refuse[:] = [(2, "AccessDenied"), (3, "AccessDenied")]
+            with pytest.raises(BackendError, match=r"'kv/c~': AccessDenied.*1 more") as info:
+                await store.delete_many(paths)
+            assert info.value.operation == "delete_many"
+            refuse[:] = [(1, "NoSuchKey")]  # a missing key is not a failure
+            await store.delete_many(paths)
+            store.retry = kvstore.RetryPolicy(attempts=2, base_delay=0)
+            refuse[:] = [(0, "InternalError")]  # transient: the request is sent again
+            with (
+                request_delta(store.stats, prefix="") as spent,
+                pytest.raises(BackendError, match="InternalError"),
+            ):
+                await store.delete_many(paths)
+            assert spent["requests.delete_many"] == 2 and spent["retries"] == 1
+
+        self.run(open_store, body)
 
     def test_listing_from_a_position_is_one_request_per_page(
         self, open_store: Callable[[], BlobStore]

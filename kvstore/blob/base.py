@@ -18,6 +18,8 @@ Guarantees every implementation must keep (and states in its docstring how):
   capability flag (``atomic_create``, ``atomic_conditional_put``,
   ``atomic_conditional_delete``) and the method raises UnsupportedOperationError.
 * A write returns only after the store acknowledged it (durable on local disk: fsync).
+* ``delete_many`` removes each object atomically, not the set as a whole: after a failure
+  some are gone and some not (the call is safe to repeat).
 * ``list_pages`` lists in code point order of the paths (S3's and GCS's UTF-8 byte order),
   from a position (``start_after``) without reading what sorts before it where the server
   can (S3, GCS).
@@ -37,6 +39,7 @@ from __future__ import annotations
 
 import asyncio
 import errno
+import functools
 import random
 from abc import ABC, abstractmethod
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
@@ -315,6 +318,31 @@ class BlobStore(ABC):
         """Remove an object; a missing object is not an error."""
         await self._call("delete", path, lambda: self._delete(path))
 
+    async def delete_many(self, paths: Sequence[str]) -> None:
+        """Remove every object named in ``paths``; a missing one is not an error.
+
+        In as few requests as the backend allows: batches of up to ``delete_batch`` paths,
+        each one request (S3: one DeleteObjects per 1000 paths; local disk and memory: one
+        call per 1000), up to ``connections`` (or 32) in flight; GCS and backends without a
+        bulk delete send one DELETE per path. Each request is counted as
+        ``requests.delete_many``, retried on its own and its failure translated
+        (:class:`BackendError`); every request is settled before the first failure is
+        raised. A path named twice is deleted once; an empty ``paths`` sends nothing.
+
+        Not atomic as a whole: each object's removal is, but after a failure some objects
+        may be gone and others not (calling it again with the same paths finishes the job).
+        """
+        if isinstance(paths, (str, bytes)):
+            raise ConfigurationError(f"delete_many takes a sequence of paths, not {paths!r}")
+        unique = list(dict.fromkeys(paths))
+        size = max(1, self.delete_batch)
+        batches = [unique[i : i + size] for i in range(0, len(unique), size)]
+        requests = [
+            self._call("delete_many", _batch_name(b), functools.partial(self._delete_many, b))
+            for b in batches
+        ]
+        await aio.bounded(requests, self.connections or DELETE_CONCURRENCY)
+
     async def delete_if_match(self, path: str, tag: str) -> bool:
         """Remove an object only if its tag is still ``tag``; False if it changed or is
         missing."""
@@ -399,6 +427,19 @@ class BlobStore(ABC):
     @abstractmethod
     async def _delete_if_match(self, path: str, tag: str) -> bool: ...
 
+    #: How many paths one ``_delete_many`` request removes at most (S3: 1000, one
+    #: DeleteObjects). 1 by default: one request per path.
+    delete_batch: int = 1
+
+    async def _delete_many(self, paths: Sequence[str]) -> None:
+        """Remove the objects of one batch (at most ``delete_batch`` paths), missing ones
+        being no error; one request where the backend has a bulk delete. The default, for
+        a backend without one: ``_delete`` for each path, concurrently (at most
+        ``connections``, or 32, in flight)."""
+        await aio.bounded(
+            [self._delete(path) for path in paths], self.connections or DELETE_CONCURRENCY
+        )
+
     @abstractmethod
     def _list(self, prefix: str) -> AsyncIterator[list[str]]:
         """Pages of matching paths; each page's request goes through ``self._call``."""
@@ -458,6 +499,16 @@ class BlobStore(ABC):
                 self.stats.add("errors")
                 raise BackendError(operation, f"{self.url}/{path}", exc) from exc
         raise AssertionError("unreachable")  # pragma: no cover
+
+
+DELETE_CONCURRENCY = 32
+"""Requests ``delete_many`` keeps in flight on a store with no ``connections`` set."""
+
+
+def _batch_name(paths: Sequence[str]) -> str:
+    """How errors name a batch of paths: the first, and how many more."""
+    more = f" (and {len(paths) - 1} more)" if len(paths) > 1 else ""
+    return f"{paths[0]}{more}"
 
 
 async def paged(

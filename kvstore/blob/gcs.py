@@ -8,6 +8,8 @@
 * Listing is objects.list, 1000 names per page, from a position with ``startOffset``
   (inclusive: the name itself is dropped); a dated listing is the same requests, read
   with each object's ``updated`` time and the answer's ``Date``.
+* ``delete_many`` is one DELETE per object, up to ``connections`` (or 32) in flight (the
+  base class's default; GCS's multipart batch requests are not used).
 
 Each object name takes at most one write per second on GCS; kvstore keeps hot data
 (log chunks, artifact versions) in immutable, once-written objects for that reason.

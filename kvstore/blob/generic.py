@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import bisect
 import contextlib
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from typing import Any
 
 from ..errors import ConfigurationError
@@ -28,6 +28,7 @@ class FsspecBlobStore(BlobStore):
     atomic_create = False
     atomic_conditional_put = False
     atomic_conditional_delete = False
+    delete_batch = PAGE  # a loop in one worker thread per batch
 
     def __init__(
         self,
@@ -75,6 +76,14 @@ class FsspecBlobStore(BlobStore):
     async def _delete(self, path: str) -> None:
         with contextlib.suppress(FileNotFoundError):
             await asyncio.to_thread(self.fs.rm_file, self._full(path))
+
+    def _delete_many_sync(self, paths: Sequence[str]) -> None:
+        for path in paths:
+            with contextlib.suppress(FileNotFoundError):
+                self.fs.rm_file(self._full(path))
+
+    async def _delete_many(self, paths: Sequence[str]) -> None:
+        await asyncio.to_thread(self._delete_many_sync, paths)
 
     async def _delete_if_match(self, path: str, tag: str) -> bool:
         raise AssertionError("guarded by atomic_conditional_delete")  # pragma: no cover

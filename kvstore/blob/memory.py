@@ -13,7 +13,7 @@ import os
 import socket
 import threading
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 
 from ..stats import Stats
 from .base import Blob, BlobStore, DatedPage, RetryPolicy
@@ -57,6 +57,7 @@ class MemoryBlobStore(BlobStore):
     """Objects in process memory below ``memory://{root}``."""
 
     dated_listing = True
+    delete_batch = PAGE  # one lock, no request: a batch is one "request"
 
     def __init__(self, root: str, *, retry: RetryPolicy | None = None, stats: Stats) -> None:
         self.root = root.strip("/")
@@ -110,6 +111,11 @@ class MemoryBlobStore(BlobStore):
                 return False
             self._space.remove(full)
             return True
+
+    async def _delete_many(self, paths: Sequence[str]) -> None:
+        with self._space.lock:
+            for path in paths:
+                self._space.remove(self._full(path))
 
     async def _list(self, prefix: str) -> AsyncIterator[list[str]]:
         async for entries, _ in self._pages(prefix):

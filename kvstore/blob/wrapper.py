@@ -1,11 +1,11 @@
 """A blob store in front of another: the base for latency models and fault injection.
 
 :class:`WrapperBlobStore` delegates every primitive (``_get``, ``_put``,
-``_put_if_absent``, ``_put_if_match``, ``_delete``, ``_delete_if_match``, ``_list``,
-``_list_after``, ``_list_dated``), the capability flags, ``check_path``, ``identity``,
-``expect_concurrency`` and ``close`` to an inner store, and shares its ``url``, ``retry``
-policy and ``stats``. A subclass overrides just the primitive it wants to slow down, hold
-or break::
+``_put_if_absent``, ``_put_if_match``, ``_delete``, ``_delete_many``, ``_delete_if_match``,
+``_list``, ``_list_after``, ``_list_dated``), the capability flags, ``delete_batch``,
+``check_path``, ``identity``, ``expect_concurrency`` and ``close`` to an inner store, and
+shares its ``url``, ``retry`` policy and ``stats``. A subclass overrides just the
+primitive it wants to slow down, hold or break::
 
     class SlowCreates(WrapperBlobStore):
         async def _put_if_absent(self, path: str, data: bytes) -> str | None:
@@ -26,13 +26,15 @@ retried by the inner store with the same policy and counters. A subclass that ov
 either acts on whole pages after they were fetched; an exception it raises there is not
 retried.
 
-A subclass that overrides ``_list`` but not ``_list_after`` sees every listing from a
-position (its ``_list``, filtered): an override of ``_list`` is never bypassed.
+A subclass that overrides ``_delete`` but not ``_delete_many`` sees every path of a
+``delete_many`` (batches of one, through its ``_delete``); one that overrides ``_list`` but
+not ``_list_after`` sees every listing from a position (its ``_list``, filtered). So an
+override of the single-object primitive is never bypassed by the bulk one.
 """
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 
 from .base import Blob, BlobStore, DatedPage, paged
 
@@ -85,6 +87,10 @@ class WrapperBlobStore(BlobStore):
         return self.inner.connections
 
     @property
+    def delete_batch(self) -> int:  # type: ignore[override]
+        return 1 if self._overrides("_delete", "_delete_many") else self.inner.delete_batch
+
+    @property
     def identity(self) -> str:
         return self.inner.identity
 
@@ -117,6 +123,12 @@ class WrapperBlobStore(BlobStore):
 
     async def _delete(self, path: str) -> None:
         await self.inner._delete(path)
+
+    async def _delete_many(self, paths: Sequence[str]) -> None:
+        if self._overrides("_delete", "_delete_many"):
+            await BlobStore._delete_many(self, paths)  # through this class's _delete
+        else:
+            await self.inner._delete_many(paths)
 
     async def _delete_if_match(self, path: str, tag: str) -> bool:
         return await self.inner._delete_if_match(path, tag)

@@ -93,6 +93,9 @@ class BlobStoreContract:
     #: How finely the store dates objects in a dated listing, in ms (S3 and HTTP ``Date``
     #: headers: whole seconds).
     dated_listing_resolution_ms: int = 1000
+    #: Paths given to one ``delete_many`` in the bulk test (a few of them exist): above
+    #: 1000, S3's most per request. A backend that sends one request per path may lower it.
+    bulk_delete_paths: int = 1001
 
     @pytest.fixture
     def open_store(self) -> Callable[[], BlobStore]:
@@ -205,6 +208,45 @@ class BlobStoreContract:
             assert await store.get("kv/a~") is None
             await store.delete("kv/a~")  # again: missing is fine
             await store.delete("kv/never/was~")
+
+        self.run(open_store, body)
+
+    def test_delete_many_removes_the_named_objects_and_ignores_missing_ones(
+        self, open_store: Callable[[], BlobStore]
+    ) -> None:
+        async def body(opener: Callable[[], BlobStore]) -> None:
+            store = opener()
+            names = [f"kv/{c}~" for c in "abcdef"] + ["kv/a/b~", "log/a~"]
+            await asyncio.gather(*(store.put(n, b"1") for n in names))
+            with request_delta(store.stats) as spent:
+                await store.delete_many([])
+            assert spent == {}, "an empty delete_many sent a request"
+            doomed = ["kv/b~", "kv/missing~", "kv/a/b~", "kv/e~", "kv/b~", "kv/never/was~"]
+            with request_delta(store.stats) as spent:
+                await store.delete_many(doomed)
+            assert spent == {"requests.delete_many": -(-5 // store.delete_batch)}
+            left = [n for page in await listing(store, "") for n in page]
+            assert left == sorted(n for n in names if n not in doomed)
+            await store.delete_many(doomed)  # again: all missing, no error
+            await store.delete_many(tuple(left))
+            assert await listing(store, "") == []
+
+        self.run(open_store, body)
+
+    def test_delete_many_above_one_batch(self, open_store: Callable[[], BlobStore]) -> None:
+        """More paths than one bulk request takes on S3 (1000): every batch is sent, one
+        request per ``delete_batch`` paths."""
+        n = self.bulk_delete_paths
+
+        async def body(opener: Callable[[], BlobStore]) -> None:
+            store = opener()
+            paths = [f"kv/{i:05d}~" for i in range(n)]
+            present = sorted({paths[i] for i in (0, 1, n // 2, n - 2, n - 1)} | {"kv/z~"})
+            await asyncio.gather(*(store.put(p, b"1") for p in present))
+            with request_delta(store.stats) as spent:
+                await store.delete_many(paths)
+            assert spent == {"requests.delete_many": -(-n // store.delete_batch)}
+            assert [n for page in await listing(store, "kv/") for n in page] == ["kv/z~"]
 
         self.run(open_store, body)
 
