@@ -15,7 +15,7 @@ import subprocess
 import sys
 import time
 import uuid
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -65,12 +65,23 @@ class LatencyBlobStore(WrapperBlobStore):
         await asyncio.sleep(self.delay)
         await self.inner._delete(path)
 
+    async def _delete_many(self, paths: Sequence[str]) -> None:
+        await asyncio.sleep(self.delay)
+        await self.inner._delete_many(paths)
+
     async def _delete_if_match(self, path: str, tag: str) -> bool:
         await asyncio.sleep(self.delay)
         return await self.inner._delete_if_match(path, tag)
 
     async def _list(self, prefix: str) -> AsyncIterator[list[str]]:
         async for page in self.inner._list(prefix):
+            await asyncio.sleep(self.delay)
+            yield page
+
+    async def _list_after(
+        self, prefix: str, start_after: str | None, page_size: int | None
+    ) -> AsyncIterator[list[str]]:
+        async for page in self.inner._list_after(prefix, start_after, page_size):
             await asyncio.sleep(self.delay)
             yield page
 

@@ -24,7 +24,13 @@ from kvstore.blob.generic import FsspecBlobStore
 from kvstore.blob.local import LocalBlobStore
 from kvstore.blob.memory import MemoryBlobStore
 from kvstore.stats import Stats
-from kvstore.testing import FakeClock, ProcessFailure, request_delta, run_in_processes
+from kvstore.testing import (
+    ClockedBlobStore,
+    FakeClock,
+    ProcessFailure,
+    request_delta,
+    run_in_processes,
+)
 
 
 def memory_blob(name: str = "ext", **kwargs: Any) -> BlobStore:
@@ -229,6 +235,107 @@ def test_a_wrapper_may_declare_a_capability_false() -> None:
     asyncio.run(main())
 
 
+def test_wrapper_passes_bulk_deletes_and_listings_from_a_position_through() -> None:
+    async def main() -> None:
+        wrapper = WrapperBlobStore(memory_blob("bulk"))
+        assert wrapper.delete_batch == wrapper.inner.delete_batch == 1000
+        await asyncio.gather(*(wrapper.put(f"k{i}", b"1") for i in range(5)))
+        with request_delta(wrapper.stats) as spent:
+            assert [p async for p in wrapper.list_pages("k", "k1", 2)] == [["k2", "k3"], ["k4"]]
+            await wrapper.delete_many(["k0", "k1", "k9"])
+        assert spent == {"requests.list": 2, "requests.delete_many": 1}
+        assert [p async for p in wrapper.list_pages("")] == [["k2", "k3", "k4"]]
+
+    asyncio.run(main())
+
+
+def test_a_wrapper_that_overrides_a_single_primitive_sees_the_bulk_ones() -> None:
+    """An override of ``_delete`` (``_list``) is not bypassed by ``delete_many``
+    (``list_pages`` from a position): they go through it, one path at a time."""
+
+    class Watching(WrapperBlobStore):
+        deleted: list[str] = []
+        listed: list[str] = []
+
+        async def _delete(self, path: str) -> None:
+            self.deleted.append(path)
+            await self.inner._delete(path)
+
+        async def _list(self, prefix: str) -> Any:
+            self.listed.append(prefix)
+            async for page in self.inner._list(prefix):
+                yield page
+
+    async def main() -> None:
+        watching = Watching(memory_blob("watching"))
+        assert watching.delete_batch == 1
+        await asyncio.gather(*(watching.put(f"k{i}", b"1") for i in range(4)))
+        assert [p async for p in watching.list_pages("k", "k1", 1)] == [["k2"], ["k3"]]
+        assert watching.listed == ["k"]
+        with request_delta(watching.stats) as spent:
+            await watching.delete_many(["k0", "k2", "k9"])
+        assert sorted(watching.deleted) == ["k0", "k2", "k9"]
+        assert spent == {"requests.delete_many": 3}
+        assert [p async for p in watching.list_pages("")] == [["k1", "k3"]]
+
+    asyncio.run(main())
+
+
+def test_a_backend_with_only_the_old_primitives_gets_the_new_operations() -> None:
+    """A third-party backend written before ``_delete_many`` and ``_list_after``: the
+    base class deletes concurrently through ``_delete`` and filters ``_list``."""
+
+    class Old(BlobStore):
+        def __init__(self) -> None:
+            super().__init__("old://x", stats=Stats())
+            self.objects: dict[str, bytes] = {}
+            self.in_flight = self.most = 0
+
+        async def _get(self, path: str, head: int | None = None) -> Blob | None:
+            data = self.objects.get(path)
+            return None if data is None else Blob(data[:head], "")
+
+        async def _put(self, path: str, data: bytes) -> str:
+            self.objects[path] = data
+            return ""
+
+        async def _put_if_absent(self, path: str, data: bytes) -> str | None:
+            raise NotImplementedError
+
+        async def _put_if_match(self, path: str, data: bytes, tag: str) -> str | None:
+            raise NotImplementedError
+
+        async def _delete(self, path: str) -> None:
+            self.in_flight += 1
+            self.most = max(self.most, self.in_flight)
+            await asyncio.sleep(0.001)
+            self.objects.pop(path, None)
+            self.in_flight -= 1
+
+        async def _delete_if_match(self, path: str, tag: str) -> bool:
+            raise NotImplementedError
+
+        async def _list(self, prefix: str) -> Any:
+            names = sorted(p for p in self.objects if p.startswith(prefix))
+            for i in range(0, len(names), 3):
+                page = names[i : i + 3]
+                yield await self._call("list", prefix, lambda page=page: asyncio.sleep(0, page))
+
+    async def main() -> None:
+        old = Old()
+        for i in range(100):
+            await old.put(f"k{i:03d}", b"1")
+        pages = [p async for p in old.list_pages("k", "k010", 4)]
+        assert all(len(p) <= 4 for p in pages)
+        assert [n for p in pages for n in p] == [f"k{i:03d}" for i in range(11, 100)]
+        with request_delta(old.stats) as spent:
+            await old.delete_many([f"k{i:03d}" for i in range(100)])
+        assert spent == {"requests.delete_many": 100}
+        assert old.objects == {} and 1 < old.most <= 32
+
+    asyncio.run(main())
+
+
 # -- kvstore.testing helpers -------------------------------------------------------------------
 
 
@@ -259,6 +366,22 @@ def test_fake_clock_moves_only_when_told() -> None:
     clock.advance(1500)
     assert clock() == start + 1500
     assert FakeClock(now=7)() == 7
+
+
+def test_a_clocked_store_forgets_the_dates_of_objects_a_bulk_delete_removed() -> None:
+    async def main() -> None:
+        clock = FakeClock()
+        clocked = ClockedBlobStore(memory_blob("clocked"), clock)
+        assert clocked.delete_batch == 1000  # the inner store's bulk delete, kept
+        await clocked.put("a", b"1")
+        await clocked.put("b", b"1")
+        clock.advance(60_000)
+        await clocked.delete_many(["a", "b"])
+        await clocked.put("a", b"2")  # a new object: dated now, not when the old one was
+        listing = await clocked.list_dated("")
+        assert listing.paths == ("a",) and listing.modified == (clock(),)
+
+    asyncio.run(main())
 
 
 def test_request_delta_reads_stores_stats_and_reports_only_changes() -> None:

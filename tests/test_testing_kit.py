@@ -18,7 +18,7 @@ from typing import Any
 import pytest
 
 import kvstore
-from kvstore.testing import mock_gcs, mock_s3, redis_server, run_in_processes
+from kvstore.testing import mock_gcs, mock_s3, redis_server, request_delta, run_in_processes
 from kvstore.testing.faults import FaultyBlobStore
 
 
@@ -180,6 +180,37 @@ def test_faults_are_retried_by_the_store_policy_like_real_ones() -> None:
         with pytest.raises(kvstore.BackendError, match="denied"):
             store.get("k")
         assert store.get("k") == b"v"
+
+
+def test_a_failed_bulk_delete_raises_and_a_retry_finishes_it() -> None:
+    """``delete_many``'s requests fail, are retried and reported like any other: a batch
+    that fails leaves its objects (the others' batches are applied: not atomic as a
+    whole), and the same call again finishes the job."""
+
+    async def main() -> None:
+        faults = FaultyBlobStore.open("memory://faults-bulk")  # memory: 4 attempts
+        paths = [f"kv/{i:04d}~" for i in range(1500)]  # two batches of memory's 1000
+        await asyncio.gather(*(faults.put(p, b"1") for p in paths[::100]))
+        faults.fail("delete_many", error=PermissionError("denied"))  # not transient
+        with pytest.raises(kvstore.BackendError, match="denied") as info:
+            await faults.delete_many(paths)
+        assert info.value.operation == "delete_many"
+        assert info.value.url.endswith("kv/0000~ (and 999 more)")  # the first batch
+        left = [p async for page in faults.list_pages("kv/") for p in page]
+        assert left == paths[:1000:100]  # the second batch was applied
+        faults.fail("delete_many", times=2)  # transient: retried by the store's policy
+        with request_delta(faults, prefix="") as spent:
+            await faults.delete_many(paths)
+        assert spent["retries"] == 2 and spent["requests.delete_many"] == 2 + 2
+        assert [p async for p in faults.list_pages("kv/")] == []
+        await faults.put("kv/0000~", b"1")
+        faults.drop_answers("delete_many")  # applied, answer lost: deleting again is fine
+        with request_delta(faults, prefix="") as spent:
+            await faults.delete_many(paths[:10])
+        assert spent["retries"] == 1 and spent["requests.delete_many"] == 2
+        assert [p async for p in faults.list_pages("kv/")] == []
+
+    asyncio.run(main())
 
 
 def test_a_dropped_answer_is_recognised_as_the_writers_own() -> None:

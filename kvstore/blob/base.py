@@ -18,6 +18,11 @@ Guarantees every implementation must keep (and states in its docstring how):
   capability flag (``atomic_create``, ``atomic_conditional_put``,
   ``atomic_conditional_delete``) and the method raises UnsupportedOperationError.
 * A write returns only after the store acknowledged it (durable on local disk: fsync).
+* ``delete_many`` removes each object atomically, not the set as a whole: after a failure
+  some are gone and some not (the call is safe to repeat).
+* ``list_pages`` lists in code point order of the paths (S3's and GCS's UTF-8 byte order),
+  from a position (``start_after``) without reading what sorts before it where the server
+  can (S3, GCS).
 * ``list_dated`` (where ``dated_listing`` is True) dates each object by the *store's* clock
   and says how late that clock was at least when it answered: ages that no client's
   clock can make wrong (docs/architecture.md, "Time").
@@ -34,6 +39,7 @@ from __future__ import annotations
 
 import asyncio
 import errno
+import functools
 import random
 from abc import ABC, abstractmethod
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
@@ -312,19 +318,68 @@ class BlobStore(ABC):
         """Remove an object; a missing object is not an error."""
         await self._call("delete", path, lambda: self._delete(path))
 
+    async def delete_many(self, paths: Sequence[str]) -> None:
+        """Remove every object named in ``paths``; a missing one is not an error.
+
+        In as few requests as the backend allows: batches of up to ``delete_batch`` paths,
+        each one request (S3: one DeleteObjects per 1000 paths; local disk and memory: one
+        call per 1000), up to ``connections`` (or 32) in flight; GCS and backends without a
+        bulk delete send one DELETE per path. Each request is counted as
+        ``requests.delete_many``, retried on its own and its failure translated
+        (:class:`BackendError`); every request is settled before the first failure is
+        raised. A path named twice is deleted once; an empty ``paths`` sends nothing.
+
+        Not atomic as a whole: each object's removal is, but after a failure some objects
+        may be gone and others not (calling it again with the same paths finishes the job).
+        """
+        if isinstance(paths, (str, bytes)):
+            raise ConfigurationError(f"delete_many takes a sequence of paths, not {paths!r}")
+        unique = list(dict.fromkeys(paths))
+        size = max(1, self.delete_batch)
+        batches = [unique[i : i + size] for i in range(0, len(unique), size)]
+        requests = [
+            self._call("delete_many", _batch_name(b), functools.partial(self._delete_many, b))
+            for b in batches
+        ]
+        await aio.bounded(requests, self.connections or DELETE_CONCURRENCY)
+
     async def delete_if_match(self, path: str, tag: str) -> bool:
         """Remove an object only if its tag is still ``tag``; False if it changed or is
         missing."""
         await self.require("atomic_conditional_delete")
         return await self._call("delete_if_match", path, lambda: self._delete_if_match(path, tag))
 
-    async def list_pages(self, prefix: str) -> AsyncIterator[list[str]]:
-        """Pages of the paths that start with ``prefix`` (a string prefix), in order.
+    async def list_pages(
+        self, prefix: str, start_after: str | None = None, page_size: int | None = None
+    ) -> AsyncIterator[list[str]]:
+        """Pages of the paths that start with ``prefix`` (a string prefix), in order; never
+        an empty page.
+
+        ``start_after``: only the paths that sort strictly after it (a path as this method
+        returns them; compared as Python strings, code point order - the UTF-8 byte order
+        S3 and GCS list in). S3 and GCS start the listing there (``StartAfter``,
+        ``startOffset``), so the paths before it cost no request; local disk skips the
+        directories that sort entirely before it; memory starts at it.
+
+        ``page_size``: at most this many paths per page, and about as many per request (S3
+        ``MaxKeys``, GCS ``maxResults``: at most 1000). "The next 100 after X" is
+        ``start_after=X, page_size=100``, reading pages until 100 paths came (usually the
+        first page: one request) and no further.
 
         Each page request is retried on its own (backends call ``_call`` per page), so a
         transient fault in the middle of a long listing neither truncates nor restarts it.
         """
-        async for page in self._list(prefix):
+        if start_after is not None and not isinstance(start_after, str):
+            raise ConfigurationError(f"start_after must be a str path, not {start_after!r}")
+        if page_size is not None and (
+            isinstance(page_size, bool) or not isinstance(page_size, int) or page_size < 1
+        ):
+            raise ConfigurationError(f"page_size must be an int >= 1, not {page_size!r}")
+        if start_after is None and page_size is None:
+            pages = self._list(prefix)
+        else:
+            pages = self._list_after(prefix, start_after, page_size)
+        async for page in pages:
             if page:
                 yield page
 
@@ -372,9 +427,31 @@ class BlobStore(ABC):
     @abstractmethod
     async def _delete_if_match(self, path: str, tag: str) -> bool: ...
 
+    #: How many paths one ``_delete_many`` request removes at most (S3: 1000, one
+    #: DeleteObjects). 1 by default: one request per path.
+    delete_batch: int = 1
+
+    async def _delete_many(self, paths: Sequence[str]) -> None:
+        """Remove the objects of one batch (at most ``delete_batch`` paths), missing ones
+        being no error; one request where the backend has a bulk delete. The default, for
+        a backend without one: ``_delete`` for each path, concurrently (at most
+        ``connections``, or 32, in flight)."""
+        await aio.bounded(
+            [self._delete(path) for path in paths], self.connections or DELETE_CONCURRENCY
+        )
+
     @abstractmethod
     def _list(self, prefix: str) -> AsyncIterator[list[str]]:
         """Pages of matching paths; each page's request goes through ``self._call``."""
+
+    def _list_after(
+        self, prefix: str, start_after: str | None, page_size: int | None
+    ) -> AsyncIterator[list[str]]:
+        """Pages of the paths that start with ``prefix`` and sort after ``start_after``
+        (if not None), at most ``page_size`` each (if not None); each page's request goes
+        through ``self._call``. The default filters ``_list`` (correct, but it lists from
+        the beginning); a backend that can start a listing at a position overrides it."""
+        return paged(self._list(prefix), start_after, page_size)
 
     def _list_dated(self, prefix: str) -> AsyncIterator[DatedPage]:
         """Pages of (path, modified ms) and the store's time when it answered (None if it
@@ -422,3 +499,33 @@ class BlobStore(ABC):
                 self.stats.add("errors")
                 raise BackendError(operation, f"{self.url}/{path}", exc) from exc
         raise AssertionError("unreachable")  # pragma: no cover
+
+
+DELETE_CONCURRENCY = 32
+"""Requests ``delete_many`` keeps in flight on a store with no ``connections`` set."""
+
+
+def _batch_name(paths: Sequence[str]) -> str:
+    """How errors name a batch of paths: the first, and how many more."""
+    more = f" (and {len(paths) - 1} more)" if len(paths) > 1 else ""
+    return f"{paths[0]}{more}"
+
+
+async def paged(
+    pages: AsyncIterator[list[str]], start_after: str | None, page_size: int | None
+) -> AsyncIterator[list[str]]:
+    """``pages`` (sorted paths) without those up to ``start_after``, cut into pages of at
+    most ``page_size`` (as they come, if None)."""
+    held: list[str] = []
+    async for page in pages:
+        held += page if start_after is None else [p for p in page if p > start_after]
+        if page_size is None:
+            if held:
+                yield held
+            held = []
+            continue
+        while len(held) >= page_size:
+            yield held[:page_size]
+            del held[:page_size]
+    if held:
+        yield held

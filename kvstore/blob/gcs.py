@@ -5,8 +5,11 @@
 * ``put_if_absent`` uploads with ``ifGenerationMatch=0``: GCS creates the object only if
   none exists, atomically (412 otherwise).
 * ``put_if_match`` / ``delete_if_match`` send ``ifGenerationMatch=<generation>``.
-* Listing is objects.list, 1000 names per page; a dated listing is the same requests,
-  read with each object's ``updated`` time and the answer's ``Date``.
+* Listing is objects.list, 1000 names per page, from a position with ``startOffset``
+  (inclusive: the name itself is dropped); a dated listing is the same requests, read
+  with each object's ``updated`` time and the answer's ``Date``.
+* ``delete_many`` is one DELETE per object, up to ``connections`` (or 32) in flight (the
+  base class's default; GCS's multipart batch requests are not used).
 
 Each object name takes at most one write per second on GCS; kvstore keeps hot data
 (log chunks, artifact versions) in immutable, once-written objects for that reason.
@@ -22,7 +25,7 @@ from collections.abc import AsyncIterator, Iterator
 from typing import Any
 from urllib.parse import quote
 
-from .base import Blob, DatedPage, RetryPolicy
+from .base import Blob, DatedPage, RetryPolicy, paged
 from .remote import RemoteBlobStore, http_date_ms, written_ms
 
 # How long a request to an endpoint that never answers can take, by default (README,
@@ -37,6 +40,8 @@ READ_TIMEOUT = 15.0
 """Seconds the server may stay silent: before the first byte of its answer (the clock
 starts once the request body is sent) and between two reads of the answer. Not a limit on
 a whole transfer."""
+PAGE = 1000
+"""Names per objects.list page: GCS's most."""
 ATTEMPTS = 3
 """gcsfs tries per request (its retry loop: 429, 5xx, timeouts, dropped connections)."""
 
@@ -164,6 +169,20 @@ class GCSBlobStore(RemoteBlobStore):
         async for _headers, resp in self._pages(prefix):
             yield [self.relative(item["name"]) for item in resp.get("items", [])]
 
+    def _list_after(
+        self, prefix: str, start_after: str | None, page_size: int | None
+    ) -> AsyncIterator[list[str]]:
+        # startOffset is inclusive: ``paged`` drops the name itself (asked for one more
+        # name in the first request, so "the next N" is still one request) and cuts the
+        # pages to ``page_size``.
+        return paged(self._names(prefix, start_after, page_size), start_after, page_size)
+
+    async def _names(
+        self, prefix: str, start_after: str | None, page_size: int | None
+    ) -> AsyncIterator[list[str]]:
+        async for _headers, resp in self._pages(prefix, start_after, page_size):
+            yield [self.relative(item["name"]) for item in resp.get("items", [])]
+
     async def _list_dated(self, prefix: str) -> AsyncIterator[DatedPage]:
         async for headers, resp in self._pages(prefix):
             entries = [
@@ -171,10 +190,16 @@ class GCSBlobStore(RemoteBlobStore):
             ]
             yield entries, http_date_ms(headers.get("Date"))
 
-    async def _pages(self, prefix: str) -> AsyncIterator[tuple[Any, dict[str, Any]]]:
-        """objects.list answers (headers, JSON), 1000 names per page, each retried alone."""
+    async def _pages(
+        self, prefix: str, start_after: str | None = None, page_size: int | None = None
+    ) -> AsyncIterator[tuple[Any, dict[str, Any]]]:
+        """objects.list answers (headers, JSON), 1000 names per page (or ``page_size``),
+        from ``start_after`` on (inclusive), each retried alone."""
         fs = await self.filesystem()
         token: str | None = None
+        start = self.key(start_after) if start_after else None
+        size = min(page_size or PAGE, PAGE)
+        first = min(size + 1, PAGE) if start else size  # the first may name start itself
         while True:
             headers, body = await self._call(
                 "list",
@@ -186,7 +211,8 @@ class GCSBlobStore(RemoteBlobStore):
                     self.bucket,
                     prefix=self.key(prefix),
                     pageToken=token,
-                    maxResults=1000,
+                    startOffset=start,
+                    maxResults=size if token else first,
                 ),
             )
             resp = json.loads(body)

@@ -10,8 +10,9 @@ Whether ``put`` is atomic for readers depends on the filesystem.
 from __future__ import annotations
 
 import asyncio
+import bisect
 import contextlib
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from typing import Any
 
 from ..errors import ConfigurationError
@@ -27,6 +28,7 @@ class FsspecBlobStore(BlobStore):
     atomic_create = False
     atomic_conditional_put = False
     atomic_conditional_delete = False
+    delete_batch = PAGE  # a loop in one worker thread per batch
 
     def __init__(
         self,
@@ -75,6 +77,14 @@ class FsspecBlobStore(BlobStore):
         with contextlib.suppress(FileNotFoundError):
             await asyncio.to_thread(self.fs.rm_file, self._full(path))
 
+    def _delete_many_sync(self, paths: Sequence[str]) -> None:
+        for path in paths:
+            with contextlib.suppress(FileNotFoundError):
+                self.fs.rm_file(self._full(path))
+
+    async def _delete_many(self, paths: Sequence[str]) -> None:
+        await asyncio.to_thread(self._delete_many_sync, paths)
+
     async def _delete_if_match(self, path: str, tag: str) -> bool:
         raise AssertionError("guarded by atomic_conditional_delete")  # pragma: no cover
 
@@ -92,3 +102,13 @@ class FsspecBlobStore(BlobStore):
         names = await self._call("list", prefix, lambda: asyncio.to_thread(self._find, prefix))
         for i in range(0, len(names), PAGE):
             yield names[i : i + PAGE]
+
+    async def _list_after(
+        self, prefix: str, start_after: str | None, page_size: int | None
+    ) -> AsyncIterator[list[str]]:
+        names = await self._call("list", prefix, lambda: asyncio.to_thread(self._find, prefix))
+        if start_after is not None:
+            names = names[bisect.bisect_right(names, start_after) :]
+        size = page_size or PAGE
+        for i in range(0, len(names), size):
+            yield names[i : i + size]

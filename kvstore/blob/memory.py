@@ -13,7 +13,7 @@ import os
 import socket
 import threading
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 
 from ..stats import Stats
 from .base import Blob, BlobStore, DatedPage, RetryPolicy
@@ -57,6 +57,7 @@ class MemoryBlobStore(BlobStore):
     """Objects in process memory below ``memory://{root}``."""
 
     dated_listing = True
+    delete_batch = PAGE  # one lock, no request: a batch is one "request"
 
     def __init__(self, root: str, *, retry: RetryPolicy | None = None, stats: Stats) -> None:
         self.root = root.strip("/")
@@ -111,30 +112,47 @@ class MemoryBlobStore(BlobStore):
             self._space.remove(full)
             return True
 
+    async def _delete_many(self, paths: Sequence[str]) -> None:
+        with self._space.lock:
+            for path in paths:
+                self._space.remove(self._full(path))
+
     async def _list(self, prefix: str) -> AsyncIterator[list[str]]:
         async for entries, _ in self._pages(prefix):
+            yield [path for path, _ in entries]
+
+    async def _list_after(
+        self, prefix: str, start_after: str | None, page_size: int | None
+    ) -> AsyncIterator[list[str]]:
+        async for entries, _ in self._pages(prefix, start_after, page_size or PAGE):
             yield [path for path, _ in entries]
 
     async def _list_dated(self, prefix: str) -> AsyncIterator[DatedPage]:
         async for page in self._pages(prefix):
             yield page
 
-    async def _pages(self, prefix: str) -> AsyncIterator[DatedPage]:
+    async def _pages(
+        self, prefix: str, start_after: str | None = None, size: int = PAGE
+    ) -> AsyncIterator[DatedPage]:
         start = self._full(prefix)
         cut = len(self._full(""))
-        after = ""
+        after = None if start_after is None else self._full(start_after)
         while True:
-            page = await self._call("list", prefix, functools.partial(self._page, start, after))
+            page = await self._call(
+                "list", prefix, functools.partial(self._page, start, after, size)
+            )
             if page:
                 yield [(name[cut:], when) for name, when in page], _now_ms()
-            if len(page) < PAGE:  # a short page is the last: no request for an empty one
+            if len(page) < size:  # a short page is the last: no request for an empty one
                 return
             after = page[-1][0]
 
-    async def _page(self, start: str, after: str) -> list[tuple[str, int]]:
+    async def _page(self, start: str, after: str | None, size: int) -> list[tuple[str, int]]:
         with self._space.lock:
             names = self._space.names
-            i = bisect.bisect_right(names, after) if after else bisect.bisect_left(names, start)
-            page = list(itertools.islice(names, i, i + PAGE))
+            i = bisect.bisect_left(names, start)
+            if after is not None:  # past the position, never before the prefix's first
+                i = max(i, bisect.bisect_right(names, after))
+            page = list(itertools.islice(names, i, i + size))
             written = self._space.written
             return [(n, written[n]) for n in page if n.startswith(start)]

@@ -6,8 +6,16 @@
 * ``put_if_match`` / ``delete_if_match`` send ``If-Match: <etag>``.
 * A conditional write answered ``409 ConditionalRequestConflict`` (another conditional
   write to the key in flight; not applied) is sent again, up to ``CONFLICT_ATTEMPTS``.
-* Listing is ListObjectsV2, one page (1000 keys) per request; a dated listing is the same
-  requests, read with each object's ``LastModified`` and the answer's ``Date``.
+* Listing is ListObjectsV2, one page (1000 keys) per request, from a position with
+  ``StartAfter``; a dated listing is the same requests, read with each object's
+  ``LastModified`` and the answer's ``Date``.
+* ``delete_many`` is one DeleteObjects per 1000 keys (``Quiet``); a key the answer says
+  was refused raises, naming it - never ignored.
+
+SeaweedFS (4.48) lists in its own order where a directory's name is followed by a
+character below ``/`` in a sibling's, and a ``StartAfter`` of ``a`` skips the directory
+``a/``: ``list_pages(start_after=...)`` can miss objects there. kvstore's own object names
+never meet either (every name ends in ``~``).
 
 Conditional writes need an S3 that implements them (AWS S3 since 2024, MinIO, SeaweedFS,
 moto >= 5): before relying on them, the store checks once that the server refuses what it
@@ -22,7 +30,7 @@ import datetime
 import functools
 import random
 import sys
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Iterator, Sequence
 from typing import Any
 
 from ..errors import ConfigurationError
@@ -43,6 +51,8 @@ a whole transfer: an 8 MiB part takes as long as it takes while bytes keep comin
 s3fs's default; botocore's is 60."""
 CONFLICT_ATTEMPTS = 5
 """Tries of a conditional write that S3 answers ``409 ConditionalRequestConflict``."""
+PAGE = 1000
+"""Keys per ListObjectsV2 page and per DeleteObjects request: S3's most."""
 ATTEMPTS = 3
 """botocore tries per request ("standard" retry mode: throttling, 5xx, timeouts and
 dropped connections, jittered exponential backoff). botocore's own default here is the
@@ -76,6 +86,7 @@ class S3BlobStore(RemoteBlobStore):
     protocol = "s3"
     extra = "s3"
     dated_listing = True
+    delete_batch = PAGE  # one DeleteObjects request
     check_preconditions = True  # S3-compatible servers differ: probe before relying
     # botocore retries requests itself (ATTEMPTS tries with backoff; s3fs's own loop is
     # set to one try); retrying again here would multiply the delays. Pass
@@ -224,6 +235,16 @@ class S3BlobStore(RemoteBlobStore):
         with contextlib.suppress(FileNotFoundError):
             await self._s3("delete_object", Key=self.key(path))
 
+    async def _delete_many(self, paths: Sequence[str]) -> None:
+        """One DeleteObjects (``Quiet``: the answer lists only failures) for at most 1000
+        paths. A key S3 refused raises :class:`DeleteRefused` naming the first (a key
+        reported missing is not a failure)."""
+        objects = [{"Key": self.key(path)} for path in paths]
+        resp = await self._s3("delete_objects", Delete={"Objects": objects, "Quiet": True})
+        errors = [e for e in resp.get("Errors") or [] if e.get("Code") != "NoSuchKey"]
+        if errors:
+            raise DeleteRefused(self.relative(str(errors[0].get("Key", ""))), errors)
+
     async def _delete_if_match(self, path: str, tag: str) -> bool:
         try:
             await self._conditional("delete_object", Key=self.key(path), IfMatch=tag)
@@ -239,6 +260,14 @@ class S3BlobStore(RemoteBlobStore):
         async for resp in self._pages(prefix):
             yield [self.relative(item["Key"]) for item in resp.get("Contents", [])]
 
+    async def _list_after(
+        self, prefix: str, start_after: str | None, page_size: int | None
+    ) -> AsyncIterator[list[str]]:
+        async for resp in self._pages(prefix, start_after, page_size):
+            paths = [self.relative(item["Key"]) for item in resp.get("Contents", [])]
+            # S3 starts after the key itself; a server that ignored StartAfter is caught here
+            yield paths if start_after is None else [p for p in paths if p > start_after]
+
     async def _list_dated(self, prefix: str) -> AsyncIterator[DatedPage]:
         async for resp in self._pages(prefix):
             contents = resp.get("Contents", [])
@@ -246,11 +275,16 @@ class S3BlobStore(RemoteBlobStore):
             headers = resp.get("ResponseMetadata", {}).get("HTTPHeaders", {})
             yield entries, http_date_ms(headers.get("date"))
 
-    async def _pages(self, prefix: str) -> AsyncIterator[dict[str, Any]]:
-        """ListObjectsV2 answers, one per page of 1000 keys (each request retried alone)."""
+    async def _pages(
+        self, prefix: str, start_after: str | None = None, page_size: int | None = None
+    ) -> AsyncIterator[dict[str, Any]]:
+        """ListObjectsV2 answers, one per page of 1000 keys (or ``page_size``), from the
+        first key after ``start_after`` (each request retried alone)."""
         token: str | None = None
+        first: dict[str, Any] = {"StartAfter": self.key(start_after)} if start_after else {}
+        size = {"MaxKeys": min(page_size, PAGE)} if page_size else {}
         while True:
-            extra = {"ContinuationToken": token} if token else {}
+            extra = {"ContinuationToken": token, **size} if token else {**first, **size}
             resp = await self._call(
                 "list",
                 prefix,
@@ -260,6 +294,21 @@ class S3BlobStore(RemoteBlobStore):
             if not resp.get("IsTruncated"):
                 return
             token = resp["NextContinuationToken"]
+
+
+class DeleteRefused(OSError):
+    """A DeleteObjects answer that refused keys: names the first (``path``, relative to
+    the store's root) and keeps S3's error for it in ``response``, so a transient one
+    (``InternalError``, ``SlowDown``) is retried like a failed request."""
+
+    def __init__(self, path: str, errors: list[dict[str, Any]]) -> None:
+        first = errors[0]
+        code, message = first.get("Code", "?"), first.get("Message", "")
+        more = f" (and {len(errors) - 1} more keys)" if len(errors) > 1 else ""
+        super().__init__(f"S3 refused to delete {path!r}: {code}: {message}{more}")
+        self.path = path
+        self.errors = errors
+        self.response = {"Error": {"Code": code, "Message": message}}
 
 
 def _modified_ms(item: dict[str, Any]) -> int | None:

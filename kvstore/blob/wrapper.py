@@ -1,11 +1,11 @@
 """A blob store in front of another: the base for latency models and fault injection.
 
 :class:`WrapperBlobStore` delegates every primitive (``_get``, ``_put``,
-``_put_if_absent``, ``_put_if_match``, ``_delete``, ``_delete_if_match``, ``_list``,
-``_list_dated``), the capability flags, ``check_path``, ``identity``,
-``expect_concurrency`` and ``close`` to an inner store, and shares its ``url``, ``retry``
-policy and ``stats``. A subclass overrides just the primitive it wants to slow down, hold
-or break::
+``_put_if_absent``, ``_put_if_match``, ``_delete``, ``_delete_many``, ``_delete_if_match``,
+``_list``, ``_list_after``, ``_list_dated``), the capability flags, ``delete_batch``,
+``check_path``, ``identity``, ``expect_concurrency`` and ``close`` to an inner store, and
+shares its ``url``, ``retry`` policy and ``stats``. A subclass overrides just the
+primitive it wants to slow down, hold or break::
 
     class SlowCreates(WrapperBlobStore):
         async def _put_if_absent(self, path: str, data: bytes) -> str | None:
@@ -25,13 +25,18 @@ themselves, once per page (see :meth:`BlobStore.list_pages`), so pages are count
 retried by the inner store with the same policy and counters. A subclass that overrides
 either acts on whole pages after they were fetched; an exception it raises there is not
 retried.
+
+A subclass that overrides ``_delete`` but not ``_delete_many`` sees every path of a
+``delete_many`` (batches of one, through its ``_delete``); one that overrides ``_list`` but
+not ``_list_after`` sees every listing from a position (its ``_list``, filtered). So an
+override of the single-object primitive is never bypassed by the bulk one.
 """
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 
-from .base import Blob, BlobStore, DatedPage
+from .base import Blob, BlobStore, DatedPage, paged
 
 
 class WrapperBlobStore(BlobStore):
@@ -82,6 +87,10 @@ class WrapperBlobStore(BlobStore):
         return self.inner.connections
 
     @property
+    def delete_batch(self) -> int:  # type: ignore[override]
+        return 1 if self._overrides("_delete", "_delete_many") else self.inner.delete_batch
+
+    @property
     def identity(self) -> str:
         return self.inner.identity
 
@@ -115,11 +124,31 @@ class WrapperBlobStore(BlobStore):
     async def _delete(self, path: str) -> None:
         await self.inner._delete(path)
 
+    async def _delete_many(self, paths: Sequence[str]) -> None:
+        if self._overrides("_delete", "_delete_many"):
+            await BlobStore._delete_many(self, paths)  # through this class's _delete
+        else:
+            await self.inner._delete_many(paths)
+
     async def _delete_if_match(self, path: str, tag: str) -> bool:
         return await self.inner._delete_if_match(path, tag)
 
     def _list(self, prefix: str) -> AsyncIterator[list[str]]:
         return self.inner._list(prefix)
+
+    def _list_after(
+        self, prefix: str, start_after: str | None, page_size: int | None
+    ) -> AsyncIterator[list[str]]:
+        if self._overrides("_list", "_list_after"):
+            return paged(self._list(prefix), start_after, page_size)
+        return self.inner._list_after(prefix, start_after, page_size)
+
+    def _overrides(self, single: str, bulk: str) -> bool:
+        """True if a subclass overrides the ``single`` primitive but not its ``bulk`` one."""
+        cls = type(self)
+        return getattr(cls, single) is not getattr(WrapperBlobStore, single) and getattr(
+            cls, bulk
+        ) is getattr(WrapperBlobStore, bulk)
 
     def _list_dated(self, prefix: str) -> AsyncIterator[DatedPage]:
         return self.inner._list_dated(prefix)

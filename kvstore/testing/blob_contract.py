@@ -40,10 +40,38 @@ from .counting import request_delta
 
 StoreBody = Callable[[Callable[[], BlobStore]], Awaitable[None]]
 
+#: Paths as kvstore.keys encodes them (escapes, ``~``, punctuation, a 240-character
+#: segment), sorted.
+ESCAPED_PATHS = sorted(
+    [
+        "kv/a%2Fb~",
+        "kv/%25x~",
+        "kv/a%20b%3F~",
+        "kv/%C3%A9t%C3%A9~",
+        "kv/x=y+z,w@v-_~",
+        "kv/%2E.hidden~",
+        "kv/%7E~",
+        "kv/" + "s" * 240 + "/" + "t" * 100 + "~",
+    ]
+)
 
-async def listing(store: BlobStore, prefix: str) -> list[list[str]]:
-    """Every page of ``store.list_pages(prefix)``."""
-    return [page async for page in store.list_pages(prefix)]
+
+async def listing(
+    store: BlobStore, prefix: str, start_after: str | None = None, page_size: int | None = None
+) -> list[list[str]]:
+    """Every page of ``store.list_pages(prefix, start_after, page_size)``."""
+    return [page async for page in store.list_pages(prefix, start_after, page_size)]
+
+
+async def first(store: BlobStore, prefix: str, start_after: str, n: int) -> list[str]:
+    """The first ``n`` paths after ``start_after``, read as a caller does: pages of ``n``
+    until it has them, no further."""
+    found: list[str] = []
+    async for page in store.list_pages(prefix, start_after, page_size=n):
+        found += page
+        if len(found) >= n:
+            break
+    return found[:n]
 
 
 def _skip_unless(store: BlobStore, capability: str) -> None:
@@ -65,6 +93,9 @@ class BlobStoreContract:
     #: How finely the store dates objects in a dated listing, in ms (S3 and HTTP ``Date``
     #: headers: whole seconds).
     dated_listing_resolution_ms: int = 1000
+    #: Paths given to one ``delete_many`` in the bulk test (a few of them exist): above
+    #: 1000, S3's most per request. A backend that sends one request per path may lower it.
+    bulk_delete_paths: int = 1001
 
     @pytest.fixture
     def open_store(self) -> Callable[[], BlobStore]:
@@ -180,6 +211,45 @@ class BlobStoreContract:
 
         self.run(open_store, body)
 
+    def test_delete_many_removes_the_named_objects_and_ignores_missing_ones(
+        self, open_store: Callable[[], BlobStore]
+    ) -> None:
+        async def body(opener: Callable[[], BlobStore]) -> None:
+            store = opener()
+            names = [f"kv/{c}~" for c in "abcdef"] + ["kv/a/b~", "log/a~"]
+            await asyncio.gather(*(store.put(n, b"1") for n in names))
+            with request_delta(store.stats) as spent:
+                await store.delete_many([])
+            assert spent == {}, "an empty delete_many sent a request"
+            doomed = ["kv/b~", "kv/missing~", "kv/a/b~", "kv/e~", "kv/b~", "kv/never/was~"]
+            with request_delta(store.stats) as spent:
+                await store.delete_many(doomed)
+            assert spent == {"requests.delete_many": -(-5 // store.delete_batch)}
+            left = [n for page in await listing(store, "") for n in page]
+            assert left == sorted(n for n in names if n not in doomed)
+            await store.delete_many(doomed)  # again: all missing, no error
+            await store.delete_many(tuple(left))
+            assert await listing(store, "") == []
+
+        self.run(open_store, body)
+
+    def test_delete_many_above_one_batch(self, open_store: Callable[[], BlobStore]) -> None:
+        """More paths than one bulk request takes on S3 (1000): every batch is sent, one
+        request per ``delete_batch`` paths."""
+        n = self.bulk_delete_paths
+
+        async def body(opener: Callable[[], BlobStore]) -> None:
+            store = opener()
+            paths = [f"kv/{i:05d}~" for i in range(n)]
+            present = sorted({paths[i] for i in (0, 1, n // 2, n - 2, n - 1)} | {"kv/z~"})
+            await asyncio.gather(*(store.put(p, b"1") for p in present))
+            with request_delta(store.stats) as spent:
+                await store.delete_many(paths)
+            assert spent == {"requests.delete_many": -(-n // store.delete_batch)}
+            assert [n for page in await listing(store, "kv/") for n in page] == ["kv/z~"]
+
+        self.run(open_store, body)
+
     def test_large_object(self, open_store: Callable[[], BlobStore]) -> None:
         async def body(opener: Callable[[], BlobStore]) -> None:
             store = opener()
@@ -196,18 +266,7 @@ class BlobStoreContract:
 
         async def body(opener: Callable[[], BlobStore]) -> None:
             store = opener()
-            paths = sorted(
-                [
-                    "kv/a%2Fb~",
-                    "kv/%25x~",
-                    "kv/a%20b%3F~",
-                    "kv/%C3%A9t%C3%A9~",
-                    "kv/x=y+z,w@v-_~",
-                    "kv/%2E.hidden~",
-                    "kv/%7E~",
-                    "kv/" + "s" * 240 + "/" + "t" * 100 + "~",
-                ]
-            )
+            paths = ESCAPED_PATHS
             for i, path in enumerate(paths):
                 await store.put(path, str(i).encode())
             for i, path in enumerate(paths):
@@ -233,6 +292,67 @@ class BlobStoreContract:
                 assert all(pages), f"an empty page for {prefix!r}"
                 found = [n for page in pages for n in page]
                 assert found == sorted(n for n in names if n.startswith(prefix)), prefix
+
+        self.run(open_store, body)
+
+    def test_list_pages_from_a_position(self, open_store: Callable[[], BlobStore]) -> None:
+        """Only paths strictly after ``start_after``, in order, for positions before,
+        between, at (excluded), inside and after the listed paths, across "directory"
+        boundaries (``/`` sorts after ``-`` and before ``0``) and with any prefix."""
+
+        async def body(opener: Callable[[], BlobStore]) -> None:
+            store = opener()
+            names = [
+                "kv/a-b~", "kv/a/b~", "kv/a/c/d~", "kv/a0~", "kv/b/c~", "kv/b/d/e~",
+                "kv/b1~", "kv/ba~", "log/a~",
+            ]  # fmt: skip
+            await asyncio.gather(*(store.put(n, n.encode()) for n in names))
+            positions = [
+                "", "a", "kv/", "kv/a", "kv/a-b~", "kv/a/", "kv/a/b", "kv/a/b~", "kv/a/c",
+                "kv/a/c/d~", "kv/a/z", "kv/a0", "kv/b/c~", "kv/b/d", "kv/b/zz", "kv/b1~",
+                "kv/ba~", "kv/c", "log/a~", "zzz",
+            ]  # fmt: skip
+            for prefix in ("", "kv/", "kv/a/", "kv/b", "log/"):
+                for after in positions:
+                    pages = await listing(store, prefix, after)
+                    assert all(pages), f"an empty page for {prefix!r} after {after!r}"
+                    found = [n for page in pages for n in page]
+                    expected = [n for n in sorted(names) if n.startswith(prefix) and n > after]
+                    assert found == expected, (prefix, after)
+
+        self.run(open_store, body)
+
+    def test_list_pages_by_page_size(self, open_store: Callable[[], BlobStore]) -> None:
+        """Pages of at most ``page_size`` paths; "the next n after X" is one request."""
+
+        async def body(opener: Callable[[], BlobStore]) -> None:
+            store = opener()
+            names = [f"kv/{i:02d}~" for i in range(11)] + ["kv/05/x~", "log/a~"]
+            await asyncio.gather(*(store.put(n, b"1") for n in names))
+            ordered = sorted(n for n in names if n.startswith("kv/"))
+            for size in (1, 2, 5, 1000):
+                for after in (None, "kv/05~", "kv/05", "kv/10~"):
+                    pages = await listing(store, "kv/", after, size)
+                    assert all(0 < len(page) <= size for page in pages), (size, after, pages)
+                    rest = [n for n in ordered if after is None or n > after]
+                    assert [n for page in pages for n in page] == rest, (size, after)
+            for after in ("kv/03~", "kv/03", "kv/05~"):  # an existing path and not
+                with request_delta(store.stats) as spent:
+                    found = await first(store, "kv/", after, 3)
+                assert found == [n for n in ordered if n > after][:3], after
+                assert spent == {"requests.list": 1}, after
+
+        self.run(open_store, body)
+
+    def test_list_pages_from_a_position_with_escaped_characters(
+        self, open_store: Callable[[], BlobStore]
+    ) -> None:
+        async def body(opener: Callable[[], BlobStore]) -> None:
+            store = opener()
+            await asyncio.gather(*(store.put(p, b"1") for p in ESCAPED_PATHS))
+            for after in [*ESCAPED_PATHS, "kv/a%2F", "kv/%", "kv/%C3%A9", "kv/s"]:
+                found = [n for page in await listing(store, "kv/", after, 3) for n in page]
+                assert found == [n for n in ESCAPED_PATHS if n > after], after
 
         self.run(open_store, body)
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import time
 import weakref
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Sequence
 from typing import Any
 
 from ..blob.base import BlobStore, DatedPage
@@ -73,6 +73,11 @@ class ClockedBlobStore(WrapperBlobStore):
     async def _delete(self, path: str) -> None:
         await self.inner._delete(path)
         self._dates.pop(self._key(path), None)
+
+    async def _delete_many(self, paths: Sequence[str]) -> None:
+        await self.inner._delete_many(paths)
+        for path in paths:
+            self._dates.pop(self._key(path), None)
 
     async def _delete_if_match(self, path: str, tag: str) -> bool:
         deleted = await self.inner._delete_if_match(path, tag)

@@ -16,17 +16,19 @@ A :class:`~kvstore.blob.WrapperBlobStore`, so requests are counted once and a fa
 retried (when transient) and reported exactly as the backend's own would be: by kvstore's
 ``retry`` policy - which on S3 and GCS is a single attempt, their client libraries retrying
 below this wrapper. Operations: ``get``, ``put``, ``put_if_absent``, ``put_if_match``,
-``delete``, ``delete_if_match``, ``list``, or ``"*"`` for all. The server's precondition
-probe (:mod:`kvstore.blob.preconditions`) passes through untouched: faults are for the
-test's own operations. A Redis outage is the
-server's: ``redis_server()`` gives ``pause()``, ``resume()``, ``kill()`` and ``restart()``.
+``delete``, ``delete_many`` (each request of a bulk delete: one per batch of the inner
+store's ``delete_batch`` paths), ``delete_if_match``, ``list`` (listings from a position
+too), or ``"*"`` for all. The server's precondition probe
+(:mod:`kvstore.blob.preconditions`) passes through untouched: faults are for the test's
+own operations. A Redis outage is the server's: ``redis_server()`` gives ``pause()``,
+``resume()``, ``kill()`` and ``restart()``.
 """
 
 from __future__ import annotations
 
 import asyncio
 import threading
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
@@ -40,7 +42,17 @@ from ..stats import Stats
 T = TypeVar("T")
 
 OPERATIONS = frozenset(
-    {"get", "put", "put_if_absent", "put_if_match", "delete", "delete_if_match", "list", "*"}
+    {
+        "get",
+        "put",
+        "put_if_absent",
+        "put_if_match",
+        "delete",
+        "delete_many",
+        "delete_if_match",
+        "list",
+        "*",
+    }
 )
 
 
@@ -182,6 +194,11 @@ class FaultyBlobStore(WrapperBlobStore):
     async def _delete(self, path: str) -> None:
         await self._through("delete", lambda: self.inner._delete(path), path)
 
+    async def _delete_many(self, paths: Sequence[str]) -> None:
+        await self._through(
+            "delete_many", lambda: self.inner._delete_many(paths), paths[0] if paths else ""
+        )
+
     async def _delete_if_match(self, path: str, tag: str) -> bool:
         return await self._through(
             "delete_if_match", lambda: self.inner._delete_if_match(path, tag), path
@@ -190,6 +207,13 @@ class FaultyBlobStore(WrapperBlobStore):
     async def _list(self, prefix: str) -> AsyncIterator[list[str]]:
         await self._list_faults(prefix)
         async for page in self.inner._list(prefix):
+            yield page
+
+    async def _list_after(
+        self, prefix: str, start_after: str | None, page_size: int | None
+    ) -> AsyncIterator[list[str]]:
+        await self._list_faults(prefix)
+        async for page in self.inner._list_after(prefix, start_after, page_size):
             yield page
 
     async def _list_dated(self, prefix: str) -> AsyncIterator[DatedPage]:

@@ -39,8 +39,9 @@ The stock emulator is patched *in this process only* (nothing on disk is modifie
    range starting at/after the end of a non-empty object is 416 (was an empty 206).
 
 4. **Listing.** ``objects.list`` honours ``maxResults`` (default and cap 1000, counting
-   items and prefixes together, as GCS does) and ``pageToken`` / ``nextPageToken``;
-   the emulator returned everything in one page and ignored both.
+   items and prefixes together, as GCS does), ``pageToken`` / ``nextPageToken`` and
+   ``startOffset`` (inclusive); the emulator returned everything in one page and ignored
+   all three.
 
 5. **Concurrency.** The emulator serves with a single-threaded ``http.server.HTTPServer``
    (listen backlog 5). Under 64 concurrent gcsfs requests, SYNs overflow the backlog
@@ -410,12 +411,15 @@ def _paginate(request: Any, response: Any) -> None:
             else MAX_PAGE
         )
         token = query["pageToken"][0] if query.get("pageToken") else None
+        start = query["startOffset"][0] if query.get("startOffset") else None
         after = base64.urlsafe_b64decode(token.encode()).decode() if token else None
     except (ValueError, binascii.Error) as exc:
         raise HTTPFailure(400, f"invalid maxResults/pageToken: {exc}") from exc
     entries: list[tuple[str, Any, bool]] = [(o["name"], o, True) for o in body.get("items") or []]
     entries += [(p, p, False) for p in body.get("prefixes") or []]
     entries.sort(key=lambda e: e[0])
+    if start is not None:  # inclusive, as GCS
+        entries = [e for e in entries if e[0] >= start]
     if after is not None:
         entries = [e for e in entries if e[0] > after]
     page, rest = entries[:limit], entries[limit:]
