@@ -25,10 +25,14 @@ from .errors import (
     InvalidKeyError,
     InvalidValueError,
     KVStoreError,
+    NotFoundError,
     ResponseDecodeError,
+    SessionExistsError,
+    StaleSessionError,
     UnsupportedOperationError,
     WrongTypeError,
 )
+from .sessions import Event, Session, SessionPage
 from .stats import Stats
 from .sync import Artifacts, KVStore
 
@@ -52,16 +56,22 @@ __all__ = [
     "ConfigurationError",
     "ConflictError",
     "CorruptDataError",
+    "Event",
     "InvalidKeyError",
     "InvalidValueError",
     "KVStore",
     "KVStoreError",
     "LocalCache",
     "NoCache",
+    "NotFoundError",
     "Redis",
     "RedisCache",
     "ResponseDecodeError",
     "RetryPolicy",
+    "Session",
+    "SessionExistsError",
+    "SessionPage",
+    "StaleSessionError",
     "UnsupportedOperationError",
     "Versioned",
     "WrongTypeError",

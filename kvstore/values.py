@@ -393,6 +393,16 @@ class Values:
             raise WrongTypeError()
         return live.payload, stored.tag
 
+    def remembered_at(self, name: str, path: str) -> bytes | None:
+        """The live payload of the object at ``path`` as this process last read or wrote
+        it in a swap (:class:`KnownVersions`), or None if it remembers none: no request,
+        and possibly stale - for a guess that a compare-and-swap will check."""
+        found = self.ctx.state(KnownVersions).get(path)
+        if not isinstance(found, Blob):
+            return None
+        live = self._live_envelope(name, path, found)
+        return None if live is None else live.payload
+
     async def read_at(self, name: str, path: str) -> bytes | None:
         """The live payload of the object at ``path`` from the object store itself (one
         GET, no cache); ``name`` is what errors call it."""

@@ -44,6 +44,8 @@ def _no_settling(monkeypatch: pytest.MonkeyPatch) -> None:
     """These tests check which chunks compaction merges and deletes; settling adds segments
     over young chunks (never deleting one: tests/test_primitives.py)."""
     monkeypatch.setattr(logs_module.limits, "SETTLE", False)
+
+
 HOUR = 3600.0
 DATED = ["memory", "local", "s3", "gcs", "seaweedfs"]
 

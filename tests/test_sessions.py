@@ -357,11 +357,9 @@ def test_an_append_racing_a_delete_never_resurrects_the_session(
     target = make_target(backend)
     with target.open() as store:
         store.sessions.create("app", "u", "s")
-    calls: list[tuple[Any, ...]] = [(target.url, target.storage_options)] * 3
-    results = run_in_processes(
-        _race_role, [(*c, role) for c, role in zip(calls, ("append", "append", "delete"))],
-        barrier=True, timeout=300,
-    )  # fmt: skip
+    roles = ("append", "append", "delete")
+    calls = [(target.url, target.storage_options, role) for role in roles]
+    results = run_in_processes(_race_role, calls, barrier=True, timeout=300)
     assert results[2] is True
     with target.open() as store:
         assert store.sessions.get("app", "u", "s") is None

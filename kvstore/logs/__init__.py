@@ -24,6 +24,7 @@ mark. One module per job:
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Sequence
 from typing import Any
 
@@ -33,9 +34,19 @@ from .cleanup import LogCleanup
 from .compaction import Compactor
 from .model import Piece, Plan, Replan, cover
 from .reader import LogReader
+from .state import LogWriters
 from .writer import LogWriter
 
-__all__ = ["Logs", "Piece", "Plan", "Replan", "cover", "limits"]
+__all__ = ["Logs", "Piece", "Plan", "Replan", "cover", "limits", "quiesce"]
+
+
+async def quiesce(ctx: StoreContext, prefix: str) -> None:
+    """Stop this process's background work on the logs below ``prefix`` (paths relative to
+    the store root) and wait for it: call before removing those logs' objects wholesale,
+    so no settle of this process writes a segment after them."""
+    tasks = ctx.state(LogWriters).stop_settling(prefix)
+    if tasks:
+        await asyncio.wait(tasks)
 
 
 class Logs:

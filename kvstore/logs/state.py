@@ -67,6 +67,18 @@ class LogWriters:
         writer.first = first
         writer.checked_ms = listed_ms
 
+    def stop_settling(self, prefix: str) -> list[asyncio.Task[Any]]:
+        """Cancel this process's settles of the logs below ``prefix`` (they are being
+        removed: a settle that listed them first would write a segment after them); the
+        tasks, to wait for."""
+        stopped = []
+        for (_, directory), writer in self._by_log.items():
+            task = writer.settling
+            if directory.startswith(prefix) and task is not None and not task.done():
+                task.cancel()
+                stopped.append(task)
+        return stopped
+
     def forget(self, directory: str, first: int) -> None:
         """The log now starts at ``first``: this process's appenders count lengths from
         there and re-read the tail before their next chunk. Appenders in other processes

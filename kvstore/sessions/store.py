@@ -46,7 +46,7 @@ from ..errors import (
     StaleSessionError,
 )
 from ..layout import INCARNATION_CHARS, SESSION_EVENTS_KEY
-from ..logs import Logs
+from ..logs import Logs, quiesce
 from ..values import DELETE, Change, KnownVersions, Values
 from .model import (
     Event,
@@ -366,10 +366,13 @@ class AsyncSessions:
         path = self._head_path(app, user, session_id)
         fresh = False
         while True:
+            name = f"session {session_id!r}"
             if fresh:
-                found = await self._values.read_at(f"session {session_id!r}", path)
-            else:
-                (found,) = await self._read([path])
+                found = await self._values.read_at(name, path)
+            else:  # the head this process last wrote (the fold's swap checks it), or cached
+                found = self._values.remembered_at(name, path)
+                if found is None:
+                    (found,) = await self._read([path])
             head = self._head_of(found, path)
             if head is None:
                 raise NotFoundError(f"no session {session_id!r} of user {user!r} in app {app!r}")
@@ -400,7 +403,8 @@ class AsyncSessions:
                     ) from None
                 fresh = True  # the cached head may have been another incarnation's
                 continue
-            await self._apply_scopes(app, user, app_delta, user_delta)
+            if app_delta or user_delta:
+                await self._apply_scopes(app, user, app_delta, user_delta)
             return appended
 
     async def _fold(self, path: str, incarnation: str, logs: Logs, known: dict[int, Event]) -> Head:
@@ -536,6 +540,7 @@ class AsyncSessions:
 
         await self.ctx.commit(doomed, remove_heads)
         sessions = {layout.parse_session_head(app, p) for p in heads}
+        await quiesce(self.ctx, events_area)
         events: Paths = []
         async for page in self.ctx.blob.list_pages(events_area):
             for path in page:
@@ -552,6 +557,7 @@ class AsyncSessions:
         (no head names it), and a writer that appends to it finds its head gone and
         comes back here."""
         base = self.ctx.layout.session_events(app, user, session_id, incarnation).base
+        await quiesce(self.ctx, base)
         paths: Paths = []
         async for page in self.ctx.blob.list_pages(base):
             paths.extend(page)
