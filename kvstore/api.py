@@ -286,6 +286,24 @@ class AsyncKVStore:
         log with records."""
         return await self._values.delete(flatten((), keys), also=self._logs.delete)
 
+    async def discard(self, *keys: str) -> None:
+        """Remove the values of ``keys`` without finding out whether they existed (a
+        delete that does not count): no reads, one bulk request per 1000 keys on S3 (a
+        DELETE per key on GCS and local disk). Logs of those keys are left alone: use
+        :meth:`delete` (or :meth:`delete_prefix`) for them."""
+        await self._values.discard(flatten((), keys))
+
+    async def delete_prefix(self, prefix: str) -> int:
+        """Remove every value and every log whose key starts with ``prefix`` (everything
+        of this view for ""); returns how many were removed (values listed, logs that held
+        records). Values: a LIST and a bulk delete per 1000; logs: as :meth:`delete` does
+        each (a mark, so a concurrent writer starts afresh; their old objects go by
+        :meth:`purge`). Not atomic as a whole: a key written meanwhile may survive."""
+        if prefix not in ("", b""):
+            key_str(prefix, "prefix")
+        values = await self._values.delete_prefix(prefix)
+        return values + await self._logs.delete_prefix(prefix)
+
     async def exists(self, *keys: str) -> int:
         """How many of ``keys`` hold a live value or a log with records (a key named twice
         counts twice). Values are cached; a key with no value costs a log lookup."""
@@ -450,6 +468,16 @@ class AsyncKVStore:
         if not isinstance(repair, bool):
             raise ConfigurationError(f"repair must be True or False, not {repair!r}")
         return (await run_fsck(self._ctx, repair)).to_dict()
+
+    async def purge(self, prefix: str = "") -> dict[str, int]:
+        """Delete for good what no read can see any more: expired values
+        (:meth:`purge_expired`) and the objects of deleted or trimmed log records, chunks
+        covered by segments and lower marks - logs' only once older than 10 minutes by the
+        object store's clock (the rule that keeps concurrent writers safe). A deleted log
+        keeps one empty mark object. Returns ``{"expired": n, "log_objects": m}``. Safe to
+        run at any time, from any number of processes."""
+        expired = await self._values.purge_expired(prefix)
+        return {"expired": expired, "log_objects": await self._logs.purge(prefix)}
 
     async def purge_expired(self, prefix: str = "") -> int:
         """Delete expired values for good; returns how many were removed.

@@ -9,7 +9,9 @@ object store (never the cache), and reports:
 * ``mismatch`` - a log object holding another number of records than its position says,
   an artifact whose parts do not add up to its manifest (size, sha256), or a missing part;
 * ``orphan`` - parts of a large artifact that no manifest names (a save that crashed before
-  its claim, or one running now: reported, never deleted);
+  its claim, or one running now), the log of a list no key holds, the events of a session
+  incarnation no head names (a session deleted while a settle or an append raced it):
+  reported, never deleted;
 * ``foreign`` - an object whose name kvstore never writes.
 
 ``repair`` marks the records of a log that are missing, corrupt or misplaced as *lost*
@@ -38,6 +40,7 @@ from .context import StoreContext
 from .errors import CorruptDataError
 from .layout import Lost, lost_name, parse_log_name, parse_version_leaf
 from .logs.model import Replan, cover, shortfall
+from .sessions.model import Head, decode_state
 
 
 @dataclass
@@ -87,6 +90,7 @@ async def _check_view(ctx: StoreContext, repair: bool, report: Report) -> None:
     await _check_logs(ctx, repair, report)
     await _check_lists(ctx, repair, report, heads)
     await _check_artifacts(ctx, report)
+    await _check_sessions(ctx, repair, report)
     for name in await _namespaces(ctx, report):
         await _check_view(ctx.namespace(name), repair, report)
 
@@ -232,6 +236,56 @@ async def _check_lists(
                 inner.layout.base,
                 "records of a list no key holds now (SET, RENAME or expiry replaced its "
                 "head, or a push raced its DEL): reported, never deleted",
+            )
+
+
+# -- sessions -------------------------------------------------------------------------------
+
+
+async def _check_sessions(ctx: StoreContext, repair: bool, report: Report) -> None:
+    """Heads and scope states verified and parsed; each incarnation's events checked (and
+    repaired) like any log; events no head names reported as orphans."""
+    layout = ctx.layout
+    states: list[str] = []
+    heads: list[tuple[str, tuple[str, ...]]] = []
+    incarnations: set[tuple[str, ...]] = set()
+    for path in await _list(ctx, layout.session_area):
+        found = layout.parse_session_object(path)
+        if found is None:
+            report.found("foreign", path, "not a session object kvstore writes")
+        elif found[0] == "events":
+            incarnations.add(found[1:])
+        elif found[0] == "head":
+            heads.append((path, found[1:]))
+        else:
+            states.append(path)
+    named: set[tuple[str, ...]] = set()
+    unreadable = False
+    checked = await aio.bounded(
+        [_verify(ctx, p, report) for p in [*states, *(p for p, _ in heads)]], ctx.concurrency
+    )
+    for path, (env, _damage) in zip([*states, *(p for p, _ in heads)], checked, strict=True):
+        if env is None:
+            unreadable = unreadable or path not in states
+            continue
+        try:
+            if path in states:
+                decode_state(env.payload, path)
+            else:
+                head = Head.from_bytes(env.payload, path)
+                named.add((head.app, head.user, head.id, head.incarnation))
+        except CorruptDataError as exc:
+            report.found("corrupt", path, str(exc))
+            unreadable = unreadable or path not in states
+    for app, user, session_id, incarnation in sorted(incarnations):
+        events = layout.session_events(app, user, session_id, incarnation)
+        await _check_logs(StoreContext(ctx.resources, events), repair, report)
+        if (app, user, session_id, incarnation) not in named and not unreadable:
+            report.found(
+                "orphan",
+                events.base,
+                "events of a session incarnation no head names (deleted while an append "
+                "or a settle raced the delete): never read; reported, never deleted",
             )
 
 

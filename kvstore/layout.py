@@ -264,6 +264,38 @@ class Layout:
         except ValueError:
             return None
 
+    @property
+    def session_area(self) -> str:
+        return self.base + SESSIONS
+
+    def parse_session_object(self, path: str) -> tuple[str, ...] | None:
+        """What a path below :attr:`session_area` is: ``("app", app)``, ``("user", app,
+        user)``, ``("head", app, user, id)`` or ``("events", app, user, id,
+        incarnation)``; None if foreign."""
+        encoded, sep, rest = path[len(self.session_area) :].partition("~/")
+        if not sep:
+            return None
+        try:
+            app = decode_name(encoded + "~")
+            if rest == "app":
+                return ("app", app)
+            kind, _, rest = rest.partition("/")
+            if kind == "user":
+                return ("user", app, decode_name(rest))
+            if kind == "head":
+                found = self.parse_session_head(app, path)
+                return None if found is None else ("head", app, *found)
+            if kind == "ev":
+                owner = self.parse_session_events(app, path)
+                inner = path[len(self.session_events_area(app)) :].split("~/", 2)
+                incarnation = inner[2].split("/", 1)[0] if len(inner) == 3 else ""
+                if owner is None or len(incarnation) != INCARNATION_CHARS:
+                    return None
+                return ("events", app, *owner, incarnation)
+        except ValueError:
+            return None
+        return None
+
     def session_events_area(
         self, app: str, user: str | None = None, session_id: str | None = None
     ) -> str:

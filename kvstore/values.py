@@ -545,6 +545,39 @@ class Values:
 
         return await self.ctx.commit(paths, remove_all)
 
+    async def discard(self, keys: Sequence[str]) -> None:
+        """Remove values without reading them: one bulk request per 1000 keys on S3 (a
+        DELETE each on GCS). A missing key is no error."""
+        paths = list(dict.fromkeys(self.path(key_str(k)) for k in keys))
+
+        async def remove() -> None:
+            self.ctx.state(KnownVersions).forget(paths)
+            await self.ctx.blob.delete_many(paths)
+
+        await self.ctx.commit(paths, remove)
+
+    async def delete_prefix(self, prefix: str) -> int:
+        """Remove every value whose key starts with ``prefix``, page by page (a LIST and a
+        bulk delete per 1000); the number of objects removed (expired ones included)."""
+        removed = 0
+        area = self.ctx.layout.value_prefix(prefix)
+        async for page in self.ctx.blob.list_pages(area):
+            paths = []
+            for path in page:
+                try:
+                    self.ctx.layout.value_key(path)
+                except ValueError:
+                    continue  # not ours
+                paths.append(path)
+
+            async def remove(paths: list[str] = paths) -> None:
+                self.ctx.state(KnownVersions).forget(paths)
+                await self.ctx.blob.delete_many(paths)
+
+            await self.ctx.commit(paths, remove)
+            removed += len(paths)
+        return removed
+
     # -- expiry ----------------------------------------------------------------------------
 
     async def pexpire(

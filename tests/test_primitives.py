@@ -29,7 +29,7 @@ def _open(target: Target, cache: str | None, **kwargs: Any) -> kvstore.KVStore:
 
 
 @pytest.mark.parametrize("cache", CACHES, ids=lambda c: f"cache={c}")
-@pytest.mark.parametrize("backend", ALL)
+@pytest.mark.parametrize("backend", [*ALL, "seaweedfs"])
 def test_a_set_with_a_version_succeeds_only_on_that_version(
     backend: str, cache: str | None, make_target: Callable[[str], Target]
 ) -> None:
@@ -135,7 +135,7 @@ def test_compare_and_swap_loses_no_update_across_processes(
 
 
 @pytest.mark.parametrize("cache", CACHES, ids=lambda c: f"cache={c}")
-@pytest.mark.parametrize("backend", ALL)
+@pytest.mark.parametrize("backend", [*ALL, "seaweedfs"])
 def test_conditional_appends_and_reads_by_sequence_number(
     backend: str, cache: str | None, make_target: Callable[[str], Target]
 ) -> None:
@@ -227,7 +227,7 @@ def test_of_racing_conditional_appends_exactly_one_wins_each_slot(
 
 
 @pytest.mark.parametrize("cache", CACHES, ids=lambda c: f"cache={c}")
-@pytest.mark.parametrize("backend", ALL)
+@pytest.mark.parametrize("backend", [*ALL, "seaweedfs"])
 def test_a_log_of_200_appends_reads_cold_in_at_most_3_requests(
     backend: str, cache: str | None, make_target: Callable[[str], Target]
 ) -> None:
@@ -369,3 +369,81 @@ def test_settling_under_concurrent_writers_in_several_processes(
         with request_delta(cold) as spent:
             assert len(cold.range("log")) == writers * n
         assert sum(spent.values()) <= 3, spent
+
+
+# -- deleting without counting, by prefix; purging what deletes leave ------------------------
+
+
+@pytest.mark.parametrize("cache", CACHES, ids=lambda c: f"cache={c}")
+@pytest.mark.parametrize("backend", [*ALL, "seaweedfs"])
+def test_discard_and_delete_prefix(
+    backend: str, cache: str | None, make_target: Callable[[str], Target]
+) -> None:
+    with _open(make_target(backend), cache) as store:
+        for i in range(5):
+            store.set(f"user:{i}", i)
+            store.append(f"user:{i}:log", "x")
+        store.set("other", "o")
+        store.append("other-log", "y")
+        assert store.get("user:0") == b"0"  # cached now, with a cache
+        store.discard("user:0", "user:1", "missing")
+        assert store.get("user:0") is None and store.get("user:1") is None
+        assert store.length("user:0:log") == 1  # logs are not discard's
+        assert store.delete_prefix("user:") == 3 + 5
+        assert store.keys() == ["other", "other-log"]
+        assert store.get("user:2") is None and store.range("user:3:log") == []
+        assert store.get("other") == b"o" and store.range("other-log") == [b"y"]
+        with pytest.raises(kvstore.InvalidKeyError):
+            store.delete_prefix(5)  # type: ignore[arg-type]
+
+
+def test_discard_is_one_request_per_thousand_keys_on_s3(
+    make_target: Callable[[str], Target],
+) -> None:
+    with make_target("s3").open() as store:
+        store.mset({f"k{i}": i for i in range(10)})
+        with request_delta(store) as spent:
+            store.discard(*[f"k{i}" for i in range(10)])
+        assert spent == {"requests.delete_many": 1}
+        assert store.mget([f"k{i}" for i in range(10)]) == [None] * 10
+
+
+@pytest.mark.parametrize("backend", ["local", "s3"])
+def test_a_deleted_logs_objects_are_removed_once_old(
+    backend: str, make_target: Callable[[str], Target]
+) -> None:
+    clock = FakeClock()
+    target = make_target(backend)
+    with open_clocked(target, clock) as store:
+        for i in range(10):
+            store.append("gone", i)
+            store.append("kept", i)
+        store.delete("gone")
+        store.trim("kept", 5)
+        assert store.purge() == {"expired": 0, "log_objects": 0}  # young: nothing yet
+        assert len(_names(store, "gone")) == 11
+        clock.advance(LIMITS.MIN_AGE_MS + 2000)
+        result = store.purge()
+        assert result["log_objects"] >= 10
+        assert _names(store, "gone") == ["m/00000000000000000010"]  # the last mark stays
+        assert store.range("kept") == [str(i).encode() for i in range(5, 10)]
+        # Appending again starts after the mark; the next purge finds nothing more.
+        assert store.extend("gone", ["new"]) == range(10, 11)
+        assert store.range("gone") == [b"new"]
+
+
+def test_the_next_append_removes_what_a_delete_left_once_old(
+    make_target: Callable[[str], Target],
+) -> None:
+    clock = FakeClock()
+    with open_clocked(make_target("local"), clock) as store:
+        for i in range(10):
+            store.append("log", i)
+        store.delete("log")
+        clock.advance(LIMITS.MIN_AGE_MS + 2000)
+        store.append("log", "again")
+        store.settle("log")  # what the writer does when idle
+        assert [n for n in _names(store, "log") if not n.startswith("m/")] == [
+            "c/00000000000000000010"
+        ]
+        assert store.range("log") == [b"again"]

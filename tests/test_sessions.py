@@ -39,7 +39,7 @@ def open_store(
 
 
 @pytest.mark.parametrize("cache", CACHE_KINDS, ids=lambda c: f"cache={c}")
-@pytest.mark.parametrize("backend", ALL)
+@pytest.mark.parametrize("backend", [*ALL, "seaweedfs"])
 def test_a_session_keeps_its_events_and_state_in_three_scopes(
     backend: str,
     cache: str | None,
@@ -98,8 +98,14 @@ def test_a_session_keeps_its_events_and_state_in_three_scopes(
     assert stale.value.actual == 1
     assert sessions.get("app", "alice", "s1").last_seq == 1  # type: ignore[union-attr]
 
-    after = sessions.update_state("app", "alice", "s1", {"topic": "z", "user:lang": "fr"})
+    after = sessions.update_state(
+        "app", "alice", "s1", {"topic": "z", "user:lang": "fr"}, status="done", metadata={"n": 1}
+    )
     assert after.state["topic"] == "z" and after.state["user:lang"] == "fr"
+    assert (after.title, after.status) == ("first", "done")
+    assert after.metadata == {"source": "test", "n": 1}
+    cleared = sessions.update_state("app", "alice", "s1", title=None)
+    assert cleared.title is None and cleared.status == "done" and cleared.state == after.state
 
     page = sessions.list("app", "alice")
     assert [s.id for s in page.sessions] == ["s1", "s2"] and page.cursor is None
@@ -376,3 +382,34 @@ def _race_role(url: str, options: dict[str, Any], role: str, barrier: Any) -> An
     if role == "delete":
         return _delete_soon(url, options, barrier)
     return _append_until_gone(url, options, barrier)
+
+
+def test_fsck_checks_sessions_and_reports_orphaned_events(
+    make_target: Callable[[str], Target],
+) -> None:
+    with make_target("local").open() as store:
+        s = store.sessions
+        s.create("app", "u", "a", state={"app:x": 1, "user:y": 2})
+        s.create("app", "u", "b")
+        for i in range(3):
+            s.append_event("app", "u", "a", {"i": i})
+            s.append_event("app", "u", "b", {"i": i})
+
+        assert store.fsck()["ok"]
+        blob = store.aio._ctx.blob
+        run = store._portal.run
+        # An incarnation no head names: b's head removed behind the model's back.
+        run(blob.delete("ses/app~/head/u~/b~"))
+        # A damaged head.
+        data = run(blob.get("ses/app~/head/u~/a~")).data
+        run(blob.put("ses/app~/head/u~/a~", data[:-1] + bytes([data[-1] ^ 1])))
+        report = store.fsck()
+        kinds = sorted((d["kind"], d["path"].split("/log/")[0]) for d in report["damage"])
+        assert ("corrupt", "ses/app~/head/u~/a~") in kinds, kinds
+        assert not report["ok"]
+        # With a's head unreadable, no incarnation is called an orphan (it may be a's).
+        assert all(kind != "orphan" for kind, _ in kinds)
+        run(blob.delete("ses/app~/head/u~/a~"))
+        report = store.fsck()
+        assert sum(d["kind"] == "orphan" for d in report["damage"]) == 2
+        assert report["ok"]  # orphans are reported, not damage to repair

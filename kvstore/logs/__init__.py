@@ -28,6 +28,7 @@ import asyncio
 from collections.abc import Sequence
 from typing import Any
 
+from .. import aio
 from ..context import StoreContext
 from . import limits
 from .cleanup import LogCleanup
@@ -99,6 +100,25 @@ class Logs:
 
     async def delete(self, key: str) -> bool:
         return await self.cleanup.delete(key)
+
+    async def purge(self, prefix: object) -> int:
+        return await self.cleanup.purge(prefix)
+
+    async def delete_prefix(self, prefix: object) -> int:
+        """Delete every log whose key starts with ``prefix`` (as :meth:`delete` does each);
+        the number that held records."""
+        keys: set[str] = set()
+        layout = self.ctx.layout
+        async for page in self.ctx.blob.list_pages(layout.log_prefix(prefix)):
+            for path in page:
+                split = layout.split_log_path(path)
+                if split is not None:
+                    try:
+                        keys.add(layout.key_of(split[0]))
+                    except ValueError:
+                        continue
+        removed = await aio.bounded([self.delete(k) for k in sorted(keys)], self.ctx.concurrency)
+        return sum(removed)
 
     async def compact(self, key: str) -> int:
         return await self.compactor.compact(key)

@@ -139,6 +139,58 @@ class LogCleanup:
 
         return await self.ctx.commit([self.reader.plan_key(directory)], remove)
 
+    async def purge(self, prefix: object) -> int:
+        """Delete what no reader of any log whose key starts with ``prefix`` needs and is
+        old enough: the chunks and segments of deleted or trimmed records, chunks covered
+        by segments, lower marks (the same rules as :meth:`remove_superseded`). One dated
+        listing of the area (a LIST per 1000 objects), then a DELETE per object removed.
+        A deleted log keeps its last mark (an empty object): it keeps sequence numbers
+        growing for a writer that appends again. Returns the objects deleted."""
+        layout = self.ctx.layout
+        area = layout.log_prefix(prefix)
+        ages: dict[str, int] | None = None
+        if self.ctx.blob.dated_listing:
+            ages = (await self.ctx.blob.list_dated(area)).ages()
+            paths = sorted(ages)
+        else:
+            paths = [p async for page in self.ctx.blob.list_pages(area) for p in page]
+        by_log: dict[str, dict[str, int]] = {}  # directory -> name -> age (0: unknown)
+        for path in paths:
+            split = layout.split_log_path(path)
+            if split is not None:
+                directory = path[: len(path) - len(split[1])]
+                by_log.setdefault(directory, {})[split[1]] = 0 if ages is None else ages[path]
+        removed = 0
+        for directory, named in by_log.items():
+            names = sorted(named)
+            listing = Listing.parse(names)
+            mark, tail = listing.mark, None
+            starts = listing.starts()
+            if listing.chunks and starts[-1] == listing.chunks[-1].first < mark:
+                # The last chunk starts below the mark: its header says whether it ends
+                # there (a deleted log) - one ranged read.
+                path = directory + listing.chunks[-1].name
+                head = await self.ctx.blob.get_head(path, codec.HEADER_SIZE)
+                if head is not None:
+                    try:
+                        tail = starts[-1] + codec.peek_count(head.data, path=self.ctx.where(path))
+                    except CorruptDataError:
+                        tail = None  # left for fsck
+            if not any(superseded(names, mark, tail)):
+                continue
+
+            async def remove(
+                directory: str = directory,
+                names: list[str] = names,
+                mark: int = mark,
+                tail: int | None = tail,
+                log_ages: dict[str, int] | None = None if ages is None else named,
+            ) -> int:
+                return await self.remove_superseded(directory, names, mark, tail, log_ages)
+
+            removed += await self.ctx.commit([self.reader.plan_key(directory)], remove)
+        return removed
+
     async def remove_superseded(
         self,
         directory: str,

@@ -177,25 +177,25 @@ class Compactor:
             runs[-1].append(piece)
             records += count
         runs = [r for r in runs if len(r) >= 2 and any(not p.segment for p in r)]
-        if not runs:
-            return 0
-        wanted = [p for run in runs for p in run]
-        fetched = await self.reader.fetch_readable(key, directory, wanted)
-        known = {p.name: env for p, env in zip(wanted, fetched, strict=True) if env is not None}
         written: list[str] = []
-        for run in runs:
-            for part in _by_size(run, known, limits.SETTLE_BYTES):
-                if len(part) >= 2 and any(not p.segment for p in part):
-                    name = await self._write_segment(key, directory, part, known)
-                    if name is not None:
-                        written.append(name)
-        if written:
-            doomed, old_chunks, old_marks = superseded([*names, *written], plan.mark, None)
-            if ages is not None:  # chunks and marks only once old by the store's clock
-                doomed += [n for n in old_chunks if ages.get(n, 0) >= limits.MIN_AGE_MS]
-                doomed += [n for n in old_marks if ages.get(n, 0) >= limits.MIN_AGE_MS]
-            for name in sorted(set(doomed) - set(written)):  # ascending: consistent
-                await self.ctx.blob.delete(directory + name)
+        if runs:
+            wanted = [p for run in runs for p in run]
+            fetched = await self.reader.fetch_readable(key, directory, wanted)
+            known = {p.name: e for p, e in zip(wanted, fetched, strict=True) if e is not None}
+            for run in runs:
+                for part in _by_size(run, known, limits.SETTLE_BYTES):
+                    if len(part) >= 2 and any(not p.segment for p in part):
+                        name = await self._write_segment(key, directory, part, known)
+                        if name is not None:
+                            written.append(name)
+        # What is superseded goes too - segments at once, chunks and lower marks once old
+        # (so the next append after a trim or a delete removes what is old below it).
+        doomed, old_chunks, old_marks = superseded([*names, *written], plan.mark, None)
+        if ages is not None:  # chunks and marks only once old by the store's clock
+            doomed += [n for n in old_chunks if ages.get(n, 0) >= limits.MIN_AGE_MS]
+            doomed += [n for n in old_marks if ages.get(n, 0) >= limits.MIN_AGE_MS]
+        for name in sorted(set(doomed) - set(written)):  # ascending: consistent
+            await self.ctx.blob.delete(directory + name)
         return len(written)
 
     async def _merge(

@@ -73,6 +73,16 @@ FOLD_ROUNDS = 16
 Paths = list[str]  # (``list`` is a method's name inside AsyncSessions)
 
 
+class _Keep:
+    """``update_state``'s default for title and status: leave it as it is."""
+
+    def __repr__(self) -> str:
+        return "KEEP"
+
+
+KEEP = _Keep()
+
+
 class _Gone(Exception):
     """The head is missing, or is another incarnation's."""
 
@@ -444,15 +454,27 @@ class AsyncSessions:
         raise ConflictError(f"could not fold the events of {where}: too many concurrent writers")
 
     async def update_state(
-        self, app: str, user: str, session_id: str, state_delta: Mapping[str, Any]
+        self,
+        app: str,
+        user: str,
+        session_id: str,
+        state_delta: Mapping[str, Any] | None = None,
+        *,
+        title: str | _Keep | None = KEEP,
+        status: str | _Keep | None = KEEP,
+        metadata: Mapping[str, Any] | None = None,
     ) -> Session:
-        """Apply a state delta without an event (app/user/session keys as in
-        ``append_event``); the session after it, without events. One swap per scope."""
+        """Apply a state delta without an event (``app:``/``user:``/session keys as in
+        ``append_event``), and set the title or status (None clears one) or update the
+        metadata (merged); the session after it, without events. One swap per scope."""
         app, user = check_id(app, "app"), check_id(user, "user")
         session_id = check_id(session_id, "session id")
-        own, app_delta, user_delta = split_delta(
-            stored_delta(check_state(state_delta, "state_delta"))
-        )
+        delta = stored_delta(check_state(state_delta, "state_delta"))
+        own, app_delta, user_delta = split_delta(delta)
+        meta = check_state(metadata, "metadata")
+        for name, value in (("title", title), ("status", status)):
+            if not isinstance(value, (str, _Keep)) and value is not None:
+                raise ConfigurationError(f"{name} must be a str or None, not {value!r}")
         path = self._head_path(app, user, session_id)
         where = self.ctx.where(path)
 
@@ -461,6 +483,11 @@ class AsyncSessions:
                 raise NotFoundError(f"no session {session_id!r} of user {user!r} in app {app!r}")
             head = Head.from_bytes(current[0], where)
             head.state.update(own)
+            head.metadata.update(meta)
+            if not isinstance(title, _Keep):
+                head.title = title
+            if not isinstance(status, _Keep):
+                head.status = status
             head.updated = max(head.updated, self.ctx.clock() / 1000)
             return head, (head.to_bytes(), 0, codec.STRING)
 
