@@ -413,3 +413,20 @@ def test_fsck_checks_sessions_and_reports_orphaned_events(
         report = store.fsck()
         assert sum(d["kind"] == "orphan" for d in report["damage"]) == 2
         assert report["ok"]  # orphans are reported, not damage to repair
+
+
+def test_json_like_values_round_trip_exactly() -> None:
+    with kvstore.open("memory://sessions-values", cache=None) as store:
+        s = store.sessions
+        value = {"n": {1: "one"}, "b": b"\x00\xff", "f": 1.5, "l": [None, True, {"x": []}]}
+        s.create("app", "u", "s", state={"k": value}, metadata={"m": value})
+        s.append_event("app", "u", "s", {"data": value}, state_delta={"d": value})
+        got = s.get("app", "u", "s")
+        assert got is not None
+        assert got.state == {"k": value, "d": value} and got.metadata == {"m": value}
+        assert got.events[0].data == {"data": value}
+        # Tuples come back as lists (JSON-like); datetimes and objects are refused.
+        s.append_event("app", "u", "s", {"t": (1, 2)})
+        assert s.get("app", "u", "s", recent=1).events[0].data == {"t": [1, 2]}  # type: ignore[union-attr]
+        with pytest.raises(kvstore.InvalidValueError, match="JSON-like"):
+            s.append_event("app", "u", "s", {"when": datetime.datetime.now()})

@@ -115,7 +115,7 @@ class Head:
     @classmethod
     def from_bytes(cls, data: bytes, path: str) -> Head:
         try:
-            raw = msgpack.unpackb(data)
+            raw = msgpack.unpackb(data, strict_map_key=False)
             if raw.get("v") != HEAD_FORMAT:
                 raise ValueError(f"head format {raw.get('v')!r}")
             head = cls(
@@ -224,7 +224,7 @@ def encode_event(timestamp: float, data: Mapping[str, Any], delta: Mapping[str, 
 
 def decode_event(seq: int, record: bytes, path: str) -> Event:
     try:
-        timestamp, data, delta = msgpack.unpackb(record)
+        timestamp, data, delta = msgpack.unpackb(record, strict_map_key=False)
         return Event(seq, float(timestamp), dict(data), dict(delta))
     except Exception as exc:
         raise CorruptDataError(f"event {seq} is not a session event: {exc}", path=path) from None
@@ -232,7 +232,7 @@ def decode_event(seq: int, record: bytes, path: str) -> Event:
 
 def decode_state(payload: bytes, path: str) -> dict[str, Any]:
     try:
-        state = msgpack.unpackb(payload)
+        state = msgpack.unpackb(payload, strict_map_key=False)
         if not isinstance(state, dict):
             raise ValueError("not a map")
         return state
