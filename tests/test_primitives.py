@@ -8,7 +8,7 @@ themselves (RACES: local disk and SeaweedFS, a real S3 server).
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
@@ -21,19 +21,41 @@ from kvstore.testing import request_delta, run_in_processes
 LIMITS = logs_module.limits
 
 
-def _open(target: Target, cache: str | None, **kwargs: Any) -> kvstore.KVStore:
-    return target.open(cache=kvstore.LocalCache() if cache == "local" else None, **kwargs)
+WITH_REDIS = [*CACHES, "redis"]
+
+
+@pytest.fixture
+def open_with(request: pytest.FixtureRequest) -> Iterator[Callable[..., kvstore.KVStore]]:
+    """Open a store on a target with no cache, the in-process one or a shared Redis."""
+    opened: list[kvstore.KVStore] = []
+
+    def open_(target: Target, cache: str | None, **kwargs: Any) -> kvstore.KVStore:
+        chosen: Any = None
+        if cache == "redis":
+            chosen = request.getfixturevalue("redis_server").url
+        elif cache == "local":
+            chosen = kvstore.LocalCache()
+        store = target.open(cache=chosen, **kwargs)
+        opened.append(store)
+        return store
+
+    yield open_
+    for store in opened:
+        store.close()
 
 
 # -- values: versioned reads, compare-and-swap ------------------------------------------------
 
 
-@pytest.mark.parametrize("cache", CACHES, ids=lambda c: f"cache={c}")
+@pytest.mark.parametrize("cache", WITH_REDIS, ids=lambda c: f"cache={c}")
 @pytest.mark.parametrize("backend", [*ALL, "seaweedfs"])
 def test_a_set_with_a_version_succeeds_only_on_that_version(
-    backend: str, cache: str | None, make_target: Callable[[str], Target]
+    backend: str,
+    cache: str | None,
+    make_target: Callable[[str], Target],
+    open_with: Callable[..., kvstore.KVStore],
 ) -> None:
-    with _open(make_target(backend), cache) as store:
+    with open_with(make_target(backend), cache) as store:
         assert store.get_versioned("k") is None
         assert store.set("k", "v0", if_version="no-such-version") is None
         assert store.get("k") is None  # a version of a missing key never matches
@@ -134,12 +156,15 @@ def test_compare_and_swap_loses_no_update_across_processes(
 # -- logs: conditional appends, sequence numbers ----------------------------------------------
 
 
-@pytest.mark.parametrize("cache", CACHES, ids=lambda c: f"cache={c}")
+@pytest.mark.parametrize("cache", WITH_REDIS, ids=lambda c: f"cache={c}")
 @pytest.mark.parametrize("backend", [*ALL, "seaweedfs"])
 def test_conditional_appends_and_reads_by_sequence_number(
-    backend: str, cache: str | None, make_target: Callable[[str], Target]
+    backend: str,
+    cache: str | None,
+    make_target: Callable[[str], Target],
+    open_with: Callable[..., kvstore.KVStore],
 ) -> None:
-    with _open(make_target(backend), cache) as store:
+    with open_with(make_target(backend), cache) as store:
         assert store.next_seq("log") == 0
         assert store.range_from("log") == []
         assert store.extend("log", ["a", "b"], expect_next=0) == range(0, 2)
@@ -226,13 +251,16 @@ def test_of_racing_conditional_appends_exactly_one_wins_each_slot(
 # -- logs: settled, so cheap to read cold at any age ------------------------------------------
 
 
-@pytest.mark.parametrize("cache", CACHES, ids=lambda c: f"cache={c}")
+@pytest.mark.parametrize("cache", WITH_REDIS, ids=lambda c: f"cache={c}")
 @pytest.mark.parametrize("backend", [*ALL, "seaweedfs"])
 def test_a_log_of_200_appends_reads_cold_in_at_most_3_requests(
-    backend: str, cache: str | None, make_target: Callable[[str], Target]
+    backend: str,
+    cache: str | None,
+    make_target: Callable[[str], Target],
+    open_with: Callable[..., kvstore.KVStore],
 ) -> None:
     target = make_target(backend)
-    with _open(target, cache) as writer:
+    with open_with(target, cache) as writer:
         for i in range(200):
             writer.append("session", f"event {i}")
     # close() finished the writer's settle: the chunks are covered by a segment.
@@ -374,12 +402,15 @@ def test_settling_under_concurrent_writers_in_several_processes(
 # -- deleting without counting, by prefix; purging what deletes leave ------------------------
 
 
-@pytest.mark.parametrize("cache", CACHES, ids=lambda c: f"cache={c}")
+@pytest.mark.parametrize("cache", WITH_REDIS, ids=lambda c: f"cache={c}")
 @pytest.mark.parametrize("backend", [*ALL, "seaweedfs"])
 def test_discard_and_delete_prefix(
-    backend: str, cache: str | None, make_target: Callable[[str], Target]
+    backend: str,
+    cache: str | None,
+    make_target: Callable[[str], Target],
+    open_with: Callable[..., kvstore.KVStore],
 ) -> None:
-    with _open(make_target(backend), cache) as store:
+    with open_with(make_target(backend), cache) as store:
         for i in range(5):
             store.set(f"user:{i}", i)
             store.append(f"user:{i}:log", "x")
