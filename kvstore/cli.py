@@ -4,12 +4,15 @@
     kvstore --url s3://bucket/app get greeting
     kvstore append chat '{"role": "user", "content": "hi"}'
     kvstore range chat -5 -1
+    kvstore session ls support-bot alice
+    kvstore session export support-bot -o bot.jsonl
     kvstore demo
 
 Every subcommand is one row of :data:`COMMANDS`; a store command is a small function from
 (store, arguments) to a :class:`~kvstore.commands_cli.Reply` (:mod:`kvstore.commands_cli`),
-the demo is :mod:`kvstore.demo`, and :func:`main` does the rest (parsing, opening and closing
-the store, writing bytes to stdout, turning errors into one line on stderr).
+the ``session`` commands are in :mod:`kvstore.cli_sessions`, the demo is :mod:`kvstore.demo`,
+and :func:`main` does the rest (parsing, opening and closing the store, writing bytes to
+stdout, turning errors into one line on stderr).
 
 Exit status: 0 success; 1 a "no" answer (``get`` of a missing key, ``set`` whose nx/xx
 condition was not met, ``expire``/``persist`` that changed nothing); 2 an error or bad usage.
@@ -26,6 +29,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from . import DEFAULT_URL, __version__
+from .cli_sessions import _session_export, _session_ls, _session_rm, _session_show
 from .commands_cli import (
     NIL,
     PROG,
@@ -79,6 +83,20 @@ _PREFIX = arg("prefix", nargs="?", default="", help="only keys starting with PRE
 _LOG = arg("key", help="the log's key (a log is stored apart from a value of that key)")
 _ARTIFACT = arg("name", help="the artifact's name")
 _VERSION = arg("--version", help="a version number (default: the latest)")
+_APP = arg("app", metavar="APP", help="the app")
+_USER = arg("user", metavar="USER", help="the user")
+_SESSION = arg("id", metavar="ID", help="the session id")
+_JSON = arg("--json", action="store_true", help="print JSON (times ISO-8601 UTC; bytes as $bytes)")
+_PROGRESS = (
+    arg(
+        "--progress",
+        action="store_const",
+        const=True,
+        default=None,
+        help="show a progress line on stderr (default: when stderr is a terminal)",
+    ),
+    arg("--no-progress", dest="progress", action="store_const", const=False, help="don't"),
+)
 
 COMMANDS: tuple[Command, ...] = (
     Command(
@@ -222,13 +240,75 @@ COMMANDS: tuple[Command, ...] = (
             ),
         ),
     ),
+    Command(
+        "session",
+        "agent sessions (store.sessions): ls, show, rm, export",
+        None,
+        subcommands=(
+            Command(
+                "ls",
+                "list sessions, one per line: user, id, events, created, updated, title, status "
+                "(tab-separated); one page, the next page's cursor on stderr",
+                _store_command(_session_ls),
+                (
+                    _APP,
+                    arg("user", nargs="?", metavar="USER", help="only this user's (default: all)"),
+                    arg("--limit", metavar="N", help="sessions per page, 1-1000 (default 100)"),
+                    arg("--cursor", metavar="C", help="start after this (from 'next page:')"),
+                    arg("--all", action="store_true", help="every page (default 1000 a page)"),
+                    _JSON,
+                ),
+            ),
+            Command(
+                "show",
+                "print a session: its fields, merged state and events (seq, time, data, delta); "
+                "exit 1 if there is none",
+                _store_command(_session_show),
+                (
+                    _APP,
+                    _USER,
+                    _SESSION,
+                    arg("--recent", metavar="N", help="only the last N events"),
+                    arg("--after", metavar="SEQ", help="only the events after SEQ"),
+                    _JSON,
+                ),
+            ),
+            Command(
+                "rm",
+                "delete a session, a user's sessions, or (--all-users) the app's; prints how "
+                "many; exit 1 if the one session did not exist",
+                _session_rm,
+                (
+                    _APP,
+                    arg("user", nargs="?", metavar="USER", help="the user"),
+                    arg("id", nargs="?", metavar="ID", help="only this session"),
+                    arg("--all-users", action="store_true", help="delete the whole app"),
+                    *_PROGRESS,
+                ),
+            ),
+            Command(
+                "export",
+                "print sessions with their events as JSON lines (one session, a user's or the "
+                'app\'s); bytes in events and state as {"$bytes": BASE64}, times ISO-8601 UTC',
+                _session_export,
+                (
+                    _APP,
+                    arg("user", nargs="?", metavar="USER", help="only this user's"),
+                    arg("id", nargs="?", metavar="ID", help="only this session"),
+                    arg("-o", "--output", metavar="FILE", help="write here instead of stdout"),
+                    *_PROGRESS,
+                ),
+            ),
+        ),
+    ),
     Command("stats", "print the store's URL and request counters as JSON", _store_command(_stats)),
     Command("demo", "a narrated tour in a temporary directory (or --url DIR, empty)", _demo),
 )
 
 _EPILOG = f"""\
 exit status: 0 ok; 1 a "no" answer (get: missing key, set: --nx/--xx not met,
-expire/persist: nothing changed); 2 an error (one line on stderr; --debug for a traceback).
+expire/persist: nothing changed, session show/export/rm: no such session); 2 an error
+(one line on stderr; --debug for a traceback).
 mget prints {NIL.decode()} for a missing key, so a stored value "{NIL.decode()}", or one with a
 newline, is ambiguous there: use get for such values. range prints one record per line, so
 records holding newlines are ambiguous there too. Negative indices need no "--":

@@ -19,6 +19,8 @@ FACES = {
     "kvstore.sync",
     "kvstore.cli",
     "kvstore.commands_cli",
+    "kvstore.cli_sessions",
+    "kvstore.cli_progress",
     "kvstore.demo",
     "kvstore.portal",
     "kvstore.redis_face",

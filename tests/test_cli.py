@@ -551,3 +551,34 @@ def test_default_url_is_relative_to_the_working_directory(tmp_path: Path) -> Non
     proc = _run([sys.executable, "-m", "kvstore", "set", "k", "v"], tmp_path)
     assert proc.returncode == 0, proc.stderr
     assert (tmp_path / kvstore.DEFAULT_URL / "kv").is_dir()
+
+
+# -- sessions (the rest: tests/test_cli_sessions.py) ---------------------------------------------
+
+
+def test_session_help_lists_its_subcommands(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exit_info:
+        main(["session", "--help"])
+    assert exit_info.value.code == 0
+    text = capsys.readouterr().out
+    for name in ("ls", "show", "rm", "export"):
+        assert name in text
+    with pytest.raises(SystemExit) as exit_info:
+        main(["session", "export", "--help"])
+    assert '{"$bytes": BASE64}' in capsys.readouterr().out
+
+
+def test_session_commands_in_a_real_process(tmp_path: Path) -> None:
+    url = str(tmp_path / "store")
+    with kvstore.open(url, cache=None) as store:
+        store.sessions.create("bot", "alice", "s1")
+        store.sessions.append_event("bot", "alice", "s1", {"blob": b"\x00"})
+    kv = [sys.executable, "-m", "kvstore", "--url", url, "session"]
+    exported = _run([*kv, "export", "bot"], tmp_path)
+    assert (exported.returncode, exported.stderr) == (0, b"")  # no progress: not a terminal
+    assert json.loads(exported.stdout)["events"][0]["data"] == {"blob": {"$bytes": "AA=="}}
+    guarded = _run([*kv, "rm", "bot"], tmp_path)
+    assert guarded.returncode == 2
+    assert guarded.stderr.startswith(b"kvstore: error: session rm bot would delete the whole app")
+    removed = _run([*kv, "rm", "bot", "--all-users"], tmp_path)
+    assert (removed.returncode, removed.stdout) == (0, b"1\n")

@@ -14,7 +14,7 @@ artifacts for cascades) through their classes; they sit above them and below the
 
 from __future__ import annotations
 
-from .model import Event, Session, SessionPage
+from .model import CascadeProgress, Event, Session, SessionPage
 from .store import AsyncSessions
 
-__all__ = ["AsyncSessions", "Event", "Session", "SessionPage"]
+__all__ = ["AsyncSessions", "CascadeProgress", "Event", "Session", "SessionPage"]

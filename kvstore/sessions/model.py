@@ -16,7 +16,7 @@
 from __future__ import annotations
 
 import datetime
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -30,6 +30,17 @@ TEMP_PREFIX = "temp:"
 MAX_ID_BYTES = 256
 """Apps, users and session ids: non-empty text of at most this many UTF-8 bytes."""
 HEAD_FORMAT = 1
+
+CascadeProgress = Callable[[str, int, int], None]
+"""``progress(what, done, total)`` of ``delete_user``/``delete_app``: ``what`` is "sessions"
+(heads), "events" (event objects) or "artifacts", in that order; each is reported with
+``done=0`` when its total is known and with ``done=total`` once they are gone (each is one
+bulk step). On the blocking face it runs on kvstore's loop thread: keep it quick and do not
+call the store from it."""
+
+
+def no_progress(what: str, done: int, total: int) -> None:
+    """A :data:`CascadeProgress` that reports nothing."""
 
 
 @dataclass(frozen=True)

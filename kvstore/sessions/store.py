@@ -49,6 +49,7 @@ from ..layout import INCARNATION_CHARS, SESSION_EVENTS_KEY
 from ..logs import Logs, quiesce
 from ..values import DELETE, Change, KnownVersions, Values
 from .model import (
+    CascadeProgress,
     Event,
     Head,
     Session,
@@ -59,6 +60,7 @@ from .model import (
     decode_event,
     decode_state,
     encode_event,
+    no_progress,
     pack,
     split_delta,
     stored_delta,
@@ -519,11 +521,14 @@ class AsyncSessions:
         await self._drop_incarnation(app, user, session_id, head.incarnation)
         return True
 
-    async def delete_user(self, app: str, user: str) -> int:
+    async def delete_user(
+        self, app: str, user: str, progress: CascadeProgress | None = None
+    ) -> int:
         """Delete every session of ``user`` in ``app`` (as :meth:`delete` does), the user's
         state and the user's artifacts; returns the sessions deleted. Costs a LIST per
         1000 heads and per 1000 event objects, a bulk delete per 1000 objects, and the
-        artifacts' deletes - not a request per session."""
+        artifacts' deletes - not a request per session. ``progress``: see
+        :data:`kvstore.sessions.CascadeProgress`."""
         app, user = check_id(app, "app"), check_id(user, "user")
         layout = self.ctx.layout
         return await self._cascade(
@@ -532,11 +537,12 @@ class AsyncSessions:
             [layout.user_state(app, user)],
             layout.session_events_area(app, user),
             _artifact_prefix(app, user),
+            progress or no_progress,
         )
 
-    async def delete_app(self, app: str) -> int:
+    async def delete_app(self, app: str, progress: CascadeProgress | None = None) -> int:
         """Delete every session of every user of ``app``, all its state and artifacts;
-        returns the sessions deleted (costs as :meth:`delete_user`)."""
+        returns the sessions deleted (costs and ``progress`` as :meth:`delete_user`)."""
         app = check_id(app, "app")
         layout = self.ctx.layout
         states = [layout.app_state(app)]
@@ -548,10 +554,17 @@ class AsyncSessions:
             states,
             layout.session_events_area(app),
             _artifact_prefix(app),
+            progress or no_progress,
         )
 
     async def _cascade(
-        self, app: str, heads_prefix: str, states: Paths, events_area: str, artifacts: str
+        self,
+        app: str,
+        heads_prefix: str,
+        states: Paths,
+        events_area: str,
+        artifacts: str,
+        progress: CascadeProgress,
     ) -> int:
         """Heads first (an append that races this finds its session gone), then the
         events of exactly the sessions listed (one created meanwhile keeps its own)."""
@@ -560,12 +573,14 @@ class AsyncSessions:
         async for page in self.ctx.blob.list_pages(heads_prefix):
             heads.extend(p for p in page if layout.parse_session_head(app, p) is not None)
         doomed = [*heads, *states]
+        progress("sessions", 0, len(heads))
 
         async def remove_heads() -> None:
             self.ctx.state(KnownVersions).forget(doomed)
             await self.ctx.blob.delete_many(doomed)
 
         await self.ctx.commit(doomed, remove_heads)
+        progress("sessions", len(heads), len(heads))
         sessions = {layout.parse_session_head(app, p) for p in heads}
         await quiesce(self.ctx, events_area)
         events: Paths = []
@@ -573,8 +588,10 @@ class AsyncSessions:
             for path in page:
                 if layout.parse_session_events(app, path) in sessions:
                     events.append(path)
+        progress("events", 0, len(events))
         await self.ctx.blob.delete_many(events)
-        await self._delete_artifacts(artifacts)
+        progress("events", len(events), len(events))
+        await self._delete_artifacts(artifacts, progress)
         return len(heads)
 
     async def _drop_incarnation(
@@ -590,9 +607,11 @@ class AsyncSessions:
             paths.extend(page)
         await self.ctx.blob.delete_many(paths)
 
-    async def _delete_artifacts(self, prefix: str) -> None:
+    async def _delete_artifacts(self, prefix: str, progress: CascadeProgress = no_progress) -> None:
         names = await self._artifacts.list(prefix)
+        progress("artifacts", 0, len(names))
         await aio.bounded([self._artifacts.delete(n) for n in names], self.ctx.concurrency)
+        progress("artifacts", len(names), len(names))
 
 
 def _quote(part: str) -> str:
