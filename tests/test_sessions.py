@@ -202,6 +202,7 @@ def test_what_session_calls_cost(backend: str, make_target: Callable[[str], Targ
         writer.sessions.create("app", "u", "s")
         for i in range(200):
             writer.sessions.append_event("app", "u", "s", {"i": i})
+        _settled(writer)  # (background settles would count in the block below)
         with request_delta(writer) as warm:
             writer.sessions.append_event("app", "u", "s", {"i": 200})
         # The event (its tail known) and the head's swap (its version known).
@@ -213,6 +214,15 @@ def test_what_session_calls_cost(backend: str, make_target: Callable[[str], Targ
         # head + app state + user state, concurrently; then the events: LIST + segment(s)
         assert sum(loading.values()) <= 6, loading
         assert loading.get("requests.list", 0) == 1, loading
+
+
+def _settled(store: kvstore.KVStore, timeout: float = 30.0) -> None:
+    """Wait until the store's background settles are done."""
+    resources = store.aio._ctx.resources
+    deadline = time.monotonic() + timeout
+    while any(not t.done() for t in list(resources.finishing)):
+        assert time.monotonic() < deadline, "settles still running"
+        time.sleep(0.05)
 
 
 def test_bad_arguments_are_refused_and_change_nothing() -> None:

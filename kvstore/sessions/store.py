@@ -34,8 +34,7 @@ import uuid
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from .. import aio, codec
-from ..artifacts import AsyncArtifacts
+from .. import codec
 from ..context import StoreContext
 from ..errors import (
     ConfigurationError,
@@ -46,8 +45,8 @@ from ..errors import (
     StaleSessionError,
 )
 from ..layout import INCARNATION_CHARS, SESSION_EVENTS_KEY
-from ..logs import Logs, quiesce
-from ..values import DELETE, Change, KnownVersions, Values
+from ..logs import Logs
+from ..values import DELETE, Change, Values
 from .model import (
     CascadeProgress,
     Event,
@@ -66,6 +65,7 @@ from .model import (
     stored_delta,
     view,
 )
+from .removal import Removal, artifact_prefix, quote
 
 EVENTS = SESSION_EVENTS_KEY
 LOGS_KEPT = 1024  # incarnations whose Logs object a store keeps (cheap to make again)
@@ -104,7 +104,7 @@ class AsyncSessions:
     def __init__(self, ctx: StoreContext) -> None:
         self.ctx = ctx
         self._values = Values(ctx)
-        self._artifacts = AsyncArtifacts(ctx)
+        self._removal = Removal(ctx)
         self._logs: dict[str, Logs] = {}
 
     def __repr__(self) -> str:
@@ -120,8 +120,8 @@ class AsyncSessions:
         (``:user`` in place of the session), each part %-escaped."""
         if not isinstance(filename, str) or not filename:
             raise ConfigurationError(f"filename must be a non-empty str, not {filename!r}")
-        scope = ":user" if session_id is None else _quote(check_id(session_id, "session id"))
-        return f"{_artifact_prefix(app, user)}{scope}/{filename}"
+        scope = ":user" if session_id is None else quote(check_id(session_id, "session id"))
+        return f"{artifact_prefix(app, user)}{scope}/{filename}"
 
     def _events(self, app: str, user: str, session_id: str, incarnation: str) -> Logs:
         layout = self.ctx.layout.session_events(app, user, session_id, incarnation)
@@ -407,7 +407,7 @@ class AsyncSessions:
             try:
                 await self._fold(path, head.incarnation, logs, {seq: appended})
             except _Gone:
-                await self._drop_incarnation(app, user, session_id, head.incarnation)
+                await self._removal.drop_incarnation(app, user, session_id, head.incarnation)
                 if fresh:
                     raise NotFoundError(
                         f"session {session_id!r} of user {user!r} in app {app!r} was deleted "
@@ -515,10 +515,10 @@ class AsyncSessions:
             return Head.from_bytes(current[0], where), DELETE
 
         head = await self._values.update_at(path, path, remove)
-        await self._delete_artifacts(f"{_artifact_prefix(app, user)}{_quote(session_id)}/")
+        await self._removal.delete_artifacts(f"{artifact_prefix(app, user)}{quote(session_id)}/")
         if head is None:
             return False
-        await self._drop_incarnation(app, user, session_id, head.incarnation)
+        await self._removal.drop_incarnation(app, user, session_id, head.incarnation)
         return True
 
     async def delete_user(
@@ -531,12 +531,12 @@ class AsyncSessions:
         :data:`kvstore.sessions.CascadeProgress`."""
         app, user = check_id(app, "app"), check_id(user, "user")
         layout = self.ctx.layout
-        return await self._cascade(
+        return await self._removal.cascade(
             app,
             layout.session_heads(app, user),
             [layout.user_state(app, user)],
             layout.session_events_area(app, user),
-            _artifact_prefix(app, user),
+            artifact_prefix(app, user),
             progress or no_progress,
         )
 
@@ -548,77 +548,11 @@ class AsyncSessions:
         states = [layout.app_state(app)]
         async for page in self.ctx.blob.list_pages(layout.user_states(app)):
             states.extend(page)
-        return await self._cascade(
+        return await self._removal.cascade(
             app,
             layout.session_heads(app),
             states,
             layout.session_events_area(app),
-            _artifact_prefix(app),
+            artifact_prefix(app),
             progress or no_progress,
         )
-
-    async def _cascade(
-        self,
-        app: str,
-        heads_prefix: str,
-        states: Paths,
-        events_area: str,
-        artifacts: str,
-        progress: CascadeProgress,
-    ) -> int:
-        """Heads first (an append that races this finds its session gone), then the
-        events of exactly the sessions listed (one created meanwhile keeps its own)."""
-        layout = self.ctx.layout
-        heads: Paths = []
-        async for page in self.ctx.blob.list_pages(heads_prefix):
-            heads.extend(p for p in page if layout.parse_session_head(app, p) is not None)
-        doomed = [*heads, *states]
-        progress("sessions", 0, len(heads))
-
-        async def remove_heads() -> None:
-            self.ctx.state(KnownVersions).forget(doomed)
-            await self.ctx.blob.delete_many(doomed)
-
-        await self.ctx.commit(doomed, remove_heads)
-        progress("sessions", len(heads), len(heads))
-        sessions = {layout.parse_session_head(app, p) for p in heads}
-        await quiesce(self.ctx, events_area)
-        events: Paths = []
-        async for page in self.ctx.blob.list_pages(events_area):
-            for path in page:
-                if layout.parse_session_events(app, path) in sessions:
-                    events.append(path)
-        progress("events", 0, len(events))
-        await self.ctx.blob.delete_many(events)
-        progress("events", len(events), len(events))
-        await self._delete_artifacts(artifacts, progress)
-        return len(heads)
-
-    async def _drop_incarnation(
-        self, app: str, user: str, session_id: str, incarnation: str
-    ) -> None:
-        """Remove every object of a dead incarnation's events at once: no reader reads it
-        (no head names it), and a writer that appends to it finds its head gone and
-        comes back here."""
-        base = self.ctx.layout.session_events(app, user, session_id, incarnation).base
-        await quiesce(self.ctx, base)
-        paths: Paths = []
-        async for page in self.ctx.blob.list_pages(base):
-            paths.extend(page)
-        await self.ctx.blob.delete_many(paths)
-
-    async def _delete_artifacts(self, prefix: str, progress: CascadeProgress = no_progress) -> None:
-        names = await self._artifacts.list(prefix)
-        progress("artifacts", 0, len(names))
-        await aio.bounded([self._artifacts.delete(n) for n in names], self.ctx.concurrency)
-        progress("artifacts", len(names), len(names))
-
-
-def _quote(part: str) -> str:
-    return part.replace("%", "%25").replace("/", "%2F")
-
-
-def _artifact_prefix(app: str, user: str | None = None) -> str:
-    """What the names of the artifacts of an app (of a user in it) start with."""
-    prefix = f"sessions/{_quote(check_id(app, 'app'))}/"
-    return prefix if user is None else f"{prefix}{_quote(check_id(user, 'user'))}/"

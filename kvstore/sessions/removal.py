@@ -1,0 +1,92 @@
+"""Removing sessions: one incarnation's events, and the cascades of a user or an app.
+
+The order is what keeps the guarantees of :mod:`kvstore.sessions.store`: heads first (an
+append racing the delete finds its session gone and removes its own event), then the
+events of exactly the sessions whose heads went (a session created meanwhile keeps its
+own), then the artifacts saved under their names. A dead incarnation's objects go at once,
+young chunks too: no head names it, so no reader reads it and no writer's tail needs it.
+"""
+
+from __future__ import annotations
+
+from .. import aio
+from ..artifacts import AsyncArtifacts
+from ..context import StoreContext
+from ..logs import quiesce
+from ..values import KnownVersions
+from .model import CascadeProgress, check_id, no_progress
+
+
+def quote(part: str) -> str:
+    """A name as one part of an artifact name (``/`` and ``%`` escaped)."""
+    return part.replace("%", "%25").replace("/", "%2F")
+
+
+def artifact_prefix(app: str, user: str | None = None) -> str:
+    """What the names of the artifacts of an app (of a user in it) start with."""
+    prefix = f"sessions/{quote(check_id(app, 'app'))}/"
+    return prefix if user is None else f"{prefix}{quote(check_id(user, 'user'))}/"
+
+
+class Removal:
+    """The deletes of one store view's sessions."""
+
+    def __init__(self, ctx: StoreContext) -> None:
+        self.ctx = ctx
+        self.artifacts = AsyncArtifacts(ctx)
+
+    async def cascade(
+        self,
+        app: str,
+        heads_prefix: str,
+        states: list[str],
+        events_area: str,
+        artifacts: str,
+        progress: CascadeProgress,
+    ) -> int:
+        """Heads first (an append that races this finds its session gone), then the
+        events of exactly the sessions listed (one created meanwhile keeps its own)."""
+        layout = self.ctx.layout
+        heads: list[str] = []
+        async for page in self.ctx.blob.list_pages(heads_prefix):
+            heads.extend(p for p in page if layout.parse_session_head(app, p) is not None)
+        doomed = [*heads, *states]
+        progress("sessions", 0, len(heads))
+
+        async def remove_heads() -> None:
+            self.ctx.state(KnownVersions).forget(doomed)
+            await self.ctx.blob.delete_many(doomed)
+
+        await self.ctx.commit(doomed, remove_heads)
+        progress("sessions", len(heads), len(heads))
+        sessions = {layout.parse_session_head(app, p) for p in heads}
+        await quiesce(self.ctx, events_area)
+        events: list[str] = []
+        async for page in self.ctx.blob.list_pages(events_area):
+            for path in page:
+                if layout.parse_session_events(app, path) in sessions:
+                    events.append(path)
+        progress("events", 0, len(events))
+        await self.ctx.blob.delete_many(events)
+        progress("events", len(events), len(events))
+        await self.delete_artifacts(artifacts, progress)
+        return len(heads)
+
+    async def drop_incarnation(
+        self, app: str, user: str, session_id: str, incarnation: str
+    ) -> None:
+        """Remove every object of a dead incarnation's events at once: no reader reads it
+        (no head names it), and a writer that appends to it finds its head gone and
+        comes back here."""
+        base = self.ctx.layout.session_events(app, user, session_id, incarnation).base
+        await quiesce(self.ctx, base)
+        paths: list[str] = []
+        async for page in self.ctx.blob.list_pages(base):
+            paths.extend(page)
+        await self.ctx.blob.delete_many(paths)
+
+    async def delete_artifacts(self, prefix: str, progress: CascadeProgress = no_progress) -> None:
+        names = await self.artifacts.list(prefix)
+        progress("artifacts", 0, len(names))
+        await aio.bounded([self.artifacts.delete(n) for n in names], self.ctx.concurrency)
+        progress("artifacts", len(names), len(names))
