@@ -50,6 +50,7 @@ from .commands_cli import (
     _length,
     _mget,
     _persist,
+    _purge,
     _purge_expired,
     _range,
     _set,
@@ -146,6 +147,13 @@ COMMANDS: tuple[Command, ...] = (
         "purge-expired",
         "delete expired values for good; prints how many",
         _store_command(_purge_expired),
+        (_PREFIX,),
+    ),
+    Command(
+        "purge",
+        "delete for good what no read can see: expired values, and the objects of deleted "
+        "or trimmed log records once 10 minutes old; prints what it deleted",
+        _store_command(_purge),
         (_PREFIX,),
     ),
     Command(

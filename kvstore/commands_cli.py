@@ -108,6 +108,11 @@ def _purge_expired(store: KVStore, args: argparse.Namespace) -> Reply:
     return Reply([str(store.purge_expired(args.prefix))])
 
 
+def _purge(store: KVStore, args: argparse.Namespace) -> Reply:
+    done = store.purge(args.prefix)
+    return Reply([f"{name}: {count}" for name, count in done.items()])
+
+
 def _append(store: KVStore, args: argparse.Namespace) -> Reply:
     if args.values.count("-") > 1:
         raise ValueError("only one VALUE can be '-' (stdin holds one record)")

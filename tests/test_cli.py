@@ -190,6 +190,15 @@ def test_purge_expired_removes_only_expired_values(run: CLI) -> None:
     assert run("keys").lines == ["young"]
 
 
+def test_purge_reports_what_it_deleted(run: CLI) -> None:
+    run("set", "old", "x", "--px", "20")
+    run("append", "log", "a", "b")
+    run("del", "log")
+    time.sleep(0.05)
+    # The expired value goes; the deleted log's chunks are young (kept 10 minutes).
+    assert run("purge") == Result(0, b"expired: 1\nlog_objects: 0\n", "")
+
+
 def test_stats_prints_json(run: CLI) -> None:
     result = run("stats")
     assert result.status == 0
