@@ -395,6 +395,15 @@ class AsyncSessions:
             try:
                 (seq,) = await logs.extend(EVENTS, [record], expect_next)
             except ConflictError as exc:
+                if not fresh:
+                    # The head came from this process's memory or the cache: it may name an
+                    # incarnation another process has deleted (and the session been created
+                    # again), whose log says nothing about the caller's expect_last. Nothing
+                    # was written: decide on the current head.
+                    current = self._head_of(await self._values.read_at(name, path), path)
+                    if current is None or current.incarnation != head.incarnation:
+                        fresh = True
+                        continue
                 actual = exc.actual - 1 if isinstance(exc.actual, int) else None
                 raise StaleSessionError(
                     f"session {session_id!r} of user {user!r} in app {app!r} has moved on: "
