@@ -4,7 +4,9 @@ work (each test names what it proves)."""
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Any
 
+import pytest
 from conftest import Target
 
 
@@ -29,3 +31,36 @@ def test_an_append_after_another_process_recreated_the_session_honours_expect_la
         assert event.seq == 1
         got = b.sessions.get("app", "u", "s")
         assert got is not None and [e.data for e in got.events] == [{"new": 0}, {"new": 1}]
+
+
+def test_delete_user_spares_the_events_of_a_session_created_again_meanwhile(
+    make_target: Callable[[str], Target], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """delete_user deletes the heads, then lists the events area and deletes the events of
+    the sessions whose heads it deleted - by (user, id), not by incarnation. A session
+    created again under the same id in between (another process) loses its events: its
+    head says one event was folded while its log restarts at 0, so the next event gets
+    sequence number 0 again and its state delta is never folded."""
+    from kvstore.sessions import removal
+
+    target = make_target("local")
+    with target.open() as store:
+        store.sessions.create("app", "u", "s")
+        store.sessions.append_event("app", "u", "s", {"old": 0})
+        real_quiesce = removal.quiesce
+
+        async def recreate_meanwhile(ctx: Any, prefix: str) -> None:
+            await real_quiesce(ctx, prefix)
+            await store.aio.sessions.create("app", "u", "s")
+            await store.aio.sessions.append_event("app", "u", "s", {"new": 0}, {"a": 1})
+
+        monkeypatch.setattr(removal, "quiesce", recreate_meanwhile)
+        assert store.sessions.delete_user("app", "u") == 1
+        monkeypatch.setattr(removal, "quiesce", real_quiesce)
+
+        second = store.sessions.append_event("app", "u", "s", {"new": 1}, {"b": 2})
+        assert second.seq == 1
+        got = store.sessions.get("app", "u", "s")
+        assert got is not None
+        assert [e.data for e in got.events] == [{"new": 0}, {"new": 1}]
+        assert got.state == {"a": 1, "b": 2}

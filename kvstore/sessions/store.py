@@ -535,8 +535,9 @@ class AsyncSessions:
     ) -> int:
         """Delete every session of ``user`` in ``app`` (as :meth:`delete` does), the user's
         state and the user's artifacts; returns the sessions deleted. Costs a LIST per
-        1000 heads and per 1000 event objects, a bulk delete per 1000 objects, and the
-        artifacts' deletes - not a request per session. ``progress``: see
+        1000 heads and per 1000 event objects, one LIST more (of the heads again: a session
+        created again meanwhile under a deleted id keeps its new events), a bulk delete per
+        1000 objects, and the artifacts' deletes - not a request per session. ``progress``: see
         :data:`kvstore.sessions.CascadeProgress`."""
         app, user = check_id(app, "app"), check_id(user, "user")
         layout = self.ctx.layout
