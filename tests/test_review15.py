@@ -9,6 +9,8 @@ from typing import Any
 import pytest
 from conftest import Target
 
+import kvstore
+
 
 def test_an_append_after_another_process_recreated_the_session_honours_expect_last(
     make_target: Callable[[str], Target],
@@ -64,3 +66,20 @@ def test_delete_user_spares_the_events_of_a_session_created_again_meanwhile(
         assert got is not None
         assert [e.data for e in got.events] == [{"new": 0}, {"new": 1}]
         assert got.state == {"a": 1, "b": 2}
+
+
+def test_deleting_a_session_named_user_keeps_the_users_own_artifacts() -> None:
+    """A user's artifacts across sessions are saved under ``.../{user}/:user/...`` and a
+    session's under ``.../{user}/{quote(id)}/...``; the id ``:user`` is a valid session id
+    and is quoted to ``:user``, so deleting that session deletes the user's artifacts."""
+    with kvstore.open("memory://review15-user-scope", cache=None) as store:
+        s = store.sessions
+        s.create("app", "u", ":user")
+        shared = s.artifact_name("app", "u", None, "profile.txt")
+        own = s.artifact_name("app", "u", ":user", "notes.txt")
+        assert shared != own
+        store.artifacts.save(shared, b"the user's")
+        store.artifacts.save(own, b"the session's")
+        assert s.delete("app", "u", ":user")
+        found = store.artifacts.load(shared)
+        assert found is not None and found.data == b"the user's"

@@ -23,6 +23,17 @@ def quote(part: str) -> str:
     return part.replace("%", "%25").replace("/", "%2F")
 
 
+USER_SCOPE = ":user"
+"""The part of an artifact name that stands for "the user's, across sessions"."""
+
+
+def session_part(session_id: str) -> str:
+    """A session id as one part of an artifact name: :func:`quote`, and a leading ``:``
+    escaped, so that no session (``:user`` is a valid id) shares :data:`USER_SCOPE`."""
+    part = quote(session_id)
+    return "%3A" + part[1:] if part.startswith(":") else part
+
+
 def artifact_prefix(app: str, user: str | None = None) -> str:
     """What the names of the artifacts of an app (of a user in it) start with."""
     prefix = f"sessions/{quote(check_id(app, 'app'))}/"

@@ -65,7 +65,7 @@ from .model import (
     stored_delta,
     view,
 )
-from .removal import Removal, artifact_prefix, quote
+from .removal import USER_SCOPE, Removal, artifact_prefix, session_part
 
 EVENTS = SESSION_EVENTS_KEY
 LOGS_KEPT = 1024  # incarnations whose Logs object a store keeps (cheap to make again)
@@ -117,10 +117,14 @@ class AsyncSessions:
         """The artifact name under which ``filename`` of a session (or, with
         ``session_id=None``, of the user across sessions) is saved, so that deleting the
         session (the user, the app) deletes it: ``sessions/{app}/{user}/{session}/...``
-        (``:user`` in place of the session), each part %-escaped."""
+        (``:user`` in place of the session), each part %-escaped (and a session id's
+        leading ``:``, so no session's artifacts are the user's)."""
         if not isinstance(filename, str) or not filename:
             raise ConfigurationError(f"filename must be a non-empty str, not {filename!r}")
-        scope = ":user" if session_id is None else quote(check_id(session_id, "session id"))
+        if session_id is None:
+            scope = USER_SCOPE
+        else:
+            scope = session_part(check_id(session_id, "session id"))
         return f"{artifact_prefix(app, user)}{scope}/{filename}"
 
     def _events(self, app: str, user: str, session_id: str, incarnation: str) -> Logs:
@@ -524,7 +528,8 @@ class AsyncSessions:
             return Head.from_bytes(current[0], where), DELETE
 
         head = await self._values.update_at(path, path, remove)
-        await self._removal.delete_artifacts(f"{artifact_prefix(app, user)}{quote(session_id)}/")
+        scope = f"{artifact_prefix(app, user)}{session_part(session_id)}/"
+        await self._removal.delete_artifacts(scope)
         if head is None:
             return False
         await self._removal.drop_incarnation(app, user, session_id, head.incarnation)
