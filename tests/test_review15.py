@@ -3,6 +3,7 @@ work (each test names what it proves)."""
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Callable
 from typing import Any
 
@@ -83,3 +84,33 @@ def test_deleting_a_session_named_user_keeps_the_users_own_artifacts() -> None:
         assert s.delete("app", "u", ":user")
         found = store.artifacts.load(shared)
         assert found is not None and found.data == b"the user's"
+
+
+@pytest.mark.parametrize(
+    "damage", [{"inc": "not-an-incarnation"}, {"inc": 12}, {"applied": -3}], ids=str
+)
+def test_a_head_with_impossible_fields_is_corrupt_data_naming_it(damage: dict[str, Any]) -> None:
+    """A head whose envelope is sound but whose fields no kvstore writes (an incarnation
+    that is not 16 hex digits, a negative ``applied``) must raise CorruptDataError naming
+    the head, like any other damaged head - not a raw ValueError/TypeError from the
+    layout or the fold."""
+    import msgpack
+
+    from kvstore import codec
+
+    with kvstore.open(f"memory://review15-bad-head-{uuid.uuid4().hex}", cache=None) as store:
+        store.sessions.create("app", "u", "s")
+        store.sessions.append_event("app", "u", "s", {"i": 0})
+        path = "ses/app~/head/u~/s~"
+        blob = store.aio._ctx.blob
+        env = codec.decode(store._portal.run(blob.get(path)).data, bound=path)
+        raw = msgpack.unpackb(env.payload)
+        raw.update(damage)
+        store._portal.run(blob.put(path, codec.encode(msgpack.packb(raw), bind=path)))
+        for call in (
+            lambda: store.sessions.get("app", "u", "s"),
+            lambda: store.sessions.append_event("app", "u", "s", {"i": 1}),
+        ):
+            with pytest.raises(kvstore.CorruptDataError, match="head") as caught:
+                call()
+            assert path in str(caught.value)
