@@ -3,14 +3,17 @@ work (each test names what it proves)."""
 
 from __future__ import annotations
 
+import asyncio
 import uuid
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import pytest
 from conftest import Target
 
 import kvstore
+from kvstore.blob import BlobStore, WrapperBlobStore, open_blob_store
+from kvstore.stats import Stats
 
 
 def test_an_append_after_another_process_recreated_the_session_honours_expect_last(
@@ -114,3 +117,45 @@ def test_a_head_with_impossible_fields_is_corrupt_data_naming_it(damage: dict[st
             with pytest.raises(kvstore.CorruptDataError, match="head") as caught:
                 call()
             assert path in str(caught.value)
+
+
+class _HeldListing(WrapperBlobStore):
+    """Holds the first listing it is armed for after reading it, until released."""
+
+    def __init__(self, inner: BlobStore) -> None:
+        super().__init__(inner)
+        self.hold: asyncio.Event | None = None
+        self.listed = asyncio.Event()
+
+    async def _list(self, prefix: str) -> AsyncIterator[list[str]]:
+        pages = [page async for page in self.inner._list(prefix)]
+        hold, self.hold = self.hold, None
+        if hold is not None:
+            self.listed.set()
+            await hold.wait()
+        for page in pages:
+            yield page
+
+
+def test_a_read_listed_before_a_trim_does_not_undo_the_trim_in_the_writers_lengths() -> None:
+    """A read's listing teaches this process's writer the tail (LogWriters.learn) - and
+    the log's first record. A listing made before a trim of this process, learnt after
+    the trim made the writer forget, put the trimmed records back into the lengths
+    appends report (RPUSH counted records LTRIM had dropped)."""
+
+    async def main() -> None:
+        blob = _HeldListing(
+            open_blob_store(f"memory://review15-learn-{uuid.uuid4().hex}", stats=Stats())
+        )
+        async with kvstore.open_async(blob, cache=None) as store:
+            assert await store.append("k", *range(10)) == 10
+            release = blob.hold = asyncio.Event()
+            reading = asyncio.ensure_future(store.range("k"))
+            await blob.listed.wait()  # the read has listed the log: 10 records from 0
+            assert await store.trim("k", 5) == 5
+            release.set()
+            assert len(await reading) in (5, 10)  # either is a valid read
+            assert await store.length("k") == 5
+            assert await store.append("k", "x") == 6
+
+    asyncio.run(main())
