@@ -216,3 +216,20 @@ def test_app_state_follows_the_event_order_like_session_state(
             assert got.state["app:x"] == 2
 
     asyncio.run(main())
+
+
+@pytest.mark.parametrize(
+    "foreign",
+    ["ses/app~/ev/u~/s~/abcdefgh-ijklmno/log/x", "list/k~/abcdefgh-ijklmno/log/x"],
+    ids=["session-events", "list-log"],
+)
+def test_fsck_reports_a_foreign_object_where_an_incarnation_would_be(foreign: str) -> None:
+    """A directory of 16 characters that are not an incarnation's (a foreign object below
+    the events of a session, or of a list) is reported as foreign - fsck must not stop on
+    the layout's ValueError."""
+    with kvstore.open(f"memory://review15-fsck-{uuid.uuid4().hex}", cache=None) as store:
+        store.sessions.create("app", "u", "s")
+        store.sessions.append_event("app", "u", "s", {"i": 0})
+        store._portal.run(store.aio._ctx.blob.put(foreign, b"not ours"))
+        report = store.fsck()
+        assert ("foreign", foreign) in [(d["kind"], d["path"]) for d in report["damage"]]

@@ -23,7 +23,7 @@ from typing import Any
 import msgpack
 
 from ..errors import ConfigurationError, CorruptDataError, InvalidValueError
-from ..layout import INCARNATION_CHARS
+from ..layout import is_incarnation
 
 APP_PREFIX = "app:"
 USER_PREFIX = "user:"
@@ -144,7 +144,7 @@ class Head:
                 int(raw["applied"]),
             )
             inc = head.incarnation
-            if not isinstance(inc, str) or len(inc) != INCARNATION_CHARS or not inc.isalnum():
+            if not isinstance(inc, str) or not is_incarnation(inc):
                 raise ValueError(f"incarnation {inc!r}")
             if head.applied < 0:
                 raise ValueError(f"applied {head.applied}")
