@@ -61,6 +61,11 @@ STORE_ID = ".kvstore/id"
 keys of two stores that merely share a name (a path, a bucket) never meet."""
 
 
+def is_incarnation(name: str) -> bool:
+    """Whether ``name`` can be an incarnation id (a list's, a session's)."""
+    return len(name) == INCARNATION_CHARS and name.isalnum()
+
+
 def seq(n: int) -> str:
     """A log sequence number as it appears in object names (zero-padded: sorts in order)."""
     return f"{n:0{SEQ_DIGITS}d}"
@@ -189,7 +194,7 @@ class Layout:
         """The layout inside which one incarnation of the list ``key`` keeps its records,
         as the log :data:`LIST_LOG_KEY`. A list deleted and pushed again gets a new
         incarnation, so a push that raced the delete can never reach the new list."""
-        if len(incarnation) != INCARNATION_CHARS or not incarnation.isalnum():
+        if not is_incarnation(incarnation):
             raise ValueError(f"not a list incarnation: {incarnation!r}")
         return Layout(f"{self.base}{LISTS}{encode_name(key)}/{incarnation}/")
 
@@ -201,7 +206,7 @@ class Layout:
         """(key, incarnation) of a path below the list area; None if foreign."""
         encoded, sep, rest = path[len(self.list_area) :].partition("~/")
         incarnation, slash, _ = rest.partition("/")
-        if not sep or not slash or len(incarnation) != INCARNATION_CHARS:
+        if not sep or not slash or not is_incarnation(incarnation):
             return None
         try:
             return decode_name(encoded + "~"), incarnation
@@ -247,7 +252,7 @@ class Layout:
         """The layout inside which one incarnation of a session keeps its events, as the
         log :data:`SESSION_EVENTS_KEY`. A session deleted and created again gets a new
         incarnation: an append that raced the delete can never reach the new session."""
-        if len(incarnation) != INCARNATION_CHARS or not incarnation.isalnum():
+        if not is_incarnation(incarnation):
             raise ValueError(f"not a session incarnation: {incarnation!r}")
         return Layout(f"{self.session_events_area(app, user, session_id)}{incarnation}/")
 
@@ -289,7 +294,7 @@ class Layout:
                 owner = self.parse_session_events(app, path)
                 inner = path[len(self.session_events_area(app)) :].split("~/", 2)
                 incarnation = inner[2].split("/", 1)[0] if len(inner) == 3 else ""
-                if owner is None or len(incarnation) != INCARNATION_CHARS:
+                if owner is None or not is_incarnation(incarnation):
                     return None
                 return ("events", app, *owner, incarnation)
         except ValueError:

@@ -64,7 +64,7 @@ class LogWriters:
         if writer.busy or (writer.tail is not None and writer.tail >= tail):
             return
         writer.tail = tail
-        writer.first = first
+        writer.first = max(writer.first, first)  # a trim since the listing moved it on
         writer.checked_ms = listed_ms
 
     def stop_settling(self, prefix: str) -> list[asyncio.Task[Any]]:

@@ -197,7 +197,7 @@ class LogWriter:
         listed = self.ctx.clock()  # the tail is known as of the listing, not of its answer
         plan = await self.reader.plan(key, directory, fresh=True)
         writer.tail = max(plan.tail, writer.tail or 0)
-        writer.first = plan.first
+        writer.first = max(plan.first, writer.first)  # (a trim since the listing moved it on)
         writer.checked_ms = listed
 
 

@@ -23,6 +23,7 @@ from typing import Any
 import msgpack
 
 from ..errors import ConfigurationError, CorruptDataError, InvalidValueError
+from ..layout import is_incarnation
 
 APP_PREFIX = "app:"
 USER_PREFIX = "user:"
@@ -142,6 +143,11 @@ class Head:
                 dict(raw["state"]),
                 int(raw["applied"]),
             )
+            inc = head.incarnation
+            if not isinstance(inc, str) or not is_incarnation(inc):
+                raise ValueError(f"incarnation {inc!r}")
+            if head.applied < 0:
+                raise ValueError(f"applied {head.applied}")
         except Exception as exc:
             raise CorruptDataError(f"not a session head: {exc}", path=path) from None
         return head

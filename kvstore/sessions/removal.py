@@ -12,14 +12,26 @@ from __future__ import annotations
 from .. import aio
 from ..artifacts import AsyncArtifacts
 from ..context import StoreContext
+from ..errors import CorruptDataError
 from ..logs import quiesce
-from ..values import KnownVersions
-from .model import CascadeProgress, check_id, no_progress
+from ..values import KnownVersions, Values
+from .model import CascadeProgress, Head, check_id, no_progress
 
 
 def quote(part: str) -> str:
     """A name as one part of an artifact name (``/`` and ``%`` escaped)."""
     return part.replace("%", "%25").replace("/", "%2F")
+
+
+USER_SCOPE = ":user"
+"""The part of an artifact name that stands for "the user's, across sessions"."""
+
+
+def session_part(session_id: str) -> str:
+    """A session id as one part of an artifact name: :func:`quote`, and a leading ``:``
+    escaped, so that no session (``:user`` is a valid id) shares :data:`USER_SCOPE`."""
+    part = quote(session_id)
+    return "%3A" + part[1:] if part.startswith(":") else part
 
 
 def artifact_prefix(app: str, user: str | None = None) -> str:
@@ -34,6 +46,7 @@ class Removal:
     def __init__(self, ctx: StoreContext) -> None:
         self.ctx = ctx
         self.artifacts = AsyncArtifacts(ctx)
+        self.values = Values(ctx)
 
     async def cascade(
         self,
@@ -45,7 +58,9 @@ class Removal:
         progress: CascadeProgress,
     ) -> int:
         """Heads first (an append that races this finds its session gone), then the
-        events of exactly the sessions listed (one created meanwhile keeps its own)."""
+        events of exactly the sessions listed (one created meanwhile keeps its own: a new
+        session, or the same id created again - a new incarnation, found by listing the
+        heads once more after the events)."""
         layout = self.ctx.layout
         heads: list[str] = []
         async for page in self.ctx.blob.list_pages(heads_prefix):
@@ -66,11 +81,51 @@ class Removal:
             for path in page:
                 if layout.parse_session_events(app, path) in sessions:
                     events.append(path)
+        events = await self._not_alive(app, heads_prefix, sessions, events)
         progress("events", 0, len(events))
         await self.ctx.blob.delete_many(events)
         progress("events", len(events), len(events))
         await self.delete_artifacts(artifacts, progress)
         return len(heads)
+
+    async def _not_alive(
+        self,
+        app: str,
+        heads_prefix: str,
+        sessions: set[tuple[str, str] | None],
+        events: list[str],
+    ) -> list[str]:
+        """``events`` without those of the sessions created again (same user and id)
+        since their heads were deleted: an incarnation's events exist only once its head
+        does, so a head listed after the events names every live incarnation among them.
+        One LIST (usually empty), and a GET per session created again."""
+        layout = self.ctx.layout
+        again: list[str] = []
+        async for page in self.ctx.blob.list_pages(heads_prefix):
+            again.extend(p for p in page if layout.parse_session_head(app, p) in sessions)
+        if not again:
+            return events
+
+        async def incarnation(path: str) -> tuple[tuple[str, str] | None, str | None]:
+            owner = layout.parse_session_head(app, path)
+            try:
+                data = await self.values.read_at(path, path)
+                if data is None:  # deleted again: its events are dead
+                    return owner, ""
+                return owner, Head.from_bytes(data, self.ctx.where(path)).incarnation
+            except CorruptDataError:
+                return owner, None  # unknown: every incarnation of the session is kept
+
+        alive = dict(await aio.bounded([incarnation(p) for p in again], self.ctx.concurrency))
+
+        def dead(path: str) -> bool:
+            found = layout.parse_session_object(path)
+            if found is None or len(found) != 5:
+                return True  # not an incarnation's object (parse_session_events said ours)
+            owner = (found[2], found[3])
+            return owner not in alive or alive[owner] not in (None, found[4])
+
+        return [p for p in events if dead(p)]
 
     async def drop_incarnation(
         self, app: str, user: str, session_id: str, incarnation: str

@@ -65,7 +65,7 @@ from .model import (
     stored_delta,
     view,
 )
-from .removal import Removal, artifact_prefix, quote
+from .removal import USER_SCOPE, Removal, artifact_prefix, session_part
 
 EVENTS = SESSION_EVENTS_KEY
 LOGS_KEPT = 1024  # incarnations whose Logs object a store keeps (cheap to make again)
@@ -117,10 +117,14 @@ class AsyncSessions:
         """The artifact name under which ``filename`` of a session (or, with
         ``session_id=None``, of the user across sessions) is saved, so that deleting the
         session (the user, the app) deletes it: ``sessions/{app}/{user}/{session}/...``
-        (``:user`` in place of the session), each part %-escaped."""
+        (``:user`` in place of the session), each part %-escaped (and a session id's
+        leading ``:``, so no session's artifacts are the user's)."""
         if not isinstance(filename, str) or not filename:
             raise ConfigurationError(f"filename must be a non-empty str, not {filename!r}")
-        scope = ":user" if session_id is None else quote(check_id(session_id, "session id"))
+        if session_id is None:
+            scope = USER_SCOPE
+        else:
+            scope = session_part(check_id(session_id, "session id"))
         return f"{artifact_prefix(app, user)}{scope}/{filename}"
 
     def _events(self, app: str, user: str, session_id: str, incarnation: str) -> Logs:
@@ -395,6 +399,15 @@ class AsyncSessions:
             try:
                 (seq,) = await logs.extend(EVENTS, [record], expect_next)
             except ConflictError as exc:
+                if not fresh:
+                    # The head came from this process's memory or the cache: it may name an
+                    # incarnation another process has deleted (and the session been created
+                    # again), whose log says nothing about the caller's expect_last. Nothing
+                    # was written: decide on the current head.
+                    current = self._head_of(await self._values.read_at(name, path), path)
+                    if current is None or current.incarnation != head.incarnation:
+                        fresh = True
+                        continue
                 actual = exc.actual - 1 if isinstance(exc.actual, int) else None
                 raise StaleSessionError(
                     f"session {session_id!r} of user {user!r} in app {app!r} has moved on: "
@@ -515,7 +528,8 @@ class AsyncSessions:
             return Head.from_bytes(current[0], where), DELETE
 
         head = await self._values.update_at(path, path, remove)
-        await self._removal.delete_artifacts(f"{artifact_prefix(app, user)}{quote(session_id)}/")
+        scope = f"{artifact_prefix(app, user)}{session_part(session_id)}/"
+        await self._removal.delete_artifacts(scope)
         if head is None:
             return False
         await self._removal.drop_incarnation(app, user, session_id, head.incarnation)
@@ -526,8 +540,9 @@ class AsyncSessions:
     ) -> int:
         """Delete every session of ``user`` in ``app`` (as :meth:`delete` does), the user's
         state and the user's artifacts; returns the sessions deleted. Costs a LIST per
-        1000 heads and per 1000 event objects, a bulk delete per 1000 objects, and the
-        artifacts' deletes - not a request per session. ``progress``: see
+        1000 heads and per 1000 event objects, one LIST more (of the heads again: a session
+        created again meanwhile under a deleted id keeps its new events), a bulk delete per
+        1000 objects, and the artifacts' deletes - not a request per session. ``progress``: see
         :data:`kvstore.sessions.CascadeProgress`."""
         app, user = check_id(app, "app"), check_id(user, "user")
         layout = self.ctx.layout
