@@ -183,18 +183,13 @@ class _HeldScopeWrite(WrapperBlobStore):
         return await self.inner._put_if_match(path, data, tag)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="design: each appender applies the app:/user: part of its own delta after its "
-    "head fold, by a swap of its own, so concurrent appenders apply them in any order - "
-    "unlike session keys, which are folded in event order",
-)
 def test_app_state_follows_the_event_order_like_session_state(
     make_target: Callable[[str], Target],
 ) -> None:
     """Two processes append to one session: event 0 sets app:x=1 and x=1, event 1 sets
-    app:x=2 and x=2. The session key ends at 2 (folded in event order); the app key ends
-    at 1 when the first appender's scope swap lands after the second's."""
+    app:x=2 and x=2. The session key ends at 2 (folded in event order), and so does the
+    app key although the first appender's scope swap lands after the second's (each key
+    of a scope remembers which event of which session set it)."""
     target = make_target("local")
 
     async def main() -> None:

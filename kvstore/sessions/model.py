@@ -247,14 +247,56 @@ def decode_event(seq: int, record: bytes, path: str) -> Event:
         raise CorruptDataError(f"event {seq} is not a session event: {exc}", path=path) from None
 
 
-def decode_state(payload: bytes, path: str) -> dict[str, Any]:
+Origins = dict[str, list[Any]]
+"""Per key of an app or user state: ``[incarnation, seq]`` of the session event that set
+it last (absent: set without an event)."""
+
+
+def decode_scope(payload: bytes, path: str) -> tuple[dict[str, Any], Origins]:
+    """An app or user state object: ``{"s": state, "o": origins}``."""
     try:
-        state = msgpack.unpackb(payload, strict_map_key=False)
-        if not isinstance(state, dict):
+        stored = msgpack.unpackb(payload, strict_map_key=False)
+        state, origins = stored["s"], stored["o"]
+        if not isinstance(state, dict) or not isinstance(origins, dict):
             raise ValueError("not a map")
-        return state
+        return state, origins
     except Exception as exc:
         raise CorruptDataError(f"not a state object: {exc}", path=path) from None
+
+
+def decode_state(payload: bytes, path: str) -> dict[str, Any]:
+    return decode_scope(payload, path)[0]
+
+
+def encode_scope(state: dict[str, Any], origins: Origins) -> bytes:
+    return pack({"s": state, "o": origins}, "state")
+
+
+def apply_scope(
+    state: dict[str, Any],
+    origins: Origins,
+    delta: Mapping[str, Any],
+    origin: tuple[str, int] | None,
+) -> None:
+    """Apply an app or user delta in place. ``origin``: (incarnation, seq) of the event
+    that carries it. A key that a *later* event of the same session set already keeps
+    its value: two appenders' swaps of a shared scope may land in either order, yet one
+    session's events apply in event order (other sessions' writes: the last swap wins)."""
+    for key, value in delta.items():
+        last = origins.get(key)
+        if (
+            origin is not None
+            and last is not None
+            and last[0] == origin[0]
+            and isinstance(last[1], int)
+            and last[1] > origin[1]
+        ):
+            continue
+        state[key] = value
+        if origin is None:
+            origins.pop(key, None)
+        else:
+            origins[key] = [origin[0], origin[1]]
 
 
 def as_time(after: object) -> float:

@@ -53,14 +53,16 @@ from .model import (
     Head,
     Session,
     SessionPage,
+    apply_scope,
     as_time,
     check_id,
     check_state,
     decode_event,
+    decode_scope,
     decode_state,
     encode_event,
+    encode_scope,
     no_progress,
-    pack,
     split_delta,
     stored_delta,
     view,
@@ -324,14 +326,23 @@ class AsyncSessions:
             return None, (data, 0, codec.STRING)
 
         await self._values.update_at(f"session {session_id!r}", path, claim)
-        app_state, user_state = await self._apply_scopes(app, user, app_delta, user_delta)
+        app_state, user_state = await self._apply_scopes(
+            app, user, app_delta, user_delta, (head.incarnation, -1)
+        )
         return self._session(head, app_state, user_state, [], -1)
 
     async def _apply_scopes(
-        self, app: str, user: str, app_delta: dict[str, Any], user_delta: dict[str, Any]
+        self,
+        app: str,
+        user: str,
+        app_delta: dict[str, Any],
+        user_delta: dict[str, Any],
+        origin: tuple[str, int] | None = None,
     ) -> tuple[dict[str, Any], dict[str, Any]]:
         """Apply the app and user parts of a delta (a swap each, concurrently; a read
-        through the cache for a scope the delta leaves alone); their new states."""
+        through the cache for a scope the delta leaves alone); their new states.
+        ``origin``: (incarnation, seq) of the event carrying them (see
+        :func:`~kvstore.sessions.model.apply_scope`)."""
         layout = self.ctx.layout
 
         async def apply(path: str, delta: dict[str, Any]) -> dict[str, Any]:
@@ -341,9 +352,9 @@ class AsyncSessions:
                 return {} if data is None else decode_state(data, where)
 
             def change(current: codec.Live | None) -> tuple[dict[str, Any], Change]:
-                state = {} if current is None else decode_state(current[0], where)
-                state.update(delta)
-                return state, (pack(state, "state"), 0, codec.STRING)
+                state, origins = ({}, {}) if current is None else decode_scope(current[0], where)
+                apply_scope(state, origins, delta, origin)
+                return state, (encode_scope(state, origins), 0, codec.STRING)
 
             return await self._values.update_at(path, path, change)
 
@@ -429,7 +440,7 @@ class AsyncSessions:
                 fresh = True  # the cached head may have been another incarnation's
                 continue
             if app_delta or user_delta:
-                await self._apply_scopes(app, user, app_delta, user_delta)
+                await self._apply_scopes(app, user, app_delta, user_delta, (head.incarnation, seq))
             return appended
 
     async def _fold(self, path: str, incarnation: str, logs: Logs, known: dict[int, Event]) -> Head:
