@@ -1,46 +1,19 @@
-"""Values: one object per key, read through the cache, written by PUT or compare-and-swap.
-
-Object: ``{base}kv/{enc(key)}`` (:meth:`kvstore.layout.Layout.value`), an envelope holding
-the payload and its absolute expiry. Guarantees (per backend details in the README's
-guarantees table):
-
-* **Durable on return.** A write returns only after the object store acknowledged it; the
-  cache is touched afterwards, and only to invalidate (:meth:`StoreContext.commit`).
-* **Atomic single-key writes.** ``set`` replaces an object in one PUT. ``set(nx=True)`` is
-  a conditional create, atomic across processes and machines. ``xx``, ``keepttl``,
-  ``expire``, ``pexpire`` and ``persist`` read the object, then write it back with a
-  compare-and-swap on the version they read (S3 If-Match, GCS generation, local flock),
-  retrying on conflict, so they never undo a concurrent write.
-* **Versioned reads, compare-and-swap writes.** :meth:`Values.get_versioned` returns a
-  value with its version (the object's tag: S3 ETag, GCS generation, local disk's inode,
-  mtime, size and head checksum - always different after a write, as every envelope holds a
-  random nonce); ``set(..., if_version=v)`` writes only while the object is still that
-  version (one conditional PUT), atomically across processes.
-* **Expiry is exact.** An expired value is invisible at once (it is stored with its absolute
-  expiry and checked on every read); ``purge_expired`` deletes expired objects for good.
-* **Verified reads.** Every object is checksummed; a bad one raises CorruptDataError.
-* **Multi-key calls** run their per-key requests concurrently (bounded) and are not atomic
-  as a whole.
-
-Cost: a read whose keys are all cached is one cache round trip (none for the local cache)
-and, on the blocking face, no hop to the event loop (:meth:`Values.load_now`); a miss is
-one GET per key, concurrently, then one guarded fill.
-"""
+"""Values: the store of one view's values (see :mod:`kvstore.values` for the guarantees)."""
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import random
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping, Sequence
 from typing import Any, TypeVar
 
-from . import aio, codec
-from .blob.base import AmbiguousWriteError, Blob
-from .context import Loaded, StoreContext
-from .convert import duration_ms, expiry_from_args, to_bytes
-from .errors import ConfigurationError, CorruptDataError, KVStoreError, WrongTypeError
-from .keys import key_str
+from .. import aio, codec
+from ..blob.base import AmbiguousWriteError, Blob
+from ..context import Loaded, StoreContext
+from ..convert import duration_ms, expiry_from_args, to_bytes
+from ..errors import ConfigurationError, CorruptDataError, KVStoreError, WrongTypeError
+from ..keys import key_str
+from .known import UNKNOWN, Change, KnownVersions, _Delete, _Unknown
 
 T = TypeVar("T")
 
@@ -49,72 +22,6 @@ MAX_SWAP_ROUNDS = 64
 MAX_BACKOFF_S = 0.25  # the longest pause between two rounds of a contended swap
 PLANS_KEPT = 4096
 Plan = tuple[list[str], list[str], list[str]]  # names, object paths, cache keys
-
-
-class _Delete:
-    """What :meth:`Values.update`'s change returns to remove the key."""
-
-
-DELETE = _Delete()
-Change = codec.Live | _Delete | None
-
-
-class _Unknown:
-    """No version of the object is remembered (see :class:`KnownVersions`)."""
-
-
-UNKNOWN = _Unknown()
-KNOWN_KEPT = 4096
-KNOWN_MAX_BYTES = 1 << 20
-
-
-class KnownVersions:
-    """The last version of each recently swapped object this process read or wrote (its
-    bytes and tag, or None: known absent), so a read-modify-write by the process that made
-    the current version skips the read: an uncontended INCR is one conditional PUT. A
-    stale entry costs nothing but a failed compare-and-swap, then a read; a decision to
-    write nothing (SET NX on a held key) is only taken on a fresh read, and a swap that met
-    a conflict is not remembered (the next one reads first). At most :data:`KNOWN_KEPT`
-    objects of at most :data:`KNOWN_MAX_BYTES` each are kept."""
-
-    def __init__(self) -> None:
-        self._known: dict[str, Blob | None] = {}
-        self._turns: dict[str, tuple[asyncio.Lock, int]] = {}
-
-    @contextlib.asynccontextmanager
-    async def turn(self, path: str) -> AsyncIterator[None]:
-        """This process's read-modify-writes of one object, one at a time: concurrent
-        tasks would only make each other's compare-and-swap fail (200 INCRs gathered on one
-        key would exhaust the retries). Other processes still race, and lose nothing."""
-        lock, users = self._turns.get(path, (None, 0))
-        if lock is None:
-            lock = asyncio.Lock()
-        self._turns[path] = (lock, users + 1)
-        try:
-            async with lock:
-                yield
-        finally:
-            lock, users = self._turns[path]
-            if users == 1:
-                del self._turns[path]
-            else:
-                self._turns[path] = (lock, users - 1)
-
-    def get(self, path: str) -> Blob | _Unknown | None:
-        return self._known.get(path, UNKNOWN)
-
-    def remember(self, path: str, found: Blob | _Unknown | None) -> None:
-        known = self._known
-        if isinstance(found, _Unknown) or (found is not None and len(found.data) > KNOWN_MAX_BYTES):
-            known.pop(path, None)
-            return
-        if len(known) >= KNOWN_KEPT and path not in known:
-            del known[next(iter(known))]
-        known[path] = found
-
-    def forget(self, paths: Iterable[str]) -> None:
-        for path in paths:
-            self._known.pop(path, None)
 
 
 class Values:
