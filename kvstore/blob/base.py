@@ -38,9 +38,7 @@ won compare the stored bytes with their own (every envelope carries a random non
 from __future__ import annotations
 
 import asyncio
-import errno
 import functools
-import random
 from abc import ABC, abstractmethod
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass
@@ -52,10 +50,12 @@ from ..errors import (
     ConfigurationError,
     KVStoreError,
     UnsupportedOperationError,
-    causes,
 )
 from ..stats import Stats
 from . import preconditions
+from .retry import RetryPolicy as RetryPolicy  # re-exported: backends import it from here
+from .retry import is_transient as is_transient
+from .retry import not_applied
 
 T = TypeVar("T")
 
@@ -107,93 +107,6 @@ class DatedListing:
 DatedPage = tuple[list[tuple[str, int | None]], int | None]
 """One page of a dated listing: (path, modified ms) pairs and the store's time, if it said
 (None where the store gave no readable date: the object is then taken as new)."""
-
-
-@dataclass(frozen=True)
-class RetryPolicy:
-    """Retries for transient faults: ``attempts`` tries in all, exponential backoff, jitter."""
-
-    attempts: int = 4
-    base_delay: float = 0.05
-    max_delay: float = 2.0
-
-    def __post_init__(self) -> None:
-        if (
-            isinstance(self.attempts, bool)
-            or not isinstance(self.attempts, int)
-            or self.attempts < 1
-        ):
-            raise ConfigurationError(f"attempts must be an int >= 1, not {self.attempts!r}")
-        for name in ("base_delay", "max_delay"):
-            delay = getattr(self, name)
-            if not isinstance(delay, (int, float)) or not delay >= 0:
-                raise ConfigurationError(f"{name} must be seconds >= 0, not {delay!r}")
-
-    def delay(self, attempt: int) -> float:
-        return float(min(self.max_delay, self.base_delay * 2**attempt) * random.uniform(0.5, 1.0))
-
-
-_TRANSIENT_NAMES = frozenset(
-    {
-        "ClientConnectionError",
-        "ClientOSError",
-        "ServerDisconnectedError",
-        "ServerTimeoutError",
-        "ClientPayloadError",
-        "EndpointConnectionError",
-        "ConnectTimeoutError",
-        "ReadTimeoutError",
-        "ConnectionClosedError",
-        "ProxyError",
-    }
-)
-_TRANSIENT_CODES = frozenset(
-    {
-        "SlowDown",
-        "InternalError",
-        "ServiceUnavailable",
-        "RequestTimeout",
-        "RequestTimeTooSkewed",
-        "ConditionalRequestConflict",
-        "OperationAborted",
-        "Throttling",
-    }
-)
-_TRANSIENT_ERRNOS = frozenset(
-    {errno.ECONNRESET, errno.ECONNREFUSED, errno.ETIMEDOUT, errno.EPIPE, errno.EAGAIN}
-)
-
-
-def is_transient(exc: BaseException) -> bool:
-    """True for faults worth retrying: connection resets, timeouts, throttling, 5xx."""
-    for current in causes(exc):
-        if isinstance(current, (ConnectionError, TimeoutError, asyncio.TimeoutError)):
-            return True
-        if isinstance(current, OSError) and current.errno in _TRANSIENT_ERRNOS:
-            return True
-        if any(cls.__name__ in _TRANSIENT_NAMES for cls in type(current).__mro__):
-            return True
-        code = getattr(current, "code", None)  # gcsfs HttpError
-        if isinstance(code, int) and (code >= 500 or code == 429):
-            return True
-        response = getattr(current, "response", None)  # botocore ClientError
-        if isinstance(response, dict):
-            error = response.get("Error", {})
-            status = response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0)
-            if error.get("Code") in _TRANSIENT_CODES or status >= 500 or status == 429:
-                return True
-    return False
-
-
-def _not_applied(exc: BaseException) -> bool:
-    """A conditional write's failure that says it was not applied: S3's ``409
-    ConditionalRequestConflict`` (another conditional write to the key was in flight)."""
-    for current in causes(exc):
-        response = getattr(current, "response", None)
-        code = response.get("Error", {}).get("Code") if isinstance(response, dict) else None
-        if code == "ConditionalRequestConflict":
-            return True
-    return False
 
 
 class BlobStore(ABC):
@@ -492,7 +405,7 @@ class BlobStore(ABC):
                 if n + 1 < self.retry.attempts and is_transient(exc):
                     # A conditional write that failed in a way that says it was not applied
                     # (S3's 409) leaves nothing to be uncertain about.
-                    uncertain = uncertain or (operation in _CONDITIONAL and not _not_applied(exc))
+                    uncertain = uncertain or (operation in _CONDITIONAL and not not_applied(exc))
                     self.stats.add("retries")
                     await asyncio.sleep(self.retry.delay(n))
                     continue
