@@ -1,5 +1,5 @@
-"""AsyncArtifacts: save, load, open, info, versions, versions_info, list, delete - on one
-store context.
+"""AsyncArtifacts: save, load, open, info, versions, versions_info, list, delete, url - on
+one store context.
 
 Guarantees:
 
@@ -19,6 +19,8 @@ Guarantees:
   ``versions_info`` read only a manifest's header and metadata, each with its own CRC. A
   raw version's object (``save(..., raw=True)``: no envelope) is checked against what its
   manifest says of it: size, CRC-32 of the whole and of each block (:mod:`.raw`).
+* **URLs only of raw versions.** ``url`` presigns a GET of a raw version's object, so the
+  file itself is served (S3; GCS with a service account's key).
 * **Bounded memory for streams.** ``save`` of a file object or path, and reading through
   ``open``, hold a few parts at a time whatever the artifact's size.
 """
@@ -27,6 +29,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import datetime
 import hashlib
 import secrets
 from collections.abc import Sequence
@@ -35,7 +38,7 @@ from typing import Any, NoReturn
 from .. import aio, codec
 from ..blob.base import AmbiguousWriteError
 from ..context import StoreContext
-from ..errors import ConfigurationError, CorruptDataError
+from ..errors import ConfigurationError, CorruptDataError, UnsupportedOperationError
 from ..layout import parse_version_leaf
 from . import limits
 from .manifest import (
@@ -237,6 +240,55 @@ class AsyncArtifacts:
 
         path = self.ctx.where(self.ctx.layout.version(directory, number))
         return AsyncArtifactReader(manifest.info(key, number), manifest, path, fetch_part)
+
+    async def url(
+        self,
+        name: str,
+        version: int | None = None,
+        expires: float | datetime.timedelta = 3600,
+    ) -> str | None:
+        """A presigned URL that GETs the artifact's version (None = the latest) straight
+        from the object store - a browser or another service needs no credentials - for
+        ``expires`` (seconds, or a ``timedelta``; more than 0, at most 7 days; rounded up
+        to a whole second); None if there is no such version.
+
+        Only a version saved with ``raw=True`` is stored as the file itself; any other
+        raises UnsupportedOperationError (save it with raw=True). The answer's
+        ``Content-Type`` is the version's mime type.
+
+        What the URL reveals: anyone who holds it can GET that one object - the version's
+        bytes - until it expires (nothing else: no other object, no listing, no write),
+        and it names the bucket, the object's path (the artifact's name, encoded) and the
+        signer (S3: its access key id; GCS: the service account). It cannot be revoked
+        before it expires, except by deleting the version (its raw object goes with it)
+        or the signing key; on S3 with temporary credentials (a role, STS) it stops
+        working when they expire, if that comes first. kvstore does not check the data a
+        URL serves: the reader gets the object's bytes unverified (``sha256`` in ``info``
+        lets them check).
+
+        Backends: S3 (SigV4 by the store's own client: its credentials, endpoint, region);
+        GCS with a service account's private key (other credentials:
+        UnsupportedOperationError saying so); local disk and memory:// have no server to
+        serve a URL (UnsupportedOperationError before any request).
+
+        Costs the manifest's GET (none when cached), plus one LIST for the latest when the
+        cache has no fresh pointer (as ``load``); signing makes no request (counted as
+        ``signatures``). It does not check that the raw object is still there (``load``
+        and fsck do).
+        """
+        lifetime = self.ctx.blob.url_lifetime(expires)  # refused before any request
+        found = await self._resolve(name, version)
+        if found is None:
+            return None
+        key, directory, number, manifest = found
+        if manifest.raw is None:
+            raise UnsupportedOperationError(
+                f"artifact {key!r} version {number} was not saved raw: its objects are "
+                "kvstore's envelopes, not the file, so no URL can serve it - save it with "
+                "raw=True to get a URL"
+            )
+        path = self.ctx.layout.raw(directory, manifest.upload)
+        return await self.ctx.blob.sign_url(path, lifetime, content_type=manifest.mime_type)
 
     # -- writing -----------------------------------------------------------------------------
 
