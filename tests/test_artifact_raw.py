@@ -296,6 +296,28 @@ def test_fsck_reports_an_orphan_raw_object(store_on: Callable[..., kvstore.KVSto
     assert report["ok"]  # orphans are reported, not damage to repair
 
 
+def test_a_failed_raw_claim_leaves_nothing_behind(
+    store_on: Callable[..., kvstore.KVStore], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    store = store_on("memory")
+    store.artifacts.save("n", b"v0", raw=True)
+    blob = blob_of(store)
+    original = blob._put_if_absent
+
+    async def refused(path: str, data: bytes) -> str | None:
+        raise PermissionError("no")
+
+    monkeypatch.setattr(blob, "_put_if_absent", refused)
+    with pytest.raises(kvstore.BackendError):
+        store.artifacts.save("n", b"v1", raw=True)
+    monkeypatch.setattr(blob, "_put_if_absent", original)
+    deadline = time.monotonic() + 5
+    while len(listed(store, "artpart/")) > 1 and time.monotonic() < deadline:
+        time.sleep(0.01)  # the object is discarded in the background
+    assert listed(store, "artpart/") == [raw_path(store, "n", 0)]
+    assert store.artifacts.versions("n") == [0] and store.artifacts.load("n").data == b"v0"
+
+
 # -- 4. limits and arguments ----------------------------------------------------------------
 
 
@@ -380,6 +402,8 @@ def test_url_needs_a_server(store_on: Callable[..., kvstore.KVStore], backend: s
         store.artifacts.url("a.bin")
     assert "s3:// or gs://" in str(info.value)
     assert spent == {}  # refused before any request
+    with pytest.raises(ConfigurationError, match="version"):
+        store.artifacts.url("a.bin", -1)  # the arguments first
 
 
 def test_url_on_gcs_needs_a_key_that_can_sign(store_on: Callable[..., kvstore.KVStore]) -> None:

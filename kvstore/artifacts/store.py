@@ -276,7 +276,10 @@ class AsyncArtifacts:
         ``signatures``). It does not check that the raw object is still there (``load``
         and fsck do).
         """
-        lifetime = self.ctx.blob.url_lifetime(expires)  # refused before any request
+        self._versions.dir(name)  # the arguments, then the backend: before any request
+        if version is not None:
+            check_version(version)
+        lifetime = self.ctx.blob.url_lifetime(expires)
         found = await self._resolve(name, version)
         if found is None:
             return None
