@@ -7,11 +7,11 @@ object store (never the cache), and reports:
 * ``corrupt`` - an object that fails its checksum or format;
 * ``misplaced`` - an intact object bound to another path (copied or moved onto this one);
 * ``mismatch`` - a log object holding another number of records than its position says,
-  an artifact whose parts do not add up to its manifest (size, sha256), or a missing part;
-* ``orphan`` - parts of a large artifact that no manifest names (a save that crashed before
-  its claim, or one running now), the log of a list no key holds, the events of a session
-  incarnation no head names (a session deleted while a settle or an append raced it):
-  reported, never deleted;
+  an artifact whose parts or raw object do not match its manifest (size, CRC-32, sha256);
+* ``orphan`` - parts or a raw object of an artifact that no manifest names (a save that
+  crashed before its claim, or one running now), the log of a list no key holds, the
+  events of a session incarnation no head names (a session deleted while a settle or an
+  append raced it): reported, never deleted;
 * ``foreign`` - an object whose name kvstore never writes.
 
 ``repair`` marks the records of a log that are missing, corrupt or misplaced as *lost*
@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import zlib
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -307,11 +308,14 @@ async def _check_artifacts(ctx: StoreContext, report: Report) -> None:
             report.objects += 1  # a deleted-version marker
     checks = [_check_version(ctx, path, uploads, report) for path in versions]
     await aio.bounded(checks, 16)
-    parts_area = layout.base + "artpart/"
-    for path in await _list(ctx, parts_area):  # (named parts were counted when verified)
-        upload = path[len(parts_area) :].rsplit("/", 2)
-        if len(upload) != 3 or upload[1] not in uploads:
-            report.found("orphan", path, "a part no manifest names (a failed or running save)")
+    for path in await _list(ctx, layout.upload_area):  # (named ones were counted when read)
+        found_upload = layout.split_upload_path(path)
+        if found_upload is None:
+            report.found("foreign", path, "not an artifact object kvstore writes")
+        elif found_upload[0] not in uploads:
+            report.found(
+                "orphan", path, "a part or raw object no manifest names (a failed or running save)"
+            )
 
 
 async def _check_version(ctx: StoreContext, path: str, uploads: set[str], report: Report) -> None:
@@ -326,9 +330,12 @@ async def _check_version(ctx: StoreContext, path: str, uploads: set[str], report
     if manifest is None:  # a deleted version
         return
     uploads.add(manifest.upload)
+    directory = path.rsplit("/", 1)[0] + "/"
+    if manifest.raw is not None:
+        await _check_raw(ctx, path, ctx.layout.raw(directory, manifest.upload), manifest, report)
+        return
     digest = hashlib.sha256(manifest.inline)
     if manifest.parts is not None:
-        directory = path.rsplit("/", 1)[0] + "/"
         for index, size in enumerate(manifest.parts):  # one at a time: bounded memory
             part = ctx.layout.part(directory, manifest.upload, index)
             found, _ = await _verify(ctx, part, report)
@@ -340,4 +347,25 @@ async def _check_version(ctx: StoreContext, path: str, uploads: set[str], report
                 return
             digest.update(found.payload)
     if digest.hexdigest() != manifest.sha256:
+        report.found("mismatch", path, "the data does not match the manifest's sha256")
+
+
+async def _check_raw(
+    ctx: StoreContext, path: str, raw: str, manifest: Manifest, report: Report
+) -> None:
+    """A raw version's object (``raw``) against its manifest (``path``): there, its size,
+    CRC-32 and sha256."""
+    assert manifest.raw is not None
+    report.objects += 1
+    found = await ctx.blob.get(raw)
+    if found is None:
+        report.found("missing", raw, "the raw object its manifest names is missing")
+        return
+    data = found.data
+    if len(data) != manifest.raw.size:
+        detail = f"{len(data)} bytes, the manifest says {manifest.raw.size}"
+        report.found("mismatch", raw, detail)
+    elif zlib.crc32(data) != manifest.raw.crc:
+        report.found("mismatch", raw, "the data does not match the manifest's CRC-32")
+    elif hashlib.sha256(data).hexdigest() != manifest.sha256:
         report.found("mismatch", path, "the data does not match the manifest's sha256")

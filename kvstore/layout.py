@@ -14,6 +14,8 @@ path (below the store root)                         object
 ``{base}art/{enc(name)}/{version:020d}``            artifact version's manifest (or tombstone)
 ``{base}art/{enc(name)}/{version:020d}.deleted``    marks a deleted version (never reused)
 ``{base}artpart/{enc(name)}/{upload}/{i:06d}``      part ``i`` of a large artifact's upload
+``{base}artpart/{enc(name)}/{upload}/raw``          a raw artifact's data, byte for byte (no
+                                                    envelope: what a presigned URL serves)
 ``{base}list/{enc(key)}/{inc}/log/items~/…``       a Redis list's records: a log (above) per
                                                     incarnation ``inc`` named by the list's
                                                     value object (type ``list``)
@@ -43,6 +45,8 @@ VERSION_DIGITS = 20
 PART_DIGITS = 6
 UPLOAD_ID_CHARS = 24  # secrets.token_hex(12)
 DELETED_SUFFIX = ".deleted"
+RAW_LEAF = "raw"
+"""The name of a raw artifact's object in its upload's directory (beside where parts go)."""
 
 VALUES = "kv/"
 LOGS = "log/"
@@ -380,6 +384,27 @@ class Layout:
         ``{base}art/{enc}/`` -> ``{base}artpart/{enc}/{upload}/{index:06d}``."""
         encoded = artifact_dir[len(self.artifact_area) : -1]
         return f"{self.base}{PARTS}{encoded}/{upload}/{index:0{PART_DIGITS}d}"
+
+    def raw(self, artifact_dir: str, upload: str) -> str:
+        """A raw artifact's object (its data as given, no envelope), beside where an
+        upload's parts go: ``{base}artpart/{enc}/{upload}/raw``."""
+        encoded = artifact_dir[len(self.artifact_area) : -1]
+        return f"{self.base}{PARTS}{encoded}/{upload}/{RAW_LEAF}"
+
+    @property
+    def upload_area(self) -> str:
+        return self.base + PARTS
+
+    def split_upload_path(self, path: str) -> tuple[str, str] | None:
+        """(upload id, leaf: a part's index or ``raw``) of a path below
+        :attr:`upload_area`; None if it is not an upload's object kvstore writes."""
+        rest = path[len(self.upload_area) :].rsplit("/", 2)
+        if len(rest) != 3 or len(rest[1]) != UPLOAD_ID_CHARS or not rest[0].endswith("~"):
+            return None
+        upload, leaf = rest[1], rest[2]
+        if leaf == RAW_LEAF or (len(leaf) == PART_DIGITS and leaf.isdigit()):
+            return upload, leaf
+        return None
 
     @staticmethod
     def latest_pointer_key(artifact_dir: str) -> str:

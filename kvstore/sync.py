@@ -78,6 +78,7 @@ class Artifacts(_Face[AsyncArtifacts]):
     versions_info = _blocking(AsyncArtifacts.versions_info)
     list = _blocking(AsyncArtifacts.list)
     delete = _blocking(AsyncArtifacts.delete)
+    url = _blocking(AsyncArtifacts.url)
 
     @_doc_of(AsyncArtifacts.open)
     def open(self, name: str, version: int | None = None) -> ArtifactFile | None:
@@ -115,7 +116,7 @@ class KVStore(_Face[AsyncKVStore]):
         super().__init__(core)
         self.artifacts = Artifacts(core.artifacts)
         """Versioned artifacts: ``save``, ``load``, ``open``, ``info``, ``versions``,
-        ``versions_info``, ``list``, ``delete``."""
+        ``versions_info``, ``list``, ``delete``, ``url``."""
         self.sessions = Sessions(core.sessions)
         """Agent sessions: ``create``, ``get``, ``list``, ``append_event``, ``update_state``,
         ``delete`` (and ``delete_user``, ``delete_app``)."""

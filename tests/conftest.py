@@ -49,6 +49,10 @@ class LatencyBlobStore(WrapperBlobStore):
         await asyncio.sleep(self.delay)
         return await self.inner._get(path, head)
 
+    async def _get_range(self, path: str, start: int, size: int) -> Blob | None:
+        await asyncio.sleep(self.delay)
+        return await self.inner._get_range(path, start, size)
+
     async def _put(self, path: str, data: bytes) -> str:
         await asyncio.sleep(self.delay)
         return await self.inner._put(path, data)

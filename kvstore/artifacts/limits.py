@@ -16,3 +16,10 @@ RETRIES = 5
 INFO_HEAD = 4 << 10
 """Bytes of a manifest the first ranged read of ``info`` asks for: the header and a
 typical metadata fit; larger metadata costs a second read of exactly the rest."""
+RAW_MAX_BYTES = 512 << 20
+"""The most a raw artifact (``save(..., raw=True)``) holds: it is one object, written by one
+PUT, so its data is held in memory whole while it is saved (and by ``load``)."""
+RAW_BLOCK = 8 << 20
+"""A raw artifact's object is checked in blocks of this size: the manifest holds a CRC-32 of
+each, so a ranged read of a block (``open``) is verified on its own. A save records the
+block size it used."""

@@ -7,12 +7,16 @@ with the metadata's own checksum (``codec.FLAG_META_CRC``), so a version's info 
 ranged read of the manifest's first bytes, verified, without its data; those written
 before it are read whole. Data of at most
 ``limits.PART_SIZE`` bytes is the manifest's payload; larger data is cut into parts and the
-manifest lists their sizes. A deleted version's manifest is replaced by a tombstone.
+manifest lists their sizes. A *raw* version's data is one object beside where parts go,
+stored byte for byte (no envelope: what a presigned URL serves); its manifest records the
+object's size, a CRC-32 of the whole and of each block (:class:`RawObject`). A deleted
+version's manifest is replaced by a tombstone.
 """
 
 from __future__ import annotations
 
 import datetime
+import zlib
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -75,6 +79,8 @@ class ArtifactInfo:
     size: int
     sha256: str
     created_at: datetime.datetime
+    raw: bool = False
+    """Saved with ``raw=True``: stored byte for byte as one object (``artifacts.url``)."""
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -90,6 +96,42 @@ class Artifact(ArtifactInfo):
 
 
 @dataclass(frozen=True)
+class RawObject:
+    """What a raw version's manifest says of its object (``artpart/{enc}/{upload}/raw``):
+    its size, the CRC-32 of all of it, and a CRC-32 of each ``block`` bytes (the last block
+    may be shorter), so a ranged read of one block is verified on its own."""
+
+    size: int
+    crc: int
+    block: int
+    crcs: list[int]
+
+    @classmethod
+    def of(cls, data: bytes, block: int) -> RawObject:
+        """The description of ``data`` (a pass over it: run it off the event loop)."""
+        view = memoryview(data)
+        crcs = [zlib.crc32(view[i : i + block]) for i in range(0, len(view), block)]
+        return cls(len(data), zlib.crc32(view), block, crcs)
+
+    def to_meta(self) -> dict[str, Any]:
+        return {"size": self.size, "crc": self.crc, "block": self.block, "crcs": self.crcs}
+
+    @classmethod
+    def from_meta(cls, meta: Any) -> RawObject:
+        """Raises ValueError (or KeyError, TypeError) on a description that is not whole."""
+        raw = cls(int(meta["size"]), int(meta["crc"]), int(meta["block"]), [])
+        raw.crcs.extend(int(c) for c in meta["crcs"])
+        if raw.size < 0 or raw.block < 1 or len(raw.crcs) != -(-raw.size // raw.block):
+            raise ValueError("bad raw object description")
+        return raw
+
+    def blocks(self) -> list[int]:
+        """The size of each block."""
+        full, rest = divmod(self.size, self.block)
+        return [self.block] * full + ([rest] if rest else [])
+
+
+@dataclass(frozen=True)
 class Manifest:
     """What a version's manifest says (the decoded envelope of ``art/{enc}/{version}``)."""
 
@@ -99,14 +141,20 @@ class Manifest:
     sha256: str
     created_ms: int
     upload: str
-    parts: list[int] | None  # part sizes; None = the data is inline
+    parts: list[int] | None  # part sizes; None = the data is inline (or raw)
     inline: bytes
+    raw: RawObject | None = None  # a raw version's object; None = inline or parts
 
     @classmethod
     def parse(cls, env: codec.Envelope, key: str, path: str) -> Manifest | None:
         """The manifest, or None for a tombstone (a deleted version)."""
         manifest = cls.from_meta(env.meta, key, path, inline=env.payload)
-        if manifest is not None and manifest.parts is None and len(env.payload) != manifest.size:
+        if (
+            manifest is not None
+            and manifest.parts is None
+            and manifest.raw is None
+            and len(env.payload) != manifest.size
+        ):
             raise CorruptDataError("artifact size does not match its data", key=key, path=path)
         return manifest
 
@@ -123,6 +171,7 @@ class Manifest:
             if meta.get("deleted"):
                 return None
             parts = meta.get("parts")
+            raw = meta.get("raw")
             manifest = cls(
                 mime_type=str(meta["mime"]),
                 metadata=dict(meta["user"]),
@@ -132,12 +181,26 @@ class Manifest:
                 upload=str(meta["upload"]),
                 parts=None if parts is None else [int(n) for n in parts],
                 inline=inline,
+                raw=None if raw is None else RawObject.from_meta(raw),
             )
         except (KeyError, TypeError, ValueError) as exc:
             raise CorruptDataError(f"bad artifact manifest: {exc}", key=key, path=path) from None
         if manifest.parts is not None and sum(manifest.parts) != manifest.size:
             raise CorruptDataError("artifact size does not match its data", key=key, path=path)
+        if manifest.raw is not None and (
+            manifest.raw.size != manifest.size or manifest.parts is not None or inline
+        ):
+            raise CorruptDataError("raw artifact's manifest does not add up", key=key, path=path)
         return manifest
+
+    def pieces(self) -> list[int]:
+        """The sizes of the pieces a reader fetches one at a time: the parts, a raw
+        object's blocks, or the inline data as one piece."""
+        if self.parts is not None:
+            return self.parts
+        if self.raw is not None:
+            return self.raw.blocks()
+        return [self.size]
 
     def created_at(self) -> datetime.datetime:
         try:
@@ -155,6 +218,7 @@ class Manifest:
             size=self.size,
             sha256=self.sha256,
             created_at=self.created_at(),
+            raw=self.raw is not None,
         )
 
 

@@ -1,7 +1,8 @@
 """Streaming reads of one artifact version: the async reader and its blocking file face.
 
 Memory stays bounded by two parts (the current one and the next, fetched ahead while
-reading forward). Every part is verified (CRC, size); the sha256 is checked when the bytes
+reading forward); a raw version is read the same way in blocks of its object (ranged
+reads). Every part or block is verified (CRC, size); the sha256 is checked when the bytes
 read so far cover the whole artifact contiguously from its start.
 """
 
@@ -83,13 +84,13 @@ class AsyncArtifactReader(Described):
         self._fetch_part = fetch_part
         self.closed = False
         self._pos = 0
-        sizes = manifest.parts if manifest.parts is not None else [manifest.size]
+        sizes = manifest.pieces()
         self._starts = [0]
         for n in sizes[:-1]:
             self._starts.append(self._starts[-1] + n)
         self._sizes = sizes
         self._current: tuple[int, bytes] | None = None
-        if manifest.parts is None:
+        if manifest.parts is None and manifest.raw is None:
             self._current = (0, manifest.inline)
         self._ahead: tuple[int, asyncio.Task[bytes]] | None = None
         self._hasher = hashlib.sha256()

@@ -6,7 +6,7 @@ import asyncio
 import mimetypes
 import os
 from collections.abc import AsyncIterator
-from typing import Any
+from typing import Any, NoReturn
 
 from ..errors import ConfigurationError, InvalidValueError
 from . import limits
@@ -49,6 +49,20 @@ class Source:
         """All the data, if it is already in memory."""
         return self._buffer
 
+    async def read_whole(self, limit: int) -> bytes:
+        """All the data, in memory (a raw save's one object): ConfigurationError, before
+        anything is written, when it is more than ``limit`` bytes - a path by its size
+        first, a file object after reading at most ``limit + 1`` bytes of it."""
+        if self._buffer is not None:
+            data = self._buffer
+        elif self._path is not None:
+            data = await asyncio.to_thread(_read_path, self._path, limit)
+        else:
+            data = await asyncio.to_thread(read_full, self._file, limit + 1)
+        if len(data) > limit:
+            _too_large(limit, "the data is larger")
+        return data
+
     async def blocks(self) -> AsyncIterator[bytes]:
         """The data in blocks of exactly limits.PART_SIZE bytes (the last may be shorter)."""
         part = limits.PART_SIZE
@@ -75,6 +89,26 @@ class Source:
         finally:
             if opened:
                 await asyncio.to_thread(self._file.close)
+
+
+def _read_path(path: str, limit: int) -> bytes:
+    """The file's bytes, at most ``limit + 1`` (its size is checked before any is read)."""
+    try:
+        with open(path, "rb") as f:
+            size = os.fstat(f.fileno()).st_size
+            if size > limit:
+                _too_large(limit, f"{path!r} holds {size} bytes")
+            return read_full(f, limit + 1)  # (it may have grown since)
+    except OSError as exc:
+        raise ConfigurationError(f"cannot read {path!r}: {exc}") from None
+
+
+def _too_large(limit: int, what: str) -> NoReturn:
+    raise ConfigurationError(
+        f"a raw artifact is one object, held in memory whole: at most {limit} bytes "
+        f"(kvstore.artifacts.limits.RAW_MAX_BYTES), and {what}; save it without raw=True "
+        "(stored in parts, streamed)"
+    )
 
 
 def read_full(file: Any, size: int) -> bytes:

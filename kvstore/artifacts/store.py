@@ -1,5 +1,5 @@
-"""AsyncArtifacts: save, load, open, info, versions, versions_info, list, delete - on one
-store context.
+"""AsyncArtifacts: save, load, open, info, versions, versions_info, list, delete, url - on
+one store context.
 
 Guarantees:
 
@@ -16,7 +16,11 @@ Guarantees:
   deleted number is never claimed again.
 * **Verified.** Every object carries a CRC; the sha256 of the data is checked on every
   ``load`` and at the end of a sequential read through ``open``. ``info`` and
-  ``versions_info`` read only a manifest's header and metadata, each with its own CRC.
+  ``versions_info`` read only a manifest's header and metadata, each with its own CRC. A
+  raw version's object (``save(..., raw=True)``: no envelope) is checked against what its
+  manifest says of it: size, CRC-32 of the whole and of each block (:mod:`.raw`).
+* **URLs only of raw versions.** ``url`` presigns a GET of a raw version's object, so the
+  file itself is served (S3; GCS with a service account's key).
 * **Bounded memory for streams.** ``save`` of a file object or path, and reading through
   ``open``, hold a few parts at a time whatever the artifact's size.
 """
@@ -25,15 +29,16 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import datetime
 import hashlib
 import secrets
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, NoReturn
 
 from .. import aio, codec
 from ..blob.base import AmbiguousWriteError
 from ..context import StoreContext
-from ..errors import CorruptDataError
+from ..errors import ConfigurationError, CorruptDataError, UnsupportedOperationError
 from ..layout import parse_version_leaf
 from . import limits
 from .manifest import (
@@ -48,6 +53,7 @@ from .manifest import (
     tombstone,
 )
 from .manifest import encode as encode_manifest
+from .raw import RawReads, prepare
 from .reader import AsyncArtifactReader, Gone
 from .sources import Source, chain
 from .versions import Versions
@@ -59,6 +65,7 @@ class AsyncArtifacts:
     def __init__(self, ctx: StoreContext) -> None:
         self.ctx = ctx
         self._versions = Versions(ctx)
+        self._raw = RawReads(ctx)
 
     def __repr__(self) -> str:
         return f"<AsyncArtifacts of {self.ctx.blob.url}/{self.ctx.layout.base}>"
@@ -142,18 +149,32 @@ class AsyncArtifacts:
         manifest = await self._versions.manifest(key, directory, version)
         return None if manifest is None else (key, directory, version, manifest)
 
+    async def _missing(
+        self, key: str, directory: str, version: int, path: str, what: str
+    ) -> NoReturn:
+        """An object a version names is missing: :class:`Gone` if the version was deleted
+        meanwhile (one GET of its manifest, not cached), else CorruptDataError."""
+        if await self._versions.manifest(key, directory, version, cached=False) is None:
+            raise Gone
+        raise CorruptDataError(f"artifact {what} is missing", key=key, path=self.ctx.where(path))
+
     async def _part(
         self, key: str, directory: str, version: int, manifest: Manifest, index: int
     ) -> bytes:
-        """Part ``index`` of a version, verified; CorruptDataError if it is missing while
-        the version still exists, :class:`Gone` if the version was deleted meanwhile."""
+        """Piece ``index`` of a version, verified: a part (one GET), or a raw object's
+        block (one ranged GET); CorruptDataError if it is missing while the version still
+        exists, :class:`Gone` if the version was deleted meanwhile."""
+        if manifest.raw is not None:
+            path = self.ctx.layout.raw(directory, manifest.upload)
+            block = await self._raw.block(path, manifest.raw, index, key)
+            if block is None:
+                await self._missing(key, directory, version, path, "raw object")
+            return block
         assert manifest.parts is not None
         path = self.ctx.layout.part(directory, manifest.upload, index)
         blob = await self.ctx.blob.get(path)
         if blob is None:
-            if await self._versions.manifest(key, directory, version, cached=False) is None:
-                raise Gone
-            raise CorruptDataError("artifact part is missing", key=key, path=self.ctx.where(path))
+            await self._missing(key, directory, version, path, "part")
         where = self.ctx.where(path)
         env = await asyncio.to_thread(codec.decode, blob.data, key=key, path=where, bound=path)
         data = env.payload
@@ -162,7 +183,14 @@ class AsyncArtifacts:
         return data
 
     async def _data(self, key: str, directory: str, version: int, manifest: Manifest) -> bytes:
-        """A version's whole data: inline, or its parts fetched concurrently."""
+        """A version's whole data: inline, its raw object (one GET), or its parts fetched
+        concurrently."""
+        if manifest.raw is not None:
+            path = self.ctx.layout.raw(directory, manifest.upload)
+            data = await self._raw.whole(path, manifest.raw, key)
+            if data is None:
+                await self._missing(key, directory, version, path, "raw object")
+            return data
         if manifest.parts is None:
             return manifest.inline
         count = len(manifest.parts)
@@ -172,9 +200,11 @@ class AsyncArtifacts:
     async def load(self, name: str, version: int | None = None) -> Artifact | None:
         """The artifact's version (None = the latest), whole, or None if there is none.
 
-        Verified: every object's CRC, and the sha256 of the whole data. Costs one GET (none
-        when cached) for a given version, plus one LIST for the latest when the cache has no
-        fresh pointer, plus one GET per part for a large artifact (fetched concurrently).
+        Verified: every object's CRC (a raw version's object: its size and CRC-32, against
+        the manifest), and the sha256 of the whole data. Costs one GET (none when cached)
+        for a given version, plus one LIST for the latest when the cache has no fresh
+        pointer, plus one GET per part for a large artifact (fetched concurrently), or one
+        GET of a raw version's object.
         """
         for _ in range(limits.RETRIES):
             found = await self._resolve(name, version)
@@ -195,8 +225,10 @@ class AsyncArtifacts:
     async def open(self, name: str, version: int | None = None) -> AsyncArtifactReader | None:
         """A reader over the artifact's version (None = the latest), or None if there is none.
 
-        Memory stays bounded by a few parts whatever the size. Every part is CRC-checked;
-        a sequential read to the end also checks the sha256 (CorruptDataError at the end).
+        Memory stays bounded by a few parts whatever the size. Every part is CRC-checked (a
+        raw version is read in blocks of ``limits.RAW_BLOCK`` bytes, one ranged GET each,
+        each checked against its CRC-32 in the manifest); a sequential read to the end
+        also checks the sha256 (CorruptDataError at the end).
         """
         found = await self._resolve(name, version)
         if found is None:
@@ -209,6 +241,58 @@ class AsyncArtifacts:
         path = self.ctx.where(self.ctx.layout.version(directory, number))
         return AsyncArtifactReader(manifest.info(key, number), manifest, path, fetch_part)
 
+    async def url(
+        self,
+        name: str,
+        version: int | None = None,
+        expires: float | datetime.timedelta = 3600,
+    ) -> str | None:
+        """A presigned URL that GETs the artifact's version (None = the latest) straight
+        from the object store - a browser or another service needs no credentials - for
+        ``expires`` (seconds, or a ``timedelta``; more than 0, at most 7 days; rounded up
+        to a whole second); None if there is no such version.
+
+        Only a version saved with ``raw=True`` is stored as the file itself; any other
+        raises UnsupportedOperationError (save it with raw=True). The answer's
+        ``Content-Type`` is the version's mime type.
+
+        What the URL reveals: anyone who holds it can GET that one object - the version's
+        bytes - until it expires (nothing else: no other object, no listing, no write),
+        and it names the bucket, the object's path (the artifact's name, encoded) and the
+        signer (S3: its access key id; GCS: the service account). It cannot be revoked
+        before it expires, except by deleting the version (its raw object goes with it)
+        or the signing key; on S3 with temporary credentials (a role, STS) it stops
+        working when they expire, if that comes first. kvstore does not check the data a
+        URL serves: the reader gets the object's bytes unverified (``sha256`` in ``info``
+        lets them check).
+
+        Backends: S3 (SigV4 by the store's own client: its credentials, endpoint, region);
+        GCS with a service account's private key (other credentials:
+        UnsupportedOperationError saying so); local disk and memory:// have no server to
+        serve a URL (UnsupportedOperationError before any request).
+
+        Costs the manifest's GET (none when cached), plus one LIST for the latest when the
+        cache has no fresh pointer (as ``load``); signing makes no request (counted as
+        ``signatures``). It does not check that the raw object is still there (``load``
+        and fsck do).
+        """
+        self._versions.dir(name)  # the arguments, then the backend: before any request
+        if version is not None:
+            check_version(version)
+        lifetime = self.ctx.blob.url_lifetime(expires)
+        found = await self._resolve(name, version)
+        if found is None:
+            return None
+        key, directory, number, manifest = found
+        if manifest.raw is None:
+            raise UnsupportedOperationError(
+                f"artifact {key!r} version {number} was not saved raw: its objects are "
+                "kvstore's envelopes, not the file, so no URL can serve it - save it with "
+                "raw=True to get a URL"
+            )
+        path = self.ctx.layout.raw(directory, manifest.upload)
+        return await self.ctx.blob.sign_url(path, lifetime, content_type=manifest.mime_type)
+
     # -- writing -----------------------------------------------------------------------------
 
     async def save(
@@ -217,6 +301,8 @@ class AsyncArtifacts:
         data: Any,
         mime_type: str | None = None,
         metadata: dict[str, Any] | None = None,
+        *,
+        raw: bool = False,
     ) -> int:
         """Store a new version and return its number (0, 1, 2, ...).
 
@@ -226,18 +312,28 @@ class AsyncArtifacts:
         the file's or the artifact's name (``chart.png``: ``image/png``), else
         ``application/octet-stream``; already-compressed types are stored uncompressed.
         ``metadata``: a dict of JSON-like values (and bytes), returned as it was given.
+        ``raw``: store the data byte for byte - uncompressed, no envelope - as one object
+        beside the manifest, so :meth:`url` can hand out a presigned URL of it. Its data is
+        held in memory whole (a file or path is read whole): at most
+        ``limits.RAW_MAX_BYTES`` (512 MiB), else ConfigurationError before anything is
+        written. Its manifest verifies it (size, CRC-32s, sha256) on every read.
 
         Durable and atomic on return. Costs one conditional PUT when this process (or the
         cache's pointer) knows the latest version, one LIST more otherwise or after losing
-        a race, plus one PUT per part for data above ``limits.PART_SIZE``.
+        a race, plus one PUT per part for data above ``limits.PART_SIZE`` - or, raw, one
+        PUT of the object whatever its size.
         """
         key, directory = self._versions.dir(name)
+        if not isinstance(raw, bool):
+            raise ConfigurationError(f"raw must be True or False, not {raw!r}")
         source = Source(data, key)
         mime = check_mime(mime_type) if mime_type is not None else source.default_mime
         user = check_metadata(metadata)
         # The version is claimed by a conditional create: refuse now, before any part is
         # written, on a store that cannot make one (or whose server ignores it).
         await self.ctx.blob.require("atomic_create")
+        if raw:
+            return await self._save_raw(key, directory, source, mime, user)
         compress: bool | None = False if is_compressed_type(mime) else None
         upload = secrets.token_hex(12)
         digest = hashlib.sha256()
@@ -270,15 +366,8 @@ class AsyncArtifacts:
                             pending = await _reap(pending)
                     while pending:
                         pending = await _reap(pending)
-            meta = {
-                "f": FORMAT,
-                "mime": mime,
-                "user": user,
-                "size": sum(sizes) if sizes else len(inline),
-                "sha256": digest.hexdigest(),
-                "created": self.ctx.clock(),
-                "upload": upload,
-            }
+            size = sum(sizes) if sizes else len(inline)
+            meta = self._meta(mime, user, size, digest.hexdigest(), upload)
             if sizes:
                 meta["parts"] = sizes
             version = await self._versions.next_free(directory)
@@ -291,6 +380,42 @@ class AsyncArtifacts:
             if sizes:
                 paths = [self.ctx.layout.part(directory, upload, i) for i in range(len(sizes))]
                 aio.detach(self._discard(paths))
+            raise
+
+    def _meta(
+        self, mime: str, user: dict[str, Any], size: int, sha256: str, upload: str
+    ) -> dict[str, Any]:
+        """A manifest's metadata (the fields every version has)."""
+        return {
+            "f": FORMAT,
+            "mime": mime,
+            "user": user,
+            "size": size,
+            "sha256": sha256,
+            "created": self.ctx.clock(),
+            "upload": upload,
+        }
+
+    async def _save_raw(
+        self, key: str, directory: str, source: Source, mime: str, user: dict[str, Any]
+    ) -> int:
+        """A raw save: the data whole (refused above the limit before any write), one PUT
+        of it as is, then the manifest's claim, which describes it (:mod:`.raw`)."""
+        data, raw, sha256 = await prepare(source)
+        upload = secrets.token_hex(12)
+        path = self.ctx.layout.raw(directory, upload)
+        self.ctx.check(path)
+        try:
+            await self.ctx.blob.put(path, data)
+            del data
+            meta = self._meta(mime, user, raw.size, sha256, upload)
+            meta["raw"] = raw.to_meta()
+            version = await self._versions.next_free(directory)
+            manifest_path = self.ctx.layout.version(directory, version)
+            manifest = encode_manifest(b"", meta, manifest_path, None)
+            return await self._claim(key, directory, manifest, upload, version)
+        except BaseException:
+            aio.detach(self._discard([path]))  # (it may have landed: unreferenced either way)
             raise
 
     async def _put_part(self, path: str, block: bytes, compress: bool | None) -> str:
@@ -363,7 +488,8 @@ class AsyncArtifacts:
 
     async def _delete_version(self, key: str, directory: str, version: int) -> bool:
         """Bury one version: a tombstone over its manifest (it reads as missing at once),
-        then the ``.deleted`` marker (listings stop showing it), then its parts. A version
+        then the ``.deleted`` marker (listings stop showing it), then its parts or its raw
+        object. A version
         found already buried has its marker written again, which finishes a delete that
         failed halfway. A damaged manifest is buried too (its parts, unknown, stay)."""
         layout = self.ctx.layout
@@ -371,7 +497,7 @@ class AsyncArtifacts:
         blob = await self.ctx.blob.get(path)
         if blob is None:
             return False
-        parts: tuple[str, int] | None = None
+        objects: list[str] = []  # its parts, or its raw object
         try:
             manifest = Manifest.parse(self._versions.decode(blob.data, key, path), key, path)
         except CorruptDataError:
@@ -380,7 +506,10 @@ class AsyncArtifacts:
         else:
             alive = manifest is not None
             if manifest is not None and manifest.parts is not None:
-                parts = (manifest.upload, len(manifest.parts))
+                count = len(manifest.parts)
+                objects = [layout.part(directory, manifest.upload, i) for i in range(count)]
+            elif manifest is not None and manifest.raw is not None:
+                objects = [layout.raw(directory, manifest.upload)]
 
         async def bury() -> None:
             if alive:
@@ -390,10 +519,8 @@ class AsyncArtifacts:
 
         stale = [path, self._versions.info_key(path), self._versions.pointer_key(directory)]
         await self.ctx.commit(stale, bury)
-        if parts is not None:
-            upload, count = parts
-            drops = [self.ctx.blob.delete(layout.part(directory, upload, i)) for i in range(count)]
-            await aio.bounded(drops, self.ctx.concurrency)
+        drops = [self.ctx.blob.delete(path) for path in objects]
+        await aio.bounded(drops, self.ctx.concurrency)
         return alive
 
 

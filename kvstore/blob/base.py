@@ -26,6 +26,9 @@ Guarantees every implementation must keep (and states in its docstring how):
 * ``list_dated`` (where ``dated_listing`` is True) dates each object by the *store's* clock
   and says how late that clock was at least when it answered: ages that no client's
   clock can make wrong (docs/architecture.md, "Time").
+* ``get_range`` reads a span of an object in one request where the backend can (the
+  default reads the whole object and slices it).
+* ``sign_url`` (where ``can_sign_urls``) makes a presigned GET URL without a request.
 
 Paths are relative to the store's root and already encoded by :mod:`kvstore.keys`; the
 blob layer never globs or interprets them.
@@ -38,9 +41,9 @@ won compare the stored bytes with their own (every envelope carries a random non
 from __future__ import annotations
 
 import asyncio
-import errno
+import datetime
 import functools
-import random
+import math
 from abc import ABC, abstractmethod
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass
@@ -52,12 +55,18 @@ from ..errors import (
     ConfigurationError,
     KVStoreError,
     UnsupportedOperationError,
-    causes,
 )
 from ..stats import Stats
 from . import preconditions
+from .retry import RetryPolicy as RetryPolicy  # re-exported: backends import it from here
+from .retry import is_transient as is_transient
+from .retry import not_applied
 
 T = TypeVar("T")
+
+
+MAX_URL_EXPIRY = 7 * 24 * 3600
+"""The longest a presigned URL can live on S3 (SigV4) and GCS (V4 signing): 7 days."""
 
 
 class AmbiguousWriteError(KVStoreError):
@@ -109,93 +118,6 @@ DatedPage = tuple[list[tuple[str, int | None]], int | None]
 (None where the store gave no readable date: the object is then taken as new)."""
 
 
-@dataclass(frozen=True)
-class RetryPolicy:
-    """Retries for transient faults: ``attempts`` tries in all, exponential backoff, jitter."""
-
-    attempts: int = 4
-    base_delay: float = 0.05
-    max_delay: float = 2.0
-
-    def __post_init__(self) -> None:
-        if (
-            isinstance(self.attempts, bool)
-            or not isinstance(self.attempts, int)
-            or self.attempts < 1
-        ):
-            raise ConfigurationError(f"attempts must be an int >= 1, not {self.attempts!r}")
-        for name in ("base_delay", "max_delay"):
-            delay = getattr(self, name)
-            if not isinstance(delay, (int, float)) or not delay >= 0:
-                raise ConfigurationError(f"{name} must be seconds >= 0, not {delay!r}")
-
-    def delay(self, attempt: int) -> float:
-        return float(min(self.max_delay, self.base_delay * 2**attempt) * random.uniform(0.5, 1.0))
-
-
-_TRANSIENT_NAMES = frozenset(
-    {
-        "ClientConnectionError",
-        "ClientOSError",
-        "ServerDisconnectedError",
-        "ServerTimeoutError",
-        "ClientPayloadError",
-        "EndpointConnectionError",
-        "ConnectTimeoutError",
-        "ReadTimeoutError",
-        "ConnectionClosedError",
-        "ProxyError",
-    }
-)
-_TRANSIENT_CODES = frozenset(
-    {
-        "SlowDown",
-        "InternalError",
-        "ServiceUnavailable",
-        "RequestTimeout",
-        "RequestTimeTooSkewed",
-        "ConditionalRequestConflict",
-        "OperationAborted",
-        "Throttling",
-    }
-)
-_TRANSIENT_ERRNOS = frozenset(
-    {errno.ECONNRESET, errno.ECONNREFUSED, errno.ETIMEDOUT, errno.EPIPE, errno.EAGAIN}
-)
-
-
-def is_transient(exc: BaseException) -> bool:
-    """True for faults worth retrying: connection resets, timeouts, throttling, 5xx."""
-    for current in causes(exc):
-        if isinstance(current, (ConnectionError, TimeoutError, asyncio.TimeoutError)):
-            return True
-        if isinstance(current, OSError) and current.errno in _TRANSIENT_ERRNOS:
-            return True
-        if any(cls.__name__ in _TRANSIENT_NAMES for cls in type(current).__mro__):
-            return True
-        code = getattr(current, "code", None)  # gcsfs HttpError
-        if isinstance(code, int) and (code >= 500 or code == 429):
-            return True
-        response = getattr(current, "response", None)  # botocore ClientError
-        if isinstance(response, dict):
-            error = response.get("Error", {})
-            status = response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0)
-            if error.get("Code") in _TRANSIENT_CODES or status >= 500 or status == 429:
-                return True
-    return False
-
-
-def _not_applied(exc: BaseException) -> bool:
-    """A conditional write's failure that says it was not applied: S3's ``409
-    ConditionalRequestConflict`` (another conditional write to the key was in flight)."""
-    for current in causes(exc):
-        response = getattr(current, "response", None)
-        code = response.get("Error", {}).get("Code") if isinstance(response, dict) else None
-        if code == "ConditionalRequestConflict":
-            return True
-    return False
-
-
 class BlobStore(ABC):
     """Async object access below one root URL. See the module docstring for guarantees."""
 
@@ -222,6 +144,15 @@ class BlobStore(ABC):
     #: needs an object's age (removing old log chunks) falls back to the dates clients
     #: wrote into the objects, and so trusts their clocks.
     dated_listing: bool = False
+    #: ``sign_url`` makes presigned GET URLs on this backend (S3; GCS when its credentials
+    #: hold a private key). Where False it raises UnsupportedOperationError saying
+    #: ``unsigned_reason``.
+    can_sign_urls: bool = False
+    #: Why this backend makes no presigned URL (the message's end).
+    unsigned_reason: str = "no server to serve a URL (presigned URLs need s3:// or gs://)"
+    #: The longest a presigned URL may stay valid here, in seconds (S3's SigV4 and GCS's V4
+    #: signatures: 7 days).
+    max_url_expiry: int = MAX_URL_EXPIRY
     #: Retries when the caller gives none. Backends whose client library already retries
     #: transient faults keep this small, so the layers do not multiply.
     default_retry: RetryPolicy = RetryPolicy()
@@ -272,6 +203,24 @@ class BlobStore(ABC):
             self.stats.add("bytes_read", len(blob.data))
         return blob
 
+    async def get_range(self, path: str, start: int, size: int) -> Blob | None:
+        """Bytes ``[start, start + size)`` of an object - fewer where it ends first,
+        ``b""`` from its end on - and the whole object's tag; None if there is no object.
+
+        One ranged read (S3 and GCS ``Range``, a positioned read on local disk), counted
+        as ``requests.get``; a backend without ranged reads reads the whole object and
+        slices it (:meth:`_get_range`). Nothing is verified here: the caller checks what it
+        asked for (an artifact's raw object: the size and a CRC-32 per block)."""
+        for name, value in (("start", start), ("size", size)):
+            if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+                raise ConfigurationError(f"{name} must be an int >= 0, not {value!r}")
+        if size == 0:
+            raise ConfigurationError("size must be at least 1 byte")
+        blob = await self._call("get", path, lambda: self._get_range(path, start, size))
+        if blob is not None:
+            self.stats.add("bytes_read", len(blob.data))
+        return blob
+
     async def get_many(self, paths: Sequence[str], concurrency: int = 32) -> list[Blob | None]:
         """``get`` for many paths at once, at most ``concurrency`` requests in flight; every
         request is settled before the first failure is raised."""
@@ -294,6 +243,60 @@ class BlobStore(ABC):
             self._unsupported(_WHAT[capability])
         if self.check_preconditions and self.verify_preconditions:
             await preconditions.ensure(self, capability)
+
+    def url_lifetime(self, expires: object) -> int:
+        """How long a presigned URL asked to live ``expires`` lives: whole seconds, rounded
+        up. ``expires``: seconds (int or float) or a ``datetime.timedelta``, more than 0
+        and at most ``max_url_expiry``, else ConfigurationError; UnsupportedOperationError
+        where ``can_sign_urls`` is False. Makes no request: a caller checks before it
+        spends any."""
+        if not self.can_sign_urls:
+            raise UnsupportedOperationError(
+                f"{self.url} cannot make a presigned URL: {self.unsigned_reason}"
+            )
+        if isinstance(expires, datetime.timedelta):
+            seconds = expires.total_seconds()
+        elif isinstance(expires, (int, float)) and not isinstance(expires, bool):
+            seconds = float(expires)
+        else:
+            raise ConfigurationError(
+                f"expires must be seconds (int or float) or a timedelta, not {expires!r}"
+            )
+        if not math.isfinite(seconds) or seconds <= 0:
+            raise ConfigurationError(f"expires must be more than 0 seconds, not {expires!r}")
+        whole = math.ceil(seconds)
+        if whole > self.max_url_expiry:
+            raise ConfigurationError(
+                f"expires must be at most {self.max_url_expiry} seconds on {self.url} "
+                f"(7 days: the longest a signature is valid), not {expires!r}"
+            )
+        return whole
+
+    async def sign_url(
+        self,
+        path: str,
+        expires: float | datetime.timedelta,
+        *,
+        content_type: str | None = None,
+    ) -> str:
+        """A presigned URL that GETs the object at ``path`` - its bytes as stored - for
+        ``expires`` (see :meth:`url_lifetime`), from anywhere, without credentials.
+
+        ``content_type``: the ``Content-Type`` the server answers with (S3
+        ``response-content-type``, GCS ``response-type``; part of the signature).
+
+        Makes no request: the URL is signed by the client with the store's credentials
+        (S3: the client's keys, endpoint and region; GCS: the service account's private
+        key), so it says nothing of whether the object exists. Counted as ``signatures``,
+        not as a request. UnsupportedOperationError where the backend or its credentials
+        cannot sign (local disk, memory://: nothing serves a URL)."""
+        seconds = self.url_lifetime(expires)
+        return await self._call(
+            "sign_url",
+            path,
+            lambda: self._sign_url(path, seconds, content_type),
+            counter="signatures",
+        )
 
     async def put_if_absent(self, path: str, data: bytes) -> str | None:
         """Atomic conditional create: the new tag, or None if an object already exists."""
@@ -412,6 +415,14 @@ class BlobStore(ABC):
     async def _get(self, path: str, head: int | None = None) -> Blob | None:
         """The object (only its first ``head`` bytes if given) and its tag, or None."""
 
+    async def _get_range(self, path: str, start: int, size: int) -> Blob | None:
+        """Bytes ``[start, start + size)`` of the object (fewer at its end, ``b""`` past
+        it) and the whole object's tag, or None. The default reads the whole object with
+        ``_get`` and slices it: correct, not cheap; a backend that can read a range
+        overrides it (local disk, memory, S3, GCS do)."""
+        blob = await self._get(path)
+        return None if blob is None else Blob(blob.data[start : start + size], blob.tag)
+
     @abstractmethod
     async def _put(self, path: str, data: bytes) -> str: ...
 
@@ -459,6 +470,14 @@ class BlobStore(ABC):
         implements it sets ``dated_listing = True``."""
         raise UnsupportedOperationError(f"{self.url} cannot date its objects")
 
+    async def _sign_url(self, path: str, seconds: int, content_type: str | None) -> str:
+        """A presigned GET URL of ``path`` valid ``seconds``, made without a request. A
+        backend that implements it sets ``can_sign_urls = True``; one whose credentials
+        turn out unable to sign raises UnsupportedOperationError saying what to change."""
+        raise UnsupportedOperationError(
+            f"{self.url} cannot make a presigned URL: {self.unsigned_reason}"
+        )
+
     # -- shared machinery ------------------------------------------------------------------
 
     def _unsupported(self, what: str) -> NoReturn:
@@ -492,7 +511,7 @@ class BlobStore(ABC):
                 if n + 1 < self.retry.attempts and is_transient(exc):
                     # A conditional write that failed in a way that says it was not applied
                     # (S3's 409) leaves nothing to be uncertain about.
-                    uncertain = uncertain or (operation in _CONDITIONAL and not _not_applied(exc))
+                    uncertain = uncertain or (operation in _CONDITIONAL and not not_applied(exc))
                     self.stats.add("retries")
                     await asyncio.sleep(self.retry.delay(n))
                     continue

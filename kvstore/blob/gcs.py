@@ -8,6 +8,9 @@
 * Listing is objects.list, 1000 names per page, from a position with ``startOffset``
   (inclusive: the name itself is dropped); a dated listing is the same requests, read
   with each object's ``updated`` time and the answer's ``Date``.
+* ``get_range`` is one ranged media download; ``sign_url`` is gcsfs's ``sign`` (V4, no
+  request), which needs a service account's private key: anonymous or token credentials
+  raise UnsupportedOperationError saying so.
 * ``delete_many`` is one DELETE per object, up to ``connections`` (or 32) in flight (the
   base class's default; GCS's multipart batch requests are not used).
 
@@ -17,6 +20,7 @@ Each object name takes at most one write per second on GCS; kvstore keeps hot da
 
 from __future__ import annotations
 
+import asyncio
 import datetime
 import functools
 import json
@@ -25,6 +29,7 @@ from collections.abc import AsyncIterator, Iterator
 from typing import Any
 from urllib.parse import quote
 
+from ..errors import UnsupportedOperationError
 from .base import Blob, DatedPage, RetryPolicy, paged
 from .remote import RemoteBlobStore, http_date_ms, written_ms
 
@@ -48,6 +53,8 @@ ATTEMPTS = 3
 
 class GCSBlobStore(RemoteBlobStore):
     """Objects in ``gs://bucket/prefix``."""
+
+    can_sign_urls = True  # where the credentials hold a private key (see _sign_url)
 
     protocol = "gs"
     extra = "gcs"
@@ -139,6 +146,47 @@ class GCSBlobStore(RemoteBlobStore):
             await self._require_bucket(fs)
             return None
         return Blob(data, str(headers.get("x-goog-generation", "")))
+
+    async def _get_range(self, path: str, start: int, size: int) -> Blob | None:
+        fs = await self.filesystem()
+        ranged = {"Range": f"bytes={start}-{start + size - 1}"}
+        try:
+            headers, data = await fs._call(
+                "GET", "b/{}/o/{}", self.bucket, self.key(path), alt="media", headers=ranged
+            )
+        except FileNotFoundError:
+            await self._require_bucket(fs)
+            return None
+        except Exception as exc:
+            if getattr(exc, "code", None) != 416:
+                raise
+            # The range starts at or past the object's end: nothing to read there.
+            head = await self._get(path, 1)
+            return None if head is None else Blob(b"", head.tag)
+        return Blob(data, str(headers.get("x-goog-generation", "")))
+
+    async def _sign_url(self, path: str, seconds: int, content_type: str | None) -> str:
+        """gcsfs's ``sign`` (V4 signing, at the store's endpoint): needs credentials that
+        hold a private key (a service account's key file); no request."""
+        fs = await self.filesystem()
+        credentials = getattr(getattr(fs, "credentials", None), "credentials", None)
+        from google.auth.credentials import Signing  # google-auth comes with gcsfs
+
+        if not isinstance(credentials, Signing):
+            what = "anonymous access" if credentials is None else type(credentials).__name__
+            raise UnsupportedOperationError(
+                f"{self.url} cannot make a presigned URL: its credentials ({what}) hold no "
+                "private key to sign with. GCS signs URLs with a service account's key: open "
+                "the store with storage_options={'token': '/path/to/service-account.json'}"
+            )
+        url = await asyncio.to_thread(
+            fs.sign,
+            f"{self.bucket}/{self.key(path)}",
+            expiration=seconds,
+            version="v4",
+            response_type=content_type,
+        )
+        return str(url)
 
     async def _put(self, path: str, data: bytes) -> str:
         tag = await self._upload(path, data)

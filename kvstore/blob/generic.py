@@ -61,6 +61,14 @@ class FsspecBlobStore(BlobStore):
             return None
         return Blob(bytes(data), "")
 
+    async def _get_range(self, path: str, start: int, size: int) -> Blob | None:
+        try:
+            full = self._full(path)
+            data = await asyncio.to_thread(self.fs.cat_file, full, start, start + size)
+        except FileNotFoundError:
+            return None
+        return Blob(bytes(data), "")
+
     async def _put(self, path: str, data: bytes) -> str:
         full = self._full(path)
         await asyncio.to_thread(self.fs.makedirs, full.rpartition("/")[0], exist_ok=True)

@@ -189,6 +189,19 @@ class LocalBlobStore(BlobStore):
     async def _get(self, path: str, head: int | None = None) -> Blob | None:
         return await asyncio.to_thread(self._get_sync, path, head)
 
+    def _get_range_sync(self, path: str, start: int, size: int) -> Blob | None:
+        try:
+            with open(self._file(path), "rb") as f:
+                st = os.fstat(f.fileno())
+                head = f.read(_TAG_HEAD)  # the tag's, as ``_get`` computes it
+                f.seek(start)
+                return Blob(f.read(size), _tag(st, head))
+        except (FileNotFoundError, NotADirectoryError, IsADirectoryError):
+            return None
+
+    async def _get_range(self, path: str, start: int, size: int) -> Blob | None:
+        return await asyncio.to_thread(self._get_range_sync, path, start, size)
+
     def _put_sync(self, path: str, data: bytes) -> str:
         tmp, tag = self._write_temp(data)
         try:

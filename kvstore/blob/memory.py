@@ -80,6 +80,14 @@ class MemoryBlobStore(BlobStore):
         data, tag = found
         return Blob(data if head is None else data[:head], tag)
 
+    async def _get_range(self, path: str, start: int, size: int) -> Blob | None:
+        with self._space.lock:
+            found = self._space.objects.get(self._full(path))
+        if found is None:
+            return None
+        data, tag = found
+        return Blob(data[start : start + size], tag)
+
     async def _put(self, path: str, data: bytes) -> str:
         with self._space.lock:
             return self._space.store(self._full(path), bytes(data))

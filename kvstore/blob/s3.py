@@ -11,6 +11,8 @@
   ``LastModified`` and the answer's ``Date``.
 * ``delete_many`` is one DeleteObjects per 1000 keys (``Quiet``); a key the answer says
   was refused raises, naming it - never ignored.
+* ``get_range`` is one GetObject with ``Range``; ``sign_url`` presigns a GetObject with
+  SigV4 (the client's credentials and endpoint; no request), at most 7 days.
 
 SeaweedFS (4.48) lists in its own order where a directory's name is followed by a
 character below ``/`` in a sibling's, and a ``StartAfter`` of ``a`` skips the directory
@@ -83,6 +85,8 @@ def _precondition_failed(exc: BaseException) -> bool:
 class S3BlobStore(RemoteBlobStore):
     """Objects in ``s3://bucket/prefix``."""
 
+    can_sign_urls = True
+
     protocol = "s3"
     extra = "s3"
     dated_listing = True
@@ -129,6 +133,7 @@ class S3BlobStore(RemoteBlobStore):
           ``concurrency``; it follows the store's concurrency.
         * ``connect_timeout``, ``read_timeout`` and ``retries``: a request to an endpoint
           that never answers fails within a bound (see ``ATTEMPTS``).
+        * ``signature_version``: ``s3v4``, so presigned URLs (``sign_url``) are SigV4.
         """
         options = super()._filesystem_options()
         config = dict(options.get("config_kwargs") or {})
@@ -137,6 +142,9 @@ class S3BlobStore(RemoteBlobStore):
         config.setdefault("connect_timeout", CONNECT_TIMEOUT)
         config.setdefault("read_timeout", READ_TIMEOUT)
         config.setdefault("retries", {"total_max_attempts": ATTEMPTS, "mode": "standard"})
+        # Presigned URLs signed with SigV4: botocore's default, in the classic regions,
+        # presigns with the old SigV2, which SeaweedFS refuses (requests are SigV4 anyway).
+        config.setdefault("signature_version", "s3v4")
         options["config_kwargs"] = config
         return options
 
@@ -204,6 +212,39 @@ class S3BlobStore(RemoteBlobStore):
         finally:
             body.close()
         return Blob(data, resp["ETag"])
+
+    async def _get_range(self, path: str, start: int, size: int) -> Blob | None:
+        ranged = f"bytes={start}-{start + size - 1}"
+        try:
+            resp = await self._s3("get_object", Key=self.key(path), Range=ranged)
+        except FileNotFoundError as exc:
+            if _error_code(exc) == "NoSuchBucket":
+                raise
+            return None
+        except OSError as exc:
+            if _error_code(exc) != "InvalidRange":
+                raise
+            # 416: the range starts at or past the object's end - nothing to read there.
+            head = await self._get(path, 1)
+            return None if head is None else Blob(b"", head.tag)
+        body = resp["Body"]
+        try:
+            data = await body.read()
+        finally:
+            body.close()
+        return Blob(data, resp["ETag"])
+
+    async def _sign_url(self, path: str, seconds: int, content_type: str | None) -> str:
+        """SigV4 query signing by the store's own client: its credentials, endpoint,
+        region and addressing style (so a URL of a moto or SeaweedFS store points at that
+        server). No request (s3fs may ask for the bucket's region once, where it does)."""
+        fs = await self.filesystem()
+        client = await fs.get_s3(self.bucket)
+        params = {"Bucket": self.bucket, "Key": self.key(path)}
+        if content_type is not None:
+            params["ResponseContentType"] = content_type
+        url = await client.generate_presigned_url("get_object", Params=params, ExpiresIn=seconds)
+        return str(url)
 
     async def _put(self, path: str, data: bytes) -> str:
         resp = await self._s3("put_object", Key=self.key(path), Body=data)

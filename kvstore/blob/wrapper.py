@@ -1,11 +1,11 @@
 """A blob store in front of another: the base for latency models and fault injection.
 
-:class:`WrapperBlobStore` delegates every primitive (``_get``, ``_put``,
+:class:`WrapperBlobStore` delegates every primitive (``_get``, ``_get_range``, ``_put``,
 ``_put_if_absent``, ``_put_if_match``, ``_delete``, ``_delete_many``, ``_delete_if_match``,
-``_list``, ``_list_after``, ``_list_dated``), the capability flags, ``delete_batch``,
-``check_path``, ``identity``, ``expect_concurrency`` and ``close`` to an inner store, and
-shares its ``url``, ``retry`` policy and ``stats``. A subclass overrides just the
-primitive it wants to slow down, hold or break::
+``_list``, ``_list_after``, ``_list_dated``, ``_sign_url``), the capability flags,
+``delete_batch``, ``check_path``, ``identity``, ``expect_concurrency`` and ``close`` to an
+inner store, and shares its ``url``, ``retry`` policy and ``stats``. A subclass overrides
+just the primitive it wants to slow down, hold or break::
 
     class SlowCreates(WrapperBlobStore):
         async def _put_if_absent(self, path: str, data: bytes) -> str | None:
@@ -28,8 +28,9 @@ retried.
 
 A subclass that overrides ``_delete`` but not ``_delete_many`` sees every path of a
 ``delete_many`` (batches of one, through its ``_delete``); one that overrides ``_list`` but
-not ``_list_after`` sees every listing from a position (its ``_list``, filtered). So an
-override of the single-object primitive is never bypassed by the bulk one.
+not ``_list_after`` sees every listing from a position (its ``_list``, filtered); one that
+overrides ``_get`` but not ``_get_range`` sees every ranged read (a whole ``_get``,
+sliced). So an override of the single-object primitive is never bypassed by the bulk one.
 """
 
 from __future__ import annotations
@@ -77,6 +78,18 @@ class WrapperBlobStore(BlobStore):
         return self.inner.dated_listing
 
     @property
+    def can_sign_urls(self) -> bool:  # type: ignore[override]
+        return self.inner.can_sign_urls
+
+    @property
+    def unsigned_reason(self) -> str:  # type: ignore[override]
+        return self.inner.unsigned_reason
+
+    @property
+    def max_url_expiry(self) -> int:  # type: ignore[override]
+        return self.inner.max_url_expiry
+
+    @property
     def check_preconditions(self) -> bool:  # type: ignore[override]
         # The probe runs through the primitives of the store that asks first (a wrapper's,
         # if it is in front); its verdict is kept for the server (``server``).
@@ -111,6 +124,11 @@ class WrapperBlobStore(BlobStore):
 
     async def _get(self, path: str, head: int | None = None) -> Blob | None:
         return await self.inner._get(path, head)
+
+    async def _get_range(self, path: str, start: int, size: int) -> Blob | None:
+        if self._overrides("_get", "_get_range"):
+            return await BlobStore._get_range(self, path, start, size)  # through this _get
+        return await self.inner._get_range(path, start, size)
 
     async def _put(self, path: str, data: bytes) -> str:
         return await self.inner._put(path, data)
@@ -152,3 +170,6 @@ class WrapperBlobStore(BlobStore):
 
     def _list_dated(self, prefix: str) -> AsyncIterator[DatedPage]:
         return self.inner._list_dated(prefix)
+
+    async def _sign_url(self, path: str, seconds: int, content_type: str | None) -> str:
+        return await self.inner._sign_url(path, seconds, content_type)

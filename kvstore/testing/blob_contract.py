@@ -166,6 +166,22 @@ class BlobStoreContract:
 
         self.run(open_store, body)
 
+    def test_get_range_reads_a_span_and_the_whole_objects_tag(
+        self, open_store: Callable[[], BlobStore]
+    ) -> None:
+        async def body(opener: Callable[[], BlobStore]) -> None:
+            store = opener()
+            data = os.urandom(10_000)
+            tag = await store.put("kv/a~", data)
+            assert await store.get_range("kv/a~", 0, 100) == Blob(data[:100], tag)
+            assert await store.get_range("kv/a~", 4_000, 1) == Blob(data[4_000:4_001], tag)
+            assert await store.get_range("kv/a~", 9_990, 100) == Blob(data[9_990:], tag)  # short
+            assert await store.get_range("kv/a~", 10_000, 5) == Blob(b"", tag)  # at the end
+            assert await store.get_range("kv/a~", 20_000, 5) == Blob(b"", tag)  # past it
+            assert await store.get_range("kv/missing~", 0, 5) is None
+
+        self.run(open_store, body)
+
     def test_put_replaces_atomically_for_readers(self, open_store: Callable[[], BlobStore]) -> None:
         async def body(opener: Callable[[], BlobStore]) -> None:
             store = opener()

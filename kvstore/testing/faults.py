@@ -178,6 +178,9 @@ class FaultyBlobStore(WrapperBlobStore):
     async def _get(self, path: str, head: int | None = None) -> Blob | None:
         return await self._through("get", lambda: self.inner._get(path, head), path)
 
+    async def _get_range(self, path: str, start: int, size: int) -> Blob | None:
+        return await self._through("get", lambda: self.inner._get_range(path, start, size), path)
+
     async def _put(self, path: str, data: bytes) -> str:
         return await self._through("put", lambda: self.inner._put(path, data), path)
 
