@@ -120,6 +120,24 @@ def _chapter_artifacts(tour: Tour) -> None:
     _say_objects(tour, f"art/{encode_name('report.md')}/", "one object per version")
 
 
+def _chapter_sessions(tour: Tour) -> None:
+    """Agent sessions: events, and state in three scopes"""
+    tour.do(
+        "s = store.sessions.create('bookings', 'ada', 'table-42', "
+        "state={'party': 2, 'user:name': 'Ada', 'app:city': 'Lyon', 'temp:draft': '...'})"
+    )
+    tour.do(
+        "store.sessions.append_event('bookings', 'ada', 'table-42', "
+        "{'author': 'user', 'text': 'Two at 8?'}, state_delta={'time': '20:00'}, "
+        "expect_last=s.last_seq).seq"
+    )
+    tour.do(
+        "store.sessions.append_event('bookings', 'ada', 'table-42', "
+        "{'author': 'user', 'text': 'Make it 9'}, expect_last=s.last_seq)  # stale"
+    )
+    tour.do("store.sessions.get('bookings', 'ada', 'table-42').state")
+
+
 def _say_objects(tour: Tour, directory: str, what: str) -> None:
     """One line naming the objects below ``directory`` (relative to the demo store)."""
     names = [p.relative_to(tour.root / directory).as_posix() for p in _files(tour.root / directory)]
@@ -178,6 +196,7 @@ DEMO_CHAPTERS: list[Callable[[Tour], None]] = [
     _chapter_keys,
     _chapter_log,
     _chapter_artifacts,
+    _chapter_sessions,
     _chapter_layout,
     _chapter_corruption,
     _chapter_stats,

@@ -440,7 +440,7 @@ def test_demo_narrates_every_chapter_and_cleans_up(run: CLI) -> None:
     assert result.status == 0, result.err
     text = result.out.decode()
     lines = text.splitlines()
-    assert len(lines) <= 60
+    assert len(lines) <= 66
     for number, chapter in enumerate(demo.DEMO_CHAPTERS, 1):
         assert f"{number}. {chapter.__doc__}" in lines
     assert "store.get('greeting')  ->  b'hello, object storage'" in text
@@ -450,11 +450,12 @@ def test_demo_narrates_every_chapter_and_cleans_up(run: CLI) -> None:
     assert "   ns/tenant-a~/kv/greeting~" in lines
     assert "store.artifacts.load('report.md', version=0).text  ->  '# Q3\\nRevenue up.'" in text
     titles = [line for line in lines if line[:1].isdigit()]
-    assert titles[5:9] == [
+    assert titles[5:10] == [
         "6. Keys by prefix: one LIST request per 1000 keys",
         "7. Session history: an append log",
         "8. Artifacts: numbered immutable versions",
-        "9. On disk: a value per object (kv/), a directory per log (log/) and artifact (art/)",
+        "9. Agent sessions: events, and state in three scopes",
+        "10. On disk: a value per object (kv/), a directory per log (log/) and artifact (art/)",
     ]
     log = lines[lines.index(titles[6]) + 1 : lines.index(titles[7])]
     assert log[0].endswith('\'{"role": "user", "content": "Two at 8?"}\')  ->  2')
@@ -471,6 +472,12 @@ def test_demo_narrates_every_chapter_and_cleans_up(run: CLI) -> None:
     assert artifacts[0].endswith("->  0") and artifacts[1].endswith("->  1")
     assert artifacts[-1] == f"   on disk, one object per version: art/report.md~/{zero}, {1:020d}"
     assert "   art/report.md~/  (2 objects)" in lines
+    sessions = lines[lines.index(titles[8]) + 1 : lines.index(titles[9])]
+    assert sessions[1].endswith("expect_last=s.last_seq).seq  ->  0")
+    assert sessions[3].startswith("     raises StaleSessionError: session 'table-42'")
+    assert sessions[4].endswith(
+        "->  {'party': 2, 'time': '20:00', 'app:city': 'Lyon', 'user:name': 'Ada'}"
+    )
     root = Path(lines[0].split(" in ", 1)[1].split(" (cache")[0])
     assert root.name.startswith("kvstore-demo-")
     assert not root.exists()
