@@ -33,6 +33,7 @@ SCENARIOS = {
     "S10": "s10_young_log",
     "S11": "s11_seaweedfs",
     "S12": "s12_redis_incr",
+    "S13": "s13_sessions",
 }
 
 RESULTS = Path(__file__).resolve().parent / "results.json"
