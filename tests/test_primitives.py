@@ -478,3 +478,25 @@ def test_the_next_append_removes_what_a_delete_left_once_old(
             "c/00000000000000000010"
         ]
         assert store.range("log") == [b"again"]
+
+
+def test_a_log_only_read_after_it_was_written_is_cleaned_by_its_readers(
+    make_target: Callable[[str], Target], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Chunks a segment covers go once old - by the next settle. A log written in one burst
+    and then only read gets that settle from a reader whose listing holds many of them."""
+    monkeypatch.setattr(LIMITS, "SETTLE_READ_LEFTOVERS", 20)
+    clock = FakeClock()
+    target = make_target("local")
+    with open_clocked(target, clock) as writer:
+        for i in range(30):
+            writer.append("log", i)
+    clock.advance(LIMITS.MIN_AGE_MS + 2000)
+    with open_clocked(target, clock) as reader:
+        assert len(reader.range("log")) == 30  # its listing: 30 covered chunks + a segment
+    with open_clocked(target, clock) as cold:
+        assert _names(cold, "log") == [
+            "c/00000000000000000029",
+            "s/00000000000000000000-00000000000000000030",
+        ]
+        assert len(cold.range("log")) == 30

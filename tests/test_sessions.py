@@ -189,6 +189,10 @@ def test_list_pages_through_many_sessions(
                 break
             cursor = page.cursor
         assert seen == ids and pages == 3
+        full = store.sessions.list(
+            "app", "u", limit=50, cursor=store.sessions.list("app", "u", limit=200).cursor
+        )
+        assert len(full.sessions) == 50 and full.cursor is None  # the last page says so
         with pytest.raises(kvstore.ConfigurationError, match="cursor"):
             store.sessions.list("app", "u", cursor="garbage")
         with pytest.raises(kvstore.ConfigurationError, match="limit"):

@@ -126,7 +126,11 @@ class Compactor:
         """Settle the log in the background, unless this process is settling it already
         (a read found it scattered over many chunks)."""
         writer = self.ctx.state(LogWriters).get(directory)
+        now = self.ctx.clock()
+        if now - writer.read_settled_ms < limits.SETTLE_READ_EVERY_MS:
+            return
         if writer.settling is None or writer.settling.done():
+            writer.read_settled_ms = now
             writer.unsettled = max(writer.unsettled, limits.SETTLE_CHUNKS)
             writer.settling = self.settle_in_background(key, directory, writer)
 

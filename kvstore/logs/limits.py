@@ -49,4 +49,9 @@ SETTLE_BYTES = 1 << 20
 """... and at most this many bytes of records (before compression)."""
 SETTLE_READ_CHUNKS = 16
 """A read that needed this many chunks settles the log in the background (a writer that
-died before settling leaves them behind)."""
+died before settling leaves them behind)..."""
+SETTLE_READ_LEFTOVERS = 256
+"""... and so does a read whose listing held this many objects no read needs (chunks a
+segment covers, waiting to be old enough to delete: a log written once and then only read
+would list them forever) - at most once per ``SETTLE_READ_EVERY_MS`` per log and process."""
+SETTLE_READ_EVERY_MS = 300_000

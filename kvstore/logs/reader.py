@@ -292,8 +292,11 @@ class LogReader:
             if (
                 self.on_scattered is not None
                 and limits.SETTLE
-                and sum(not p.segment for p in pieces) >= limits.SETTLE_READ_CHUNKS
-            ):
+                and (
+                    sum(not p.segment for p in pieces) >= limits.SETTLE_READ_CHUNKS
+                    or len(plan.names) - len(plan.pieces) >= limits.SETTLE_READ_LEFTOVERS
+                )
+            ):  # scattered over chunks, or listing many a settle left behind
                 self.on_scattered(key, directory)
             out: list[bytes] = []
             for piece, env in zip(pieces, envs, strict=True):

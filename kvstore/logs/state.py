@@ -30,6 +30,7 @@ class Writer:
         self.busy = False
         self.unsettled = 0  # chunks written since this writer's last settle
         self.settling: asyncio.Task[Any] | None = None  # its settle, pending or running
+        self.read_settled_ms = -(1 << 62)  # when a read last asked for a settle
         self.written: list[int] = []  # dates of chunks written since compaction, ascending
         self.compacting: asyncio.Task[Any] | None = None  # this log's automatic compaction
 

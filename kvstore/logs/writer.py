@@ -175,8 +175,11 @@ class LogWriter:
                 env = codec.decode(found.data, key=key, path=ctx.where(path), bound=path)
                 if env.meta.get("b") != batch_id:
                     # Another writer's chunk: step over it (and re-list now and then, to
-                    # jump ahead when many writers are busy).
+                    # jump ahead when many writers are busy). It is immutable and was read
+                    # whole: cached, so a read of the records it holds (a session folding
+                    # them) does not GET it again.
                     writer.tail = tail + int(env.meta.get("n", 0))
+                    await ctx.put_immutable([path], [found.data], limits.IMMUTABLE_TTL)
                     ctx.stats.add("log.claim_conflicts")
                     if expect is not None:
                         continue  # raised above, now that the tail is known

@@ -270,18 +270,19 @@ class AsyncSessions:
                 )
         paths: Paths = []
         async for page in self.ctx.blob.list_pages(
-            prefix, start_after=start_after, page_size=limit
-        ):
+            prefix, start_after=start_after, page_size=limit + 1
+        ):  # one more than the page: whether there is a next one, in the same request
             paths.extend(p for p in page if layout.parse_session_head(app, p) is not None)
-            if len(paths) >= limit:
+            if len(paths) > limit:
                 break
+        more = len(paths) > limit
         paths = paths[:limit]
         found = zip(await self._read(paths), paths, strict=True)
         parsed = [Head.from_bytes(h, self.ctx.where(p)) for h, p in found if h is not None]
         app_state, users = await self._scopes(app, sorted({h.user for h in parsed}))
         sessions = [self._session(h, app_state, users[h.user], [], h.applied - 1) for h in parsed]
         following = None
-        if len(paths) == limit:
+        if more:
             following = paths[-1][len(layout.session_heads(app)) :]
         return SessionPage(sessions, following)
 
