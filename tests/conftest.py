@@ -252,6 +252,30 @@ def store(request: pytest.FixtureRequest, target: Target) -> Iterator[kvstore.KV
         yield s
 
 
+@pytest.fixture
+def open_cached(
+    request: pytest.FixtureRequest,
+) -> Iterator[Callable[..., kvstore.KVStore]]:
+    """``open_cached(target, cache, **kwargs)``: a store on ``target`` with no cache
+    (``None``), the in-process one (``"local"``) or a shared Redis (``"redis"``: the
+    session's redis-server); every store opened is closed after the test."""
+    opened: list[kvstore.KVStore] = []
+
+    def open_(target: Target, cache: str | None, **kwargs: Any) -> kvstore.KVStore:
+        chosen: Any = None
+        if cache == "redis":
+            chosen = request.getfixturevalue("redis_server").url
+        elif cache == "local":
+            chosen = kvstore.LocalCache()
+        store = target.open(cache=chosen, **kwargs)
+        opened.append(store)
+        return store
+
+    yield open_
+    for store in opened:
+        store.close()
+
+
 def open_clocked(
     target: Target,
     clock: Callable[[], int],

@@ -8,7 +8,7 @@ themselves (RACES: local disk and SeaweedFS, a real S3 server).
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -24,26 +24,6 @@ LIMITS = logs_module.limits
 WITH_REDIS = [*CACHES, "redis"]
 
 
-@pytest.fixture
-def open_with(request: pytest.FixtureRequest) -> Iterator[Callable[..., kvstore.KVStore]]:
-    """Open a store on a target with no cache, the in-process one or a shared Redis."""
-    opened: list[kvstore.KVStore] = []
-
-    def open_(target: Target, cache: str | None, **kwargs: Any) -> kvstore.KVStore:
-        chosen: Any = None
-        if cache == "redis":
-            chosen = request.getfixturevalue("redis_server").url
-        elif cache == "local":
-            chosen = kvstore.LocalCache()
-        store = target.open(cache=chosen, **kwargs)
-        opened.append(store)
-        return store
-
-    yield open_
-    for store in opened:
-        store.close()
-
-
 # -- values: versioned reads, compare-and-swap ------------------------------------------------
 
 
@@ -53,9 +33,9 @@ def test_a_set_with_a_version_succeeds_only_on_that_version(
     backend: str,
     cache: str | None,
     make_target: Callable[[str], Target],
-    open_with: Callable[..., kvstore.KVStore],
+    open_cached: Callable[..., kvstore.KVStore],
 ) -> None:
-    with open_with(make_target(backend), cache) as store:
+    with open_cached(make_target(backend), cache) as store:
         assert store.get_versioned("k") is None
         assert store.set("k", "v0", if_version="no-such-version") is None
         assert store.get("k") is None  # a version of a missing key never matches
@@ -162,9 +142,9 @@ def test_conditional_appends_and_reads_by_sequence_number(
     backend: str,
     cache: str | None,
     make_target: Callable[[str], Target],
-    open_with: Callable[..., kvstore.KVStore],
+    open_cached: Callable[..., kvstore.KVStore],
 ) -> None:
-    with open_with(make_target(backend), cache) as store:
+    with open_cached(make_target(backend), cache) as store:
         assert store.next_seq("log") == 0
         assert store.range_from("log") == []
         assert store.extend("log", ["a", "b"], expect_next=0) == range(0, 2)
@@ -257,10 +237,10 @@ def test_a_log_of_200_appends_reads_cold_in_at_most_3_requests(
     backend: str,
     cache: str | None,
     make_target: Callable[[str], Target],
-    open_with: Callable[..., kvstore.KVStore],
+    open_cached: Callable[..., kvstore.KVStore],
 ) -> None:
     target = make_target(backend)
-    with open_with(target, cache) as writer:
+    with open_cached(target, cache) as writer:
         for i in range(200):
             writer.append("session", f"event {i}")
     # close() finished the writer's settle: the chunks are covered by a segment.
@@ -408,9 +388,9 @@ def test_discard_and_delete_prefix(
     backend: str,
     cache: str | None,
     make_target: Callable[[str], Target],
-    open_with: Callable[..., kvstore.KVStore],
+    open_cached: Callable[..., kvstore.KVStore],
 ) -> None:
-    with open_with(make_target(backend), cache) as store:
+    with open_cached(make_target(backend), cache) as store:
         for i in range(5):
             store.set(f"user:{i}", i)
             store.append(f"user:{i}:log", "x")

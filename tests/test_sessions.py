@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import datetime
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -18,35 +18,15 @@ from kvstore.testing import request_delta, run_in_processes
 CACHE_KINDS = [None, "local", "redis"]
 
 
-@pytest.fixture
-def open_store(
-    request: pytest.FixtureRequest,
-) -> Iterator[Callable[[Target, str | None], kvstore.KVStore]]:
-    opened: list[kvstore.KVStore] = []
-
-    def open_(target: Target, cache: str | None) -> kvstore.KVStore:
-        if cache == "redis":
-            chosen: Any = request.getfixturevalue("redis_server").url
-        else:
-            chosen = kvstore.LocalCache() if cache == "local" else None
-        store = target.open(cache=chosen)
-        opened.append(store)
-        return store
-
-    yield open_
-    for store in opened:
-        store.close()
-
-
 @pytest.mark.parametrize("cache", CACHE_KINDS, ids=lambda c: f"cache={c}")
 @pytest.mark.parametrize("backend", [*ALL, "seaweedfs"])
 def test_a_session_keeps_its_events_and_state_in_three_scopes(
     backend: str,
     cache: str | None,
     make_target: Callable[[str], Target],
-    open_store: Callable[[Target, str | None], kvstore.KVStore],
+    open_cached: Callable[..., kvstore.KVStore],
 ) -> None:
-    store = open_store(make_target(backend), cache)
+    store = open_cached(make_target(backend), cache)
     sessions = store.sessions
     created = sessions.create(
         "app",
