@@ -301,8 +301,10 @@ class AsyncKVStore:
         :meth:`purge`). Not atomic as a whole: a key written meanwhile may survive."""
         if prefix not in ("", b""):
             key_str(prefix, "prefix")
-        values = await self._values.delete_prefix(prefix)
-        return values + await self._logs.delete_prefix(prefix)
+        values, logs = await asyncio.gather(
+            self._values.delete_prefix(prefix), self._logs.delete_prefix(prefix)
+        )
+        return values + logs
 
     async def exists(self, *keys: str) -> int:
         """How many of ``keys`` hold a live value or a log with records (a key named twice

@@ -112,6 +112,16 @@ def parse_timestamp(value: Any) -> datetime.datetime:
     return parsed
 
 
+async def _blob_of(resp: dict[str, Any]) -> Blob:
+    """The bytes and tag of a GetObject answer (its body read whole, then closed)."""
+    body = resp["Body"]
+    try:
+        data = await body.read()
+    finally:
+        body.close()
+    return Blob(data, resp["ETag"])
+
+
 def _error_code(exc: BaseException) -> str | None:
     response = getattr(exc.__cause__, "response", None)
     if isinstance(response, dict):
@@ -265,12 +275,7 @@ class S3BlobStore(RemoteBlobStore):
                 # the whole object is then the head.
                 return await self._get(path)
             raise
-        body = resp["Body"]
-        try:
-            data = await body.read()
-        finally:
-            body.close()
-        return Blob(data, resp["ETag"])
+        return await _blob_of(resp)
 
     async def _get_range(self, path: str, start: int, size: int) -> Blob | None:
         ranged = f"bytes={start}-{start + size - 1}"
@@ -286,12 +291,7 @@ class S3BlobStore(RemoteBlobStore):
             # 416: the range starts at or past the object's end - nothing to read there.
             head = await self._get(path, 1)
             return None if head is None else Blob(b"", head.tag)
-        body = resp["Body"]
-        try:
-            data = await body.read()
-        finally:
-            body.close()
-        return Blob(data, resp["ETag"])
+        return await _blob_of(resp)
 
     async def _sign_url(self, path: str, seconds: int, content_type: str | None) -> str:
         """SigV4 query signing by the store's own client: its credentials, endpoint,
