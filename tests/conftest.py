@@ -137,10 +137,11 @@ class Target:
 MakeTarget = Callable[[pytest.FixtureRequest, pytest.TempPathFactory, str], Target]
 
 
-def _server_target(backend: str, fixture: str) -> MakeTarget:
+def _server_target(backend: str, fixture: str, **options: Any) -> MakeTarget:
     def make(request: pytest.FixtureRequest, _tmp: pytest.TempPathFactory, unique: str) -> Target:
         server = request.getfixturevalue(fixture)
-        return Target(backend, server.url_for("kvstore-test", unique), server.storage_options)
+        url = server.url_for("kvstore-test", unique)
+        return Target(backend, url, {**server.storage_options, **options})
 
     return make
 
@@ -156,6 +157,10 @@ BACKEND_REGISTRY: dict[str, MakeTarget] = {
     # A real S3 server that enforces conditional writes atomically (moto serialises them):
     # where claims about atomicity and the object store's own clock are proven.
     "seaweedfs": _server_target("seaweedfs", "seaweedfs_server"),
+    # s3:// opens on obstore where it is installed (the default transport); the s3fs
+    # transport, which a user gets by choice or with s3fs-only options, on the same servers:
+    "s3fs": _server_target("s3fs", "s3_server", transport="s3fs"),
+    "seaweedfs+s3fs": _server_target("seaweedfs+s3fs", "seaweedfs_server", transport="s3fs"),
 }
 
 # The groups tests are parametrized over (@pytest.mark.parametrize("backend", FAST)).

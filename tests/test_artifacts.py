@@ -676,9 +676,10 @@ def test_versions_and_names_past_one_listing_page(make_target: Any) -> None:
 
 def test_list_pages_through_s3(make_target: Any, monkeypatch: pytest.MonkeyPatch) -> None:
     """list() follows S3's continuation tokens. (Pages of 5 keys instead of 1000: 1003
-    names cost ~14 s on moto; S3 pagination of 1003 keys is tested in test_blob.py.)"""
+    names cost ~14 s on moto; S3 pagination of 1003 keys is tested in test_blob.py. On the
+    s3fs transport, whose requests can be rewritten here.)"""
     names = [f"n{i:02d}" for i in range(20)]
-    with make_target("s3").open(cache=None) as store:
+    with make_target("s3fs").open(cache=None) as store:
         blob = blob_of(store)
         original = blob._s3
 

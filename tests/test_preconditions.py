@@ -16,14 +16,16 @@ no local server produces it.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
 from conftest import Target
+from http_faults import CONFLICT_409, FaultProxy
 
 import kvstore
-from kvstore.blob import BlobStore, WrapperBlobStore
+from kvstore.blob import BlobStore, WrapperBlobStore, open_blob_store
 from kvstore.blob import preconditions as pre
 from kvstore.errors import BackendError, UnsupportedOperationError
 from kvstore.stats import Stats
@@ -223,60 +225,46 @@ def test_a_probe_that_failed_for_another_reason_is_not_kept(
 # -- S3's 409 ConditionalRequestConflict ---------------------------------------------------
 
 
-def _conflict(operation: str) -> OSError:
-    """What s3fs raises for AWS's 409 (its own translation of the botocore error)."""
-    from botocore.exceptions import ClientError
-    from s3fs.errors import translate_boto_error
-
-    error = ClientError(
-        {
-            "Error": {
-                "Code": "ConditionalRequestConflict",
-                "Message": "A conflicting conditional operation is currently in progress "
-                "against this resource. Please try again.",
-            },
-            "ResponseMetadata": {"HTTPStatusCode": 409},
-        },
-        operation,
-    )
-    return translate_boto_error(error)
-
-
-def _s3_with_conflicts(target: Target, conflicts: int) -> tuple[kvstore.KVStore, list[str]]:
-    """A store on ``target`` whose next ``conflicts`` conditional writes are answered 409."""
-    blob = target.blob_store()
+@contextlib.contextmanager
+def _s3_with_conflicts(
+    target: Target, conflicts: int
+) -> Iterator[tuple[kvstore.KVStore, list[str]]]:
+    """A store on ``target`` behind a proxy that answers its next ``conflicts``
+    conditional writes ``409 ConditionalRequestConflict`` (AWS's answer while another
+    conditional write to the key is in flight; never sent by SeaweedFS or moto), whichever
+    transport sends them."""
     seen: list[str] = []
-    original = blob._s3  # type: ignore[attr-defined]
 
-    async def s3(method: str, **kwargs: Any) -> Any:
-        conditional = "IfNoneMatch" in kwargs or "IfMatch" in kwargs
-        if conditional and len(seen) < conflicts:
+    def answer(method: str, path: str, headers: Any) -> tuple[int, bytes] | None:
+        conditional = "If-None-Match" in headers or "If-Match" in headers
+        if conditional and method in ("PUT", "DELETE") and len(seen) < conflicts:
             seen.append(method)
-            raise _conflict("PutObject" if method == "put_object" else "DeleteObject")
-        return await original(method, **kwargs)
+            return CONFLICT_409
+        return None
 
-    blob._s3 = s3  # type: ignore[attr-defined]
-    blob.verify_preconditions = False  # count only the operation's own requests
-    blob.CONFLICT_DELAY = 0.001  # type: ignore[attr-defined]
-    return kvstore.open(blob, cache=None), seen
+    with FaultProxy(target.storage_options["endpoint_url"], answer) as proxy:
+        options = {**target.storage_options, "endpoint_url": proxy.url}
+        blob = open_blob_store(target.url, options, stats=Stats())
+        blob.verify_preconditions = False  # count only the operation's own requests
+        blob.CONFLICT_DELAY = 0.001  # type: ignore[attr-defined]
+        with kvstore.open(blob, cache=None) as store:
+            yield store, seen
 
 
-@pytest.mark.parametrize("backend", ["seaweedfs", "s3"])
+@pytest.mark.parametrize("backend", ["seaweedfs", "seaweedfs+s3fs", "s3"])
 def test_a_409_conditional_request_conflict_is_sent_again_and_not_ambiguous(
     make_target: Callable[[str], Target], backend: str
 ) -> None:
     target = make_target(backend)
-    store, seen = _s3_with_conflicts(target, conflicts=3)
-    with store:
+    with _s3_with_conflicts(target, conflicts=3) as (store, seen):
         assert store.set("k", "v", nx=True) is True  # 3 x 409, then created
-        assert seen == ["put_object"] * 3
+        assert seen == ["PUT"] * 3
         assert store.stats()["s3.conditional_conflicts"] == 3
         assert store.stats().get("ambiguous_writes", 0) == 0
         assert store.set("k", "w", nx=True) is None  # a real 412 is still a refusal
         assert store.get("k") == b"v"
         assert store.expire("k", 100) is True  # If-Match goes through the same path
-    store, seen = _s3_with_conflicts(target, conflicts=10)
-    with store:
+    with _s3_with_conflicts(target, conflicts=10) as (store, seen):
         with pytest.raises(BackendError, match=r"ConditionalRequestConflict|conflicting"):
             store.set("other", "v", nx=True)  # 5 tries, then the error is reported
         assert len(seen) == 5
@@ -483,16 +471,40 @@ def test_faults_do_not_hit_the_probe() -> None:
             assert store.get("k") == b"v"  # applied, as drop_answers says
 
 
-def test_a_409_retried_by_the_store_policy_is_not_ambiguous() -> None:
-    """409 means 'not applied': a kvstore-level retry after it that meets 412 is a plain
-    refusal, not an AmbiguousWriteError."""
+def _s3fs_conflict() -> OSError:
+    """What s3fs raises for AWS's 409 (its own translation of the botocore error)."""
+    from botocore.exceptions import ClientError
+    from s3fs.errors import translate_boto_error
+
+    error = ClientError(
+        {
+            "Error": {"Code": "ConditionalRequestConflict", "Message": "in progress"},
+            "ResponseMetadata": {"HTTPStatusCode": 409},
+        },
+        "PutObject",
+    )
+    return translate_boto_error(error)
+
+
+def _obstore_conflict() -> OSError:
+    from kvstore.blob.s3_obstore import ConditionalRequestConflict
+
+    return ConditionalRequestConflict("409 Conflict: ConditionalRequestConflict")
+
+
+@pytest.mark.parametrize("conflict", [_s3fs_conflict, _obstore_conflict])
+def test_a_409_retried_by_the_store_policy_is_not_ambiguous(
+    conflict: Callable[[], OSError],
+) -> None:
+    """409 means 'not applied' (as either transport reports it): a kvstore-level retry
+    after it that meets 412 is a plain refusal, not an AmbiguousWriteError."""
     blob = _memory("probe-409", attempts=2, base_delay=0)
     calls: list[int] = []
 
     async def attempt() -> str | None:
         calls.append(1)
         if len(calls) == 1:
-            raise _conflict("PutObject")
+            raise conflict()
         return None  # the retry finds the object created by another writer: 412
 
     async def main() -> str | None:

@@ -181,9 +181,32 @@ def _memory(
 def _s3(
     rest: str, options: dict[str, Any], *, retry: RetryPolicy | None, stats: Stats
 ) -> BlobStore:
+    """``storage_options["transport"]`` picks who sends the requests: ``"obstore"``,
+    ``"s3fs"``, or ``"auto"`` (the default): obstore where it is installed and can honour
+    every option given, else s3fs (README, "S3 transports")."""
+    from . import s3_obstore
     from .s3 import S3BlobStore  # s3fs only for s3:// URLs
 
+    transport = options.pop("transport", "auto")
+    if transport not in ("auto", "obstore", "s3fs"):
+        raise ConfigurationError(
+            f"storage_options['transport'] must be 'auto', 'obstore' or 's3fs', not {transport!r}"
+        )
+    if transport == "obstore" and not s3_obstore.available():
+        raise ConfigurationError("transport 'obstore' needs obstore: pip install 'kvstore[s3]'")
+    region = options.pop("region", None)
+    if region is not None:  # botocore's name for it is client_kwargs["region_name"]
+        client = options.get("client_kwargs")
+        options["client_kwargs"] = {
+            **(client if isinstance(client, dict) else {}),
+            "region_name": region,
+        }
+    if transport == "auto":
+        fits = s3_obstore.available() and not s3_obstore.unmapped(options)
+        transport = "obstore" if fits else "s3fs"
     bucket, _, prefix = rest.partition("/")
+    if transport == "obstore":
+        return s3_obstore.ObstoreS3BlobStore(bucket, prefix, options, retry=retry, stats=stats)
     return S3BlobStore(bucket, prefix, options, retry=retry, stats=stats)
 
 

@@ -148,6 +148,8 @@ class S3BlobStore(RemoteBlobStore):
 
     can_sign_urls = True
 
+    #: Who sends the requests (``storage_options["transport"]``; see s3_obstore).
+    transport = "s3fs"
     protocol = "s3"
     extra = "s3"
     dated_listing = True

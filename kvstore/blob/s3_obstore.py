@@ -1,0 +1,450 @@
+"""S3 through obstore (Rust's ``object_store``): the default transport for ``s3://``.
+
+The same store as :class:`~kvstore.blob.s3.S3BlobStore` - the same objects, tags (quoted
+ETags), guarantees, retries and bounds - with the hot requests sent by obstore instead of
+botocore/aiohttp, at about a fifth of the client CPU per request (BENCHMARKS.md, "S3
+transports"). Which request does what:
+
+* ``get`` is one GetObject (``Range: bytes=0-{head-1}`` for a head; S3 answers 416 for a
+  range of an empty object, which is then read whole); ``get_range`` one ranged GetObject
+  (416 past the end: one 1-byte GET for the tag, and ``b""``).
+* ``put`` is one PutObject; ``put_if_absent`` one PutObject with ``If-None-Match: *``;
+  ``put_if_match`` one PutObject with ``If-Match: <etag>``. A conditional write answered
+  ``409 ConditionalRequestConflict`` (not applied) is sent again, as on the s3fs transport.
+* ``delete`` is one DeleteObject; ``delete_many`` one DeleteObjects per 1000 keys.
+* ``list_pages`` is ListObjectsV2 from ``StartAfter``, 1000 keys per request whatever the
+  ``page_size`` (smaller pages are cut from the answers: fewer requests than on s3fs).
+* Through the s3fs transport (the parent class, its client made on first use), because
+  obstore cannot: ``delete_if_match`` (obstore has no conditional delete), ``list_dated``
+  (obstore does not give a listing's ``Date``, the store's clock) and ``sign_url``
+  (obstore signs no ``response-content-type``). None of them is on a hot path: expiry
+  and compare-and-delete of values, a log's settle, presigned URLs.
+
+**fork().** obstore runs its requests on one Tokio runtime per process, whose threads do
+not survive ``fork()``: a child forked after its parent sent an obstore request would wait
+forever. Such a child (only such a child) sends every request through the s3fs transport.
+
+**Options.** ``storage_options`` are s3fs's (README, "Storage URLs"); this transport maps
+``endpoint_url``, ``key``, ``secret``, ``token``, ``anon``, ``region`` (or
+``client_kwargs={"region_name": ...}``), ``profile``, ``requester_pays`` and ``use_ssl``.
+Without ``key``/``secret``/``anon`` the credentials come from botocore's chain (the same
+environment variables, files, profiles, SSO and instance roles s3fs uses), refreshed when
+they expire. A store whose options name anything else (``config_kwargs``, ``session``,
+``s3_additional_kwargs`` ...) is opened on the s3fs transport; see :func:`unmapped`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime
+import os
+import random
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from typing import Any, TypeVar
+
+from ..errors import ConfigurationError
+from .base import Blob
+from .s3 import ATTEMPTS, CONFLICT_ATTEMPTS, CONNECT_TIMEOUT, PAGE, READ_TIMEOUT, S3BlobStore
+from .s3 import _version as version_of
+
+T = TypeVar("T")
+
+USER_AGENT = f"kvstore/{version_of('kvstore')} obstore/{version_of('obstore')}"
+"""The User-Agent of this transport's requests."""
+
+REQUEST_TIMEOUT = 300.0
+"""Seconds a whole request may take (object_store's ``timeout``; its default is 30, short
+for an 8 MiB part on a slow link). Silence is bounded by ``READ_TIMEOUT`` as on s3fs."""
+
+# storage_options this transport understands; anything else is s3fs's alone.
+MAPPED = frozenset(
+    {
+        "endpoint_url",
+        "key",
+        "secret",
+        "token",
+        "anon",
+        "region",
+        "profile",
+        "requester_pays",
+        "use_ssl",
+        "client_kwargs",
+        # fsspec's own caching options: nothing to map, nothing lost
+        "skip_instance_cache",
+        "use_listings_cache",
+        "listings_expiry_time",
+        "max_paths",
+    }
+)
+MAPPED_CLIENT_KWARGS = frozenset({"endpoint_url", "region_name"})
+
+_RUNTIME_PID: int | None = None
+"""The process whose Tokio runtime obstore's requests ran on (see "fork()" above)."""
+
+
+def available() -> bool:
+    """obstore is installed."""
+    try:
+        import obstore  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+def unmapped(options: dict[str, Any]) -> list[str]:
+    """The storage_options this transport cannot honour (sorted; empty if none)."""
+    names = sorted(set(options) - MAPPED)
+    client = options.get("client_kwargs")
+    if isinstance(client, dict):
+        names += [f"client_kwargs[{k!r}]" for k in sorted(set(client) - MAPPED_CLIENT_KWARGS)]
+    return names
+
+
+def _runtime_usable() -> bool:
+    """False in a child forked after its parent started obstore's runtime."""
+    return _RUNTIME_PID is None or os.getpid() == _RUNTIME_PID
+
+
+def _message(exc: BaseException) -> str:
+    return str(exc)
+
+
+class _BotocoreCredentials:
+    """obstore credentials from botocore's chain (env, config and credential files,
+    profiles, SSO, containers, instance roles), resolved on the first request and again
+    when they expire: what s3fs would have used."""
+
+    def __init__(self, profile: str | None) -> None:
+        self.profile = profile
+        self._credentials: Any = None
+
+    def __call__(self) -> dict[str, Any]:
+        if self._credentials is None:
+            import botocore.session
+
+            session = botocore.session.Session(profile=self.profile)
+            self._credentials = session.get_credentials()
+            if self._credentials is None:
+                raise ConfigurationError(
+                    "no AWS credentials found (environment, ~/.aws, instance role); give "
+                    "storage_options key/secret, a profile, or anon=True for a public bucket"
+                )
+        frozen = self._credentials.get_frozen_credentials()
+        expiry = getattr(self._credentials, "_expiry_time", None)
+        return {
+            "access_key_id": frozen.access_key,
+            "secret_access_key": frozen.secret_key,
+            "token": frozen.token,
+            "expires_at": expiry if isinstance(expiry, datetime.datetime) else None,
+        }
+
+
+def _region_of_profile(profile: str | None) -> str | None:
+    import botocore.session
+
+    region = botocore.session.Session(profile=profile).get_config_variable("region")
+    return str(region) if region else None
+
+
+class ObstoreS3BlobStore(S3BlobStore):
+    """Objects in ``s3://bucket/prefix``, the hot requests sent by obstore."""
+
+    transport = "obstore"
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        names = unmapped(self.storage_options)
+        if names:
+            raise ConfigurationError(
+                f"storage_options {names} are s3fs's alone: open {self.url} with "
+                "storage_options['transport'] = 's3fs' (or leave 'transport' unset)"
+            )
+        self._settings = self._obstore_settings()
+        self._ob: Any = None
+        self._ob_pid = 0
+
+    def _obstore_settings(self) -> dict[str, Any]:
+        """S3Store's keyword arguments, from the storage_options (no I/O)."""
+        options = self.storage_options
+        client = options.get("client_kwargs") or {}
+        config: dict[str, Any] = {}
+        endpoint = options.get("endpoint_url") or client.get("endpoint_url")
+        if endpoint is None:
+            endpoint = next((os.environ[v] for v in self.endpoint_env if os.environ.get(v)), None)
+        if endpoint:
+            config["endpoint"] = str(endpoint).rstrip("/")
+        region = options.get("region") or client.get("region_name")
+        if options.get("anon"):
+            config["skip_signature"] = True
+        credentials = None
+        if options.get("key") or options.get("secret"):
+            config["access_key_id"] = options.get("key") or ""
+            config["secret_access_key"] = options.get("secret") or ""
+            if options.get("token"):
+                config["session_token"] = options["token"]
+        elif not options.get("anon"):
+            credentials = _BotocoreCredentials(options.get("profile"))
+            if region is None and not (
+                os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION")
+            ):
+                region = _region_of_profile(options.get("profile"))
+        if region:
+            config["region"] = region
+        if options.get("requester_pays"):
+            config["request_payer"] = True
+        allow_http = bool(endpoint and str(endpoint).startswith("http://"))
+        if options.get("use_ssl") is False:
+            allow_http = True
+        return {
+            "config": config,
+            "credential_provider": credentials,
+            "client_options": {
+                "allow_http": allow_http,
+                "connect_timeout": datetime.timedelta(seconds=CONNECT_TIMEOUT),
+                "read_timeout": datetime.timedelta(seconds=READ_TIMEOUT),
+                "timeout": datetime.timedelta(seconds=REQUEST_TIMEOUT),
+                "user_agent": USER_AGENT,
+            },
+            "retry_config": {
+                "max_retries": ATTEMPTS - 1,
+                "retry_timeout": datetime.timedelta(seconds=60),
+                "backoff": {
+                    "init_backoff": datetime.timedelta(milliseconds=100),
+                    "max_backoff": datetime.timedelta(seconds=2),
+                    "base": 2,
+                },
+            },
+        }
+
+    def _fast(self) -> Any | None:
+        """The obstore store for this process, or None where the s3fs transport must
+        serve (a child forked after its parent used obstore)."""
+        global _RUNTIME_PID
+        if not _runtime_usable():
+            return None
+        if self._ob is None or self._ob_pid != os.getpid():
+            from obstore.store import S3Store
+
+            settings = {k: v for k, v in self._settings.items() if v is not None}
+            try:
+                self._ob = S3Store(self.bucket, prefix=self.prefix or None, **settings)
+            except Exception as exc:  # obstore validates the configuration here
+                raise ConfigurationError(f"bad storage_options for {self.url}: {exc}") from exc
+            self._ob_pid = os.getpid()
+        _RUNTIME_PID = os.getpid()
+        return self._ob
+
+    async def close(self) -> None:
+        self._ob = None  # obstore keeps no session to close; its pool goes with the store
+        await super().close()
+
+    # -- the requests obstore sends ---------------------------------------------------------
+
+    async def _read(self, store: Any, path: str, start: int, end: int | None) -> Blob | None:
+        """One GetObject of bytes [start, end) (the whole object if end is None)."""
+        import obstore
+        from obstore.exceptions import NotFoundError
+
+        missing = (NotFoundError, FileNotFoundError)  # obstore raises the builtin
+
+        options: Any = None if end is None else {"range": (start, end)}
+        try:
+            result = await obstore.get_async(store, path, options=options)
+            data = await result.bytes_async()
+        except missing as exc:
+            if "NoSuchBucket" in _message(exc):
+                raise  # a wrong bucket is an error, not an empty store
+            return None
+        return Blob(bytes(data), str(result.meta["e_tag"]))
+
+    async def _get(self, path: str, head: int | None = None) -> Blob | None:
+        store = self._fast()
+        if store is None:
+            return await super()._get(path, head)
+        if head is None:
+            return await self._read(store, path, 0, None)
+        try:
+            return await self._read(store, path, 0, max(head, 1))
+        except Exception as exc:
+            if not _invalid_range(exc):
+                raise
+            return await self._read(store, path, 0, None)  # 416: an empty object
+
+    async def _get_range(self, path: str, start: int, size: int) -> Blob | None:
+        store = self._fast()
+        if store is None:
+            return await super()._get_range(path, start, size)
+        try:
+            return await self._read(store, path, start, start + size)
+        except Exception as exc:
+            if not _invalid_range(exc):
+                raise
+        # 416: the range starts at or past the object's end - nothing to read there.
+        head = await self._get(path, 1)
+        return None if head is None else Blob(b"", head.tag)
+
+    async def _put(self, path: str, data: bytes) -> str:
+        store = self._fast()
+        if store is None:
+            return await super()._put(path, data)
+        import obstore
+
+        result = await obstore.put_async(store, path, data, mode="overwrite", use_multipart=False)
+        return str(result["e_tag"])
+
+    async def _put_if_absent(self, path: str, data: bytes) -> str | None:
+        store = self._fast()
+        if store is None:
+            return await super()._put_if_absent(path, data)
+        import obstore
+        from obstore.exceptions import AlreadyExistsError, PreconditionError
+
+        try:
+            result = await self._resend_on_conflict(
+                lambda: obstore.put_async(store, path, data, mode="create", use_multipart=False)
+            )
+        except (AlreadyExistsError, PreconditionError):
+            return None
+        return str(result["e_tag"])
+
+    async def _put_if_match(self, path: str, data: bytes, tag: str) -> str | None:
+        store = self._fast()
+        if store is None:
+            return await super()._put_if_match(path, data, tag)
+        import obstore
+        from obstore.exceptions import NotFoundError, PreconditionError
+
+        missing = (NotFoundError, FileNotFoundError)  # obstore raises the builtin
+
+        try:
+            result = await self._resend_on_conflict(
+                lambda: obstore.put_async(
+                    store, path, data, mode={"e_tag": tag}, use_multipart=False
+                )
+            )
+        except (PreconditionError, *missing):
+            return None
+        return str(result["e_tag"])
+
+    async def _resend_on_conflict(self, send: Callable[[], Awaitable[T]]) -> T:
+        """A conditional request, sent again after ``409 ConditionalRequestConflict`` (see
+        :meth:`S3BlobStore._conditional`: not applied, so sending it again is safe). For a
+        ``put_if_match`` object_store also resends a 409 itself (within ``ATTEMPTS``)."""
+        for attempt in range(CONFLICT_ATTEMPTS):
+            try:
+                return await send()
+            except Exception as exc:
+                if "ConditionalRequestConflict" not in _message(exc):
+                    raise
+                if attempt + 1 == CONFLICT_ATTEMPTS:
+                    # object_store reports the 409 as AlreadyExistsError: re-raised as is,
+                    # it would read as a refusal ("exists"), not as a write never applied.
+                    raise ConditionalRequestConflict(_message(exc)) from exc
+                self.stats.add("s3.conditional_conflicts")
+                await asyncio.sleep(self.CONFLICT_DELAY * 2**attempt * random.uniform(0.5, 1.0))
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    async def _delete(self, path: str) -> None:
+        store = self._fast()
+        if store is None:
+            return await super()._delete(path)
+        import obstore
+        from obstore.exceptions import NotFoundError
+
+        missing = (NotFoundError, FileNotFoundError)  # obstore raises the builtin
+
+        try:
+            await obstore.delete_async(store, path)
+        except missing as exc:
+            if "NoSuchBucket" in _message(exc):
+                raise
+
+    async def _delete_many(self, paths: Sequence[str]) -> None:
+        """One DeleteObjects for at most 1000 paths (object_store's bulk delete; a key S3
+        refused raises, naming it; a missing key is not a failure)."""
+        store = self._fast()
+        if store is None:
+            return await super()._delete_many(paths)
+        import obstore
+
+        await obstore.delete_async(store, list(paths))
+
+    async def _list_after(
+        self, prefix: str, start_after: str | None, page_size: int | None
+    ) -> AsyncIterator[list[str]]:
+        store = self._fast()
+        if store is None:
+            async for paths in super()._list_after(prefix, start_after, page_size):
+                yield paths
+            return
+        import obstore
+
+        # object_store lists by path segments ("v/a" lists "v/a/...", not "v/ab"): a
+        # prefix that ends inside a name is listed from its directory, starting just
+        # before the prefix, until the first path past it (paths come sorted).
+        directory, slash, stem = prefix.rpartition("/")
+        offset = start_after
+        if stem:
+            floor = just_before(prefix)
+            offset = floor if offset is None else max(offset, floor)
+        size = min(page_size, PAGE) if page_size else PAGE
+        stream = obstore.list(store, directory + slash or None, offset=offset, chunk_size=size)
+
+        async def next_page() -> Sequence[Any] | None:
+            try:
+                return await stream.__anext__()
+            except StopAsyncIteration:
+                return None
+
+        fetched = 0  # paths the listing's answers held so far
+        while True:
+            # object_store asks for 1000 keys per ListObjectsV2 and cuts the answers into
+            # pages of `size`: requests are counted by the answers it needed, not pages.
+            page = await self._call("list", prefix, next_page, counter="s3.list_pages")
+            held = fetched + (0 if page is None else len(page))
+            answers = max(1, -(-held // PAGE)) - (-(-fetched // PAGE) if fetched else 0)
+            if answers > 0:
+                self.stats.add("requests.list", answers)
+            if page is None:
+                return
+            fetched = held
+            paths = [str(meta["path"]) for meta in page]
+            found = [p for p in paths if p.startswith(prefix)]
+            if start_after is not None:
+                found = [p for p in found if p > start_after]
+            past = bool(paths) and paths[-1] > prefix and not paths[-1].startswith(prefix)
+            if found or page_size is None:
+                yield found
+            if past or len(page) < size:
+                return
+
+    def _list(self, prefix: str) -> AsyncIterator[list[str]]:
+        return self._list_after(prefix, None, None)
+
+
+class ConditionalRequestConflict(OSError):
+    """S3's ``409 ConditionalRequestConflict`` after ``CONFLICT_ATTEMPTS`` sends: the write
+    was not applied (kvstore's retry sees it as transient and not ambiguous)."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.response = {
+            "Error": {"Code": "ConditionalRequestConflict", "Message": message},
+            "ResponseMetadata": {"HTTPStatusCode": 409},
+        }
+
+
+def just_before(prefix: str) -> str:
+    """A string below ``prefix`` and above almost every string below it (in code point
+    order, which is S3's UTF-8 byte order): where a listing of paths starting with
+    ``prefix`` can start without reading the siblings before them."""
+    last = ord(prefix[-1])
+    if last == 0:
+        return prefix[:-1]
+    return prefix[:-1] + chr(last - 1) + "\U0010ffff"
+
+
+def _invalid_range(exc: BaseException) -> bool:
+    """S3's 416 (InvalidRange), which obstore reports as a generic error."""
+    text = _message(exc)
+    return "InvalidRange" in text or "416" in text
