@@ -34,6 +34,7 @@ SCENARIOS = {
     "S11": "s11_seaweedfs",
     "S12": "s12_redis_incr",
     "S13": "s13_sessions",
+    "S14": "s14_transports",
 }
 
 RESULTS = Path(__file__).resolve().parent / "results.json"
