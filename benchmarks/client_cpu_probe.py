@@ -1,13 +1,17 @@
-"""Client CPU per S3 request: kvstore's S3 backend as configured, against the same backend
-with botocore's defaults restored (per-request User-Agent rebuild, parameter validation,
-dateutil date parsing), on SeaweedFS on loopback. Issue 16's first step; the full rows
-(obstore, s3fs, moto) are still to come.
+"""Client CPU per S3 request of kvstore's blob layer, by transport, against raw obstore,
+on SeaweedFS on loopback (issue 16):
+
+* kvstore's obstore transport (the default);
+* kvstore's s3fs transport as configured (fixed User-Agent, no parameter validation,
+  standard-library date parsing);
+* the s3fs transport with botocore's defaults restored;
+* obstore's own ``put_async``/``get_async``, the floor a Python client of object_store has.
 
     python -m benchmarks.client_cpu_probe [--requests 1000] [--rounds 3]
 
 Each round: 1000 PUTs of 1 KiB, then 1000 GETs of them, 32 in flight; the number is this
-process's CPU time (kvstore, botocore, aiohttp; not the server's) per request, the median
-of interleaved rounds of both configurations.
+process's CPU time (every thread: kvstore, botocore, aiohttp, obstore's Rust runtime; not
+the server's) per request, the median of interleaved rounds of every configuration.
 """
 
 from __future__ import annotations
@@ -25,6 +29,39 @@ from kvstore.stats import Stats
 BOTOCORE_DEFAULTS: dict[str, Any] = {
     "config_kwargs": {"user_agent": None, "parameter_validation": True},
 }
+
+
+async def _raw_obstore_round(server: Any, url: str, n: int) -> float:
+    import obstore
+    from obstore.store import S3Store
+
+    bucket, _, prefix = url.removeprefix("s3://").partition("/")
+    store = S3Store(
+        bucket,
+        prefix=prefix,
+        endpoint=server.endpoint_url,
+        access_key_id=server.access_key,
+        secret_access_key=server.secret_key,
+        region=server.region,
+        client_options={"allow_http": True},
+    )
+    data = os.urandom(1024)
+    gate = asyncio.Semaphore(32)
+
+    async def put(i: int) -> None:
+        async with gate:
+            await obstore.put_async(store, f"k{i}", data)
+
+    async def get(i: int) -> None:
+        async with gate:
+            result = await obstore.get_async(store, f"k{i}")
+            bytes(await result.bytes_async())
+
+    await asyncio.gather(*(put(i) for i in range(32)))
+    started = time.process_time()
+    await asyncio.gather(*(put(i) for i in range(n)))
+    await asyncio.gather(*(get(i) for i in range(n)))
+    return (time.process_time() - started) / (2 * n) * 1000
 
 
 async def _round(url: str, options: dict[str, Any], n: int) -> float:
@@ -63,16 +100,29 @@ def main() -> None:
     with SeaweedFS(buckets=("cpu-probe",)) as server:
         url = server.url_for("cpu-probe", "probe")
         base = dict(server.storage_options)
-        defaults = {**base, "session": None, **BOTOCORE_DEFAULTS}
-        kvstore_ms: list[float] = []
-        botocore_ms: list[float] = []
+        configurations: dict[str, Any] = {
+            "kvstore, obstore transport (default)": {**base, "transport": "obstore"},
+            "kvstore, s3fs transport": {**base, "transport": "s3fs"},
+            "kvstore, s3fs with botocore's defaults": {
+                **base,
+                "transport": "s3fs",
+                "session": None,
+                **BOTOCORE_DEFAULTS,
+            },
+            "obstore put_async/get_async (raw)": None,
+        }
+        spent: dict[str, list[float]] = {name: [] for name in configurations}
         for _ in range(args.rounds):
-            kvstore_ms.append(asyncio.run(_round(url, base, args.requests)))
-            botocore_ms.append(asyncio.run(_round(url, defaults, args.requests)))
-        ours, theirs = statistics.median(kvstore_ms), statistics.median(botocore_ms)
+            for name, options in configurations.items():
+                if options is None:
+                    spent[name].append(asyncio.run(_raw_obstore_round(server, url, args.requests)))
+                else:
+                    spent[name].append(asyncio.run(_round(url, options, args.requests)))
+        floor = statistics.median(spent["obstore put_async/get_async (raw)"])
         print(f"client CPU per request, median of {args.rounds} interleaved rounds:")
-        print(f"  kvstore's S3 backend:        {ours:.2f} ms")
-        print(f"  with botocore's defaults:    {theirs:.2f} ms  ({ours / theirs:.2f}x)")
+        for name, values in spent.items():
+            ms = statistics.median(values)
+            print(f"  {name:42s} {ms:.2f} ms  ({ms / floor:.2f}x raw obstore)")
 
 
 if __name__ == "__main__":

@@ -158,7 +158,11 @@ async def _run(ctx: Context, server: Any, obs: Any) -> list[Row]:
             await _bounded([lambda p=p: get(p) for p in paths])
 
         async def s3fs_mget() -> None:
-            await _bounded([lambda p=p: fs._cat_file(f"{BUCKET}/{p}") for p in paths])
+            # max_concurrency=1: one GetObject per key (s3fs's default of 10 sends a HEAD
+            # for the size first: two requests per key, which would flatter kvstore)
+            await _bounded(
+                [lambda p=p: fs._cat_file(f"{BUCKET}/{p}", max_concurrency=1) for p in paths]
+            )
 
         await obs_mget()
         await s3fs_mget()
