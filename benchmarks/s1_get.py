@@ -30,6 +30,22 @@ BASELINE = "redis-py GET (default client), same server, same 1 KiB value"
 PLANNED = [
     Planned("S1", "warm get, blocking KVStore vs redis.Redis GET", 1.3, "<=", "x", BASELINE),
     Planned("S1.async", "warm get, AsyncKVStore vs redis.asyncio GET", 1.3, "<=", "x", BASELINE),
+    Planned(
+        "S1.async.floor",
+        "warm get: the invariants' floor (bare loop) vs redis.asyncio GET",
+        None,
+        "<=",
+        "x",
+        BASELINE,
+    ),
+    Planned(
+        "S1.async.over_floor",
+        "warm get, AsyncKVStore vs its floor",
+        1.3,
+        "<=",
+        "x",
+        "the invariants alone: MGET [generation, entry], generation + CRC-32 + copy (S2's)",
+    ),
 ]
 
 
@@ -102,7 +118,7 @@ def sync_face(ctx: Context, server: Any) -> Row:
     )
 
 
-async def async_face(ctx: Context, server: Any) -> Row:
+async def async_face(ctx: Context, server: Any) -> list[Row]:
     value = data.sized_json(VALUE_SIZE)
     calls = ctx.size(2000, 3000)
     reps = ctx.size(7, 11)
@@ -131,25 +147,42 @@ async def async_face(ctx: Context, server: Any) -> Row:
                 await get("plain:session:1")
             return (time.perf_counter() - started) / calls
 
+        from .s2_mget import verified, wire_keys
+
+        wire = wire_keys(store._values, ["session:1"])
+        assert verified(await plain.mget(wire)) == [value]
+
+        async def floor() -> float:
+            mget = plain.mget
+            started = time.perf_counter()
+            for _ in range(calls):
+                verified(await mget(wire))
+            return (time.perf_counter() - started) / calls
+
         with counting(store) as req:
-            times = await ainterleave(reps, {"kvstore": kv, "redis-py": base})
+            times = await ainterleave(reps, {"kvstore": kv, "redis-py": base, "floor": floor})
     await plain.aclose()
-    kv_t, base_t = median(times["kvstore"]), median(times["redis-py"])
-    log(f"S1 async: kvstore {kv_t * 1e6:.1f} us, redis.asyncio {base_t * 1e6:.1f} us")
-    return PLANNED[1].row(
-        kv_t / base_t,
-        requests={"object_store": req["total"]},
-        details={
-            "kvstore_us": kv_t * 1e6,
-            "baseline_us": base_t * 1e6,
-            "calls_per_rep": calls,
-            "reps": reps,
-        },
+    kv_t, base_t, floor_t = (median(times[n]) for n in ("kvstore", "redis-py", "floor"))
+    log(
+        f"S1 async: kvstore {kv_t * 1e6:.1f} us, redis.asyncio {base_t * 1e6:.1f} us, "
+        f"floor {floor_t * 1e6:.1f} us"
     )
+    details = {
+        "kvstore_us": kv_t * 1e6,
+        "baseline_us": base_t * 1e6,
+        "floor_us": floor_t * 1e6,
+        "calls_per_rep": calls,
+        "reps": reps,
+    }
+    return [
+        PLANNED[1].row(kv_t / base_t, requests={"object_store": req["total"]}, details=details),
+        PLANNED[2].row(floor_t / base_t, details=details),
+        PLANNED[3].row(kv_t / floor_t, details=details),
+    ]
 
 
 def run(ctx: Context) -> list[Row]:
     import asyncio
 
     server = ctx.redis()
-    return [sync_face(ctx, server), asyncio.run(async_face(ctx, server))]
+    return [sync_face(ctx, server), *asyncio.run(async_face(ctx, server))]

@@ -34,6 +34,7 @@ from .latency import LatencyMemoryFS, Space, latency_store
 
 ID = "S3"
 DEFAULT = kvstore.DEFAULT_CONCURRENCY
+SAME = 1280  # FSMap.getitems -> fs.cat of a list: fsspec's batch_size, all at once
 TITLE = "cold mget of 1000 keys (latency model; moto S3)"
 KEYS = 1000
 VALUE_SIZE = 1024
@@ -50,6 +51,14 @@ PLANNED = [
         GETITEMS,
     ),
     Planned("S3.c", "cold mget x1000 vs FSMap.getitems (concurrency=32)", 1.0, "<=", "x", GETITEMS),
+    Planned(
+        "S3.b.same",
+        f"cold mget x1000 vs FSMap.getitems, kvstore at getitems' {SAME} in flight",
+        1.0,
+        "<=",
+        "x",
+        GETITEMS,
+    ),
     Planned(
         "S3.d",
         "cold mget x1000: object requests (exactly 1000 GET, no LIST)",
@@ -122,7 +131,13 @@ def run(ctx: Context) -> list[Row]:
     getitems()
     before = dict(fs.counts)
     times = interleave(
-        reps, {"kvdef": lambda: kv(DEFAULT), "kv32": lambda: kv(32), "getitems": getitems}
+        reps,
+        {
+            "kvdef": lambda: kv(DEFAULT),
+            "kv32": lambda: kv(32),
+            "kvsame": lambda: kv(SAME),
+            "getitems": getitems,
+        },
     )
     getitems_gets = (fs.counts["get"] - before.get("get", 0)) // reps
 
@@ -135,7 +150,7 @@ def run(ctx: Context) -> list[Row]:
     seq = (time.perf_counter() - started) * KEYS / len(seq_keys)
     scaled = " (timed on 200 keys, x5)" if len(seq_keys) < KEYS else ""
 
-    kvdef, kv32, base = (median(times[k]) for k in ("kvdef", "kv32", "getitems"))
+    kvdef, kv32, kvsame, base = (median(times[k]) for k in ("kvdef", "kv32", "kvsame", "getitems"))
     log(
         f"S3: kvstore {kvdef * 1e3:.0f} ms (c={DEFAULT}), {kv32 * 1e3:.0f} ms (c=32); "
         f"getitems {base * 1e3:.0f} ms; sequential {seq:.1f} s"
@@ -158,9 +173,14 @@ def run(ctx: Context) -> list[Row]:
             requests={"kvstore": requests[32], "baseline_get": getitems_gets},
             details={"kvstore_ms": kv32 * 1e3, "baseline_ms": base * 1e3, "reps": reps},
         ),
-        PLANNED[3].row(
+        PLANNED[4].row(
             req["total"] if req.get("get") == KEYS and not req.get("list") else -req["total"],
             requests=req,
+        ),
+        PLANNED[3].row(
+            kvsame / base,
+            requests={"kvstore": requests[SAME], "baseline_get": getitems_gets},
+            details={"kvstore_ms": kvsame * 1e3, "baseline_ms": base * 1e3, "reps": reps},
         ),
     ]
     rows.append(moto(ctx))
@@ -168,7 +188,7 @@ def run(ctx: Context) -> list[Row]:
 
 
 def moto(ctx: Context) -> Row:
-    planned = PLANNED[4]
+    planned = PLANNED[-1]
     try:
         server = ctx.s3()
     except Skip as exc:

@@ -412,11 +412,11 @@ def seal(data: bytes) -> bytes:
     return data + _CRC.pack(zlib.crc32(data))
 
 
-def unseal(entry: bytes) -> bytes:
+def unseal(entry: bytes | memoryview) -> bytes:
     """The data of a :func:`seal`-ed entry; CorruptDataError if the entry is damaged."""
     if len(entry) < _CRC.size or zlib.crc32(entry) != _CRC_RESIDUE:
         raise CorruptDataError("damaged cache entry")
-    return entry[: -_CRC.size]
+    return bytes(entry[: -_CRC.size])
 
 
 def pack_cached(payload: bytes, expires_at_ms: int, kind: int = STRING) -> bytes:
@@ -425,10 +425,13 @@ def pack_cached(payload: bytes, expires_at_ms: int, kind: int = STRING) -> bytes
     return b"".join((head, payload, _CRC.pack(zlib.crc32(payload, zlib.crc32(head)))))
 
 
-def unpack_cached(entries: Sequence[bytes | None]) -> tuple[list[Live | None], list[int]]:
+def unpack_cached(
+    entries: Sequence[bytes | memoryview | None],
+) -> tuple[list[Live | None], list[int]]:
     """Verify cache entries in the cache's form, in one pass (this is a cache hit's whole
     decoding cost): (values, indexes of damaged entries). A miss (None) and a cached
-    "missing" (b"") are None in values; so is a damaged entry, whose index is listed."""
+    "missing" (b"") are None in values; so is a damaged entry, whose index is listed.
+    Entries may be views (the Redis cache's): each payload is copied out once."""
     out: list[Live | None] = []
     damaged: list[int] = []
     crc32 = zlib.crc32
@@ -438,11 +441,11 @@ def unpack_cached(entries: Sequence[bytes | None]) -> tuple[list[Live | None], l
             out.append(None)
         elif (
             len(entry) >= CACHED_OVERHEAD
-            and entry.startswith(CACHED_TAG)
+            and entry[:3] == CACHED_TAG
             and STRING <= entry[3] <= LIST
             and crc32(entry) == _CRC_RESIDUE
         ):
-            out.append((entry[12:-4], expiry(entry, 4)[0], entry[3]))
+            out.append((bytes(entry[12:-4]), expiry(entry, 4)[0], entry[3]))
         else:
             out.append(None)
             damaged.append(i)

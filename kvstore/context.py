@@ -38,6 +38,7 @@ from . import aio
 from .blob import BlobStore
 from .blob.base import AmbiguousWriteError
 from .cache import Cache, Fill
+from .cache.base import Entry
 from .errors import CorruptDataError, KVStoreError
 from .layout import STORE_ID, Layout
 from .stats import Stats
@@ -48,8 +49,9 @@ S = TypeVar("S")
 Loaded = tuple[T, bytes | None, float]
 """What loading one missed key gives: (the item, the cache entry to fill or None to cache
 nothing, the entry's TTL in seconds)."""
-Unpack = Callable[[Sequence[bytes | None]], tuple[list[T | None], list[int]]]
-"""Cache entries (None = miss) -> (items, indexes of damaged entries)."""
+Unpack = Callable[[Sequence[Entry | None]], tuple[list[T | None], list[int]]]
+"""Cache entries (None = miss; bytes or views, see :data:`kvstore.cache.base.Entry`) ->
+(items, indexes of damaged entries)."""
 
 _STOP_WAIT_S = 10.0  # how long close() waits for cancelled background tasks to unwind
 
@@ -63,7 +65,7 @@ def each(decode: Callable[[bytes], T]) -> Unpack[T]:
     """An :data:`Unpack` from a per-entry decoder; an entry it cannot decode (it raises
     CorruptDataError, ValueError, TypeError ...) is damaged."""
 
-    def unpack(entries: Sequence[bytes | None]) -> tuple[list[T | None], list[int]]:
+    def unpack(entries: Sequence[Entry | None]) -> tuple[list[T | None], list[int]]:
         out: list[T | None] = []
         damaged: list[int] = []
         for i, entry in enumerate(entries):
@@ -71,7 +73,7 @@ def each(decode: Callable[[bytes], T]) -> Unpack[T]:
                 out.append(None)
                 continue
             try:
-                out.append(decode(entry))
+                out.append(decode(entry if type(entry) is bytes else bytes(entry)))
             except Exception:
                 out.append(None)
                 damaged.append(i)
@@ -328,7 +330,7 @@ class StoreContext:
         *,
         immutable: bool = False,
         usable: Callable[[T], bool] | None = None,
-        known: Sequence[bytes | None] | None = None,
+        known: Sequence[Entry | None] | None = None,
         cache_keys: Sequence[str] | None = None,
     ) -> list[T | None]:
         """Items for ``names`` (object paths or cache-only names), through the cache.
@@ -351,10 +353,10 @@ class StoreContext:
                 await self.resources.identify()
             prefix = self.cache_prefix
             cache_keys = [prefix + n for n in names]
-        entries: list[bytes | None]
+        entries: list[Entry | None]
         if known is None:
             lookup = await self.cache_safely(self.cache.lookup(cache_keys), None)
-            entries = lookup.values if lookup is not None else [None] * len(cache_keys)
+            entries = list(lookup.values) if lookup is not None else [None] * len(cache_keys)
         else:
             entries = list(known)
             ask = [i for i, entry in enumerate(entries) if entry is None]

@@ -630,6 +630,39 @@ def test_hung_redis_costs_one_timeout_then_milliseconds(
     assert unreachable() == 1
 
 
+@pytest.mark.parametrize("wait", [0.05, 0.005])
+def test_a_write_against_a_hung_redis_pays_the_invalidation_wait(
+    make_target: Any, own_redis: Any, wait: float
+) -> None:
+    """Past an open breaker each write still tries its invalidation, for at most
+    ``invalidation_wait``; after the resume, every client reads the last write."""
+    cache = rcache(own_redis.url, socket_timeout=0.2, breaker_interval=5.0, invalidation_wait=wait)
+    target = make_target("memory")
+    with target.open(cache=cache) as store:
+        store.set("k", "0")
+        assert store.get("k") == b"0"
+        own_redis.pause()
+        try:
+            assert store.get("k") == b"0"  # opens the breaker (one timeout)
+            costs = []
+            for i in range(1, 11):
+                started = time.monotonic()
+                store.set("k", str(i))
+                costs.append(time.monotonic() - started)
+            assert store.stats()["cache"]["invalidations_past_open_breaker"] >= 10
+            assert min(costs) >= wait * 0.9, costs  # it did wait for Redis
+            assert max(costs) < wait + 0.1, costs  # and no longer
+        finally:
+            own_redis.resume()
+        assert store.get("k") == b"10"
+
+
+def test_invalidation_wait_is_checked() -> None:
+    for bad in (-1, "1", None):
+        with pytest.raises(kvstore.ConfigurationError, match="invalidation_wait"):
+            kvstore.RedisCache("redis://127.0.0.1:1", invalidation_wait=bad)
+
+
 def test_concurrent_calls_against_a_hung_redis(make_target: Any, own_redis: Any) -> None:
     """Many calls in flight when Redis hangs: one timeout of wall time, one outage."""
     target = make_target("memory")

@@ -187,14 +187,16 @@ class Versions:
         paths = [self.ctx.layout.version(directory, v) for v in versions]
         names = [name for path in paths for name in (path, self.info_key(path))]
 
-        def unpack(entries: Sequence[bytes | None]) -> tuple[list[ArtifactInfo | None], list[int]]:
+        def unpack(
+            entries: Sequence[bytes | memoryview | None],
+        ) -> tuple[list[ArtifactInfo | None], list[int]]:
             out: list[ArtifactInfo | None] = []
             damaged: list[int] = []
             for i, entry in enumerate(entries):
                 item = None
                 if entry is not None:
                     try:
-                        item = self._cached_info(entry, key, versions[i // 2], paths[i // 2])
+                        item = self._cached_info(bytes(entry), key, versions[i // 2], paths[i // 2])
                     except Exception:
                         damaged.append(i)
                 out.append(item)

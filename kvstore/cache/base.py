@@ -25,12 +25,17 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
+Entry = bytes | memoryview
+"""A cached entry as a lookup returns it: bytes, or a read-only view into what the cache
+received (the Redis cache's entries are views past its generation prefix: a warm
+1000-key ``mget`` makes no copy of them). Decode it; keep ``bytes(entry)``, never the view."""
+
 
 @dataclass(frozen=True)
 class Lookup:
     """Cached values (None = miss) in key order, and the ticket for filling the misses."""
 
-    values: list[bytes | None]
+    values: Sequence[Entry | None]
     ticket: Any
 
 
@@ -52,7 +57,7 @@ class Cache(ABC):
     @abstractmethod
     async def lookup(self, keys: Sequence[str]) -> Lookup: ...
 
-    def lookup_now(self, keys: Sequence[str]) -> list[bytes | None] | None:
+    def lookup_now(self, keys: Sequence[str]) -> Sequence[Entry | None] | None:
         """Cached values (None = miss) read in the calling thread, without the event loop:
         the blocking face answers cache hits this way. None when this cache cannot answer
         so right now (no such path, an outage, a generation to check); the caller then

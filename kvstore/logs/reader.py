@@ -181,13 +181,14 @@ class LogReader:
             return loaded
 
         def unpack(
-            entries: Sequence[bytes | None],
+            entries: Sequence[bytes | memoryview | None],
         ) -> tuple[list[codec.Envelope | None], list[int]]:
             out: list[codec.Envelope | None] = []
             damaged: list[int] = []
             for i, entry in enumerate(entries):
                 try:
-                    out.append(None if entry is None else codec.decode(entry, bound=paths[i]))
+                    decoded = None if entry is None else codec.decode(bytes(entry), bound=paths[i])
+                    out.append(decoded)
                 except CorruptDataError:
                     out.append(None)
                     damaged.append(i)

@@ -33,8 +33,9 @@ Lua script. How staleness is prevented:
 
 A dead or hung Redis costs reads at most one timeout (``socket_timeout``) per
 ``breaker_interval`` per process; writes still attempt their invalidation through an open
-breaker (at most ``FORCED_INVALIDATION_TIMEOUT`` each, so a client that noticed an outage
-cannot leave a stale entry behind once Redis answers again). One warning per outage.
+breaker (at most ``invalidation_wait`` each, 50 ms by default, so a client that noticed an
+outage cannot leave a stale entry behind once Redis answers again; README states the
+trade-off a shorter wait makes during a hang). One warning per outage.
 """
 
 from __future__ import annotations

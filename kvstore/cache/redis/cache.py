@@ -17,7 +17,7 @@ from typing import Any, TypeVar
 
 from ...aio import within
 from ...errors import ConfigurationError
-from ..base import Cache, Fill, Lookup
+from ..base import Cache, Entry, Fill, Lookup
 from .breaker import CircuitBreaker
 from .connections import RedisConnections, _client_url
 from .scripts import (
@@ -41,7 +41,8 @@ VERSION_TTL_MS = 3_600_000
 read takes longer than this could refill an old value; reads that slow are refused below."""
 _MAX_FILL_AGE = VERSION_TTL_MS / 1000 / 2
 FORCED_INVALIDATION_TIMEOUT = 0.05
-"""The longest a write waits for its invalidation while the breaker is open (seconds)."""
+"""The longest a write waits for its invalidation while the breaker is open (seconds), by
+default (``RedisCache(invalidation_wait=...)``; README, "Redis down, hung...": the trade-off)."""
 _MAX_UNDELIVERED = 100_000  # beyond this, only the generation bump repairs (it always does)
 
 
@@ -64,6 +65,7 @@ class RedisCache(RedisConnections, Cache):
         breaker_interval: float = 1.0,
         max_entry_bytes: int = 1 << 20,
         max_connections: int = 64,
+        invalidation_wait: float = FORCED_INVALIDATION_TIMEOUT,
     ) -> None:
         import redis.asyncio  # noqa: F401 - fail at open time if the extra is missing
 
@@ -75,8 +77,16 @@ class RedisCache(RedisConnections, Cache):
         ):
             if not isinstance(value, (int, float)) or value <= 0:
                 raise ConfigurationError(f"{name} must be seconds > 0, not {value!r}")
+        if not isinstance(invalidation_wait, (int, float)) or not invalidation_wait >= 0:
+            raise ConfigurationError(
+                f"invalidation_wait must be seconds >= 0, not {invalidation_wait!r}"
+            )
         self.socket_timeout = float(socket_timeout)
         self.connect_timeout = float(connect_timeout)
+        self.invalidation_wait = float(invalidation_wait)
+        """How long a write waits for its invalidation past an open breaker: what a write
+        costs while Redis hangs, and the hangs after which no reader can be served what
+        the write replaced (those that end within it)."""
         self.max_entry_bytes = max_entry_bytes
         self.max_connections = max_connections
         self.breaker = CircuitBreaker(breaker_interval)
@@ -106,7 +116,7 @@ class RedisCache(RedisConnections, Cache):
         """Run a Redis call under the breaker; None (and the cache marked dirty) on failure.
 
         An open breaker skips reads and fills, but never an invalidation: a write's
-        invalidation is always attempted (within ``FORCED_INVALIDATION_TIMEOUT``; a refused
+        invalidation is always attempted (within ``invalidation_wait``; a refused
         connection fails at once, a hung Redis costs each write that much). Otherwise,
         between Redis's return and this client's next probe, another client that already
         recovered could serve an entry this write has made stale. If the attempt succeeds
@@ -118,7 +128,7 @@ class RedisCache(RedisConnections, Cache):
                 self.counters["bypasses"] += 1
                 return None
             self.counters["invalidations_past_open_breaker"] += 1
-            bound = min(self.socket_timeout, FORCED_INVALIDATION_TIMEOUT)
+            bound = min(self.socket_timeout, self.invalidation_wait)
 
         async def attempt() -> T:
             await self._connected()
@@ -190,7 +200,7 @@ class RedisCache(RedisConnections, Cache):
 
     # -- the cache protocol ----------------------------------------------------------------
 
-    async def _lookup(self, keys: Sequence[str]) -> tuple[list[bytes | None], Any]:
+    async def _lookup(self, keys: Sequence[str]) -> tuple[list[Entry | None], Any]:
         """One MGET of the generation and the entries; for the misses only, a second MGET
         of their invalidation tokens (the ticket). A token is read before the caller reads
         the object store, which is all the stale-fill guard needs, and a full hit sends and
@@ -215,7 +225,7 @@ class RedisCache(RedisConnections, Cache):
             versions = {key: token or b"" for key, token in zip(misses, tokens, strict=True)}
         return found, (generation, versions, time.monotonic())
 
-    def lookup_now(self, keys: Sequence[str]) -> list[bytes | None] | None:
+    def lookup_now(self, keys: Sequence[str]) -> list[Entry | None] | None:
         """The hit path of :meth:`lookup` on a blocking connection in the caller's thread:
         one MGET of the generation and the entries, about what a redis-py ``MGET`` costs.
 

@@ -12,6 +12,8 @@ from __future__ import annotations
 import functools
 from collections.abc import Sequence
 
+from ..base import Entry
+
 GENERATION_KEY = "kvstore:generation"
 _RUN_ID_LEN = 16
 _GEN_LEN = 32  # run_id prefix + 16 random hex digits
@@ -52,9 +54,10 @@ def _version_key(key: str) -> str:
     return f"{{{key}}}:v"
 
 
-def _entries_of(values: Sequence[bytes | None], generation: bytes) -> list[bytes | None]:
-    """The entries filled under ``generation`` (without it); None for the rest."""
+def _entries_of(values: Sequence[bytes | None], generation: bytes) -> list[Entry | None]:
+    """The entries filled under ``generation`` (views past it: no copy of the 1 KiB a
+    value entry holds, which costs more than the rest of a hit); None for the rest."""
     return [
-        data[_GEN_LEN:] if data is not None and data.startswith(generation) else None
+        memoryview(data)[_GEN_LEN:] if data is not None and data.startswith(generation) else None
         for data in values
     ]
