@@ -201,10 +201,12 @@ def _s3(
             **(client if isinstance(client, dict) else {}),
             "region_name": region,
         }
+    bucket, _, prefix = rest.partition("/")
     if transport == "auto":
         fits = s3_obstore.available() and not s3_obstore.unmapped(options)
+        # a prefix object_store cannot name (an empty or '.' segment: "s3://b/x//y")
+        fits = fits and s3_obstore.parsable(prefix.strip("/"))
         transport = "obstore" if fits else "s3fs"
-    bucket, _, prefix = rest.partition("/")
     if transport == "obstore":
         return s3_obstore.ObstoreS3BlobStore(bucket, prefix, options, retry=retry, stats=stats)
     return S3BlobStore(bucket, prefix, options, retry=retry, stats=stats)

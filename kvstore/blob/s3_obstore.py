@@ -20,6 +20,15 @@ transports"). Which request does what:
   (obstore signs no ``response-content-type``). None of them is on a hot path: expiry
   and compare-and-delete of values, a log's settle, presigned URLs.
 
+**Errors.** obstore's messages are long (the whole answer twice, and a "Debug source"
+dump of its error) and name the object, so S3's error code is never looked for in them as a
+substring (a key named ``NoSuchBucket`` is not a missing bucket): :func:`failure_of` reads
+the status, S3's ``Code``/``Message`` and the request from the dump, and an error leaving a
+primitive is an :class:`S3RequestError` saying them briefly (obstore's own error chained as
+its cause), with a botocore-like ``response`` - so kvstore's retries (``retry=``) see
+throttling, 5xx and dropped connections (:class:`S3ConnectionError`) as transient, as on
+s3fs.
+
 **fork().** obstore runs its requests on one Tokio runtime per process, whose threads do
 not survive ``fork()``: a child forked after its parent sent an obstore request would wait
 forever. Such a child (only such a child) sends every request through the s3fs transport.
@@ -36,10 +45,13 @@ they expire. A store whose options name anything else (``config_kwargs``, ``sess
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import datetime
 import os
 import random
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+import re
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequence
+from dataclasses import dataclass, replace
 from typing import Any, TypeVar
 
 from ..errors import ConfigurationError
@@ -109,6 +121,124 @@ def _message(exc: BaseException) -> str:
     return str(exc)
 
 
+@dataclass(frozen=True)
+class Failure:
+    """What an obstore error says, read from its "Debug source" dump (which escapes every
+    string, so an object's name cannot fake its structure): the HTTP status and S3's error
+    code and message where the server answered, else why the request failed."""
+
+    status: int | None
+    code: str | None
+    message: str
+    request: str | None
+    connection: bool
+
+    def describe(self) -> str:
+        where = f"; {self.request}" if self.request else ""
+        if self.status is not None:
+            said = f"{self.code}: {self.message}" if self.code else self.message
+            return f"{said} (HTTP {self.status}{where})"
+        return f"{self.message} ({self.request})" if self.request else self.message
+
+
+_DEBUG = "\n\nDebug source:\n"
+_STATUS = re.compile(r"\n\s*status: (\d{3}),\n")
+_BODY = re.compile(r'\n\s*body: Some\(\n\s*"((?:[^"\\]|\\.)*)",\n')
+_METHOD = re.compile(r"\n\s*method: (\w+),\n\s*uri: Some\(\n\s*(\S+),\n")
+_RETRIES = re.compile(r"\n\s*retries: (\d+),\n")
+_OS_REASON = re.compile(r'\n\s*message: "((?:[^"\\]|\\.)*)",\n')
+_HYPER_REASON = re.compile(r"hyper::Error\(\n\s*(\w+),")
+_HTTP_KIND = re.compile(r"HttpError \{\n\s*kind: (\w+),")
+_CONNECTION_KINDS = frozenset({"Connect", "Request", "Interrupted", "Timeout", "Decode", "Unknown"})
+
+
+def _unescape(text: str) -> str:
+    """A string as Rust's Debug wrote it (quotes, backslashes, \\n, \\u{...} escaped)."""
+    return re.sub(
+        r"\\(u\{[0-9a-fA-F]+\}|.)",
+        lambda m: (
+            chr(int(m.group(1)[2:-1], 16))
+            if m.group(1).startswith("u{")
+            else {"n": "\n", "t": "\t", "r": "\r", "0": "\0"}.get(m.group(1), m.group(1))
+        ),
+        text,
+    )
+
+
+def _tag(body: str, name: str) -> str | None:
+    found = re.search(rf"<{name}>([^<]*)</{name}>", body)
+    return found.group(1).strip() if found else None
+
+
+def failure_of(exc: BaseException) -> Failure:
+    """What an obstore error says (see :class:`Failure`); an error without obstore's dump
+    is told by its first line."""
+    text = _message(exc)
+    head, sep, debug = text.rpartition(_DEBUG)
+    if not sep:
+        head, debug = text, ""
+    first = head.strip().split("\n", 1)[0] if head.strip() else type(exc).__name__
+    request = None
+    if found := _METHOD.search(debug):
+        request = f"{found.group(1)} {found.group(2)}"
+        if (retries := _RETRIES.search(debug)) and int(retries.group(1)):
+            request += f", after {retries.group(1)} retries"
+    if status := _STATUS.search(debug):
+        body = _BODY.search(debug)
+        xml = _unescape(body.group(1)) if body else ""
+        code, said = _tag(xml, "Code"), _tag(xml, "Message")
+        return Failure(int(status.group(1)), code, said or first, request, False)
+    kind = _HTTP_KIND.search(debug)
+    if request is not None and kind and kind.group(1) in _CONNECTION_KINDS:
+        # the system's reason ("Connection refused") first, else hyper's, else the kind
+        reasons = [_unescape(r) for r in _OS_REASON.findall(debug)]
+        reasons = reasons or _HYPER_REASON.findall(debug) or [kind.group(1)]
+        why = reasons[-1]
+        return Failure(None, None, f"HTTP error: {why}", request, True)
+    return Failure(None, None, first, request, False)
+
+
+class S3RequestError(OSError):
+    """An obstore request that failed, told briefly (:meth:`Failure.describe`); obstore's
+    error is its ``__cause__``. ``response`` has botocore's shape, so
+    :func:`kvstore.blob.retry.is_transient` reads the status and S3's code as on s3fs."""
+
+    def __init__(self, failure: Failure) -> None:
+        super().__init__(failure.describe())
+        self.failure = failure
+        self.response = {
+            "Error": {
+                "Code": failure.code or str(failure.status or ""),
+                "Message": failure.message,
+            },
+            "ResponseMetadata": {"HTTPStatusCode": failure.status or 0},
+        }
+
+
+class S3ConnectionError(S3RequestError, ConnectionError):
+    """A request obstore sent and got no answer to (refused, reset, closed, timed out),
+    after its own retries: transient, as botocore's connection errors are."""
+
+
+def _obstore_error(exc: BaseException) -> bool:
+    from obstore.exceptions import BaseError
+
+    return isinstance(exc, BaseError) or (isinstance(exc, OSError) and _DEBUG in str(exc))
+
+
+@contextlib.contextmanager
+def _told() -> Iterator[None]:
+    """Errors obstore raised in the block leave it as :class:`S3RequestError`."""
+    try:
+        yield
+    except Exception as exc:
+        if isinstance(exc, S3RequestError) or not _obstore_error(exc):
+            raise
+        failure = failure_of(exc)
+        error = S3ConnectionError(failure) if failure.connection else S3RequestError(failure)
+        raise error from exc
+
+
 class _BotocoreCredentials:
     """obstore credentials from botocore's chain (env, config and credential files,
     profiles, SSO, containers, instance roles), resolved on the first request and again
@@ -131,6 +261,12 @@ class _BotocoreCredentials:
                 )
         frozen = self._credentials.get_frozen_credentials()
         expiry = getattr(self._credentials, "_expiry_time", None)
+        if isinstance(expiry, datetime.datetime):
+            # botocore's expiry is aware in dateutil's tzutc()/tzlocal(); obstore takes
+            # datetime.timezone.utc and nothing else (it refuses the credentials otherwise)
+            if expiry.tzinfo is None:
+                expiry = expiry.replace(tzinfo=datetime.timezone.utc)
+            expiry = expiry.astimezone(datetime.timezone.utc)
         return {
             "access_key_id": frozen.access_key,
             "secret_access_key": frozen.secret_key,
@@ -157,6 +293,12 @@ class ObstoreS3BlobStore(S3BlobStore):
         if names:
             raise ConfigurationError(
                 f"storage_options {names} are s3fs's alone: open {self.url} with "
+                "storage_options['transport'] = 's3fs' (or leave 'transport' unset)"
+            )
+        if not parsable(self.prefix):
+            raise ConfigurationError(
+                f"obstore cannot name objects below {self.url} (an empty, '.' or '..' "
+                "segment, or a control character): open it with "
                 "storage_options['transport'] = 's3fs' (or leave 'transport' unset)"
             )
         self._settings = self._obstore_settings()
@@ -252,7 +394,7 @@ class ObstoreS3BlobStore(S3BlobStore):
             result = await obstore.get_async(store, path, options=options)
             data = await result.bytes_async()
         except missing as exc:
-            if "NoSuchBucket" in _message(exc):
+            if failure_of(exc).code == "NoSuchBucket":
                 raise  # a wrong bucket is an error, not an empty store
             return None
         return Blob(bytes(data), str(result.meta["e_tag"]))
@@ -261,22 +403,24 @@ class ObstoreS3BlobStore(S3BlobStore):
         store = self._fast()
         if store is None:
             return await super()._get(path, head)
-        if head is None:
-            return await self._read(store, path, 0, None)
-        try:
-            return await self._read(store, path, 0, max(head, 1))
-        except Exception as exc:
-            if not _invalid_range(exc):
-                raise
-            return await self._read(store, path, 0, None)  # 416: an empty object
+        with _told():
+            if head is None:
+                return await self._read(store, path, 0, None)
+            try:
+                return await self._read(store, path, 0, max(head, 1))
+            except Exception as exc:
+                if not _invalid_range(exc):
+                    raise
+                return await self._read(store, path, 0, None)  # 416: an empty object
 
     async def _get_range(self, path: str, start: int, size: int) -> Blob | None:
         store = self._fast()
         if store is None:
             return await super()._get_range(path, start, size)
         try:
-            return await self._read(store, path, start, start + size)
-        except Exception as exc:
+            with _told():
+                return await self._read(store, path, start, start + size)
+        except S3RequestError as exc:
             if not _invalid_range(exc):
                 raise
         # 416: the range starts at or past the object's end - nothing to read there.
@@ -289,7 +433,10 @@ class ObstoreS3BlobStore(S3BlobStore):
             return await super()._put(path, data)
         import obstore
 
-        result = await obstore.put_async(store, path, data, mode="overwrite", use_multipart=False)
+        with _told():
+            result = await obstore.put_async(
+                store, path, data, mode="overwrite", use_multipart=False
+            )
         return str(result["e_tag"])
 
     async def _put_if_absent(self, path: str, data: bytes) -> str | None:
@@ -300,11 +447,18 @@ class ObstoreS3BlobStore(S3BlobStore):
         from obstore.exceptions import AlreadyExistsError, PreconditionError
 
         try:
-            result = await self._resend_on_conflict(
-                lambda: obstore.put_async(store, path, data, mode="create", use_multipart=False)
-            )
-        except (AlreadyExistsError, PreconditionError):
-            return None
+            with _told():
+                result = await self._resend_on_conflict(
+                    lambda: obstore.put_async(store, path, data, mode="create", use_multipart=False)
+                )
+        except S3RequestError as exc:
+            # (object_store reports a 409 as AlreadyExistsError too: that one was resent)
+            refused = (AlreadyExistsError, PreconditionError)
+            if isinstance(exc.__cause__, refused) and not isinstance(
+                exc, ConditionalRequestConflict
+            ):
+                return None
+            raise
         return str(result["e_tag"])
 
     async def _put_if_match(self, path: str, data: bytes, tag: str) -> str | None:
@@ -317,13 +471,19 @@ class ObstoreS3BlobStore(S3BlobStore):
         missing = (NotFoundError, FileNotFoundError)  # obstore raises the builtin
 
         try:
-            result = await self._resend_on_conflict(
-                lambda: obstore.put_async(
-                    store, path, data, mode={"e_tag": tag}, use_multipart=False
+            with _told():
+                result = await self._resend_on_conflict(
+                    lambda: obstore.put_async(
+                        store, path, data, mode={"e_tag": tag}, use_multipart=False
+                    )
                 )
-            )
-        except (PreconditionError, *missing):
-            return None
+        except S3RequestError as exc:
+            refused = (PreconditionError, *missing)
+            if isinstance(exc.__cause__, refused) and not isinstance(
+                exc, ConditionalRequestConflict
+            ):
+                return None
+            raise
         return str(result["e_tag"])
 
     async def _resend_on_conflict(self, send: Callable[[], Awaitable[T]]) -> T:
@@ -334,12 +494,15 @@ class ObstoreS3BlobStore(S3BlobStore):
             try:
                 return await send()
             except Exception as exc:
-                if "ConditionalRequestConflict" not in _message(exc):
+                if not _obstore_error(exc):
+                    raise
+                failure = failure_of(exc)
+                if failure.code != "ConditionalRequestConflict":
                     raise
                 if attempt + 1 == CONFLICT_ATTEMPTS:
                     # object_store reports the 409 as AlreadyExistsError: re-raised as is,
                     # it would read as a refusal ("exists"), not as a write never applied.
-                    raise ConditionalRequestConflict(_message(exc)) from exc
+                    raise ConditionalRequestConflict(failure) from exc
                 self.stats.add("s3.conditional_conflicts")
                 await asyncio.sleep(self.CONFLICT_DELAY * 2**attempt * random.uniform(0.5, 1.0))
         raise AssertionError("unreachable")  # pragma: no cover
@@ -353,11 +516,12 @@ class ObstoreS3BlobStore(S3BlobStore):
 
         missing = (NotFoundError, FileNotFoundError)  # obstore raises the builtin
 
-        try:
-            await obstore.delete_async(store, path)
-        except missing as exc:
-            if "NoSuchBucket" in _message(exc):
-                raise
+        with _told():
+            try:
+                await obstore.delete_async(store, path)
+            except missing as exc:
+                if failure_of(exc).code == "NoSuchBucket":
+                    raise
 
     async def _delete_many(self, paths: Sequence[str]) -> None:
         """One DeleteObjects for at most 1000 paths (object_store's bulk delete; a key S3
@@ -367,13 +531,16 @@ class ObstoreS3BlobStore(S3BlobStore):
             return await super()._delete_many(paths)
         import obstore
 
-        await obstore.delete_async(store, list(paths))
+        with _told():
+            await obstore.delete_async(store, list(paths))
 
     async def _list_after(
         self, prefix: str, start_after: str | None, page_size: int | None
     ) -> AsyncIterator[list[str]]:
         store = self._fast()
-        if store is None:
+        directory, slash, stem = prefix.rpartition("/")
+        if store is None or not parsable(directory):
+            # (a directory object_store cannot name: listed by s3fs, which can)
             async for paths in super()._list_after(prefix, start_after, page_size):
                 yield paths
             return
@@ -381,20 +548,26 @@ class ObstoreS3BlobStore(S3BlobStore):
 
         # object_store lists by path segments ("v/a" lists "v/a/...", not "v/ab"): a
         # prefix that ends inside a name is listed from its directory, starting just
-        # before the prefix, until the first path past it (paths come sorted).
-        directory, slash, stem = prefix.rpartition("/")
-        offset = start_after
-        if stem:
-            floor = just_before(prefix)
-            offset = floor if offset is None else max(offset, floor)
+        # before the prefix, until the first path past it (paths come sorted). Its
+        # offset is a path too: a start_after it cannot parse starts at the longest
+        # start of it that it can (the rest is filtered here).
+        floor = just_before(prefix) if stem else None
+        after = None if start_after is None else parsable_start(start_after)
+        offset = max((b for b in (floor, after) if b), default=None)
         size = min(page_size, PAGE) if page_size else PAGE
-        stream = obstore.list(store, directory + slash or None, offset=offset, chunk_size=size)
+        stream: Any = None
 
         async def next_page() -> Sequence[Any] | None:
-            try:
-                return await stream.__anext__()
-            except StopAsyncIteration:
-                return None
+            nonlocal stream
+            with _told():
+                if stream is None:
+                    stream = obstore.list(
+                        store, directory + slash or None, offset=offset, chunk_size=size
+                    )
+                try:
+                    return await stream.__anext__()  # type: ignore[no-any-return]
+                except StopAsyncIteration:
+                    return None
 
         fetched = 0  # paths the listing's answers held so far
         while True:
@@ -422,29 +595,56 @@ class ObstoreS3BlobStore(S3BlobStore):
         return self._list_after(prefix, None, None)
 
 
-class ConditionalRequestConflict(OSError):
+class ConditionalRequestConflict(S3RequestError):
     """S3's ``409 ConditionalRequestConflict`` after ``CONFLICT_ATTEMPTS`` sends: the write
     was not applied (kvstore's retry sees it as transient and not ambiguous)."""
 
-    def __init__(self, message: str) -> None:
-        super().__init__(message)
-        self.response = {
-            "Error": {"Code": "ConditionalRequestConflict", "Message": message},
-            "ResponseMetadata": {"HTTPStatusCode": 409},
-        }
+    def __init__(self, failure: Failure | str) -> None:
+        if isinstance(failure, str):
+            failure = Failure(None, None, failure, None, False)
+        super().__init__(replace(failure, status=409, code="ConditionalRequestConflict"))
 
 
-def just_before(prefix: str) -> str:
-    """A string below ``prefix`` and above almost every string below it (in code point
-    order, which is S3's UTF-8 byte order): where a listing of paths starting with
-    ``prefix`` can start without reading the siblings before them."""
+def _bad_path_char(char: str) -> bool:
+    code = ord(char)
+    return code < 0x20 or code == 0x7F or 0xD800 <= code < 0xE000
+
+
+def parsable_start(text: str) -> str | None:
+    """The longest start of ``text`` that object_store takes as a path as it is (it
+    refuses control characters, lone surrogates, empty and ``.``/``..`` segments, and
+    drops a ``/`` at either end), or None if there is none: never above ``text``, so a
+    listing may start after it and filter the rest."""
+    end = len(text)
+    for i, char in enumerate(text):
+        if _bad_path_char(char) or (char == "/" and (i == 0 or text[i - 1] == "/")):
+            end = i
+            break
+    segments = text[:end].split("/")
+    for n, segment in enumerate(segments):
+        if segment in (".", ".."):
+            del segments[n:]
+            break
+    return "/".join(segments).rstrip("/") or None
+
+
+def parsable(path: str) -> bool:
+    """object_store can name ``path`` (a prefix or directory without its last ``/``)."""
+    return not path or parsable_start(path) == path
+
+
+def just_before(prefix: str) -> str | None:
+    """A path object_store accepts that sorts below ``prefix`` and above almost every
+    string below it (in code point order, which is S3's UTF-8 byte order): where a listing
+    of paths starting with ``prefix`` can start without reading the siblings before them.
+    None: from the beginning. (``kv/0`` -> ``kv``, not ``kv//<U+10FFFF>``, which has an
+    empty segment.)"""
     last = ord(prefix[-1])
-    if last == 0:
-        return prefix[:-1]
-    return prefix[:-1] + chr(last - 1) + "\U0010ffff"
+    below = prefix[:-1] + (chr(last - 1) + "\U0010ffff" if last else "")
+    return parsable_start(below)
 
 
 def _invalid_range(exc: BaseException) -> bool:
     """S3's 416 (InvalidRange), which obstore reports as a generic error."""
-    text = _message(exc)
-    return "InvalidRange" in text or "416" in text
+    failure = exc.failure if isinstance(exc, S3RequestError) else failure_of(exc)
+    return failure.status == 416 or failure.code == "InvalidRange"
