@@ -487,7 +487,7 @@ def _s3fs_conflict() -> OSError:
 
 
 def _obstore_conflict() -> OSError:
-    from kvstore.blob.s3_obstore import ConditionalRequestConflict
+    from kvstore.blob.obstore_errors import ConditionalRequestConflict
 
     return ConditionalRequestConflict("409 Conflict: ConditionalRequestConflict")
 

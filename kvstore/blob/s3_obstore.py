@@ -20,14 +20,8 @@ transports"). Which request does what:
   (obstore signs no ``response-content-type``). None of them is on a hot path: expiry
   and compare-and-delete of values, a log's settle, presigned URLs.
 
-**Errors.** obstore's messages are long (the whole answer twice, and a "Debug source"
-dump of its error) and name the object, so S3's error code is never looked for in them as a
-substring (a key named ``NoSuchBucket`` is not a missing bucket): :func:`failure_of` reads
-the status, S3's ``Code``/``Message`` and the request from the dump, and an error leaving a
-primitive is an :class:`S3RequestError` saying them briefly (obstore's own error chained as
-its cause), with a botocore-like ``response`` - so kvstore's retries (``retry=``) see
-throttling, 5xx and dropped connections (:class:`S3ConnectionError`) as transient, as on
-s3fs.
+**Errors** leave the primitives as :class:`~kvstore.blob.obstore_errors.S3RequestError`,
+told briefly and classified as on s3fs (:mod:`kvstore.blob.obstore_errors`).
 
 **fork().** obstore runs its requests on one Tokio runtime per process, whose threads do
 not survive ``fork()``: a child forked after its parent sent an obstore request would wait
@@ -45,17 +39,22 @@ they expire. A store whose options name anything else (``config_kwargs``, ``sess
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import datetime
 import os
 import random
-import re
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequence
-from dataclasses import dataclass, replace
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from typing import Any, TypeVar
 
 from ..errors import ConfigurationError
 from .base import Blob
+from .obstore_errors import (
+    ConditionalRequestConflict,
+    S3RequestError,
+    failure_of,
+    invalid_range,
+    is_obstore_error,
+    told,
+)
 from .s3 import ATTEMPTS, CONFLICT_ATTEMPTS, CONNECT_TIMEOUT, PAGE, READ_TIMEOUT, S3BlobStore
 from .s3 import _version as version_of
 
@@ -115,128 +114,6 @@ def unmapped(options: dict[str, Any]) -> list[str]:
 def _runtime_usable() -> bool:
     """False in a child forked after its parent started obstore's runtime."""
     return _RUNTIME_PID is None or os.getpid() == _RUNTIME_PID
-
-
-def _message(exc: BaseException) -> str:
-    return str(exc)
-
-
-@dataclass(frozen=True)
-class Failure:
-    """What an obstore error says, read from its "Debug source" dump (which escapes every
-    string, so an object's name cannot fake its structure): the HTTP status and S3's error
-    code and message where the server answered, else why the request failed."""
-
-    status: int | None
-    code: str | None
-    message: str
-    request: str | None
-    connection: bool
-
-    def describe(self) -> str:
-        where = f"; {self.request}" if self.request else ""
-        if self.status is not None:
-            said = f"{self.code}: {self.message}" if self.code else self.message
-            return f"{said} (HTTP {self.status}{where})"
-        return f"{self.message} ({self.request})" if self.request else self.message
-
-
-_DEBUG = "\n\nDebug source:\n"
-_STATUS = re.compile(r"\n\s*status: (\d{3}),\n")
-_BODY = re.compile(r'\n\s*body: Some\(\n\s*"((?:[^"\\]|\\.)*)",\n')
-_METHOD = re.compile(r"\n\s*method: (\w+),\n\s*uri: Some\(\n\s*(\S+),\n")
-_RETRIES = re.compile(r"\n\s*retries: (\d+),\n")
-_OS_REASON = re.compile(r'\n\s*message: "((?:[^"\\]|\\.)*)",\n')
-_HYPER_REASON = re.compile(r"hyper::Error\(\n\s*(\w+),")
-_HTTP_KIND = re.compile(r"HttpError \{\n\s*kind: (\w+),")
-_CONNECTION_KINDS = frozenset({"Connect", "Request", "Interrupted", "Timeout", "Decode", "Unknown"})
-
-
-def _unescape(text: str) -> str:
-    """A string as Rust's Debug wrote it (quotes, backslashes, \\n, \\u{...} escaped)."""
-    return re.sub(
-        r"\\(u\{[0-9a-fA-F]+\}|.)",
-        lambda m: (
-            chr(int(m.group(1)[2:-1], 16))
-            if m.group(1).startswith("u{")
-            else {"n": "\n", "t": "\t", "r": "\r", "0": "\0"}.get(m.group(1), m.group(1))
-        ),
-        text,
-    )
-
-
-def _tag(body: str, name: str) -> str | None:
-    found = re.search(rf"<{name}>([^<]*)</{name}>", body)
-    return found.group(1).strip() if found else None
-
-
-def failure_of(exc: BaseException) -> Failure:
-    """What an obstore error says (see :class:`Failure`); an error without obstore's dump
-    is told by its first line."""
-    text = _message(exc)
-    head, sep, debug = text.rpartition(_DEBUG)
-    if not sep:
-        head, debug = text, ""
-    first = head.strip().split("\n", 1)[0] if head.strip() else type(exc).__name__
-    request = None
-    if found := _METHOD.search(debug):
-        request = f"{found.group(1)} {found.group(2)}"
-        if (retries := _RETRIES.search(debug)) and int(retries.group(1)):
-            request += f", after {retries.group(1)} retries"
-    if status := _STATUS.search(debug):
-        body = _BODY.search(debug)
-        xml = _unescape(body.group(1)) if body else ""
-        code, said = _tag(xml, "Code"), _tag(xml, "Message")
-        return Failure(int(status.group(1)), code, said or first, request, False)
-    kind = _HTTP_KIND.search(debug)
-    if request is not None and kind and kind.group(1) in _CONNECTION_KINDS:
-        # the system's reason ("Connection refused") first, else hyper's, else the kind
-        reasons = [_unescape(r) for r in _OS_REASON.findall(debug)]
-        reasons = reasons or _HYPER_REASON.findall(debug) or [kind.group(1)]
-        why = reasons[-1]
-        return Failure(None, None, f"HTTP error: {why}", request, True)
-    return Failure(None, None, first, request, False)
-
-
-class S3RequestError(OSError):
-    """An obstore request that failed, told briefly (:meth:`Failure.describe`); obstore's
-    error is its ``__cause__``. ``response`` has botocore's shape, so
-    :func:`kvstore.blob.retry.is_transient` reads the status and S3's code as on s3fs."""
-
-    def __init__(self, failure: Failure) -> None:
-        super().__init__(failure.describe())
-        self.failure = failure
-        self.response = {
-            "Error": {
-                "Code": failure.code or str(failure.status or ""),
-                "Message": failure.message,
-            },
-            "ResponseMetadata": {"HTTPStatusCode": failure.status or 0},
-        }
-
-
-class S3ConnectionError(S3RequestError, ConnectionError):
-    """A request obstore sent and got no answer to (refused, reset, closed, timed out),
-    after its own retries: transient, as botocore's connection errors are."""
-
-
-def _obstore_error(exc: BaseException) -> bool:
-    from obstore.exceptions import BaseError
-
-    return isinstance(exc, BaseError) or (isinstance(exc, OSError) and _DEBUG in str(exc))
-
-
-@contextlib.contextmanager
-def _told() -> Iterator[None]:
-    """Errors obstore raised in the block leave it as :class:`S3RequestError`."""
-    try:
-        yield
-    except Exception as exc:
-        if isinstance(exc, S3RequestError) or not _obstore_error(exc):
-            raise
-        failure = failure_of(exc)
-        error = S3ConnectionError(failure) if failure.connection else S3RequestError(failure)
-        raise error from exc
 
 
 class _BotocoreCredentials:
@@ -403,13 +280,13 @@ class ObstoreS3BlobStore(S3BlobStore):
         store = self._fast()
         if store is None:
             return await super()._get(path, head)
-        with _told():
+        with told():
             if head is None:
                 return await self._read(store, path, 0, None)
             try:
                 return await self._read(store, path, 0, max(head, 1))
             except Exception as exc:
-                if not _invalid_range(exc):
+                if not invalid_range(exc):
                     raise
                 return await self._read(store, path, 0, None)  # 416: an empty object
 
@@ -418,10 +295,10 @@ class ObstoreS3BlobStore(S3BlobStore):
         if store is None:
             return await super()._get_range(path, start, size)
         try:
-            with _told():
+            with told():
                 return await self._read(store, path, start, start + size)
         except S3RequestError as exc:
-            if not _invalid_range(exc):
+            if not invalid_range(exc):
                 raise
         # 416: the range starts at or past the object's end - nothing to read there.
         head = await self._get(path, 1)
@@ -433,7 +310,7 @@ class ObstoreS3BlobStore(S3BlobStore):
             return await super()._put(path, data)
         import obstore
 
-        with _told():
+        with told():
             result = await obstore.put_async(
                 store, path, data, mode="overwrite", use_multipart=False
             )
@@ -447,7 +324,7 @@ class ObstoreS3BlobStore(S3BlobStore):
         from obstore.exceptions import AlreadyExistsError, PreconditionError
 
         try:
-            with _told():
+            with told():
                 result = await self._resend_on_conflict(
                     lambda: obstore.put_async(store, path, data, mode="create", use_multipart=False)
                 )
@@ -471,7 +348,7 @@ class ObstoreS3BlobStore(S3BlobStore):
         missing = (NotFoundError, FileNotFoundError)  # obstore raises the builtin
 
         try:
-            with _told():
+            with told():
                 result = await self._resend_on_conflict(
                     lambda: obstore.put_async(
                         store, path, data, mode={"e_tag": tag}, use_multipart=False
@@ -494,7 +371,7 @@ class ObstoreS3BlobStore(S3BlobStore):
             try:
                 return await send()
             except Exception as exc:
-                if not _obstore_error(exc):
+                if not is_obstore_error(exc):
                     raise
                 failure = failure_of(exc)
                 if failure.code != "ConditionalRequestConflict":
@@ -516,7 +393,7 @@ class ObstoreS3BlobStore(S3BlobStore):
 
         missing = (NotFoundError, FileNotFoundError)  # obstore raises the builtin
 
-        with _told():
+        with told():
             try:
                 await obstore.delete_async(store, path)
             except missing as exc:
@@ -531,7 +408,7 @@ class ObstoreS3BlobStore(S3BlobStore):
             return await super()._delete_many(paths)
         import obstore
 
-        with _told():
+        with told():
             await obstore.delete_async(store, list(paths))
 
     async def _list_after(
@@ -559,7 +436,7 @@ class ObstoreS3BlobStore(S3BlobStore):
 
         async def next_page() -> Sequence[Any] | None:
             nonlocal stream
-            with _told():
+            with told():
                 if stream is None:
                     stream = obstore.list(
                         store, directory + slash or None, offset=offset, chunk_size=size
@@ -593,16 +470,6 @@ class ObstoreS3BlobStore(S3BlobStore):
 
     def _list(self, prefix: str) -> AsyncIterator[list[str]]:
         return self._list_after(prefix, None, None)
-
-
-class ConditionalRequestConflict(S3RequestError):
-    """S3's ``409 ConditionalRequestConflict`` after ``CONFLICT_ATTEMPTS`` sends: the write
-    was not applied (kvstore's retry sees it as transient and not ambiguous)."""
-
-    def __init__(self, failure: Failure | str) -> None:
-        if isinstance(failure, str):
-            failure = Failure(None, None, failure, None, False)
-        super().__init__(replace(failure, status=409, code="ConditionalRequestConflict"))
 
 
 def _bad_path_char(char: str) -> bool:
@@ -642,9 +509,3 @@ def just_before(prefix: str) -> str | None:
     last = ord(prefix[-1])
     below = prefix[:-1] + (chr(last - 1) + "\U0010ffff" if last else "")
     return parsable_start(below)
-
-
-def _invalid_range(exc: BaseException) -> bool:
-    """S3's 416 (InvalidRange), which obstore reports as a generic error."""
-    failure = exc.failure if isinstance(exc, S3RequestError) else failure_of(exc)
-    return failure.status == 416 or failure.code == "InvalidRange"
