@@ -837,7 +837,8 @@ def test_the_index_comes_from_one_list_not_from_reading_chunks(
         }
         before = requests(cold)
         assert cold.range("log", 40, 41) == [b"20", b"20+"]
-        assert delta(requests(cold), before) == {"requests.list": 1, "requests.get": 2}
+        # the tail chunk is the one this process just wrote: its count needs no read
+        assert delta(requests(cold), before) == {"requests.list": 1, "requests.get": 1}
     with target.open(cache=kvstore.LocalCache()) as warm:
         warm.length("log")
         warm.exists("log")  # also looks for a value named "log" (then cached as absent)

@@ -154,8 +154,10 @@ class Compactor:
         """Cover the log's young chunks with segments (not deleting them), and delete what
         is superseded and old enough. Returns the segments written.
 
-        Costs one (dated) LIST, a ranged read of the tail chunk, a GET per piece not in
-        the cache, a PUT per segment written and a DELETE per object removed. Safe with
+        Costs one (dated) LIST, a ranged read of the tail chunk, a GET per piece neither
+        this process's writer remembers (what it wrote or stepped over, and its last
+        segment: ``Writer.recent``) nor the cache holds, a PUT per segment written and a
+        DELETE per object removed. Safe with
         concurrent writers, readers, compactions and other settles: a segment is made of
         verified pieces of one listing (chunks are immutable), is durable before anything
         it replaces is deleted, and young chunks are never deleted."""
@@ -184,14 +186,21 @@ class Compactor:
         written: list[str] = []
         if runs:
             wanted = [p for run in runs for p in run]
-            fetched = await self.reader.fetch_readable(key, directory, wanted)
-            known = {p.name: e for p, e in zip(wanted, fetched, strict=True) if e is not None}
+            known = self._remembered(key, directory, wanted)
+            unknown = [p for p in wanted if p.name not in known]
+            fetched = await self.reader.fetch_readable(key, directory, unknown)
+            known.update(
+                {p.name: e for p, e in zip(unknown, fetched, strict=True) if e is not None}
+            )
+            recent = self.ctx.state(LogWriters).get(directory).recent
             for run in runs:
                 for part in _by_size(run, known, limits.SETTLE_BYTES):
                     if len(part) >= 2 and any(not p.segment for p in part):
                         name = await self._write_segment(key, directory, part, known)
                         if name is not None:
                             written.append(name)
+                            for piece in part:  # covered: the segment stands for them
+                                recent.pop(piece.name, None)
         # What is superseded goes too - segments at once, chunks and lower marks once old
         # (so the next append after a trim or a delete removes what is old below it).
         doomed, old_chunks, old_marks = superseded([*names, *written], plan.mark, None)
@@ -201,6 +210,24 @@ class Compactor:
         for name in sorted(set(doomed) - set(written)):  # ascending: consistent
             await self.ctx.blob.delete(directory + name)
         return len(written)
+
+    def _remembered(
+        self, key: str, directory: str, pieces: list[Piece]
+    ) -> dict[str, codec.Envelope]:
+        """The pieces this process's writer remembers, decoded (and so verified) again."""
+        recent = self.ctx.state(LogWriters).get(directory).recent
+        known: dict[str, codec.Envelope] = {}
+        for piece in pieces:
+            data = recent.get(piece.name)
+            if data is not None:
+                path = directory + piece.name
+                try:
+                    known[piece.name] = codec.decode(
+                        data, key=key, path=self.ctx.where(path), bound=path
+                    )
+                except Exception:
+                    recent.pop(piece.name, None)  # read from the store instead
+        return known
 
     async def _merge(
         self, key: str, directory: str, run: list[Piece], known: dict[str, codec.Envelope]
@@ -234,6 +261,7 @@ class Compactor:
         path = directory + name
         data = encode_records(records, {"n": len(records)}, bind=path)
         await self.ctx.blob.put(path, data)
+        self.ctx.state(LogWriters).get(directory).remember(name, data)  # rewritten longer next
         await self.ctx.put_immutable([path], [data], limits.IMMUTABLE_TTL)
         return name
 

@@ -120,7 +120,8 @@ class LogReader:
         found: dict[str, codec.Envelope] | None = None,
     ) -> Plan | None:
         """The plan of a listing (``names``, relative to the log's directory): the pieces,
-        and the tail chunk's count from one ranged read. Raises Replan on a gap; None if
+        and the tail chunk's count from one ranged read (none if this process wrote it).
+        Raises Replan on a gap; None if
         the tail chunk vanished meanwhile (list again)."""
         try:
             mark, pieces = cover(names)
@@ -131,16 +132,20 @@ class LogReader:
         if pieces:
             last = pieces[-1]
             if last.end is None:
-                # One ranged read: the count from the header, the records too if small.
+                # The chunk as this process's writer wrote it (immutable: no request), or
+                # one ranged read: the count from the header, the records too if small.
                 path = directory + last.name
-                head = await self.ctx.blob.get_head(path, limits.TAIL_READ_BYTES)
-                if head is None:
-                    self.ctx.stats.add("log.replans")
-                    return None
-                count = codec.peek_count(head.data, key=key, path=self.ctx.where(path))
+                data = self.ctx.state(LogWriters).get(directory).recent.get(last.name)
+                if data is None:
+                    head = await self.ctx.blob.get_head(path, limits.TAIL_READ_BYTES)
+                    if head is None:
+                        self.ctx.stats.add("log.replans")
+                        return None
+                    data = head.data
+                count = codec.peek_count(data, key=key, path=self.ctx.where(path))
                 pieces[-1] = Piece(last.name, last.start, last.start + count)
-                if len(head.data) < limits.TAIL_READ_BYTES:  # the whole chunk
-                    await self._keep_tail(key, path, head.data, last.name, found)
+                if len(data) < limits.TAIL_READ_BYTES:  # the whole chunk
+                    await self._keep_tail(key, path, data, last.name, found)
             tail = max(mark, pieces[-1].end or mark)
         return Plan(mark, tuple(pieces), tail, tuple(names))
 

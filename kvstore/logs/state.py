@@ -33,6 +33,19 @@ class Writer:
         self.read_settled_ms = -(1 << 62)  # when a read last asked for a settle
         self.written: list[int] = []  # dates of chunks written since compaction, ascending
         self.compacting: asyncio.Task[Any] | None = None  # this log's automatic compaction
+        self.recent: dict[str, bytes] = {}
+        """The objects (name in the log's directory -> bytes) this writer wrote, or read
+        whole while claiming the tail, not yet covered by a segment it wrote: what its
+        settle merges without reading them again (they are immutable). The newest
+        ``RECENT_KEPT``."""
+
+    RECENT_KEPT = 128  # 4 x limits.SETTLE_CHUNKS: a settle's worth, with room
+
+    def remember(self, name: str, data: bytes) -> None:
+        recent = self.recent
+        recent[name] = data
+        while len(recent) > self.RECENT_KEPT:
+            del recent[next(iter(recent))]  # the oldest
 
 
 class LogWriters:

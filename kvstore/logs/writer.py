@@ -179,6 +179,7 @@ class LogWriter:
                     # whole: cached, so a read of the records it holds (a session folding
                     # them) does not GET it again.
                     writer.tail = tail + int(env.meta.get("n", 0))
+                    writer.remember(chunk_name(tail), found.data)
                     await ctx.put_immutable([path], [found.data], limits.IMMUTABLE_TTL)
                     ctx.stats.add("log.claim_conflicts")
                     if expect is not None:
@@ -190,6 +191,7 @@ class LogWriter:
             writer.tail = tail + len(records)
             writer.checked_ms = now
             writer.unsettled += 1
+            writer.remember(chunk_name(tail), data)
             if limits.AUTO_COMPACT:
                 writer.written.append(now)
             await ctx.put_immutable([path], [data], limits.IMMUTABLE_TTL)
