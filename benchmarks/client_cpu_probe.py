@@ -33,18 +33,11 @@ BOTOCORE_DEFAULTS: dict[str, Any] = {
 
 async def _raw_obstore_round(server: Any, url: str, n: int) -> float:
     import obstore
-    from obstore.store import S3Store
+
+    from .harness import obstore_client
 
     bucket, _, prefix = url.removeprefix("s3://").partition("/")
-    store = S3Store(
-        bucket,
-        prefix=prefix,
-        endpoint=server.endpoint_url,
-        access_key_id=server.access_key,
-        secret_access_key=server.secret_key,
-        region=server.region,
-        client_options={"allow_http": True},
-    )
+    store = obstore_client(server, bucket, prefix)
     data = os.urandom(1024)
     gate = asyncio.Semaphore(32)
 

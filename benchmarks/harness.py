@@ -248,3 +248,21 @@ def counting(store: Any) -> Iterator[dict[str, int]]:
 
 def run_async(coro: Awaitable[T]) -> T:
     return asyncio.run(coro)  # type: ignore[arg-type]
+
+
+def obstore_client(server: Any, bucket: str, prefix: str | None = None) -> Any:
+    """obstore's own S3 client (a baseline) for one of ``backends``' S3 servers; Skip
+    where obstore is not installed."""
+    try:
+        from obstore.store import S3Store
+    except ImportError as exc:
+        raise Skip("obstore is not installed (pip install obstore; tox -e bench has it)") from exc
+    return S3Store(
+        bucket,
+        prefix=prefix,
+        endpoint=server.endpoint_url,
+        access_key_id=server.access_key,
+        secret_access_key=server.secret_key,
+        region=server.region,
+        client_options={"allow_http": True},
+    )

@@ -30,7 +30,7 @@ from typing import Any
 import kvstore
 
 from . import data
-from .harness import Context, Planned, Row, Skip, log, median, requests_delta
+from .harness import Context, Planned, Row, log, median, obstore_client, requests_delta
 
 ID = "S11"
 TITLE = "SeaweedFS (a real S3 server): requests and client CPU vs s3fs and obstore"
@@ -90,18 +90,7 @@ IN_FLIGHT = 64
 
 
 def _obstore(server: Any) -> Any:
-    try:
-        from obstore.store import S3Store
-    except ImportError as exc:
-        raise Skip("obstore is not installed (pip install obstore; tox -e bench has it)") from exc
-    return S3Store(
-        BUCKET,
-        endpoint=server.endpoint_url,
-        access_key_id=server.access_key,
-        secret_access_key=server.secret_key,
-        region=server.region,
-        client_options={"allow_http": True},
-    )
+    return obstore_client(server, BUCKET)
 
 
 async def _bounded(calls: list[Callable[[], Awaitable[Any]]]) -> list[Any]:

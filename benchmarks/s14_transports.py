@@ -43,7 +43,7 @@ from typing import Any
 import kvstore
 
 from . import data
-from .harness import Context, Planned, Row, Skip, log, median, requests_delta
+from .harness import Context, Planned, Row, Skip, log, median, obstore_client, requests_delta
 
 ID = "S14"
 TITLE = "S3 transports: kvstore on obstore and on s3fs vs the raw clients (SeaweedFS, moto)"
@@ -130,16 +130,7 @@ def _obstore_available() -> None:
 
 
 def _raw_obstore(server: Any) -> Any:
-    from obstore.store import S3Store
-
-    return S3Store(
-        BUCKET,
-        endpoint=server.endpoint_url,
-        access_key_id=server.access_key,
-        secret_access_key=server.secret_key,
-        region=server.region,
-        client_options={"allow_http": True},
-    )
+    return obstore_client(server, BUCKET)
 
 
 async def _raw_s3fs(server: Any) -> Any:
