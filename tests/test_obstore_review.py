@@ -199,15 +199,7 @@ def test_a_503_is_short_and_retried_by_the_retry_policy(
         stats = Stats()
         blob = open_blob_store(target.url, options, retry=retry, stats=stats)
 
-        async def run() -> BackendError:
-            try:
-                with pytest.raises(BackendError) as caught:
-                    await blob.get("k")
-                return caught.value
-            finally:
-                await blob.close()
-
-        error = asyncio.run(run())
+        error = asyncio.run(_failing_get(blob))
     assert stats.get("retries") == 1  # kvstore saw a transient fault and tried again
     assert len(sent) == 6  # 2 x the client library's 3 tries
     if backend == "seaweedfs+s3fs":
@@ -215,6 +207,16 @@ def test_a_503_is_short_and_retried_by_the_retry_policy(
     text = str(error)
     assert "SlowDown" in text and "503" in text and len(text) < 400, text
     assert "Debug source" not in text
+
+
+async def _failing_get(blob: Any) -> BackendError:
+    """The BackendError a get of "k" raises (the store closed after it)."""
+    try:
+        with pytest.raises(BackendError) as caught:
+            await blob.get("k")
+        return caught.value
+    finally:
+        await blob.close()
 
 
 def test_a_refused_connection_is_short_transient_and_says_why() -> None:
@@ -227,15 +229,7 @@ def test_a_refused_connection_is_short_transient_and_says_why() -> None:
     blob = open_blob_store(f"s3://bucket/{uuid.uuid4().hex}", options, retry=retry, stats=stats)
     assert isinstance(blob, ObstoreS3BlobStore)
 
-    async def run() -> BackendError:
-        try:
-            with pytest.raises(BackendError) as caught:
-                await blob.get("k")
-            return caught.value
-        finally:
-            await blob.close()
-
-    text = str(asyncio.run(run()))
+    text = str(asyncio.run(_failing_get(blob)))
     assert stats.get("retries") == 1
     assert "Connection refused" in text and len(text) < 400, text
     assert "Debug source" not in text
