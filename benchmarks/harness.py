@@ -8,7 +8,7 @@ import statistics
 import sys
 import tempfile
 import time
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
@@ -126,6 +126,7 @@ class Context:
         self._redis: Any = None
         self._s3: Any = None
         self._seaweedfs: Any = None
+        self._gcs: Any = None
         self._stack = contextlib.ExitStack()
         self.tmp = Path(self._stack.enter_context(tempfile.TemporaryDirectory(prefix="kvbench-")))
 
@@ -166,8 +167,52 @@ class Context:
                 raise Skip(f"SeaweedFS unavailable: {exc}") from exc
         return self._seaweedfs
 
+    def gcs(self) -> Any:
+        """The GCS stand-in (``backends.GCSEmulator``) of our own, or Skip."""
+        if self._gcs is None:
+            try:
+                from backends import GCSEmulator
+
+                self._gcs = self._stack.enter_context(GCSEmulator(buckets=("kvbench",)))
+            except Exception as exc:
+                raise Skip(f"GCS stand-in unavailable: {exc}") from exc
+        return self._gcs
+
     def close(self) -> None:
         self._stack.close()
+
+
+async def gathered(calls: list[Callable[[], Awaitable[Any]]], limit: int) -> list[Any]:
+    """Run the calls with at most ``limit`` in flight (as ``mget`` does); their results."""
+    gate = asyncio.Semaphore(limit)
+
+    async def one(call: Callable[[], Awaitable[Any]]) -> Any:
+        async with gate:
+            return await call()
+
+    return await asyncio.gather(*(one(c) for c in calls))
+
+
+class Run:
+    """One timed operation: wall seconds, this process's CPU seconds, requests made."""
+
+    def __init__(self, wall: float, cpu: float, requests: dict[str, int]) -> None:
+        self.wall, self.cpu, self.requests = wall, cpu, requests
+
+    @property
+    def count(self) -> int:
+        return self.requests["total"]
+
+
+@contextlib.asynccontextmanager
+async def clock() -> AsyncIterator[dict[str, float]]:
+    """Sets ``wall`` and ``cpu`` (this process's CPU seconds, every thread) on exit."""
+    got: dict[str, float] = {}
+    wall, cpu = time.perf_counter(), time.process_time()
+    try:
+        yield got
+    finally:
+        got["wall"], got["cpu"] = time.perf_counter() - wall, time.process_time() - cpu
 
 
 def log(message: str) -> None:

@@ -35,6 +35,7 @@ SCENARIOS = {
     "S12": "s12_redis_incr",
     "S13": "s13_sessions",
     "S14": "s14_transports",
+    "S15": "s15_gcs_transport",
 }
 
 RESULTS = Path(__file__).resolve().parent / "results.json"

@@ -35,7 +35,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from typing import Any
@@ -43,7 +42,19 @@ from typing import Any
 import kvstore
 
 from . import data
-from .harness import Context, Planned, Row, Skip, log, median, obstore_client, requests_delta
+from .harness import (
+    Context,
+    Planned,
+    Row,
+    Run,
+    Skip,
+    clock,
+    gathered,
+    log,
+    median,
+    obstore_client,
+    requests_delta,
+)
 
 ID = "S14"
 TITLE = "S3 transports: kvstore on obstore and on s3fs vs the raw clients (SeaweedFS, moto)"
@@ -149,37 +160,6 @@ async def _raw_s3fs(server: Any) -> Any:
     return fs
 
 
-async def _gathered(calls: list[Callable[[], Awaitable[Any]]], limit: int) -> list[Any]:
-    gate = asyncio.Semaphore(limit)
-
-    async def one(call: Callable[[], Awaitable[Any]]) -> Any:
-        async with gate:
-            return await call()
-
-    return await asyncio.gather(*(one(c) for c in calls))
-
-
-class Run:
-    """One timed operation: wall seconds, this process's CPU seconds, requests made."""
-
-    def __init__(self, wall: float, cpu: float, requests: dict[str, int]) -> None:
-        self.wall, self.cpu, self.requests = wall, cpu, requests
-
-    @property
-    def count(self) -> int:
-        return self.requests["total"]
-
-
-@contextlib.asynccontextmanager
-async def _clock() -> AsyncIterator[dict[str, float]]:
-    got: dict[str, float] = {}
-    wall, cpu = time.perf_counter(), time.process_time()
-    try:
-        yield got
-    finally:
-        got["wall"], got["cpu"] = time.perf_counter() - wall, time.process_time() - cpu
-
-
 @contextlib.asynccontextmanager
 async def _loop_stall(interval: float = 0.01) -> AsyncIterator[list[float]]:
     """The longest lateness of a timer in this event loop while inside (seconds)."""
@@ -256,7 +236,7 @@ class Bench:
         sent = self.sent_so_far()
         try:
             before = store.stats()
-            async with _clock() as t:
+            async with clock() as t:
                 if op == "mget":
                     got = await store.mget(self.keys)
                 else:
@@ -301,7 +281,7 @@ class Bench:
         async def get(store: Any, path: str) -> bytes:
             return bytes(await (await obstore.get_async(store, path)).bytes_async())
 
-        async with _clock() as t:
+        async with clock() as t:
             obs = _raw_obstore(self.server)  # a fresh client: cold, as a fresh kvstore
             if op == "mget":
                 calls = [lambda p=p: get(obs, p) for p in self.paths]
@@ -310,13 +290,13 @@ class Bench:
                     lambda i=i, v=v: obstore.put_async(obs, f"{base}/{i}", v)
                     for i, v in enumerate(self.values)
                 ]
-            await _gathered(calls, DEFAULT)
+            await gathered(calls, DEFAULT)
         return self._counted(op, t)
 
     async def _raw_s3fs(self, op: str) -> Run:
         base = f"{BUCKET}/{self.prefix}/raw-s3fs/{self.fresh()}"
         sent = self.sent_so_far()
-        async with _clock() as t:
+        async with clock() as t:
             fs = await _raw_s3fs(self.server)  # its own session and client, as kvstore's
             if op == "mget":
                 # max_concurrency=1: one GetObject per key. By default (10) _cat_file
@@ -329,7 +309,7 @@ class Bench:
                     lambda i=i, v=v: fs._pipe_file(f"{base}/{i}", v)
                     for i, v in enumerate(self.values)
                 ]
-            await _gathered(calls, DEFAULT)
+            await gathered(calls, DEFAULT)
         sent = self.sent_so_far() - sent
         await fs._s3.close()
         return self._counted(op, t, sent if self.http is not None else self.n)

@@ -7,6 +7,8 @@ never disturb the session servers in conftest.py.
 
 from __future__ import annotations
 
+import email.utils
+import hashlib
 import json
 import os
 import shutil
@@ -401,6 +403,27 @@ def test_gcs_generation_match_and_delete(gcs: GCSEmulator) -> None:
     )
     assert status == 204
     assert _http("GET", _object_path(gcs, "cas/obj"))[0] == 404
+
+
+def test_gcs_xml_api_answers_carry_etag_and_generation(gcs: GCSEmulator) -> None:
+    """The XML API (what obstore's GCS client speaks, S15): a PUT answers with the new
+    generation and GCS's quoted-MD5 ETag, a GET with the same plus Last-Modified, and
+    ``x-goog-if-generation-match`` is enforced."""
+    url = f"{gcs.endpoint_url}/{BUCKET}/xml/obj"
+    status, put, _ = _http("PUT", url, b"hello", {"x-goog-if-generation-match": "0"})
+    assert status == 200
+    assert put["ETag"] == f'"{hashlib.md5(b"hello").hexdigest()}"'
+    generation = put["x-goog-generation"]
+    status, _, _ = _http("PUT", url, b"again", {"x-goog-if-generation-match": "0"})
+    assert status == 412
+    status, got, body = _http("GET", url)
+    assert (status, body) == (200, b"hello")
+    assert (got["ETag"], got["x-goog-generation"]) == (put["ETag"], generation)
+    assert email.utils.parsedate_to_datetime(got["Last-Modified"]).tzinfo is not None
+    status, swapped, _ = _http("PUT", url, b"v2", {"x-goog-if-generation-match": generation})
+    assert status == 200 and int(swapped["x-goog-generation"]) > int(generation)
+    assert _http("PUT", url, b"stale", {"x-goog-if-generation-match": generation})[0] == 412
+    assert _http("GET", url)[2] == b"v2"
 
 
 def test_gcs_concurrent_creates_are_atomic(gcs: GCSEmulator) -> None:

@@ -88,12 +88,23 @@ class GCSBlobStore(RemoteBlobStore):
     def _configure(self, fs: Any) -> None:
         # gcsfs's retry loop is a decorator bound when the class is made (6 tries; the
         # ``retries`` attribute does not change it). This filesystem - kvstore's own
-        # instance, no other - sends its requests through the same loop with ATTEMPTS tries.
+        # instance, no other - sends its requests through the same loop with ATTEMPTS tries,
+        # called directly: the ``decorator`` package's wrapper binds the signature on every
+        # call (``inspect.Signature.bind``, ~0.05 ms per request, S15).
         from gcsfs.retry import retry_request
 
         plain = getattr(type(fs)._request, "__wrapped__", None)
-        if plain is not None:
+        loop = getattr(retry_request, "__wrapped__", None)  # the undecorated retry loop
+        if plain is None:
+            return
+        if loop is None:
             fs._request = types.MethodType(retry_request(retries=ATTEMPTS)(plain), fs)
+            return
+
+        async def request(*args: Any, **kwargs: Any) -> Any:
+            return await loop(plain, ATTEMPTS, fs, *args, **kwargs)
+
+        fs._request = request
 
     async def _connect(self, fs: Any) -> None:
         await fs._set_session()

@@ -31,8 +31,10 @@ The stock emulator is patched *in this process only* (nothing on disk is modifie
    ``generation`` (``max(time_ns, last + 1)``), stamped at commit time (the emulator
    stamps resumable uploads when the session *starts*, and only with ``time_ns``), and
    ``metageneration`` restarts at 1 (the emulator reports 2 for multipart uploads).
-   Object GETs (metadata and media) carry ``x-goog-generation`` and
-   ``x-goog-metageneration`` headers, which the emulator never sends.
+   Object GETs (metadata and media) and XML API ``PUT`` answers carry
+   ``x-goog-generation`` and ``x-goog-metageneration`` headers, which the emulator never
+   sends, and GCS's XML API ``ETag`` (the quoted hex MD5): a client of the XML API
+   (obstore's GCS store) reads both from every write and read.
 
 3. **Downloads.** Suffix ranges (``Range: bytes=-N``) are rewritten to what the
    emulator understands (it ignored them and returned 200 with the whole object), and a
@@ -48,9 +50,9 @@ The stock emulator is patched *in this process only* (nothing on disk is modifie
    and clients stall for seconds in TCP SYN retransmits (measured: 64 parallel
    ``pipe_file`` ~8 s, ``cat_file`` ~15 s; with this launcher 0.1-0.2 s; the 1 s /
    3 s / 7 s steps match the kernel's SYN retry schedule). Here it runs on a
-   ``ThreadingHTTPServer`` with daemon
-   threads and a backlog of 128; request bodies are read outside the lock and
-   responses written outside it, only handler execution is serialised.
+   ``ThreadingHTTPServer`` with daemon threads and a backlog of 1024 (kvstore sends 256
+   requests at once); request bodies are read outside the lock and responses written
+   outside it, only handler execution is serialised.
 
 6. **Memory only, bounded.** Storage is in memory; the emulator's per-write JSON dump
    of all metadata (O(n) per write) is skipped, and deletes are hard deletes (no
@@ -67,6 +69,8 @@ from __future__ import annotations
 import argparse
 import base64
 import binascii
+import datetime
+import email.utils
 import json
 import logging
 import re
@@ -395,8 +399,18 @@ def _after_object_get(request: Any, response: Any, storage: GuardedStorage) -> N
         return
     obj = storage.live(request.params["bucket_name"], request.params["object_id"])
     if obj is not None:
-        response["x-goog-generation"] = obj["generation"]
-        response["x-goog-metageneration"] = obj.get("metageneration") or "1"
+        _object_headers(response, obj)
+
+
+def _object_headers(response: Any, obj: dict[str, Any]) -> None:
+    """What GCS puts on an object's answers: generations and (XML API) a quoted MD5 ETag."""
+    response["x-goog-generation"] = obj["generation"]
+    response["x-goog-metageneration"] = obj.get("metageneration") or "1"
+    if obj.get("updated"):
+        updated = datetime.datetime.fromisoformat(obj["updated"].replace("Z", "+00:00"))
+        response["Last-Modified"] = email.utils.format_datetime(updated, usegmt=True)
+    if obj.get("md5Hash"):
+        response["ETag"] = f'"{base64.b64decode(obj["md5Hash"]).hex()}"'
 
 
 def _paginate(request: Any, response: Any) -> None:
@@ -454,7 +468,8 @@ def guard(handler: Handler, kind: str = "plain") -> Handler:
                 handler(request, response, storage)
                 if handler is objects.delete and response.status == HTTPStatus.OK:
                     response.status = HTTPStatus.NO_CONTENT  # as GCS (emulator: 200)
-                if kind == "object" and request.method == "GET":
+                read = kind == "object" and request.method == "GET"
+                if read or handler is objects.xml_upload:  # (answers other than 2xx: none)
                     _after_object_get(request, response, storage)
                 elif kind == "list":
                     _paginate(request, response)
@@ -517,7 +532,7 @@ def install() -> None:
 
 class _Server(ThreadingHTTPServer):
     daemon_threads = True
-    request_queue_size = 128
+    request_queue_size = 1024
     allow_reuse_address = True
 
 
