@@ -426,26 +426,32 @@ def pack_cached(payload: bytes, expires_at_ms: int, kind: int = STRING) -> bytes
 
 
 def unpack_cached(
-    entries: Sequence[bytes | memoryview | None],
+    entries: Sequence[bytes | None], offset: int = 0
 ) -> tuple[list[Live | None], list[int]]:
     """Verify cache entries in the cache's form, in one pass (this is a cache hit's whole
     decoding cost): (values, indexes of damaged entries). A miss (None) and a cached
-    "missing" (b"") are None in values; so is a damaged entry, whose index is listed.
-    Entries may be views (the Redis cache's): each payload is copied out once."""
+    "missing" (no data) are None in values; so is a damaged entry, whose index is listed.
+
+    Each entry's data starts ``offset`` bytes in (``Cache.entry_offset``: the Redis
+    cache's generation stays in front). It is read in place - tag, kind and expiry at
+    offsets, the CRC-32 over a view - and only the payload is copied out, once: per
+    entry, one view for the CRC, one bytes for the payload and the tuple returned."""
     out: list[Live | None] = []
     damaged: list[int] = []
     crc32 = zlib.crc32
     expiry = _EXPIRY.unpack_from
+    kind_at, expiry_at, payload_at = offset + 3, offset + 4, offset + 12
+    shortest = offset + CACHED_OVERHEAD
     for i, entry in enumerate(entries):
-        if not entry:
+        if entry is None or len(entry) == offset:
             out.append(None)
         elif (
-            len(entry) >= CACHED_OVERHEAD
-            and entry[:3] == CACHED_TAG
-            and STRING <= entry[3] <= LIST
-            and crc32(entry) == _CRC_RESIDUE
+            len(entry) >= shortest
+            and entry.startswith(CACHED_TAG, offset)
+            and STRING <= entry[kind_at] <= LIST
+            and crc32(memoryview(entry)[offset:] if offset else entry) == _CRC_RESIDUE
         ):
-            out.append((bytes(entry[12:-4]), expiry(entry, 4)[0], entry[3]))
+            out.append((entry[payload_at:-4], expiry(entry, expiry_at)[0], entry[kind_at]))
         else:
             out.append(None)
             damaged.append(i)

@@ -49,9 +49,9 @@ S = TypeVar("S")
 Loaded = tuple[T, bytes | None, float]
 """What loading one missed key gives: (the item, the cache entry to fill or None to cache
 nothing, the entry's TTL in seconds)."""
-Unpack = Callable[[Sequence[Entry | None]], tuple[list[T | None], list[int]]]
-"""Cache entries (None = miss; bytes or views, see :data:`kvstore.cache.base.Entry`) ->
-(items, indexes of damaged entries)."""
+Unpack = Callable[[Sequence[Entry | None], int], tuple[list[T | None], list[int]]]
+"""(Cache entries (None = miss), where their data starts: ``Cache.entry_offset``, see
+:data:`kvstore.cache.base.Entry`) -> (items, indexes of damaged entries)."""
 
 _STOP_WAIT_S = 10.0  # how long close() waits for cancelled background tasks to unwind
 
@@ -65,7 +65,7 @@ def each(decode: Callable[[bytes], T]) -> Unpack[T]:
     """An :data:`Unpack` from a per-entry decoder; an entry it cannot decode (it raises
     CorruptDataError, ValueError, TypeError ...) is damaged."""
 
-    def unpack(entries: Sequence[Entry | None]) -> tuple[list[T | None], list[int]]:
+    def unpack(entries: Sequence[Entry | None], offset: int) -> tuple[list[T | None], list[int]]:
         out: list[T | None] = []
         damaged: list[int] = []
         for i, entry in enumerate(entries):
@@ -73,7 +73,7 @@ def each(decode: Callable[[bytes], T]) -> Unpack[T]:
                 out.append(None)
                 continue
             try:
-                out.append(decode(entry if type(entry) is bytes else bytes(entry)))
+                out.append(decode(entry[offset:]))
             except Exception:
                 out.append(None)
                 damaged.append(i)
@@ -364,7 +364,7 @@ class StoreContext:
             if lookup is not None:
                 for i, entry in zip(ask, lookup.values, strict=True):
                     entries[i] = entry
-        out, damaged = unpack(entries)
+        out, damaged = unpack(entries, self.cache.entry_offset)
         misses = [i for i, entry in enumerate(entries) if entry is None]
         if damaged:
             self.stats.add("cache.corrupt", len(damaged))

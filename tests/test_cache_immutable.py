@@ -9,6 +9,7 @@ import pytest
 
 from kvstore.cache import Fill, LocalCache, NoCache
 from kvstore.cache.redis import RedisCache
+from kvstore.testing.cache_contract import CacheContract
 
 
 def _run(coro: Any) -> Any:
@@ -56,7 +57,7 @@ def test_redis_put_immutable_is_served_and_capped(redis_server: Any, size: int) 
     async def scenario() -> tuple[list[bytes | None], int]:
         try:
             await cache.put_immutable([Fill(key, b"z" * size, 30)])
-            values = (await cache.lookup([key])).values
+            values = CacheContract.data(cache, (await cache.lookup([key])).values)
             ttl = await (await cache._connected()).pttl(f"{{{key}}}:d")
             return values, ttl
         finally:

@@ -188,7 +188,7 @@ class Versions:
         names = [name for path in paths for name in (path, self.info_key(path))]
 
         def unpack(
-            entries: Sequence[bytes | memoryview | None],
+            entries: Sequence[bytes | None], offset: int
         ) -> tuple[list[ArtifactInfo | None], list[int]]:
             out: list[ArtifactInfo | None] = []
             damaged: list[int] = []
@@ -196,7 +196,8 @@ class Versions:
                 item = None
                 if entry is not None:
                     try:
-                        item = self._cached_info(bytes(entry), key, versions[i // 2], paths[i // 2])
+                        data, j = entry[offset:], i // 2
+                        item = self._cached_info(data, key, versions[j], paths[j])
                     except Exception:
                         damaged.append(i)
                 out.append(item)

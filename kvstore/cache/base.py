@@ -25,10 +25,12 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-Entry = bytes | memoryview
-"""A cached entry as a lookup returns it: bytes, or a read-only view into what the cache
-received (the Redis cache's entries are views past its generation prefix: a warm
-1000-key ``mget`` makes no copy of them). Decode it; keep ``bytes(entry)``, never the view."""
+Entry = bytes
+"""A cached entry as a lookup returns it: bytes whose data starts ``cache.entry_offset``
+bytes in. A cache may leave a prefix of its own in front (the Redis cache's generation)
+rather than copy or view past it: a warm 1000-key ``mget`` then allocates nothing per
+entry but the payload it returns (:func:`kvstore.codec.unpack_cached` reads in place).
+``entry[cache.entry_offset:]`` is the data (the same object when the offset is 0)."""
 
 
 @dataclass(frozen=True)
@@ -53,6 +55,9 @@ class Cache(ABC):
     #: Several machines or processes share its entries (Redis): the store then keys them by
     #: its own id (kept in the store), not only by its name.
     shared: bool = False
+    #: Where an entry's data starts in what :meth:`lookup` / :meth:`lookup_now` return
+    #: (:data:`Entry`); the same for every entry of this cache.
+    entry_offset: int = 0
 
     @abstractmethod
     async def lookup(self, keys: Sequence[str]) -> Lookup: ...

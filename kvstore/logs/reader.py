@@ -186,14 +186,16 @@ class LogReader:
             return loaded
 
         def unpack(
-            entries: Sequence[bytes | memoryview | None],
+            entries: Sequence[bytes | None], offset: int
         ) -> tuple[list[codec.Envelope | None], list[int]]:
             out: list[codec.Envelope | None] = []
             damaged: list[int] = []
             for i, entry in enumerate(entries):
                 try:
-                    decoded = None if entry is None else codec.decode(bytes(entry), bound=paths[i])
-                    out.append(decoded)
+                    if entry is None:
+                        out.append(None)
+                    else:
+                        out.append(codec.decode(entry[offset:], bound=paths[i]))
                 except CorruptDataError:
                     out.append(None)
                     damaged.append(i)

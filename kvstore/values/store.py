@@ -72,7 +72,7 @@ class Values:
 
     def load_now(
         self, plan: Plan
-    ) -> tuple[list[codec.Live | None] | None, Sequence[bytes | memoryview | None] | None]:
+    ) -> tuple[list[codec.Live | None] | None, Sequence[bytes | None] | None]:
         """Like :meth:`load`, from the cache alone and in the calling thread - no event
         loop, no await: how the blocking face answers a read whose every key is a cache
         hit. Returns (values, None) then; otherwise (None, the entries it did find) for
@@ -88,7 +88,7 @@ class Values:
             # (`None in cached` compares each view with None: 0.3 ms for 1000; all() is
             # a truth test, and only a cached "missing" - b"" - is falsy besides None)
             return None, cached
-        values, damaged = codec.unpack_cached(cached)
+        values, damaged = codec.unpack_cached(cached, self.ctx.cache.entry_offset)
         if damaged:
             return None, None
         self.ctx.stats.add_threadsafe("cache.hits", len(values))
@@ -96,7 +96,7 @@ class Values:
         return self._live(values), None
 
     async def load(
-        self, plan: Plan, known: Sequence[bytes | memoryview | None] | None = None
+        self, plan: Plan, known: Sequence[bytes | None] | None = None
     ) -> list[codec.Live | None]:
         """Live values (payload, expiry) of a plan's keys, through the cache; None for
         missing or expired. ``known``: cache entries already read for some keys (None for

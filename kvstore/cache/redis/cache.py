@@ -55,6 +55,7 @@ class RedisCache(RedisConnections, Cache):
 
     name = "redis"
     shared = True
+    entry_offset = _GEN_LEN  # entries keep the generation they were filled under in front
 
     def __init__(
         self,

@@ -55,9 +55,8 @@ def _version_key(key: str) -> str:
 
 
 def _entries_of(values: Sequence[bytes | None], generation: bytes) -> list[Entry | None]:
-    """The entries filled under ``generation`` (views past it: no copy of the 1 KiB a
-    value entry holds, which costs more than the rest of a hit); None for the rest."""
-    return [
-        memoryview(data)[_GEN_LEN:] if data is not None and data.startswith(generation) else None
-        for data in values
-    ]
+    """The entries filled under ``generation``, as Redis sent them - the generation still
+    in front (``RedisCache.entry_offset``): neither a copy of the 1 KiB a value entry holds
+    nor a view past it, each of which costs more than the rest of a hit; None for the
+    rest."""
+    return [data if data is not None and data.startswith(generation) else None for data in values]
