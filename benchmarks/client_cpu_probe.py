@@ -11,7 +11,9 @@ on SeaweedFS on loopback (issue 16):
 
 Each round: 1000 PUTs of 1 KiB, then 1000 GETs of them, 32 in flight; the number is this
 process's CPU time (every thread: kvstore, botocore, aiohttp, obstore's Rust runtime; not
-the server's) per request, the median of interleaved rounds of every configuration.
+the server's) per request, the median of interleaved rounds of every configuration. Then
+the CPU of one dated listing of those objects (``list_dated``: what a log's settle and
+compaction send; raw obstore: ``obstore.list`` of them).
 """
 
 from __future__ import annotations
@@ -31,7 +33,7 @@ BOTOCORE_DEFAULTS: dict[str, Any] = {
 }
 
 
-async def _raw_obstore_round(server: Any, url: str, n: int) -> float:
+async def _raw_obstore_round(server: Any, url: str, n: int) -> tuple[float, float]:
     import obstore
 
     from .harness import obstore_client
@@ -54,10 +56,14 @@ async def _raw_obstore_round(server: Any, url: str, n: int) -> float:
     started = time.process_time()
     await asyncio.gather(*(put(i) for i in range(n)))
     await asyncio.gather(*(get(i) for i in range(n)))
-    return (time.process_time() - started) / (2 * n) * 1000
+    per_request = (time.process_time() - started) / (2 * n) * 1000
+    started = time.process_time()
+    listed = [meta async for page in obstore.list(store, chunk_size=1000) for meta in page]
+    assert len(listed) >= n
+    return per_request, (time.process_time() - started) * 1000
 
 
-async def _round(url: str, options: dict[str, Any], n: int) -> float:
+async def _round(url: str, options: dict[str, Any], n: int) -> tuple[float, float]:
     if "session" in options:
         from aiobotocore.session import AioSession
 
@@ -79,8 +85,11 @@ async def _round(url: str, options: dict[str, Any], n: int) -> float:
     await asyncio.gather(*(put(i) for i in range(n)))
     await asyncio.gather(*(get(i) for i in range(n)))
     spent = time.process_time() - started
+    started = time.process_time()
+    assert len((await blob.list_dated("")).paths) >= n
+    listing = time.process_time() - started
     await blob.close()
-    return spent / (2 * n) * 1000
+    return spent / (2 * n) * 1000, listing * 1000
 
 
 def main() -> None:
@@ -104,18 +113,27 @@ def main() -> None:
             },
             "obstore put_async/get_async (raw)": None,
         }
-        spent: dict[str, list[float]] = {name: [] for name in configurations}
+        spent: dict[str, list[tuple[float, float]]] = {name: [] for name in configurations}
         for _ in range(args.rounds):
             for name, options in configurations.items():
                 if options is None:
                     spent[name].append(asyncio.run(_raw_obstore_round(server, url, args.requests)))
                 else:
                     spent[name].append(asyncio.run(_round(url, options, args.requests)))
-        floor = statistics.median(spent["obstore put_async/get_async (raw)"])
-        print(f"client CPU per request, median of {args.rounds} interleaved rounds:")
+        raw = spent["obstore put_async/get_async (raw)"]
+        floor = statistics.median(r[0] for r in raw)
+        list_floor = statistics.median(r[1] for r in raw)
+        print(
+            f"client CPU per request, and of one dated listing of the {args.requests} "
+            f"objects, median of {args.rounds} interleaved rounds:"
+        )
         for name, values in spent.items():
-            ms = statistics.median(values)
-            print(f"  {name:42s} {ms:.2f} ms  ({ms / floor:.2f}x raw obstore)")
+            ms = statistics.median(v[0] for v in values)
+            listing = statistics.median(v[1] for v in values)
+            print(
+                f"  {name:42s} {ms:.2f} ms  ({ms / floor:.2f}x raw obstore); "
+                f"listing {listing:.1f} ms ({listing / list_floor:.2f}x)"
+            )
 
 
 if __name__ == "__main__":

@@ -221,3 +221,57 @@ def test_one_obstore_store_serves_every_event_loop(make_target: Callable[[str], 
         thread.join(10)
         other.close()
         asyncio.run(store.close())
+
+
+@pytest.mark.parametrize("backend", ["s3", "seaweedfs"])
+def test_obstores_dated_listing_never_overstates_an_age(
+    backend: str, make_target: Callable[[str], Target], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """obstore's dated listing dates objects by their LastModified and "now" by the newest
+    of them (no answer's Date): no age above what s3fs's listing (the server's Date) says;
+    a fresh listing sends no other request; an idle one (or an empty one) asks the server's
+    clock with one HEAD, and then agrees with s3fs's."""
+    import asyncio
+
+    from kvstore.blob import s3_obstore
+
+    target = make_target(backend)
+    fast = target.blob_store()
+    slow = open_blob_store(
+        target.url, {**target.storage_options, "transport": "s3fs"}, stats=Stats()
+    )
+    assert fast.transport == "obstore" and slow.transport == "s3fs"
+
+    async def main() -> None:
+        empty = await fast.list_dated("dated/")
+        assert empty.paths == () and fast.stats.snapshot().get("requests.head") == 1
+        await fast.put("dated/old", b"1")
+        await asyncio.sleep(1.2)  # LastModified has a resolution of one second
+        await fast.put("dated/new", b"2")
+        monkeypatch.setattr(s3_obstore, "DATE_PROBE_AFTER_MS", 60_000)  # "new" is fresh
+        before = fast.stats.snapshot()
+        quick, exact = await fast.list_dated("dated/"), await slow.list_dated("dated/")
+        after = fast.stats.snapshot()
+        assert after.get("requests.head", 0) == before.get("requests.head", 0)  # fresh
+        assert after["requests.list"] == before["requests.list"] + 1
+        assert quick.paths == exact.paths == ("dated/new", "dated/old")
+        assert quick.modified == exact.modified
+        assert quick.now <= exact.now
+        for path, age in quick.ages().items():
+            assert age <= exact.ages()[path], path
+        assert quick.ages()["dated/old"] >= 1000  # what the newest object tells
+        # idle: the newest object is "old" by this process's clock -> the server's clock
+        monkeypatch.setattr(s3_obstore, "DATE_PROBE_AFTER_MS", -60_000)
+        idle = await fast.list_dated("dated/")
+        assert fast.stats.snapshot()["requests.head"] == after.get("requests.head", 0) + 1
+        exact = await slow.list_dated("dated/")
+        assert abs(idle.now - exact.now) <= 2000 and idle.now >= quick.now
+        # this process's clock far behind the store's: no HEAD, ages still never overstated
+        monkeypatch.setattr(s3_obstore, "DATE_PROBE_AFTER_MS", 60_000)
+        monkeypatch.setattr(s3_obstore, "_wall_ms", lambda: 0.0)
+        behind = await fast.list_dated("dated/")
+        assert behind.now == max(behind.modified) <= exact.now
+        await fast.close()
+        await slow.close()
+
+    asyncio.run(main())

@@ -14,11 +14,15 @@ transports"). Which request does what:
 * ``delete`` is one DeleteObject; ``delete_many`` one DeleteObjects per 1000 keys.
 * ``list_pages`` is ListObjectsV2 from ``StartAfter``, 1000 keys per request whatever the
   ``page_size`` (smaller pages are cut from the answers: fewer requests than on s3fs).
+* ``list_dated`` is the same ListObjectsV2 requests, each object dated by its
+  LastModified and the listing's "now" by the newest of them (obstore gives no answer's
+  ``Date``): ages are never overstated. An idle listing (its newest object older than
+  ``DATE_PROBE_AFTER_MS`` by this process's clock) adds one HEAD of the bucket, through
+  s3fs, for the store's clock.
 * Through the s3fs transport (the parent class, its client made on first use), because
-  obstore cannot: ``delete_if_match`` (obstore has no conditional delete), ``list_dated``
-  (obstore does not give a listing's ``Date``, the store's clock) and ``sign_url``
-  (obstore signs no ``response-content-type``). None of them is on a hot path: expiry
-  and compare-and-delete of values, a log's settle, presigned URLs.
+  obstore cannot: ``delete_if_match`` (obstore has no conditional delete) and
+  ``sign_url`` (obstore signs no ``response-content-type``). Neither is on a hot path:
+  expiry and compare-and-delete of values, presigned URLs.
 
 **Errors** leave the primitives as :class:`~kvstore.blob.obstore_errors.S3RequestError`,
 told briefly and classified as on s3fs (:mod:`kvstore.blob.obstore_errors`).
@@ -42,11 +46,12 @@ import asyncio
 import datetime
 import os
 import random
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from typing import Any, TypeVar
 
 from ..errors import ConfigurationError
-from .base import Blob
+from .base import Blob, DatedPage
 from .obstore_errors import (
     ConditionalRequestConflict,
     S3RequestError,
@@ -55,6 +60,7 @@ from .obstore_errors import (
     is_obstore_error,
     told,
 )
+from .remote import http_date_ms, written_ms
 from .s3 import ATTEMPTS, CONFLICT_ATTEMPTS, CONNECT_TIMEOUT, PAGE, READ_TIMEOUT, S3BlobStore
 from .s3 import _version as version_of
 
@@ -62,6 +68,13 @@ T = TypeVar("T")
 
 USER_AGENT = f"kvstore/{version_of('kvstore')} obstore/{version_of('obstore')}"
 """The User-Agent of this transport's requests."""
+
+DATE_PROBE_AFTER_MS = 1_000
+"""A dated listing whose newest object is older than this (by this process's clock) asks
+the store for its time: one HEAD of the bucket (see ``_list_dated``). A writer's settles
+(at once after 32 chunks, or 0.5 s after its last) list a log whose newest chunk is
+younger; a compaction or a read's settle of an idle log asks, so that its ages are
+understated by at most about this much (plus LastModified's one-second resolution)."""
 
 REQUEST_TIMEOUT = 300.0
 """Seconds a whole request may take (object_store's ``timeout``; its default is 30, short
@@ -411,17 +424,65 @@ class ObstoreS3BlobStore(S3BlobStore):
         with told():
             await obstore.delete_async(store, list(paths))
 
+    def _lister(self, prefix: str) -> Any | None:
+        """The obstore client that lists ``prefix``, or None: s3fs lists it (a forked
+        child, or a directory object_store cannot name)."""
+        store = self._fast()
+        return store if store is not None and parsable(prefix.rpartition("/")[0]) else None
+
     async def _list_after(
         self, prefix: str, start_after: str | None, page_size: int | None
     ) -> AsyncIterator[list[str]]:
-        store = self._fast()
-        directory, slash, stem = prefix.rpartition("/")
-        if store is None or not parsable(directory):
-            # (a directory object_store cannot name: listed by s3fs, which can)
+        store = self._lister(prefix)
+        if store is None:
             async for paths in super()._list_after(prefix, start_after, page_size):
                 yield paths
             return
+        async for found in self._listed(store, prefix, start_after, page_size):
+            yield [str(meta["path"]) for meta in found]
+
+    async def _list_dated(self, prefix: str) -> AsyncIterator[DatedPage]:
+        """Each object dated by the LastModified obstore's listing gives (the store's clock
+        when it was written, rounded up as on s3fs), in the same requests as
+        ``list_pages``. obstore gives no answer's ``Date``, so the listing's "now" is its
+        newest object's date - no later than the store's now (to its one-second
+        resolution): ages come out no larger than they are, and nothing is taken as old
+        too soon. Where that would understate them - the newest object older than
+        ``DATE_PROBE_AFTER_MS`` by this process's clock (an idle log), or nothing listed -
+        one HEAD of the bucket through s3fs asks the store's clock (its ``Date``). s3fs's
+        own dated listing parses each answer with botocore, and a log's every settle lists
+        it (README, "S3 transports": the CPU of each)."""
+        store = self._lister(prefix)
+        if store is None:
+            async for page in super()._list_dated(prefix):
+                yield page
+            return
+        newest: int | None = None
+        async for found in self._listed(store, prefix, None, None):
+            dates = [written_ms(m["last_modified"]) for m in found]
+            if dates:
+                newest = max(newest or 0, *dates)
+            yield [(str(m["path"]), ms) for m, ms in zip(found, dates, strict=True)], None
+        if newest is None or _wall_ms() - newest > DATE_PROBE_AFTER_MS:
+            yield [], await self._server_time(prefix)
+
+    async def _server_time(self, prefix: str) -> int | None:
+        """The store's clock (ms): the ``Date`` of one HEAD of the bucket (s3fs)."""
+
+        async def head() -> Any:
+            return await self._s3("head_bucket")
+
+        resp = await self._call("head", prefix, head)
+        return http_date_ms(resp.get("ResponseMetadata", {}).get("HTTPHeaders", {}).get("date"))
+
+    async def _listed(
+        self, store: Any, prefix: str, start_after: str | None, page_size: int | None
+    ) -> AsyncIterator[list[Any]]:
+        """obstore's listing of ``prefix``: pages of object metas (path, last_modified...),
+        each request counted and retried alone."""
         import obstore
+
+        directory, slash, stem = prefix.rpartition("/")
 
         # object_store lists by path segments ("v/a" lists "v/a/...", not "v/ab"): a
         # prefix that ends inside a name is listed from its directory, starting just
@@ -459,9 +520,9 @@ class ObstoreS3BlobStore(S3BlobStore):
                 return
             fetched = held
             paths = [str(meta["path"]) for meta in page]
-            found = [p for p in paths if p.startswith(prefix)]
+            found = [m for m, p in zip(page, paths, strict=True) if p.startswith(prefix)]
             if start_after is not None:
-                found = [p for p in found if p > start_after]
+                found = [m for m in found if str(m["path"]) > start_after]
             past = bool(paths) and paths[-1] > prefix and not paths[-1].startswith(prefix)
             if found or page_size is None:
                 yield found
@@ -470,6 +531,11 @@ class ObstoreS3BlobStore(S3BlobStore):
 
     def _list(self, prefix: str) -> AsyncIterator[list[str]]:
         return self._list_after(prefix, None, None)
+
+
+def _wall_ms() -> float:
+    """This process's clock, in ms: only to choose whether to ask the store's."""
+    return time.time() * 1000
 
 
 def _bad_path_char(char: str) -> bool:
