@@ -30,7 +30,16 @@ from typing import Any
 import kvstore
 
 from . import data
-from .harness import Context, Planned, Row, log, median, obstore_client, requests_delta
+from .harness import (
+    Context,
+    Planned,
+    Row,
+    gathered,
+    log,
+    median,
+    obstore_client,
+    requests_delta,
+)
 
 ID = "S11"
 TITLE = "SeaweedFS (a real S3 server): requests and client CPU vs s3fs and obstore"
@@ -93,16 +102,6 @@ def _obstore(server: Any) -> Any:
     return obstore_client(server, BUCKET)
 
 
-async def _bounded(calls: list[Callable[[], Awaitable[Any]]]) -> list[Any]:
-    gate = asyncio.Semaphore(IN_FLIGHT)
-
-    async def one(call: Callable[[], Awaitable[Any]]) -> Any:
-        async with gate:
-            return await call()
-
-    return await asyncio.gather(*(one(c) for c in calls))
-
-
 async def _measure(work: Callable[[], Awaitable[Any]]) -> tuple[float, float]:
     """(wall seconds, this process's CPU seconds) of one run of ``work``."""
     wall, cpu = time.perf_counter(), time.process_time()
@@ -144,13 +143,14 @@ async def _run(ctx: Context, server: Any, obs: Any) -> list[Row]:
             async def get(p: str) -> bytes:
                 return bytes(await (await obstore.get_async(obs, p)).bytes_async())
 
-            await _bounded([lambda p=p: get(p) for p in paths])
+            await gathered([lambda p=p: get(p) for p in paths], IN_FLIGHT)
 
         async def s3fs_mget() -> None:
             # max_concurrency=1: one GetObject per key (s3fs's default of 10 sends a HEAD
             # for the size first: two requests per key, which would flatter kvstore)
-            await _bounded(
-                [lambda p=p: fs._cat_file(f"{BUCKET}/{p}", max_concurrency=1) for p in paths]
+            await gathered(
+                [lambda p=p: fs._cat_file(f"{BUCKET}/{p}", max_concurrency=1) for p in paths],
+                IN_FLIGHT,
             )
 
         await obs_mget()

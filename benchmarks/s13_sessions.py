@@ -67,7 +67,7 @@ import contextlib
 import os
 import time
 import uuid
-from collections.abc import Awaitable, Callable, Iterator, Sequence
+from collections.abc import Awaitable, Callable, Iterator
 from typing import Any
 
 import msgpack
@@ -81,7 +81,7 @@ from kvstore.stats import Stats
 from kvstore.testing import run_in_processes
 
 from . import data
-from .harness import Context, Planned, Row, log, median, requests_delta
+from .harness import Context, Planned, Row, gathered, log, median, requests_delta
 
 ID = "S13"
 TITLE = "agent sessions on SeaweedFS: load, list, 8 appenders on one session, delete a user"
@@ -321,16 +321,6 @@ def _settling(on: bool) -> Iterator[None]:
         yield
     finally:
         limits.SETTLE = before
-
-
-async def _bounded(calls: Sequence[Callable[[], Awaitable[Any]]], limit: int) -> list[Any]:
-    gate = asyncio.Semaphore(limit)
-
-    async def one(call: Callable[[], Awaitable[Any]]) -> Any:
-        async with gate:
-            return await call()
-
-    return await asyncio.gather(*(one(c) for c in calls))
 
 
 def _add(into: dict[str, int], more: dict[str, int]) -> dict[str, int]:
@@ -677,7 +667,7 @@ async def _list(ctx: Context, url: str, options: dict[str, Any]) -> list[Row]:
     ids = [f"s{i:05d}" for i in range(count)]
     started = time.perf_counter()
     async with _new_store(url, options) as setup:
-        await _bounded(
+        await gathered(
             [
                 lambda sid=sid: setup.sessions.create(
                     LIST_APP, user, sid, state={"n": int(sid[1:])}, title=f"chat {sid}"
@@ -988,7 +978,7 @@ async def _delete(ctx: Context, url: str, options: dict[str, Any]) -> list[Row]:
                 name = store.sessions.artifact_name(APP, user, sid, "notes.json")
                 await store.artifacts.save(name, notes)
 
-            await _bounded([lambda sid=sid: one(sid) for sid in ids], 16)
+            await gathered([lambda sid=sid: one(sid) for sid in ids], 16)
         return ids
 
     async def left(store: kvstore.AsyncKVStore, user: str) -> dict[str, int]:

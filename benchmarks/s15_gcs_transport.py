@@ -21,13 +21,12 @@ Medians of interleaved repetitions (ABBA); no timed assertions.
 from __future__ import annotations
 
 import asyncio
-import uuid
 from collections.abc import Awaitable, Callable
 from typing import Any
 
 import kvstore
 
-from . import data
+from . import s14_transports as s14
 from .harness import (
     Context,
     Planned,
@@ -38,7 +37,6 @@ from .harness import (
     gathered,
     log,
     median,
-    requests_delta,
 )
 
 ID = "S15"
@@ -75,56 +73,17 @@ PLANNED = _planned()
 _BY_ID = {p.id: p for p in PLANNED}
 
 
-class Bench:
-    """kvstore and the two raw clients on one stand-in."""
+class Bench(s14.Bench):
+    """kvstore (on gcsfs, its one GCS transport) and the two raw clients on one stand-in:
+    S14's contenders, with GCS's clients."""
 
-    def __init__(self, server: Any, n: int) -> None:
-        self.server = server
-        self.n = n
-        self.prefix = f"s15-{uuid.uuid4().hex[:8]}"
-        self.url = server.url_for(BUCKET, self.prefix)
-        self.items = {f"doc:{i:05d}": data.sized_json(VALUE_SIZE, seed=i) for i in range(n)}
-        self.keys = list(self.items)
-        self.values = list(self.items.values())
-        self.paths: list[str] = []
-        self._fresh = 0
-
-    def open(self) -> kvstore.AsyncKVStore:
-        return kvstore.open_async(self.url, cache=None, storage_options=self.server.storage_options)
-
-    async def setup(self) -> None:
-        store = self.open()
-        try:
-            await store.mset(self.items)
-            layout = store._ctx.layout
-            self.paths = [f"{self.prefix}/{layout.value(k)}" for k in self.keys]
-        finally:
-            await store.close()
-
-    def fresh(self) -> str:
-        self._fresh += 1
-        return f"w{self._fresh}"
-
-    async def kv(self, op: str) -> Run:
-        store = self.open()
-        mapping = {}
-        if op == "mset":
-            tag = self.fresh()
-            mapping = {f"{tag}:{i:05d}": v for i, v in enumerate(self.values)}
-        got: list[Any] = []
-        try:
-            before = store.stats()
-            async with clock() as t:
-                if op == "mget":
-                    got = await store.mget(self.keys)
-                else:
-                    await store.mset(mapping)
-            after = store.stats()
-        finally:
-            await store.close()
-        if op == "mget" and sum(v is not None for v in got) != self.n:
-            raise RuntimeError(f"mget: {got.count(None)} values missing")
-        return Run(t["wall"], t["cpu"], requests_delta(before, after))
+    def open(self, transport: str = "gcsfs", concurrency: int = DEFAULT) -> kvstore.AsyncKVStore:
+        return kvstore.open_async(
+            self.url,
+            cache=None,
+            storage_options=self.server.storage_options,
+            concurrency=concurrency,
+        )
 
     async def raw(self, op: str, client: str) -> Run:
         base = f"{self.prefix}/raw-{client}/{self.fresh()}"
@@ -185,7 +144,9 @@ async def _compare(ctx: Context, bench: Bench) -> list[Row]:
     reps = ctx.size(2, 3)
     rows: list[Row] = []
     for op in OPS:
-        work: dict[str, Callable[[], Awaitable[Run]]] = {"kvstore": lambda o=op: bench.kv(o)}
+        work: dict[str, Callable[[], Awaitable[Run]]] = {
+            "kvstore": lambda o=op: bench.kv(o, "gcsfs")
+        }
         for client in TARGETS:
             work[client] = lambda o=op, c=client: bench.raw(o, c)
         for call in work.values():  # warm-up: imports, obstore's runtime, code paths
