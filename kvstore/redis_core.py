@@ -20,7 +20,6 @@ from . import errors
 from .api import AsyncKVStore
 from .commands import Commands, Op
 from .commands.reply import CommandError
-from .values import Change
 
 Live = tuple[bytes, int, int] | None
 
@@ -184,43 +183,13 @@ class RedisCore:
     async def transaction(
         self, wires: list[list[bytes]], watched: dict[str, Live] | None
     ) -> list[Any]:
-        commands = self.commands
-        if not watched:
-            return await commands.transaction(wires)
-        if len(watched) > 1:
-            raise CommandError(
-                "CROSSSLOT WATCH of several keys cannot be checked atomically (each key is "
-                "one object); watch the one key the transaction changes"
-            )
-        ((key, seen),) = watched.items()
-        if not wires:
-            (now,) = await commands.values.load(commands.values.plan([key]))
-            if now != seen:
-                raise WatchError("Watched variable changed.")
-            return []
-        ops = [commands.parse(w)[1] for w in wires]
-        if any(op.key != key for op in ops):
-            raise CommandError(
-                "CROSSSLOT a watched transaction must change the key it watches (each key is "
-                "one object; kvstore cannot make several atomic together)"
-            )
-
-        def check(current: Live) -> tuple[None, Change]:
-            if current != seen:
-                raise _Changed()
-            return None, None
-
-        try:
-            return await commands.transaction(wires, precondition=check)
-        except _Changed:
-            raise WatchError("Watched variable changed.") from None
+        replies = await self.commands.watched_transaction(wires, watched or {})
+        if replies is None:
+            raise WatchError("Watched variable changed.")
+        return replies
 
     async def watch_value(self, key: Any, encoder: Any) -> tuple[str, Live]:
-        from .commands.core import key_of
-
-        name = key_of(encoder.encode(key))
-        (current,) = await self.commands.values.load(self.commands.values.plan([name]))
-        return name, current
+        return await self.commands.watch(encoder.encode(key))
 
     async def close(self) -> None:
         if self.owned:
@@ -230,7 +199,3 @@ class RedisCore:
 def annotate(error: BaseException, number: int, args: Sequence[Any]) -> None:
     """Say which queued command failed, in redis-py's words."""
     redis.client.Pipeline.annotate_exception(None, error, number, args)  # type: ignore[arg-type]
-
-
-class _Changed(Exception):
-    """A watched key changed before EXEC."""

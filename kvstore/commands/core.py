@@ -230,6 +230,51 @@ class Core:
 
         return await self.values.update(key, composed)
 
+    async def watch(self, raw: bytes) -> tuple[str, Live]:
+        """WATCH of one wire key: its name and the value seen now (a cached read)."""
+        name = key_of(raw)
+        (current,) = await self.values.load(self.values.plan([name]))
+        return name, current
+
+    async def watched_transaction(
+        self, commands: Sequence[Sequence[bytes]], watched: dict[str, Live]
+    ) -> list[Reply] | None:
+        """MULTI ... EXEC after WATCH: :meth:`transaction`, run only if every watched key
+        still holds what WATCH saw - checked inside the transaction's compare-and-swap, so
+        atomic across processes. None (nothing ran) if one changed. One key can be watched
+        (each key is one object: several cannot be checked together), and the
+        transaction must be on it; otherwise CROSSSLOT before anything runs."""
+        if not watched:
+            return await self.transaction(commands)
+        if len(watched) > 1:
+            raise CommandError(
+                "CROSSSLOT WATCH of several keys cannot be checked atomically (each key is "
+                "one object); watch the one key the transaction changes"
+            )
+        ((key, seen),) = watched.items()
+        if not commands:
+            (now,) = await self.values.load(self.values.plan([key]))
+            return None if now != seen else []
+        ops = [self.parse(c)[1] for c in commands]
+        if any(op.key != key for op in ops):
+            raise CommandError(
+                "CROSSSLOT a watched transaction must change the key it watches (each key is "
+                "one object; kvstore cannot make several atomic together)"
+            )
+
+        def check(current: Live) -> None:
+            if current != seen:
+                raise _Changed()
+
+        try:
+            return await self.transaction(commands, precondition=check)
+        except _Changed:
+            return None
+
+
+class _Changed(Exception):
+    """A watched key changed before EXEC."""
+
 
 class _ListLength(Exception):
     """A single-key command met a list: whether it is empty must be read first."""
