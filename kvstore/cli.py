@@ -61,6 +61,8 @@ from .commands_cli import (
 )
 from .demo import _demo
 from .errors import KVStoreError
+from .resp.cli import ARGUMENTS as _SERVE
+from .resp.cli import serve as _serve
 
 # -- the command table and the parser ----------------------------------------------------------
 
@@ -195,6 +197,12 @@ COMMANDS: tuple[Command, ...] = (
         "check every object (read and verified); --repair marks a log's lost records as lost",
         _store_command(_fsck),
         (arg("--repair", action="store_true", help="mark missing or damaged log records lost"),),
+    ),
+    Command(
+        "serve",
+        "serve the Redis protocol on the store (any Redis client; SIGTERM stops it)",
+        _serve,
+        _SERVE,
     ),
     Command(
         "artifact",

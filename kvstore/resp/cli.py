@@ -1,0 +1,78 @@
+"""``kvstore serve``: open the store given by ``--url``/``--cache``, serve the Redis
+protocol on it until SIGTERM or SIGINT, then close gracefully (running commands finish
+and are answered; nothing is acknowledged that the object store did not acknowledge)."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import signal
+import sys
+from typing import IO, Any
+
+from .. import open_async
+from ..commands_cli import PROG, _cache, _storage_options
+from .config import ServerConfig
+from .server import Server
+
+PASSWORD_ENV = "KVSTORE_REQUIREPASS"
+
+ARGUMENTS: tuple[tuple[tuple[str, ...], dict[str, Any]], ...] = (
+    (("--port",), {"type": int, "default": 6379, "help": "TCP port (default 6379; 0: any)"}),
+    (
+        ("--bind",),
+        {
+            "default": "127.0.0.1",
+            "help": "address to listen on (default 127.0.0.1; others need a password)",
+        },
+    ),
+    (("--unix-socket",), {"metavar": "PATH", "help": "listen on a unix socket instead"}),
+    (
+        ("--requirepass",),
+        {
+            "metavar": "PASSWORD",
+            "help": f"clients must AUTH with it (or set ${PASSWORD_ENV}: not shown by ps)",
+        },
+    ),
+    (("--maxclients",), {"type": int, "default": 10_000, "help": "connections at most"}),
+    (
+        ("--timeout",),
+        {"type": float, "default": 0.0, "help": "close a client idle this many seconds (0: never)"},
+    ),
+)
+
+
+def serve(args: argparse.Namespace, out: IO[bytes]) -> int:
+    config = ServerConfig(
+        host=args.bind,
+        port=args.port,
+        unix_socket=args.unix_socket,
+        requirepass=args.requirepass or os.environ.get(PASSWORD_ENV) or None,
+        maxclients=args.maxclients,
+        timeout=args.timeout,
+    )
+    config.check()  # before the store is opened: a refused exposure costs nothing
+    asyncio.run(_serve(args, config))
+    return 0
+
+
+async def _serve(args: argparse.Namespace, config: ServerConfig) -> None:
+    items = [*args.storage_option, *args.late_storage_option]
+    store = open_async(
+        args.url, _cache(args.cache), storage_options=_storage_options(items) or None
+    )
+    server = Server(store, config)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    try:
+        await server.start()
+        where = config.unix_socket or f"{config.host}:{server.port}"
+        print(f"{PROG} serve: listening on {where} ({store.url})", file=sys.stderr, flush=True)
+        await stop.wait()
+        print(f"{PROG} serve: closing", file=sys.stderr, flush=True)
+    finally:
+        await server.close()
+        await store.close()

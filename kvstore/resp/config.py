@@ -1,0 +1,49 @@
+"""``kvstore serve``'s configuration: what its options say, checked before anything opens."""
+
+from __future__ import annotations
+
+import dataclasses
+import ipaddress
+
+from ..errors import ConfigurationError
+from .protocol import Limits
+
+
+@dataclasses.dataclass(frozen=True)
+class ServerConfig:
+    """What ``kvstore serve`` takes (see its ``--help``)."""
+
+    host: str = "127.0.0.1"
+    port: int = 6379
+    unix_socket: str | None = None
+    requirepass: str | None = None
+    maxclients: int = 10_000
+    timeout: float = 0.0
+    """Seconds a client may stay idle before it is closed (0: never)."""
+    grace: float = 30.0
+    """Seconds :meth:`Server.close` waits for running commands."""
+    limits: Limits = dataclasses.field(default_factory=Limits)
+
+    def check(self) -> None:
+        """Refuse a configuration that would expose the store or cannot work."""
+        if self.unix_socket is None and not _loopback(self.host) and not self.requirepass:
+            raise ConfigurationError(
+                f"refusing to listen on {self.host!r} without a password: anyone who can "
+                "reach it could read and change the store (give --requirepass, or bind "
+                "127.0.0.1)"
+            )
+        if not 0 <= self.port <= 65535:
+            raise ConfigurationError(f"port must be 0-65535, not {self.port}")
+        if self.maxclients < 1:
+            raise ConfigurationError(f"maxclients must be >= 1, not {self.maxclients}")
+        if self.timeout < 0 or self.grace < 0:
+            raise ConfigurationError("timeout and grace must be >= 0")
+
+
+def _loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False

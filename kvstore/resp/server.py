@@ -1,0 +1,123 @@
+"""``kvstore serve``: the Redis protocol over TCP (or a unix socket) in front of a store.
+
+Any Redis client - redis-cli, redis-py, ioredis, go-redis - talks to it as to Redis; every
+data command runs in kvstore's command layer (:mod:`kvstore.commands`, the same one the
+:class:`kvstore.Redis` face uses), so a write is acknowledged only once the object store
+acknowledged it. The connection-level commands (HELLO, AUTH, SELECT, CLIENT, MULTI ...)
+are :mod:`.session`'s.
+
+Guarantees and costs:
+
+* **Order.** A connection's commands run one after the other, in the order sent; a
+  pipeline's replies are written together once the commands read at once have run.
+* **Acknowledged means durable.** A reply is written after its command returned; a
+  command that failed against the object store replies with an error. Closing the server
+  (SIGTERM: :meth:`Server.close`) stops accepting, lets every running command finish
+  (bounded by ``grace``), writes its reply, then closes the connections.
+* **Bounded reads.** Each connection reads through a :class:`~.protocol.CommandReader`
+  with the server's :class:`~.protocol.Limits`: a length is refused at its header, before
+  anything is kept for it. A protocol error is answered with Redis's message and the
+  connection closed; the server and every other connection go on.
+* **Exposure.** A server that has no password refuses to listen anywhere but loopback.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import itertools
+import logging
+import time
+
+from ..api import AsyncKVStore
+from ..commands import Commands
+from .config import ServerConfig
+from .protocol import ProtocolError, encode, error_line
+from .session import DATABASES, Connection
+
+logger = logging.getLogger("kvstore.serve")
+
+
+class Server:
+    """A RESP server of one store; ``await start()``, then ``await close()``."""
+
+    def __init__(self, store: AsyncKVStore, config: ServerConfig | None = None) -> None:
+        self.config = config or ServerConfig()
+        self.config.check()
+        self.store = store
+        self.started = time.time()
+        self.clients: dict[int, Connection] = {}
+        self.counters = {
+            "total_connections_received": 0,
+            "total_commands_processed": 0,
+            "rejected_connections": 0,
+            "total_error_replies": 0,
+        }
+        self._ids = itertools.count(1)
+        self._databases: dict[int, Commands] = {}
+        self._server: asyncio.AbstractServer | None = None
+        self._closing = False
+        self.port = self.config.port
+
+    def database(self, number: int) -> Commands:
+        """The command layer of database ``number`` (0: the store; N: namespace dbN)."""
+        found = self._databases.get(number)
+        if found is None:
+            view = self.store if number == 0 else self.store.namespace(f"db{number}")
+            found = self._databases[number] = Commands(view._ctx)
+        return found
+
+    async def start(self) -> None:
+        if self.config.unix_socket is not None:
+            self._server = await asyncio.start_unix_server(
+                self._accept, path=self.config.unix_socket
+            )
+        else:
+            self._server = await asyncio.start_server(
+                self._accept, host=self.config.host, port=self.config.port, reuse_address=True
+            )
+            self.port = int(self._server.sockets[0].getsockname()[1])
+
+    async def serve_forever(self) -> None:
+        assert self._server is not None
+        with contextlib.suppress(asyncio.CancelledError):
+            await self._server.serve_forever()
+
+    async def close(self) -> None:
+        """Stop accepting; let running commands finish (``grace``) and answer; close."""
+        self._closing = True
+        if self._server is not None:
+            self._server.close()
+        connections = list(self.clients.values())
+        for connection in connections:
+            connection.stop_reading()
+        busy = [c.task for c in connections if c.task is not None]
+        if busy:
+            _, pending = await asyncio.wait(busy, timeout=self.config.grace)
+            for task in pending:
+                task.cancel()
+            if pending:
+                await asyncio.wait(pending, timeout=5)
+        if self._server is not None:
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(self._server.wait_closed(), 5)
+
+    async def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self.counters["total_connections_received"] += 1
+        if self._closing or len(self.clients) >= self.config.maxclients:
+            self.counters["rejected_connections"] += 1
+            with contextlib.suppress(Exception):
+                writer.write(error_line("ERR max number of clients reached"))
+                await writer.drain()
+            writer.close()
+            return
+        connection = Connection(self, next(self._ids), reader, writer)
+        self.clients[connection.id] = connection
+        connection.task = asyncio.current_task()
+        try:
+            await connection.run()
+        finally:
+            self.clients.pop(connection.id, None)
+
+
+__all__ = ["DATABASES", "ProtocolError", "Server", "ServerConfig", "encode"]

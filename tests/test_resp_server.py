@@ -1,0 +1,408 @@
+"""``kvstore serve`` over real TCP: redis-py (RESP2 and RESP3) and redis-cli against the
+server, started by the tests on a free loopback port, on memory and local disk (and on a
+real S3 server, SeaweedFS, for the data path)."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import redis
+from conftest import Target
+
+import kvstore
+from kvstore.errors import ConfigurationError
+from kvstore.resp.config import ServerConfig
+from kvstore.resp.server import Server
+from kvstore.testing.servers.redis import find_redis_binary
+
+
+@contextlib.contextmanager
+def serving(store: kvstore.AsyncKVStore, **options: Any) -> Iterator[Server]:
+    """A server of ``store`` on a free loopback port, its loop in a thread of its own."""
+    loop = asyncio.new_event_loop()
+    thread = threading.Thread(target=loop.run_forever, daemon=True)
+    thread.start()
+    server = Server(store, ServerConfig(port=0, **options))
+    asyncio.run_coroutine_threadsafe(server.start(), loop).result(30)
+    try:
+        yield server
+    finally:
+        asyncio.run_coroutine_threadsafe(server.close(), loop).result(60)
+        asyncio.run_coroutine_threadsafe(store.close(), loop).result(60)
+        loop.call_soon_threadsafe(loop.stop)
+        thread.join(10)
+        loop.close()
+
+
+def client(server: Server, **options: Any) -> redis.Redis:
+    return redis.Redis(host="127.0.0.1", port=server.port, socket_timeout=30, **options)
+
+
+@pytest.fixture(params=["memory", "local"])
+def store(request: pytest.FixtureRequest, tmp_path: Path) -> kvstore.AsyncKVStore:
+    url = f"memory://serve-{id(request)}" if request.param == "memory" else str(tmp_path)
+    return kvstore.open_async(url, cache=None)
+
+
+@pytest.mark.parametrize("protocol", [2, 3])
+def test_redis_py_over_tcp_reads_and_writes_the_store(
+    store: kvstore.AsyncKVStore, protocol: int
+) -> None:
+    with serving(store) as server:
+        r = client(server, protocol=protocol)
+        assert r.ping() is True
+        assert r.set("greeting", "hello") is True
+        assert r.get("greeting") == b"hello"
+        assert r.set("greeting", "again", nx=True) is None
+        assert r.incr("n", 5) == 5
+        assert r.hset("h", mapping={"a": "1", "b": "2"}) == 2
+        assert r.hgetall("h") == {b"a": b"1", b"b": b"2"}
+        assert r.sadd("s", "x", "y") == 2
+        assert r.smembers("s") == {b"x", b"y"}
+        assert r.zadd("z", {"m": 1.5}) == 1
+        assert r.zscore("z", "m") == 1.5
+        # (redis-py gives pairs as tuples under RESP2, as lists under RESP3 - as with Redis)
+        assert [tuple(p) for p in r.zrange("z", 0, -1, withscores=True)] == [(b"m", 1.5)]
+        assert r.rpush("l", "a", "b") == 2
+        assert r.lrange("l", 0, -1) == [b"a", b"b"]
+        assert r.mget(["greeting", "missing"]) == [b"hello", None]
+        assert r.exists("greeting", "h", "nope") == 2
+        assert r.delete("greeting") == 1
+        assert r.type("h") == b"hash"
+        with pytest.raises(redis.ResponseError, match="WRONGTYPE"):
+            r.get("h")
+        with pytest.raises(redis.ResponseError, match="unknown command"):
+            r.execute_command("NOSUCHCOMMAND")
+        r.close()
+
+
+def test_the_library_reads_what_a_client_wrote_through_the_server(tmp_path: Path) -> None:
+    with serving(kvstore.open_async(str(tmp_path), cache=None)) as server:
+        r = client(server)
+        r.set("k", "from redis-py")
+        r.rpush("chat", "hi", "there")
+        r.close()
+    with kvstore.open(str(tmp_path), cache=None) as lib:
+        assert lib.get("k") == b"from redis-py"
+        face = kvstore.Redis(store=lib)
+        assert face.lrange("chat", 0, -1) == [b"hi", b"there"]
+
+
+def test_pipelines_keep_order_and_transactions_are_atomic(store: kvstore.AsyncKVStore) -> None:
+    with serving(store) as server:
+        r = client(server)
+        pipe = r.pipeline(transaction=False)
+        for i in range(200):
+            pipe.set(f"k{i}", i)
+        pipe.get("k7").incr("k7").get("k7")
+        replies = pipe.execute()
+        assert replies[:200] == [True] * 200 and replies[200:] == [b"7", 8, b"8"]
+        with r.pipeline(transaction=True) as tx:
+            tx.incr("counter").incr("counter").get("counter")
+            assert tx.execute() == [1, 2, b"2"]
+        with (
+            pytest.raises(redis.exceptions.ClusterCrossSlotError, match="one key"),
+            r.pipeline(transaction=True) as tx,
+        ):
+            tx.set("a", 1).set("b", 2)
+            tx.execute()
+        assert r.get("a") is None  # refused before anything ran
+        # WATCH: a change by another client aborts the EXEC
+        other = client(server)
+        with r.pipeline(transaction=True) as tx:
+            tx.watch("counter")
+            other.set("counter", 100)
+            tx.multi()
+            tx.incr("counter")
+            with pytest.raises(redis.WatchError):
+                tx.execute()
+        assert r.get("counter") == b"100"
+        r.close()
+        other.close()
+
+
+def test_queued_command_errors_are_reported_as_redis_reports_them(
+    store: kvstore.AsyncKVStore,
+) -> None:
+    with serving(store) as server, socket.create_connection(("127.0.0.1", server.port)) as s:
+        s.sendall(b"MULTI\r\nSET k v\r\nNOSUCH x\r\nEXEC\r\nGET k\r\n")
+        got = _read_until(s, b"$-1\r\n")
+        assert got.startswith(b"+OK\r\n+QUEUED\r\n-ERR unknown command 'NOSUCH'")
+        assert b"-EXECABORT Transaction discarded because of previous errors.\r\n" in got
+        assert got.endswith(b"$-1\r\n")  # nothing of the transaction ran
+
+
+def _read_until(s: socket.socket, end: bytes, timeout: float = 30) -> bytes:
+    s.settimeout(timeout)
+    data = b""
+    while not data.endswith(end):
+        chunk = s.recv(65536)
+        if not chunk:
+            break
+        data += chunk
+    return data
+
+
+def test_connection_commands_clients_send_on_connect(store: kvstore.AsyncKVStore) -> None:
+    with serving(store) as server:
+        r = client(server, protocol=3, client_name="worker-1")
+        assert r.client_getname() == b"worker-1"
+        assert r.client_id() >= 1
+        assert r.execute_command("CLIENT SETINFO", "LIB-NAME", "test") is True
+        listed = r.client_list()
+        assert [c["name"] for c in listed] == ["worker-1"] and listed[0]["lib-name"] == "test"
+        info = r.info()
+        assert info["redis_version"] and info["connected_clients"] >= 1
+        assert r.execute_command("COMMAND COUNT") > 100
+        assert r.config_get("maxclients") == {"maxclients": "10000"}
+        assert r.execute_command("ECHO", "x") == b"x"
+        assert len(r.time()) == 2
+        r.set("db0-key", 1)
+        r.select(1)
+        assert r.get("db0-key") is None  # database 1 is another namespace
+        r.set("db1-key", 1)
+        r.select(0)
+        assert r.get("db1-key") is None and r.get("db0-key") == b"1"
+        with pytest.raises(redis.ResponseError, match="DB index is out of range"):
+            r.select(16)
+        r.close()
+
+
+def test_a_password_is_required_before_anything_else(store: kvstore.AsyncKVStore) -> None:
+    with serving(store, requirepass="s3cret") as server:
+        anonymous = client(server)
+        with pytest.raises(redis.AuthenticationError):
+            anonymous.get("k")
+        wrong = client(server, password="nope")
+        with pytest.raises(redis.AuthenticationError, match="invalid username-password"):
+            wrong.ping()
+        right = client(server, password="s3cret")
+        assert right.set("k", "v") and right.get("k") == b"v"
+        for c in (anonymous, wrong, right):
+            c.close()
+
+
+def test_exposure_without_a_password_is_refused() -> None:
+    with pytest.raises(ConfigurationError, match=r"refusing to listen on '0\.0\.0\.0'"):
+        ServerConfig(host="0.0.0.0").check()
+    ServerConfig(host="0.0.0.0", requirepass="x").check()
+    ServerConfig(host="::1").check()
+    completed = subprocess.run(
+        [sys.executable, "-m", "kvstore", "--url", "memory://x", "serve", "--bind", "0.0.0.0"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert completed.returncode == 2 and "without a password" in completed.stderr
+
+
+def test_a_protocol_error_closes_that_connection_only(store: kvstore.AsyncKVStore) -> None:
+    with serving(store, limits=_small_limits()) as server:
+        good = client(server)
+        good.set("k", "v")
+        with socket.create_connection(("127.0.0.1", server.port)) as bad:
+            bad.sendall(b"*1\r\n$99999999\r\n")  # longer than the server takes
+            assert _read_until(bad, b"\r\n") == b"-ERR Protocol error: invalid bulk length\r\n"
+            assert bad.recv(10) == b""  # closed
+        with socket.create_connection(("127.0.0.1", server.port)) as bad:
+            bad.sendall(b"*2\r\n:1\r\n")
+            assert b"expected '$'" in _read_until(bad, b"\r\n")
+        assert good.get("k") == b"v"  # the server and the other client go on
+        good.close()
+
+
+def _small_limits() -> Any:
+    from kvstore.resp.protocol import Limits
+
+    return Limits(max_bulk=1 << 20)
+
+
+def test_redis_cli_interactively_and_with_pipe_mass_insertion(
+    store: kvstore.AsyncKVStore, tmp_path: Path
+) -> None:
+    cli = find_redis_binary(name="redis-cli")
+    with serving(store) as server:
+        port = str(server.port)
+
+        def run(*args: str, stdin: bytes | None = None) -> str:
+            done = subprocess.run(
+                [cli, "-p", port, *args], input=stdin, capture_output=True, timeout=60
+            )
+            assert done.returncode == 0, done.stderr
+            return done.stdout.decode()
+
+        assert run("PING").strip() == "PONG"
+        assert run("SET", "cli-key", "v").strip() == "OK"
+        assert run("GET", "cli-key").strip() == "v"
+        session = run(stdin=b"SET a 1\nINCR a\nHSET h f v\nHGETALL h\n")
+        assert session.split() == ["OK", "2", "1", "f", "v"]
+        mass = b"".join(
+            b"*3\r\n$3\r\nSET\r\n$%d\r\n%s\r\n$1\r\nx\r\n" % (len(k), k)
+            for k in (f"mass:{i}".encode() for i in range(500))
+        )
+        out = run("--pipe", stdin=mass)
+        assert "errors: 0, replies: 500" in out
+        assert run("DBSIZE").strip() == str(500 + 3)
+
+
+def test_sigterm_finishes_and_acknowledges_only_what_landed(tmp_path: Path) -> None:
+    """`kvstore serve` in its own process: a client writes, SIGTERM arrives mid-load; every
+    write that was acknowledged is in the store afterwards."""
+    port = _free_port()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "kvstore", "--url", str(tmp_path), "--cache", "none", "serve",
+         "--port", str(port)],
+        stderr=subprocess.PIPE,
+    )  # fmt: skip
+    try:
+        _wait_for(port)
+        r = redis.Redis(port=port, socket_timeout=30)
+        acknowledged = []
+        stopper = threading.Timer(0.5, proc.terminate)
+        stopper.start()
+        with contextlib.suppress(redis.ConnectionError):
+            for i in range(100_000):
+                r.set(f"k{i}", i)
+                acknowledged.append(i)
+        stopper.join()
+        assert proc.wait(30) == 0
+        assert acknowledged, "nothing was written before SIGTERM"
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    with kvstore.open(str(tmp_path), cache=None) as lib:
+        values = lib.mget([f"k{i}" for i in acknowledged])
+        assert values == [str(i).encode() for i in acknowledged]
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _wait_for(port: int, timeout: float = 30) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), 0.5):
+            return
+        time.sleep(0.05)
+    raise AssertionError(f"kvstore serve did not listen on {port}")
+
+
+def test_the_data_path_on_a_real_s3_server(make_target: Callable[[str], Target]) -> None:
+    target = make_target("seaweedfs")
+    with serving(target.open_async()) as server:
+        r = client(server)
+        assert r.set("k", "v") and r.get("k") == b"v"
+        assert r.hset("h", "f", "1") == 1 and r.hincrby("h", "f", 2) == 3
+        with r.pipeline(transaction=True) as tx:
+            tx.incr("n").incr("n")
+            assert tx.execute() == [1, 2]
+        r.close()
+
+
+def _frames(rng: Any, count: int) -> Iterator[bytes]:
+    """Malformed, truncated, oversized and random frames (none a valid write command)."""
+    valid = [
+        b"*3\r\n$3\r\nSET\r\n$1\r\nk\r\n$1\r\nv\r\n",
+        b"*2\r\n$3\r\nGET\r\n$1\r\nk\r\n",
+        b"*4\r\n$4\r\nHSET\r\n$1\r\nh\r\n$1\r\nf\r\n$1\r\nv\r\n",
+    ]
+    broken = [
+        b"*2\r\n:1\r\n",
+        b"*1\r\n$-5\r\n",
+        b"*99999999999\r\n",
+        b"*1\r\n$99999999999999999999\r\n",
+        b"*1\r\n$3\r\nabcdef",
+        b"*-\r\n",
+        b"*1\r\n$x\r\n",
+        b'GET "unbalanced\r\n',
+        b"x" * (70 * 1024),
+        b"*3\r\n$3\r\nSET\r\n$1\r\nk\r\n",  # truncated: the value never comes
+        b"\x00\xff\r\n",
+        b"*1\r\n*1\r\n",
+    ]
+    for i in range(count):
+        kind = i % 4
+        if kind == 0:
+            yield rng.choice(broken)
+        elif kind == 1:  # a valid write cut short: never complete, never applied
+            frame = rng.choice(valid)
+            yield frame[: rng.randrange(1, len(frame) - 1)]
+        elif kind == 2:
+            yield bytes(rng.randrange(256) for _ in range(rng.randrange(1, 64)))
+        else:  # a header promising more than the server takes, then noise
+            yield b"*2\r\n$%d\r\n" % rng.choice([1 << 30, 10**12, 512 * 1024 * 1024 + 1]) + bytes(
+                rng.randrange(256) for _ in range(rng.randrange(0, 32))
+            )
+
+
+def test_ten_thousand_bad_frames_change_nothing_and_harm_no_one(tmp_path: Path) -> None:
+    import random
+
+    rng = random.Random(1130)
+    with serving(kvstore.open_async(str(tmp_path), cache=None)) as server:
+        witness = client(server)
+        witness.set("k", "original")
+        witness.hset("h", "f", "original")
+        before = (witness.dbsize(), witness.get("k"), witness.hgetall("h"))
+        answered = closed = 0
+        for n, frame in enumerate(_frames(rng, 10_000)):
+            with socket.create_connection(("127.0.0.1", server.port), timeout=10) as s:
+                with contextlib.suppress(ConnectionError):
+                    s.sendall(frame)
+                    s.shutdown(socket.SHUT_WR)  # the client is done: the server must close
+                got = b""
+                with contextlib.suppress(ConnectionError):
+                    while chunk := s.recv(65536):
+                        got += chunk
+                if got:
+                    answered += 1
+                    # only whole RESP replies: errors, or answers to what parsed as a
+                    # command (random bytes can spell an inline command)
+                    assert got.endswith(b"\r\n"), got[-50:]
+                else:
+                    closed += 1
+            if n % 1000 == 0:
+                assert witness.ping() is True  # the server is up; other clients served
+        assert (witness.dbsize(), witness.get("k"), witness.hgetall("h")) == before
+        assert witness.ping() is True and answered > 5000
+        witness.close()
+
+
+def test_a_unix_socket_and_the_idle_timeout(tmp_path: Path) -> None:
+    path = str(tmp_path / "kv.sock")
+    store = kvstore.open_async(str(tmp_path / "data"), cache=None)
+    with serving(store, unix_socket=path, timeout=0.5):
+        r = redis.Redis(unix_socket_path=path, socket_timeout=30)
+        assert r.set("k", "v") and r.get("k") == b"v"
+        r.close()
+        with socket.socket(socket.AF_UNIX) as idle:
+            idle.connect(path)
+            idle.settimeout(10)
+            started = time.monotonic()
+            assert idle.recv(10) == b""  # closed by the server after 0.5 s of silence
+            assert 0.3 < time.monotonic() - started < 5
+
+
+def test_maxclients_refuses_the_one_too_many(store: kvstore.AsyncKVStore) -> None:
+    with serving(store, maxclients=2) as server:
+        first, second = client(server), client(server)
+        assert first.ping() and second.ping()
+        with socket.create_connection(("127.0.0.1", server.port)) as third:
+            assert _read_until(third, b"\r\n") == b"-ERR max number of clients reached\r\n"
+            assert third.recv(10) == b""
+        assert first.ping() and second.ping()
+        first.close()
+        second.close()
