@@ -45,6 +45,12 @@ def serving(store: kvstore.AsyncKVStore, **options: Any) -> Iterator[Server]:
 
 
 def client(server: Server, **options: Any) -> redis.Redis:
+    """A redis-py client that does not retry (a wrong password is tried once, not ten
+    times: the server spaces out failed AUTHs)."""
+    from redis.backoff import NoBackoff
+    from redis.retry import Retry
+
+    options.setdefault("retry", Retry(NoBackoff(), 0))
     return redis.Redis(host="127.0.0.1", port=server.port, socket_timeout=30, **options)
 
 
@@ -140,6 +146,17 @@ def test_queued_command_errors_are_reported_as_redis_reports_them(
         assert got.startswith(b"+OK\r\n+QUEUED\r\n-ERR unknown command 'NOSUCH'")
         assert b"-EXECABORT Transaction discarded because of previous errors.\r\n" in got
         assert got.endswith(b"$-1\r\n")  # nothing of the transaction ran
+
+
+def _read_lines(s: socket.socket, lines: int, timeout: float = 60) -> bytes:
+    s.settimeout(timeout)
+    data = b""
+    while data.count(b"\r\n") < lines:
+        chunk = s.recv(65536)
+        if not chunk:
+            break
+        data += chunk
+    return data
 
 
 def _read_until(s: socket.socket, end: bytes, timeout: float = 30) -> bytes:
@@ -406,3 +423,72 @@ def test_maxclients_refuses_the_one_too_many(store: kvstore.AsyncKVStore) -> Non
         assert first.ping() and second.ping()
         first.close()
         second.close()
+
+
+def test_users_are_confined_to_their_namespaces(tmp_path: Path) -> None:
+    from kvstore.resp.auth import User
+
+    users = (User("alice", "a-pass", "tenant-a"), User("bob", "b-pass", "tenant-b"))
+    with serving(kvstore.open_async(str(tmp_path), cache=None), users=users) as server:
+        alice = client(server, username="alice", password="a-pass")
+        bob = client(server, username="bob", password="b-pass")
+        alice.set("k", "alice's")
+        bob.set("k", "bob's")
+        assert alice.get("k") == b"alice's" and bob.get("k") == b"bob's"
+        assert alice.keys("*") == [b"k"] and bob.dbsize() == 1
+        alice.flushdb()
+        assert bob.get("k") == b"bob's"  # another tenant's FLUSHDB never reaches it
+        assert [c["user"] for c in alice.client_list()] == ["alice", "bob"]
+        with pytest.raises(redis.AuthenticationError):
+            client(server, username="alice", password="b-pass").ping()
+        with pytest.raises(redis.AuthenticationError):  # no default user without requirepass
+            client(server, password="a-pass").ping()
+        alice.close()
+        bob.close()
+    with kvstore.open(str(tmp_path), cache=None) as lib:
+        assert lib.namespace("tenant-b").get("k") == b"bob's"
+        assert lib.get("k") is None  # the root holds neither
+
+
+def test_failed_auth_attempts_are_rate_limited_per_address() -> None:
+    from kvstore.resp import auth
+
+    store = kvstore.open_async("memory://auth-limit", cache=None)
+    with serving(store, requirepass="right") as server:
+        guessers = [socket.create_connection(("127.0.0.1", server.port)) for _ in range(4)]
+        started = time.monotonic()
+        for s in guessers:  # four connections, three guesses each, all at once
+            s.sendall(b"AUTH wrong1\r\nAUTH wrong2\r\nAUTH wrong3\r\n")
+        for s in guessers:
+            assert _read_lines(s, 3).count(b"-WRONGPASS") == 3
+        spent = time.monotonic() - started
+        # the first FREE are answered at once, then each waits its turn (without the
+        # limit the twelve answers take milliseconds)
+        assert spent >= 20 * auth.BASE_DELAY_S, spent
+        other = client(server, password="right")  # the server serves others meanwhile
+        assert other.ping()
+        last = guessers[0]
+        last.sendall(b"AUTH right\r\nGET k\r\n")  # the right one still works: no lockout
+        assert _read_until(last, b"$-1\r\n").endswith(b"+OK\r\n$-1\r\n")
+        for s in guessers:
+            s.close()
+        other.close()
+
+
+def test_a_users_file_is_checked_before_the_server_starts(tmp_path: Path) -> None:
+    from kvstore.resp.auth import load_users
+
+    good = tmp_path / "users.json"
+    good.write_text('{"alice": {"password": "p", "namespace": "t"}, "ops": {"password": "q"}}')
+    assert [(u.name, u.namespace) for u in load_users(good)] == [("alice", "t"), ("ops", None)]
+    for text, message in [
+        ("[]", "expected an object"),
+        ('{"a": {"password": ""}}', "non-empty 'password'"),
+        ('{"a": {"password": "p", "role": "x"}}', "must be an object with 'password'"),
+        ('{"a b": {"password": "p"}}', "is not a user name"),
+        ("{", "cannot read"),
+    ]:
+        bad = tmp_path / "bad.json"
+        bad.write_text(text)
+        with pytest.raises(ConfigurationError, match=message):
+            load_users(bad)

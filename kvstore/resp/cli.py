@@ -13,6 +13,7 @@ from typing import IO, Any
 
 from .. import open_async
 from ..commands_cli import PROG, _cache, _storage_options
+from .auth import load_users
 from .config import ServerConfig
 from .server import Server
 
@@ -35,6 +36,14 @@ ARGUMENTS: tuple[tuple[tuple[str, ...], dict[str, Any]], ...] = (
             "help": f"clients must AUTH with it (or set ${PASSWORD_ENV}: not shown by ps)",
         },
     ),
+    (
+        ("--users",),
+        {
+            "metavar": "FILE",
+            "help": 'users, each confined to a namespace: JSON {"NAME": {"password": ..., '
+            '"namespace": ...}}',
+        },
+    ),
     (("--maxclients",), {"type": int, "default": 10_000, "help": "connections at most"}),
     (
         ("--timeout",),
@@ -50,6 +59,7 @@ def serve(args: argparse.Namespace, out: IO[bytes]) -> int:
         unix_socket=args.unix_socket,
         requirepass=args.requirepass or os.environ.get(PASSWORD_ENV) or None,
         maxclients=args.maxclients,
+        users=load_users(args.users) if args.users else (),
         timeout=args.timeout,
     )
     config.check()  # before the store is opened: a refused exposure costs nothing

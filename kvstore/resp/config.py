@@ -6,6 +6,7 @@ import dataclasses
 import ipaddress
 
 from ..errors import ConfigurationError
+from .auth import User
 from .protocol import Limits
 
 
@@ -23,10 +24,23 @@ class ServerConfig:
     grace: float = 30.0
     """Seconds :meth:`Server.close` waits for running commands."""
     limits: Limits = dataclasses.field(default_factory=Limits)
+    users: tuple[User, ...] = ()
+    """ACL-style users (``--users FILE``), each confined to its namespace."""
+
+    def all_users(self) -> dict[str, User]:
+        """Every user who may log in: ``users``, and ``default`` with ``requirepass``."""
+        found = {u.name: u for u in self.users}
+        if self.requirepass:
+            found.setdefault("default", User("default", self.requirepass))
+        return found
+
+    @property
+    def auth_required(self) -> bool:
+        return bool(self.requirepass or self.users)
 
     def check(self) -> None:
         """Refuse a configuration that would expose the store or cannot work."""
-        if self.unix_socket is None and not _loopback(self.host) and not self.requirepass:
+        if self.unix_socket is None and not _loopback(self.host) and not self.auth_required:
             raise ConfigurationError(
                 f"refusing to listen on {self.host!r} without a password: anyone who can "
                 "reach it could read and change the store (give --requirepass, or bind "

@@ -31,6 +31,7 @@ import time
 
 from ..api import AsyncKVStore
 from ..commands import Commands
+from .auth import Guard
 from .config import ServerConfig
 from .protocol import ProtocolError, encode, error_line
 from .session import DATABASES, Connection
@@ -54,17 +55,21 @@ class Server:
             "total_error_replies": 0,
         }
         self._ids = itertools.count(1)
-        self._databases: dict[int, Commands] = {}
+        self._databases: dict[tuple[str | None, int], Commands] = {}
+        self.guard = Guard(self.config.all_users())
         self._server: asyncio.AbstractServer | None = None
         self._closing = False
         self.port = self.config.port
 
-    def database(self, number: int) -> Commands:
-        """The command layer of database ``number`` (0: the store; N: namespace dbN)."""
-        found = self._databases.get(number)
+    def database(self, number: int, namespace: str | None = None) -> Commands:
+        """The command layer of database ``number`` (0: the store - or the user's
+        ``namespace`` of it; N: its namespace dbN)."""
+        found = self._databases.get((namespace, number))
         if found is None:
-            view = self.store if number == 0 else self.store.namespace(f"db{number}")
-            found = self._databases[number] = Commands(view._ctx)
+            view = self.store if namespace is None else self.store.namespace(namespace)
+            if number:
+                view = view.namespace(f"db{number}")
+            found = self._databases[namespace, number] = Commands(view._ctx)
         return found
 
     async def start(self) -> None:

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import hmac
 import logging
 import time
 from collections.abc import Awaitable, Callable
@@ -20,6 +19,7 @@ from .. import __version__
 from ..commands import COMMANDS, CommandError, Commands, Status
 from ..commands.reply import OK, err, parse_int, wrong_args
 from ..errors import KVStoreError
+from .auth import Guard
 from .config import ServerConfig
 from .protocol import (
     NULL_ARRAY,
@@ -59,7 +59,9 @@ class Host(Protocol):
     def port(self) -> int: ...
     @property
     def started(self) -> float: ...
-    def database(self, number: int) -> Commands: ...
+    @property
+    def guard(self) -> Guard: ...
+    def database(self, number: int, namespace: str | None = None) -> Commands: ...
 
 
 Handler = Callable[["Connection", list[bytes]], Awaitable[Any]]
@@ -119,7 +121,9 @@ class Connection:
         self.db = 0
         self.name = b""
         self.lib = {"lib-name": b"", "lib-ver": b""}
-        self.authenticated = not server.config.requirepass
+        self.authenticated = not server.config.auth_required
+        self.user = "default"
+        self.namespace: str | None = None  # the user's, if it is confined to one
         self.multi: list[list[bytes]] | None = None
         self.multi_failed = False
         self.watched: dict[str, Any] = {}
@@ -192,15 +196,19 @@ class Connection:
             if (arity >= 0 and len(args) != arity) or (arity < 0 and len(args) < -arity):
                 raise wrong_args(name.decode())
             return await handler(self, args)
-        reply = await self.server.database(self.db).execute(args)
+        reply = await self.database().execute(args)
         return resp3_shape(name, args, reply) if self.protocol == 3 else reply
+
+    def database(self) -> Commands:
+        """The command layer of this connection's database (in its user's namespace)."""
+        return self.server.database(self.db, self.namespace)
 
     def queue(self, args: list[bytes]) -> Any:
         """A command inside MULTI: checked now (an unknown command or a wrong arity fails
         the EXEC, as in Redis), run at EXEC."""
         try:
             if args[0].upper() not in CONNECTION_COMMANDS:
-                self.server.database(self.db).parse(args)
+                self.database().parse(args)
             else:
                 raise err(f"'{args[0].decode(errors='replace')}' inside MULTI is not allowed")
         except CommandError:
@@ -213,7 +221,8 @@ class Connection:
     def reset(self) -> None:
         self.protocol, self.db, self.name = 2, 0, b""
         self.multi, self.multi_failed, self.watched = None, False, {}
-        self.authenticated = not self.server.config.requirepass
+        self.authenticated = not self.server.config.auth_required
+        self.user, self.namespace = "default", None
 
 
 # --------------------------------------------------------------------------- commands
@@ -241,17 +250,10 @@ async def _reset(c: Connection, args: list[bytes]) -> Any:
     return Status(b"RESET")
 
 
-def _check_password(c: Connection, user: bytes, password: bytes) -> None:
-    expected = c.server.config.requirepass
-    if not expected:
-        raise err(
-            "AUTH <password> called without any password configured for the default user. "
-            "Are you sure your configuration is correct?"
-        )
-    good = hmac.compare_digest(password, expected.encode()) and user == b"default"
-    if not good:
-        raise CommandError("WRONGPASS invalid username-password pair or user is disabled.")
-    c.authenticated = True
+async def _check_password(c: Connection, user: bytes, password: bytes) -> None:
+    host = c.addr.rsplit(":", 1)[0]
+    found = await c.server.guard.check(host, user, password)
+    c.authenticated, c.user, c.namespace = True, found.name, found.namespace
 
 
 @connection_command("AUTH", -2)
@@ -259,7 +261,7 @@ async def _auth(c: Connection, args: list[bytes]) -> Any:
     if len(args) > 3:
         raise err("syntax error")
     user, password = (b"default", args[1]) if len(args) == 2 else (args[1], args[2])
-    _check_password(c, user, password)
+    await _check_password(c, user, password)
     return OK
 
 
@@ -279,7 +281,7 @@ async def _hello(c: Connection, args: list[bytes]) -> Any:
     while rest:
         option = rest[0].upper()
         if option == b"AUTH" and len(rest) >= 3:
-            _check_password(c, rest[1], rest[2])
+            await _check_password(c, rest[1], rest[2])
             rest = rest[3:]
         elif option == b"SETNAME" and len(rest) >= 2:
             name = _client_name(rest[1])
@@ -355,6 +357,7 @@ def _client_line(c: Connection, other: Connection) -> bytes:
         f"id={other.id}",
         f"addr={other.addr}",
         f"name={other.name.decode(errors='replace')}",
+        f"user={other.user}",
         f"age={age}",
         f"db={other.db}",
         f"multi={-1 if other.multi is None else len(other.multi)}",
@@ -496,7 +499,7 @@ async def _exec(c: Connection, args: list[bytes]) -> Any:
     c.multi, c.multi_failed, c.watched = None, False, {}
     if failed:
         raise CommandError("EXECABORT Transaction discarded because of previous errors.")
-    database = c.server.database(c.db)
+    database = c.database()
     replies = await database.watched_transaction(queued, watched)
     if replies is None:
         return NULL_ARRAY
@@ -509,7 +512,7 @@ async def _exec(c: Connection, args: list[bytes]) -> Any:
 async def _watch(c: Connection, args: list[bytes]) -> Any:
     if c.multi is not None:
         raise err("WATCH inside MULTI is not allowed")
-    database = c.server.database(c.db)
+    database = c.database()
     for raw in args[1:]:
         name, current = await database.watch(raw)
         c.watched.setdefault(name, current)
