@@ -44,6 +44,8 @@ ARGUMENTS: tuple[tuple[tuple[str, ...], dict[str, Any]], ...] = (
             '"namespace": ...}}',
         },
     ),
+    (("--tls-cert",), {"metavar": "PEM", "help": "speak TLS only, with this certificate"}),
+    (("--tls-key",), {"metavar": "PEM", "help": "... and this private key"}),
     (("--maxclients",), {"type": int, "default": 10_000, "help": "connections at most"}),
     (
         ("--timeout",),
@@ -60,9 +62,12 @@ def serve(args: argparse.Namespace, out: IO[bytes]) -> int:
         requirepass=args.requirepass or os.environ.get(PASSWORD_ENV) or None,
         maxclients=args.maxclients,
         users=load_users(args.users) if args.users else (),
+        tls_cert=args.tls_cert,
+        tls_key=args.tls_key,
         timeout=args.timeout,
     )
     config.check()  # before the store is opened: a refused exposure costs nothing
+    config.tls_context()  # a bad certificate or key fails here too
     asyncio.run(_serve(args, config))
     return 0
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import ipaddress
+import ssl
 
 from ..errors import ConfigurationError
 from .auth import User
@@ -24,6 +25,9 @@ class ServerConfig:
     grace: float = 30.0
     """Seconds :meth:`Server.close` waits for running commands."""
     limits: Limits = dataclasses.field(default_factory=Limits)
+    tls_cert: str | None = None
+    """A PEM certificate (chain): the server speaks TLS only (with ``tls_key``)."""
+    tls_key: str | None = None
     users: tuple[User, ...] = ()
     """ACL-style users (``--users FILE``), each confined to its namespace."""
 
@@ -52,6 +56,22 @@ class ServerConfig:
             raise ConfigurationError(f"maxclients must be >= 1, not {self.maxclients}")
         if self.timeout < 0 or self.grace < 0:
             raise ConfigurationError("timeout and grace must be >= 0")
+        if (self.tls_cert is None) != (self.tls_key is None):
+            raise ConfigurationError("TLS needs both a certificate and its key")
+
+    def tls_context(self) -> ssl.SSLContext | None:
+        """The server's TLS context (certificate and key loaded and checked), or None."""
+        if self.tls_cert is None or self.tls_key is None:
+            return None
+        context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+        context.minimum_version = ssl.TLSVersion.TLSv1_2
+        try:
+            context.load_cert_chain(self.tls_cert, self.tls_key)
+        except (OSError, ssl.SSLError) as exc:
+            raise ConfigurationError(
+                f"cannot use the TLS certificate {self.tls_cert!r} and key {self.tls_key!r}: {exc}"
+            ) from None
+        return context
 
 
 def _loopback(host: str) -> bool:

@@ -73,13 +73,19 @@ class Server:
         return found
 
     async def start(self) -> None:
+        tls = self.config.tls_context()
         if self.config.unix_socket is not None:
             self._server = await asyncio.start_unix_server(
-                self._accept, path=self.config.unix_socket
+                self._accept, path=self.config.unix_socket, ssl=tls
             )
         else:
             self._server = await asyncio.start_server(
-                self._accept, host=self.config.host, port=self.config.port, reuse_address=True
+                self._accept,
+                host=self.config.host,
+                port=self.config.port,
+                reuse_address=True,
+                ssl=tls,
+                ssl_handshake_timeout=10 if tls else None,
             )
             self.port = int(self._server.sockets[0].getsockname()[1])
 

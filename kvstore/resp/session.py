@@ -340,6 +340,8 @@ async def _client(c: Connection, args: list[bytes]) -> Any:
             raise err(f"Unrecognized option '{args[2].decode(errors='replace')}'")
         c.lib[attribute] = args[3]
         return OK
+    if sub == b"KILL" and len(args) >= 3:
+        return _client_kill(c, args[2:])
     if sub == b"INFO" and len(args) == 2:
         return Verbatim(_client_line(c, c) + b"\n")
     if sub == b"LIST" and len(args) == 2:
@@ -348,7 +350,45 @@ async def _client(c: Connection, args: list[bytes]) -> Any:
 
 
 def _clients(c: Connection) -> list[Connection]:
-    return list(c.server.clients.values())
+    """The connections ``c`` may see and kill: every one, or - for a user confined to a
+    namespace - its own user's."""
+    every = list(c.server.clients.values())
+    return every if c.namespace is None else [o for o in every if o.user == c.user]
+
+
+def _client_kill(c: Connection, filters: list[bytes]) -> Any:
+    """CLIENT KILL addr (old form: OK, or an error if none) or CLIENT KILL ID n / ADDR a /
+    USER u / SKIPME yes|no ... (the number killed). A killed connection finishes the
+    command it is running, answers it and closes."""
+    if len(filters) == 1:
+        targets = [o for o in _clients(c) if o.addr.encode() == filters[0]]
+        if not targets:
+            raise err("No such client")
+        for other in targets:
+            other.stop_reading()
+        return OK
+    if len(filters) % 2:
+        raise err("syntax error")
+    targets = _clients(c)
+    skip_me = True
+    for field, value in zip(filters[::2], filters[1::2], strict=True):
+        field = field.upper()
+        if field == b"ID":
+            wanted = parse_int(value)
+            targets = [o for o in targets if o.id == wanted]
+        elif field == b"ADDR":
+            targets = [o for o in targets if o.addr.encode() == value]
+        elif field == b"USER":
+            targets = [o for o in targets if o.user.encode() == value]
+        elif field == b"SKIPME" and value.lower() in (b"yes", b"no"):
+            skip_me = value.lower() == b"yes"
+        else:
+            raise err("syntax error")
+    if skip_me:
+        targets = [o for o in targets if o is not c]
+    for other in targets:
+        other.stop_reading()
+    return len(targets)
 
 
 def _client_line(c: Connection, other: Connection) -> bytes:
