@@ -438,7 +438,7 @@ def test_users_are_confined_to_their_namespaces(tmp_path: Path) -> None:
         assert alice.keys("*") == [b"k"] and bob.dbsize() == 1
         alice.flushdb()
         assert bob.get("k") == b"bob's"  # another tenant's FLUSHDB never reaches it
-        assert [c["user"] for c in alice.client_list()] == ["alice", "bob"]
+        assert [c["user"] for c in alice.client_list()] == ["alice"]  # not the other tenant
         with pytest.raises(redis.AuthenticationError):
             client(server, username="alice", password="b-pass").ping()
         with pytest.raises(redis.AuthenticationError):  # no default user without requirepass
@@ -554,11 +554,20 @@ def test_tls_only_with_a_certificate_the_client_checks(tmp_path: Path) -> None:
         ServerConfig(tls_cert=key, tls_key=cert).tls_context()
 
 
+def _gone(admin: redis.Redis, client_id: int, timeout: float = 10) -> None:
+    deadline = time.monotonic() + timeout
+    while str(client_id) in [c["id"] for c in admin.client_list()]:
+        assert time.monotonic() < deadline, f"client {client_id} still connected"
+        time.sleep(0.02)
+    time.sleep(0.05)  # (the close reaches the client's socket)
+
+
 def test_client_kill_closes_the_connections_it_names(store: kvstore.AsyncKVStore) -> None:
     with serving(store) as server:
         admin, victim = client(server), client(server)
         victim_id = victim.client_id()
         assert admin.client_kill_filter(_id=victim_id) == 1
+        _gone(admin, victim_id)
         # (redis-py finds its connection closed and opens another: a new client id)
         assert victim.client_id() != victim_id
         assert admin.client_kill_filter(_id=victim_id) == 0  # gone already
@@ -568,8 +577,91 @@ def test_client_kill_closes_the_connections_it_names(store: kvstore.AsyncKVStore
         other_id = other.client_id()
         (listed,) = [c for c in admin.client_list() if c["id"] == str(other_id)]
         assert admin.client_kill(listed["addr"]) is True
+        _gone(admin, other_id)
         assert other.client_id() != other_id
         assert str(other_id) not in [c["id"] for c in admin.client_list()]
         assert admin.ping()  # SKIPME yes by default: the killer stays
         for c in (admin, victim, other):
             c.close()
+
+
+def _message(p: Any, timeout: float = 10) -> Any:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        got = p.get_message(ignore_subscribe_messages=True, timeout=0.2)
+        if got is not None:
+            return got
+    raise AssertionError("no message")
+
+
+@pytest.mark.parametrize("protocol", [2, 3])
+def test_pub_sub_among_the_servers_clients(protocol: int) -> None:
+    store = kvstore.open_async(f"memory://pubsub-{protocol}", cache=None)
+    with serving(store) as server:
+        listener, publisher = client(server, protocol=protocol), client(server)
+        p = listener.pubsub()
+        p.subscribe("news")
+        p.psubscribe("log.*")
+        assert publisher.publish("news", "hello") == 1
+        assert _message(p) == {
+            "type": "message",
+            "pattern": None,
+            "channel": b"news",
+            "data": b"hello",
+        }
+        assert publisher.publish("log.db", "slow") == 1
+        got = _message(p)
+        assert (got["type"], got["pattern"], got["channel"], got["data"]) == (
+            "pmessage",
+            b"log.*",
+            b"log.db",
+            b"slow",
+        )
+        assert publisher.publish("nobody", "x") == 0
+        assert publisher.pubsub_channels() == [b"news"]
+        assert publisher.pubsub_numsub("news", "other") == [(b"news", 1), (b"other", 0)]
+        assert publisher.pubsub_numpat() == 1
+        p.unsubscribe("news")
+        p.punsubscribe()
+        deadline = time.monotonic() + 10
+        while publisher.pubsub_numpat() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert publisher.publish("news", "again") == 0 and publisher.pubsub_numpat() == 0
+        p.close()
+        listener.close()
+        publisher.close()
+
+
+def test_a_resp2_subscriber_may_only_subscribe_ping_and_quit() -> None:
+    store = kvstore.open_async("memory://pubsub-mode", cache=None)
+    with serving(store) as server, socket.create_connection(("127.0.0.1", server.port)) as s:
+        s.sendall(b"SUBSCRIBE a b\r\n")
+        got = _read_lines(s, 12)
+        assert got == (
+            b"*3\r\n$9\r\nsubscribe\r\n$1\r\na\r\n:1\r\n*3\r\n$9\r\nsubscribe\r\n$1\r\nb\r\n:2\r\n"
+        )
+        s.sendall(b"GET k\r\nPING\r\n")
+        got = _read_lines(s, 4)
+        assert got.startswith(b"-ERR Can't execute 'get'") and got.endswith(
+            b"*2\r\n$4\r\npong\r\n$0\r\n\r\n"
+        )
+        s.sendall(b"UNSUBSCRIBE\r\nGET k\r\n")
+        got = _read_lines(s, 13)
+        assert got.endswith(b":0\r\n$-1\r\n")  # out of subscribed mode: commands again
+
+
+def test_tenants_do_not_hear_each_other(tmp_path: Path) -> None:
+    from kvstore.resp.auth import User
+
+    users = (User("alice", "a", "tenant-a"), User("bob", "b", "tenant-b"))
+    with serving(kvstore.open_async(str(tmp_path), cache=None), users=users) as server:
+        alice = client(server, username="alice", password="a")
+        bob = client(server, username="bob", password="b")
+        p = bob.pubsub()
+        p.subscribe("news")
+        assert alice.publish("news", "for tenant-a") == 0  # bob's "news" is another channel
+        assert bob.publish("news", "for tenant-b") == 1
+        assert _message(p)["data"] == b"for tenant-b"
+        p.close()
+        alice.close()
+        bob.close()

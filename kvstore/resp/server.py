@@ -31,9 +31,11 @@ import time
 
 from ..api import AsyncKVStore
 from ..commands import Commands
+from . import admin, subscriptions  # noqa: F401  (they register their commands)
 from .auth import Guard
 from .config import ServerConfig
 from .protocol import ProtocolError, encode, error_line
+from .pubsub import Hub
 from .session import DATABASES, Connection
 
 logger = logging.getLogger("kvstore.serve")
@@ -57,6 +59,7 @@ class Server:
         self._ids = itertools.count(1)
         self._databases: dict[tuple[str | None, int], Commands] = {}
         self.guard = Guard(self.config.all_users())
+        self.hub = Hub()
         self._server: asyncio.AbstractServer | None = None
         self._closing = False
         self.port = self.config.port

@@ -15,8 +15,7 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import Any, Protocol
 
-from .. import __version__
-from ..commands import COMMANDS, CommandError, Commands, Status
+from ..commands import CommandError, Commands, Status
 from ..commands.reply import OK, err, parse_int, wrong_args
 from ..errors import KVStoreError
 from .auth import Guard
@@ -27,10 +26,11 @@ from .protocol import (
     Limits,
     Map,
     ProtocolError,
-    Verbatim,
+    Push,
     encode,
     error_line,
 )
+from .pubsub import OUTPUT_LIMIT, Hub
 from .shapes import resp3_shape
 
 logger = logging.getLogger("kvstore.serve")
@@ -61,6 +61,8 @@ class Host(Protocol):
     def started(self) -> float: ...
     @property
     def guard(self) -> Guard: ...
+    @property
+    def hub(self) -> Hub: ...
     def database(self, number: int, namespace: str | None = None) -> Commands: ...
 
 
@@ -69,6 +71,21 @@ CONNECTION_COMMANDS: dict[bytes, tuple[Handler, int]] = {}
 """Connection commands: name -> (handler, Redis's arity)."""
 _ANY_TIME = {b"AUTH", b"HELLO", b"QUIT", b"RESET"}  # before authenticating
 _IN_MULTI = {b"EXEC", b"DISCARD", b"MULTI", b"WATCH", b"QUIT", b"RESET"}  # not queued
+_SUBSCRIBED = {  # what a RESP2 connection may send while subscribed
+    b"SUBSCRIBE",
+    b"PSUBSCRIBE",
+    b"SSUBSCRIBE",
+    b"UNSUBSCRIBE",
+    b"PUNSUBSCRIBE",
+    b"SUNSUBSCRIBE",
+    b"PING",
+    b"QUIT",
+    b"RESET",
+}
+
+
+class Many(tuple[Any, ...]):
+    """Several replies to one command, written one after the other (SUBSCRIBE a b)."""
 
 
 def connection_command(name: str, arity: int) -> Callable[[Handler], Handler]:
@@ -127,6 +144,8 @@ class Connection:
         self.multi: list[list[bytes]] | None = None
         self.multi_failed = False
         self.watched: dict[str, Any] = {}
+        self.channels: set[bytes] = set()
+        self.patterns: set[bytes] = set()
         self.closing = False
         self.created = time.monotonic()
         self.last_command = b"NULL"
@@ -148,24 +167,25 @@ class Connection:
                 if not await self.reading.fill():
                     return
                 self.idle = False
-                replies: list[bytes] = []
                 try:
                     while not self.closing:
                         args = self.reading.next(self.authenticated)
                         if args is None:
                             break
-                        replies.append(await self.reply_to(args))
+                        # written at once (the transport buffers a pipeline's replies),
+                        # so a pub/sub message pushed meanwhile keeps its place
+                        self.writer.write(await self.reply_to(args))
                 except ProtocolError as exc:
-                    replies.append(error_line(f"ERR {exc}"))
+                    self.writer.write(error_line(f"ERR {exc}"))
                     self.closing = True
                     logger.info("client %s (id=%d): %s; closing", self.addr, self.id, exc)
-                self.writer.write(b"".join(replies))
                 await self.writer.drain()
         except asyncio.CancelledError:
             pass  # closed while idle (server shutdown)
         except ConnectionError as exc:
             logger.info("client %s (id=%d): %s", self.addr, self.id, exc)
         finally:
+            self.unsubscribe_all()
             self.writer.close()
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(self.writer.wait_closed(), 5)
@@ -181,6 +201,8 @@ class Connection:
             reply = CommandError(f"ERR {exc}")
         if isinstance(reply, CommandError):
             self.server.counters["total_error_replies"] += 1
+        if isinstance(reply, Many):
+            return b"".join(encode(r, self.protocol) for r in reply)
         return encode(reply, self.protocol)
 
     async def dispatch(self, args: list[bytes]) -> Any:
@@ -190,6 +212,11 @@ class Connection:
             raise CommandError("NOAUTH Authentication required.")
         if self.multi is not None and name not in _IN_MULTI:
             return self.queue(args)
+        if self.protocol == 2 and (self.channels or self.patterns) and name not in _SUBSCRIBED:
+            raise err(
+                f"Can't execute '{name.decode(errors='replace').lower()}': only (P|S)SUBSCRIBE "
+                "/ (P|S)UNSUBSCRIBE / PING / QUIT / RESET are allowed in this context"
+            )
         found = CONNECTION_COMMANDS.get(name)
         if found is not None:
             handler, arity = found
@@ -218,7 +245,28 @@ class Connection:
         self.multi.append(args)
         return Status(b"QUEUED")
 
+    def deliver(self, message: list[Any]) -> None:
+        """Push a pub/sub message; a subscriber that does not read is disconnected once
+        ``OUTPUT_LIMIT`` bytes wait for it."""
+        if self.closing:
+            return
+        self.writer.write(encode(Push(message), self.protocol))
+        transport = self.writer.transport
+        if transport.get_write_buffer_size() > OUTPUT_LIMIT:
+            logger.info("client %s (id=%d): pub/sub output over its limit", self.addr, self.id)
+            self.closing = True
+            transport.abort()
+
+    def unsubscribe_all(self) -> None:
+        hub = self.server.hub
+        for channel in self.channels:
+            hub.unsubscribe(self, self.namespace, channel)
+        for pattern in self.patterns:
+            hub.punsubscribe(self, self.namespace, pattern)
+        self.channels, self.patterns = set(), set()
+
     def reset(self) -> None:
+        self.unsubscribe_all()
         self.protocol, self.db, self.name = 2, 0, b""
         self.multi, self.multi_failed, self.watched = None, False, {}
         self.authenticated = not self.server.config.auth_required
@@ -230,6 +278,8 @@ class Connection:
 async def _ping(c: Connection, args: list[bytes]) -> Any:
     if len(args) > 2:
         raise wrong_args("ping")
+    if c.protocol == 2 and (c.channels or c.patterns):  # as Redis answers a subscriber
+        return [b"pong", args[1] if len(args) == 2 else b""]
     return args[1] if len(args) == 2 else Status(b"PONG")
 
 
@@ -322,197 +372,6 @@ def _client_name(raw: bytes) -> bytes:
     if any(ch <= 32 or ch >= 127 for ch in raw):
         raise err("Client names cannot contain spaces, newlines or special characters.")
     return raw
-
-
-@connection_command("CLIENT", -2)
-async def _client(c: Connection, args: list[bytes]) -> Any:
-    sub = args[1].upper()
-    if sub == b"SETNAME" and len(args) == 3:
-        c.name = _client_name(args[2])
-        return OK
-    if sub == b"GETNAME" and len(args) == 2:
-        return c.name or None
-    if sub == b"ID" and len(args) == 2:
-        return c.id
-    if sub == b"SETINFO" and len(args) == 4:
-        attribute = args[2].lower().decode(errors="replace")
-        if attribute not in c.lib:
-            raise err(f"Unrecognized option '{args[2].decode(errors='replace')}'")
-        c.lib[attribute] = args[3]
-        return OK
-    if sub == b"KILL" and len(args) >= 3:
-        return _client_kill(c, args[2:])
-    if sub == b"INFO" and len(args) == 2:
-        return Verbatim(_client_line(c, c) + b"\n")
-    if sub == b"LIST" and len(args) == 2:
-        return Verbatim(b"".join(_client_line(c, other) + b"\n" for other in _clients(c)))
-    raise err(f"unknown subcommand '{args[1].decode(errors='replace')}'. Try CLIENT HELP.")
-
-
-def _clients(c: Connection) -> list[Connection]:
-    """The connections ``c`` may see and kill: every one, or - for a user confined to a
-    namespace - its own user's."""
-    every = list(c.server.clients.values())
-    return every if c.namespace is None else [o for o in every if o.user == c.user]
-
-
-def _client_kill(c: Connection, filters: list[bytes]) -> Any:
-    """CLIENT KILL addr (old form: OK, or an error if none) or CLIENT KILL ID n / ADDR a /
-    USER u / SKIPME yes|no ... (the number killed). A killed connection finishes the
-    command it is running, answers it and closes."""
-    if len(filters) == 1:
-        targets = [o for o in _clients(c) if o.addr.encode() == filters[0]]
-        if not targets:
-            raise err("No such client")
-        for other in targets:
-            other.stop_reading()
-        return OK
-    if len(filters) % 2:
-        raise err("syntax error")
-    targets = _clients(c)
-    skip_me = True
-    for field, value in zip(filters[::2], filters[1::2], strict=True):
-        field = field.upper()
-        if field == b"ID":
-            wanted = parse_int(value)
-            targets = [o for o in targets if o.id == wanted]
-        elif field == b"ADDR":
-            targets = [o for o in targets if o.addr.encode() == value]
-        elif field == b"USER":
-            targets = [o for o in targets if o.user.encode() == value]
-        elif field == b"SKIPME" and value.lower() in (b"yes", b"no"):
-            skip_me = value.lower() == b"yes"
-        else:
-            raise err("syntax error")
-    if skip_me:
-        targets = [o for o in targets if o is not c]
-    for other in targets:
-        other.stop_reading()
-    return len(targets)
-
-
-def _client_line(c: Connection, other: Connection) -> bytes:
-    age = int(time.monotonic() - other.created)
-    fields = [
-        f"id={other.id}",
-        f"addr={other.addr}",
-        f"name={other.name.decode(errors='replace')}",
-        f"user={other.user}",
-        f"age={age}",
-        f"db={other.db}",
-        f"multi={-1 if other.multi is None else len(other.multi)}",
-        f"cmd={other.last_command.decode(errors='replace')}",
-        f"resp={other.protocol}",
-        f"lib-name={other.lib['lib-name'].decode(errors='replace')}",
-        f"lib-ver={other.lib['lib-ver'].decode(errors='replace')}",
-    ]
-    return " ".join(fields).encode()
-
-
-@connection_command("COMMAND", -1)
-async def _command(c: Connection, args: list[bytes]) -> Any:
-    sub = args[1].upper() if len(args) > 1 else b""
-    names = sorted({*COMMANDS, *CONNECTION_COMMANDS})
-    if sub == b"COUNT":
-        return len(names)
-    if sub == b"LIST":
-        return [n.lower() for n in names]
-    if sub == b"DOCS":
-        return Map([])  # no documentation is served (redis-cli asks for it; it is optional)
-    if sub == b"INFO":
-        wanted = [a.upper() for a in args[2:]] or names
-        return [_command_info(n) for n in wanted]
-    if not sub:
-        return [_command_info(n) for n in names]
-    raise err(f"unknown subcommand '{args[1].decode(errors='replace')}'. Try COMMAND HELP.")
-
-
-def _command_info(name: bytes) -> Any:
-    spec = COMMANDS.get(name)
-    if spec is not None:
-        flags = [Status(b"write")] if spec.write else [Status(b"readonly")]
-        keyed = spec.arity not in (1, -1) and name not in CONNECTION_COMMANDS
-        first = 1 if keyed else 0
-        return [name.lower(), spec.arity, flags, first, first, first, [], [], [], []]
-    found = CONNECTION_COMMANDS.get(name)
-    if found is None:
-        return None
-    return [name.lower(), found[1], [Status(b"fast")], 0, 0, 0, [], [], [], []]
-
-
-@connection_command("INFO", -1)
-async def _info(c: Connection, args: list[bytes]) -> Any:
-    server = c.server
-    stats = server.store.stats()
-    sections = {
-        "server": [
-            f"redis_version:{REDIS_VERSION}",
-            f"kvstore_version:{__version__}",
-            "redis_mode:standalone",
-            f"tcp_port:{server.port}",
-            f"uptime_in_seconds:{int(time.time() - server.started)}",
-            f"store:{server.store.url if hasattr(server.store, 'url') else ''}",
-        ],
-        "clients": [
-            f"connected_clients:{len(server.clients)}",
-            f"maxclients:{server.config.maxclients}",
-        ],
-        "stats": [
-            *(f"{k}:{v}" for k, v in server.counters.items()),
-            *(
-                f"kvstore_{k.replace('.', '_')}:{v}"
-                for k, v in sorted(stats.items())
-                if isinstance(v, int)
-            ),
-        ],
-        "keyspace": [],
-    }
-    wanted = [a.decode(errors="replace").lower() for a in args[1:]]
-    if not wanted or any(w in ("all", "everything", "default") for w in wanted):
-        wanted = list(sections)
-    text = "\r\n".join(
-        f"# {name.capitalize()}\r\n" + "".join(line + "\r\n" for line in sections[name])
-        for name in sections
-        if name in wanted
-    )
-    return Verbatim(text.encode())
-
-
-_CONFIG: dict[str, Callable[[Connection], str]] = {
-    "maxclients": lambda c: str(c.server.config.maxclients),
-    "timeout": lambda c: str(int(c.server.config.timeout)),
-    "databases": lambda c: str(DATABASES),
-    "proto-max-bulk-len": lambda c: str(c.server.config.limits.max_bulk),
-    "save": lambda c: "",
-    "appendonly": lambda c: "no",
-}
-
-
-@connection_command("CONFIG", -2)
-async def _config(c: Connection, args: list[bytes]) -> Any:
-    import fnmatch
-
-    sub = args[1].upper()
-    if sub == b"GET" and len(args) >= 3:
-        patterns = [a.decode(errors="replace").lower() for a in args[2:]]
-        found = [
-            (name.encode(), value(c).encode())
-            for name, value in _CONFIG.items()
-            if any(fnmatch.fnmatchcase(name, p) for p in patterns)
-        ]
-        return Map(found)
-    if sub == b"SET" and len(args) >= 4:
-        raise err(
-            f"CONFIG SET is not supported by kvstore serve: restart it with other options "
-            f"('{args[2].decode(errors='replace')}')"
-        )
-    if sub == b"RESETSTAT" and len(args) == 2:
-        for key in c.server.counters:
-            c.server.counters[key] = 0
-        return OK
-    raise err(
-        f"unknown subcommand or wrong number of arguments for '{args[1].decode(errors='replace')}'"
-    )
 
 
 @connection_command("MULTI", 1)

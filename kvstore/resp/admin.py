@@ -1,0 +1,211 @@
+"""Connection commands about the server and its clients: CLIENT, COMMAND, INFO, CONFIG
+(registered on :data:`.session.CONNECTION_COMMANDS`)."""
+
+from __future__ import annotations
+
+import fnmatch
+import time
+from collections.abc import Callable
+from typing import Any
+
+from .. import __version__
+from ..commands import COMMANDS, Status
+from ..commands.reply import OK, err, parse_int
+from .protocol import Map, Verbatim
+from .session import (
+    CONNECTION_COMMANDS,
+    DATABASES,
+    REDIS_VERSION,
+    Connection,
+    _client_name,
+    connection_command,
+)
+
+
+@connection_command("CLIENT", -2)
+async def _client(c: Connection, args: list[bytes]) -> Any:
+    sub = args[1].upper()
+    if sub == b"SETNAME" and len(args) == 3:
+        c.name = _client_name(args[2])
+        return OK
+    if sub == b"GETNAME" and len(args) == 2:
+        return c.name or None
+    if sub == b"ID" and len(args) == 2:
+        return c.id
+    if sub == b"SETINFO" and len(args) == 4:
+        attribute = args[2].lower().decode(errors="replace")
+        if attribute not in c.lib:
+            raise err(f"Unrecognized option '{args[2].decode(errors='replace')}'")
+        c.lib[attribute] = args[3]
+        return OK
+    if sub == b"KILL" and len(args) >= 3:
+        return _client_kill(c, args[2:])
+    if sub == b"INFO" and len(args) == 2:
+        return Verbatim(_client_line(c, c) + b"\n")
+    if sub == b"LIST" and len(args) == 2:
+        return Verbatim(b"".join(_client_line(c, other) + b"\n" for other in _clients(c)))
+    raise err(f"unknown subcommand '{args[1].decode(errors='replace')}'. Try CLIENT HELP.")
+
+
+def _clients(c: Connection) -> list[Connection]:
+    """The connections ``c`` may see and kill: every one, or - for a user confined to a
+    namespace - its own user's."""
+    every = list(c.server.clients.values())
+    return every if c.namespace is None else [o for o in every if o.user == c.user]
+
+
+def _client_kill(c: Connection, filters: list[bytes]) -> Any:
+    """CLIENT KILL addr (old form: OK, or an error if none) or CLIENT KILL ID n / ADDR a /
+    USER u / SKIPME yes|no ... (the number killed). A killed connection finishes the
+    command it is running, answers it and closes."""
+    if len(filters) == 1:
+        targets = [o for o in _clients(c) if o.addr.encode() == filters[0]]
+        if not targets:
+            raise err("No such client")
+        for other in targets:
+            other.stop_reading()
+        return OK
+    if len(filters) % 2:
+        raise err("syntax error")
+    targets = _clients(c)
+    skip_me = True
+    for field, value in zip(filters[::2], filters[1::2], strict=True):
+        field = field.upper()
+        if field == b"ID":
+            wanted = parse_int(value)
+            targets = [o for o in targets if o.id == wanted]
+        elif field == b"ADDR":
+            targets = [o for o in targets if o.addr.encode() == value]
+        elif field == b"USER":
+            targets = [o for o in targets if o.user.encode() == value]
+        elif field == b"SKIPME" and value.lower() in (b"yes", b"no"):
+            skip_me = value.lower() == b"yes"
+        else:
+            raise err("syntax error")
+    if skip_me:
+        targets = [o for o in targets if o is not c]
+    for other in targets:
+        other.stop_reading()
+    return len(targets)
+
+
+def _client_line(c: Connection, other: Connection) -> bytes:
+    age = int(time.monotonic() - other.created)
+    fields = [
+        f"id={other.id}",
+        f"addr={other.addr}",
+        f"name={other.name.decode(errors='replace')}",
+        f"user={other.user}",
+        f"age={age}",
+        f"db={other.db}",
+        f"multi={-1 if other.multi is None else len(other.multi)}",
+        f"cmd={other.last_command.decode(errors='replace')}",
+        f"resp={other.protocol}",
+        f"lib-name={other.lib['lib-name'].decode(errors='replace')}",
+        f"lib-ver={other.lib['lib-ver'].decode(errors='replace')}",
+    ]
+    return " ".join(fields).encode()
+
+
+@connection_command("COMMAND", -1)
+async def _command(c: Connection, args: list[bytes]) -> Any:
+    sub = args[1].upper() if len(args) > 1 else b""
+    names = sorted({*COMMANDS, *CONNECTION_COMMANDS})
+    if sub == b"COUNT":
+        return len(names)
+    if sub == b"LIST":
+        return [n.lower() for n in names]
+    if sub == b"DOCS":
+        return Map([])  # no documentation is served (redis-cli asks for it; it is optional)
+    if sub == b"INFO":
+        wanted = [a.upper() for a in args[2:]] or names
+        return [_command_info(n) for n in wanted]
+    if not sub:
+        return [_command_info(n) for n in names]
+    raise err(f"unknown subcommand '{args[1].decode(errors='replace')}'. Try COMMAND HELP.")
+
+
+def _command_info(name: bytes) -> Any:
+    spec = COMMANDS.get(name)
+    if spec is not None:
+        flags = [Status(b"write")] if spec.write else [Status(b"readonly")]
+        keyed = spec.arity not in (1, -1) and name not in CONNECTION_COMMANDS
+        first = 1 if keyed else 0
+        return [name.lower(), spec.arity, flags, first, first, first, [], [], [], []]
+    found = CONNECTION_COMMANDS.get(name)
+    if found is None:
+        return None
+    return [name.lower(), found[1], [Status(b"fast")], 0, 0, 0, [], [], [], []]
+
+
+@connection_command("INFO", -1)
+async def _info(c: Connection, args: list[bytes]) -> Any:
+    server = c.server
+    stats = server.store.stats()
+    sections = {
+        "server": [
+            f"redis_version:{REDIS_VERSION}",
+            f"kvstore_version:{__version__}",
+            "redis_mode:standalone",
+            f"tcp_port:{server.port}",
+            f"uptime_in_seconds:{int(time.time() - server.started)}",
+            f"store:{server.store.url if hasattr(server.store, 'url') else ''}",
+        ],
+        "clients": [
+            f"connected_clients:{len(server.clients)}",
+            f"maxclients:{server.config.maxclients}",
+        ],
+        "stats": [
+            *(f"{k}:{v}" for k, v in server.counters.items()),
+            *(
+                f"kvstore_{k.replace('.', '_')}:{v}"
+                for k, v in sorted(stats.items())
+                if isinstance(v, int)
+            ),
+        ],
+        "keyspace": [],
+    }
+    wanted = [a.decode(errors="replace").lower() for a in args[1:]]
+    if not wanted or any(w in ("all", "everything", "default") for w in wanted):
+        wanted = list(sections)
+    text = "\r\n".join(
+        f"# {name.capitalize()}\r\n" + "".join(line + "\r\n" for line in sections[name])
+        for name in sections
+        if name in wanted
+    )
+    return Verbatim(text.encode())
+
+
+_CONFIG: dict[str, Callable[[Connection], str]] = {
+    "maxclients": lambda c: str(c.server.config.maxclients),
+    "timeout": lambda c: str(int(c.server.config.timeout)),
+    "databases": lambda c: str(DATABASES),
+    "proto-max-bulk-len": lambda c: str(c.server.config.limits.max_bulk),
+    "save": lambda c: "",
+    "appendonly": lambda c: "no",
+}
+
+
+@connection_command("CONFIG", -2)
+async def _config(c: Connection, args: list[bytes]) -> Any:
+    sub = args[1].upper()
+    if sub == b"GET" and len(args) >= 3:
+        patterns = [a.decode(errors="replace").lower() for a in args[2:]]
+        found = [
+            (name.encode(), value(c).encode())
+            for name, value in _CONFIG.items()
+            if any(fnmatch.fnmatchcase(name, p) for p in patterns)
+        ]
+        return Map(found)
+    if sub == b"SET" and len(args) >= 4:
+        raise err(
+            f"CONFIG SET is not supported by kvstore serve: restart it with other options "
+            f"('{args[2].decode(errors='replace')}')"
+        )
+    if sub == b"RESETSTAT" and len(args) == 2:
+        for key in c.server.counters:
+            c.server.counters[key] = 0
+        return OK
+    raise err(
+        f"unknown subcommand or wrong number of arguments for '{args[1].decode(errors='replace')}'"
+    )
