@@ -40,6 +40,10 @@ Targets
   not exist. redis-py's version-gated markers evaluate as for Redis
   :data:`KVSTORE_REDIS_VERSION` there (``$KVSTORE_REDISPY_SERVER_VERSION`` overrides).
 
+* ``kvstore-serve-*`` (``test_redispy_suite_over_tcp``) - plain redis-py clients over TCP
+  to ``kvstore serve`` (memory RESP3 and RESP2, local disk RESP3, SeaweedFS RESP2): the
+  sync selection, the same XFAILs as the other kvstore targets (one command layer).
+
 Expected failures are explicit: :data:`XFAIL` (per target, with a reason, strict).
 
 Needs pytest-asyncio for the async half (redis-py's async conftest imports it); without
@@ -1166,6 +1170,7 @@ def run_redispy(
     redis_url: str,
     workdir: Path,
     timeout: float = 900,
+    args: tuple[str, ...] = (),
 ) -> tuple[Outcome, dict[str, Any], str, float]:
     """Run the selected tests of one mode; (outcome, plugin stats, output, seconds)."""
     select_file = workdir / "select.json"
@@ -1180,7 +1185,8 @@ def run_redispy(
     cmd = [
         sys.executable, "-m", "pytest", *plugins, "-p", "no:cacheprovider", "-p", "no:warnings",
         "-q", "-rfE", "-o", "addopts=", f"--junitxml={junit}",
-        f"--redis-url={redis_url}", f"--redis-mod-url={redis_url}", *REDISPY_FILES[mode],
+        f"--redis-url={redis_url}", f"--redis-mod-url={redis_url}", *args,
+        *REDISPY_FILES[mode],
     ]  # fmt: skip
     env = {**env, redispy_plugin.SELECT_ENV: str(select_file)}
     env[redispy_plugin.STATS_ENV] = str(stats_file)
@@ -1302,6 +1308,68 @@ def test_redispy_suite(
             problems.append(f"{test_id}: sent out-of-scope commands {' '.join(stray)}")
     if not problems and not ran:
         problems.append(f"no test ran:\n{output[-2000:]}")
+    if problems:
+        pytest.fail(
+            f"{summary}\n" + "\n".join(problems) + f"\n(full output: {tmp_path / 'output.txt'})",
+            pytrace=False,
+        )
+
+
+SERVE_TARGETS = {  # kvstore serve over TCP: (store, RESP version)
+    "kvstore-serve-memory-resp3": ("memory", "3"),
+    "kvstore-serve-memory-resp2": ("memory", "2"),
+    "kvstore-serve-local-resp3": ("local", "3"),
+    "kvstore-serve-seaweedfs-resp2": ("seaweedfs", "2"),
+}
+
+
+@pytest.mark.parametrize("target", SERVE_TARGETS)
+def test_redispy_suite_over_tcp(
+    target: str, request: pytest.FixtureRequest, tmp_path: Path
+) -> None:
+    """The same selected redis-py tests (sync), with plain redis-py clients talking RESP over
+    TCP to ``kvstore serve`` (its Server, in this process, on a free loopback port) - the
+    path every non-Python client takes too. Same command layer, so the same XFAILs."""
+    from test_resp_server import serving
+
+    import kvstore
+
+    where, protocol = SERVE_TARGETS[target]
+    analysis: Analysis = request.getfixturevalue("redispy_analysis")  # may skip: no sdist
+    if where == "memory":
+        store = kvstore.open_async(f"memory://redispy-serve-{uuid.uuid4().hex[:12]}", cache=None)
+    elif where == "local":
+        store = kvstore.open_async(str(tmp_path / "store"), cache=None)
+    else:
+        seaweedfs = request.getfixturevalue("seaweedfs_server")
+        url = seaweedfs.url_for("kvstore-test", f"redispy-serve-{uuid.uuid4().hex[:12]}")
+        store = kvstore.open_async(url, cache=None, storage_options=seaweedfs.storage_options)
+    select = analysis.select_ids("sync")
+    with serving(store) as server:
+        redis_url = f"redis://127.0.0.1:{server.port}"
+        extra = {
+            redispy_plugin.REDIS_URL_ENV: redis_url,
+            redispy_plugin.SERVER_VERSION_ENV: KVSTORE_REDIS_VERSION,
+            redispy_plugin.CLIENT_ENV: FACTORIES[(REDIS_SERVER_TARGET, "sync")],
+        }
+        outcome, _stats, _output, seconds = run_redispy(
+            request.getfixturevalue("redispy_tests"),
+            "sync",
+            select,
+            _xfails(target),
+            extra,
+            redis_url,
+            tmp_path,
+            args=(f"--protocol={protocol}",),
+        )
+    summary = (
+        f"redis-py {analysis.version} sync tests over TCP against {target}: "
+        f"{outcome.counts()} of {len(select)} selected in {seconds:.1f}s"
+    )
+    print(summary)
+    problems = [f"{tid}: {message}" for tid, message in sorted(outcome.failed.items())]
+    if not (outcome.passed or outcome.xfailed):
+        problems.append("no test ran")
     if problems:
         pytest.fail(
             f"{summary}\n" + "\n".join(problems) + f"\n(full output: {tmp_path / 'output.txt'})",

@@ -69,6 +69,8 @@ def resp3_shape(name: bytes, args: list[bytes], reply: Any) -> Any:
     shape = _ALWAYS.get(name)
     if shape is not None:
         return shape(reply)
+    if name == b"ZADD" and any(a.upper() == b"INCR" for a in args[2:]):
+        return _double(reply)  # ZADD ... INCR answers like ZINCRBY
     if name in _WITHSCORES_OPTIONAL and any(a.upper() == b"WITHSCORES" for a in args[1:]):
         return _scored(reply)
     if name in (b"ZPOPMIN", b"ZPOPMAX") and isinstance(reply, list):
