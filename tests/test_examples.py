@@ -142,3 +142,16 @@ def test_s3_quickstart_with_a_redis_cache(
         assert client.exists("kvstore:generation")  # the example really used this Redis
     finally:
         client.close()
+
+
+def test_redis_server_example_runs_a_plain_redis_app_on_kvstore_serve(tmp_path: Path) -> None:
+    lines = run_example("redis_server.py", tmp_path)
+    assert lines == [
+        "views: 2",
+        "top 2: [('ada', 12.5), ('linus', 11.0)]",
+        "chat: ['user: hi', 'assistant: hello! how can I help?']",
+        "transaction: {'name': 'ada', 'visits': '1'}",
+        "server exit status: 0",
+        "from the store: b'2' 12.5",
+    ]
+    assert list(tmp_path.iterdir()) == []
