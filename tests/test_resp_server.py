@@ -181,6 +181,9 @@ def test_connection_commands_clients_send_on_connect(store: kvstore.AsyncKVStore
         assert [c["name"] for c in listed] == ["worker-1"] and listed[0]["lib-name"] == "test"
         info = r.info()
         assert info["redis_version"] and info["connected_clients"] >= 1
+        assert info["total_commands_processed"] >= 3 and "kvstore_requests" in info
+        r.set("counted", 1)
+        assert r.info("keyspace") == {"db0": {"keys": 1, "expires": 0, "avg_ttl": 0}}
         assert r.execute_command("COMMAND COUNT") > 100
         assert r.config_get("maxclients") == {"maxclients": "10000"}
         assert r.execute_command("ECHO", "x") == b"x"
