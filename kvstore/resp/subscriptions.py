@@ -16,54 +16,55 @@ def _count(c: Connection) -> int:
     return len(c.channels) + len(c.patterns)
 
 
+def _join(c: Connection, names: list[bytes], pattern: bool) -> Many:
+    """SUBSCRIBE / PSUBSCRIBE: one confirmation per name, with the count after it."""
+    held = c.patterns if pattern else c.channels
+    add = c.server.hub.psubscribe if pattern else c.server.hub.subscribe
+    word = b"psubscribe" if pattern else b"subscribe"
+    replies = []
+    for name in names:
+        if name not in held:
+            held.add(name)
+            add(c, c.namespace, name)
+        replies.append(Push([word, name, _count(c)]))
+    return Many(replies)
+
+
+def _leave(c: Connection, names: list[bytes], pattern: bool) -> Many:
+    """UNSUBSCRIBE / PUNSUBSCRIBE (no names: all of them)."""
+    held = c.patterns if pattern else c.channels
+    drop = c.server.hub.punsubscribe if pattern else c.server.hub.unsubscribe
+    word = b"punsubscribe" if pattern else b"unsubscribe"
+    names = names or sorted(held)
+    if not names:
+        return Many([Push([word, None, _count(c)])])
+    replies = []
+    for name in names:
+        if name in held:
+            held.discard(name)
+            drop(c, c.namespace, name)
+        replies.append(Push([word, name, _count(c)]))
+    return Many(replies)
+
+
 @connection_command("SUBSCRIBE", -2)
 async def _subscribe(c: Connection, args: list[bytes]) -> Any:
-    replies = []
-    for channel in args[1:]:
-        if channel not in c.channels:
-            c.channels.add(channel)
-            c.server.hub.subscribe(c, c.namespace, channel)
-        replies.append(Push([b"subscribe", channel, _count(c)]))
-    return Many(replies)
+    return _join(c, args[1:], pattern=False)
 
 
 @connection_command("PSUBSCRIBE", -2)
 async def _psubscribe(c: Connection, args: list[bytes]) -> Any:
-    replies = []
-    for pattern in args[1:]:
-        if pattern not in c.patterns:
-            c.patterns.add(pattern)
-            c.server.hub.psubscribe(c, c.namespace, pattern)
-        replies.append(Push([b"psubscribe", pattern, _count(c)]))
-    return Many(replies)
+    return _join(c, args[1:], pattern=True)
 
 
 @connection_command("UNSUBSCRIBE", -1)
 async def _unsubscribe(c: Connection, args: list[bytes]) -> Any:
-    channels = args[1:] or sorted(c.channels)
-    if not channels:
-        return Many([Push([b"unsubscribe", None, _count(c)])])
-    replies = []
-    for channel in channels:
-        if channel in c.channels:
-            c.channels.discard(channel)
-            c.server.hub.unsubscribe(c, c.namespace, channel)
-        replies.append(Push([b"unsubscribe", channel, _count(c)]))
-    return Many(replies)
+    return _leave(c, args[1:], pattern=False)
 
 
 @connection_command("PUNSUBSCRIBE", -1)
 async def _punsubscribe(c: Connection, args: list[bytes]) -> Any:
-    patterns = args[1:] or sorted(c.patterns)
-    if not patterns:
-        return Many([Push([b"punsubscribe", None, _count(c)])])
-    replies = []
-    for pattern in patterns:
-        if pattern in c.patterns:
-            c.patterns.discard(pattern)
-            c.server.hub.punsubscribe(c, c.namespace, pattern)
-        replies.append(Push([b"punsubscribe", pattern, _count(c)]))
-    return Many(replies)
+    return _leave(c, args[1:], pattern=True)
 
 
 @connection_command("PUBLISH", 3)
