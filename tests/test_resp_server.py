@@ -716,3 +716,26 @@ def test_tenants_do_not_hear_each_other(tmp_path: Path) -> None:
         p.close()
         alice.close()
         bob.close()
+
+
+def test_a_command_that_fails_unexpectedly_answers_an_error_and_the_connection_goes_on(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    from kvstore.resp import session
+
+    async def broken(c: Any, args: list[bytes]) -> Any:
+        raise RuntimeError("a defect")
+
+    monkeypatch.setitem(session.CONNECTION_COMMANDS, b"ECHO", (broken, 2))
+    with serving(kvstore.open_async("memory://defect", cache=None)) as server:
+        r = client(server)
+        with pytest.raises(redis.ResponseError, match=r"internal error \(RuntimeError\)"):
+            r.echo("x")
+        assert r.set("k", "v") and r.get("k") == b"v"  # the same connection goes on
+        # the server's own commands are described as it answers them
+        assert r.execute_command("COMMAND INFO", "publish")[0][:2] in (
+            [b"publish", 3],
+            ["publish", 3],
+        )
+        r.close()
+    assert "a defect" in caplog.text

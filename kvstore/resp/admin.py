@@ -126,16 +126,17 @@ async def _command(c: Connection, args: list[bytes]) -> Any:
 
 
 def _command_info(name: bytes) -> Any:
-    spec = COMMANDS.get(name)
-    if spec is not None:
-        flags = [Status(b"write")] if spec.write else [Status(b"readonly")]
-        keyed = spec.arity not in (1, -1) and name not in CONNECTION_COMMANDS
-        first = 1 if keyed else 0
-        return [name.lower(), spec.arity, flags, first, first, first, [], [], [], []]
+    """COMMAND INFO of one command: the server's own (it answers them first: PING,
+    PUBLISH, SELECT ...), else the command layer's; None for an unknown one."""
     found = CONNECTION_COMMANDS.get(name)
-    if found is None:
+    if found is not None:
+        return [name.lower(), found[1], [Status(b"fast")], 0, 0, 0, [], [], [], []]
+    spec = COMMANDS.get(name)
+    if spec is None:
         return None
-    return [name.lower(), found[1], [Status(b"fast")], 0, 0, 0, [], [], [], []]
+    flags = [Status(b"write")] if spec.write else [Status(b"readonly")]
+    first = 0 if spec.arity in (1, -1) else 1
+    return [name.lower(), spec.arity, flags, first, first, first, [], [], [], []]
 
 
 @connection_command("INFO", -1)

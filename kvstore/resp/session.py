@@ -1,9 +1,11 @@
-"""One client connection of ``kvstore serve``: its state (protocol, database, name,
-authentication, a MULTI queue, WATCHed keys) and the connection commands Redis clients
-send - PING, ECHO, HELLO, AUTH, SELECT, QUIT, RESET, CLIENT, COMMAND, INFO, CONFIG,
-MULTI/EXEC/DISCARD/WATCH/UNWATCH. Every other command goes to the command layer of the
-connection's database, and its reply is written in the connection's protocol (RESP3
-shapes: :mod:`.shapes`).
+"""One client connection of ``kvstore serve``: its state (protocol, database, name, user,
+a MULTI queue, WATCHed keys, subscriptions) and the connection commands it answers itself
+- PING, ECHO, HELLO, AUTH, SELECT, QUIT, RESET, MULTI/EXEC/DISCARD/WATCH/UNWATCH (CLIENT,
+COMMAND, INFO and CONFIG are :mod:`.admin`'s, pub/sub :mod:`.subscriptions`'). Every other
+command goes to the command layer of the connection's database, and its reply is written
+in the connection's protocol (RESP3 shapes: :mod:`.shapes`). A failure of the connection
+is one log line; a command that fails unexpectedly answers an error and is logged with
+its traceback, and the connection goes on.
 """
 
 from __future__ import annotations
@@ -108,7 +110,7 @@ class Reading:
         """Read what the client sent; False at its end (closed, idle too long)."""
         try:
             data = await asyncio.wait_for(self.reader.read(READ_SIZE), self.timeout)
-        except (TimeoutError, ConnectionError):
+        except (TimeoutError, OSError):  # idle too long, reset, a broken TLS stream
             return False
         if not data:
             return False
@@ -147,6 +149,7 @@ class Connection:
         self.channels: set[bytes] = set()
         self.patterns: set[bytes] = set()
         self.closing = False
+        self.idle = True  # waiting for the client (not running a command)
         self.created = time.monotonic()
         self.last_command = b"NULL"
         peer = writer.get_extra_info("peername")
@@ -157,8 +160,6 @@ class Connection:
         self.closing = True
         if self.task is not None and self.idle:
             self.task.cancel()
-
-    idle = True
 
     async def run(self) -> None:
         try:
@@ -182,7 +183,7 @@ class Connection:
                 await self.writer.drain()
         except asyncio.CancelledError:
             pass  # closed while idle (server shutdown)
-        except ConnectionError as exc:
+        except OSError as exc:  # reset, broken pipe, TLS: one line per connection
             logger.info("client %s (id=%d): %s", self.addr, self.id, exc)
         finally:
             self.unsubscribe_all()
@@ -199,6 +200,9 @@ class Connection:
             reply = exc
         except KVStoreError as exc:  # the store failed (BackendError ...): not applied
             reply = CommandError(f"ERR {exc}")
+        except Exception as exc:  # a defect: answered, logged, the connection goes on
+            logger.exception("client %s (id=%d): %r failed", self.addr, self.id, args[:1])
+            reply = CommandError(f"ERR internal error ({type(exc).__name__}); see the server log")
         if isinstance(reply, CommandError):
             self.server.counters["total_error_replies"] += 1
         if isinstance(reply, Many):
