@@ -8,6 +8,7 @@ re-exports them.
 from kvstore.testing.servers import (
     BackendError,
     GCSEmulator,
+    KVStoreServer,
     MotoS3Server,
     RedisCluster,
     RedisServer,
@@ -17,6 +18,7 @@ from kvstore.testing.servers import (
 __all__ = [
     "BackendError",
     "GCSEmulator",
+    "KVStoreServer",
     "MotoS3Server",
     "RedisCluster",
     "RedisServer",

@@ -1,5 +1,8 @@
 """``python -m backends up``: run local Redis, S3 (moto), GCS stand-ins - and, asked for,
-SeaweedFS (a real S3 server: ``--only seaweedfs``) - until Ctrl-C.
+SeaweedFS (a real S3 server: ``--only seaweedfs``) and ``kvstore serve`` (the Redis
+protocol on the first object store started - S3, SeaweedFS, GCS - or on a temporary
+directory, cached by the Redis started, else in-process: ``--only seaweedfs,redis,serve``)
+- until Ctrl-C.
 
 Prints the URLs, copy-pasteable ``export`` lines and a ``kvstore.open(...)`` snippet,
 then waits. Ctrl-C or SIGTERM stops every server it started; if one of them dies
@@ -19,13 +22,14 @@ from types import FrameType
 from kvstore.testing.servers import (
     BackendError,
     GCSEmulator,
+    KVStoreServer,
     MotoS3Server,
     RedisCluster,
     RedisServer,
     SeaweedFS,
 )
 
-SERVICES = ("redis", "s3", "gcs", "seaweedfs")
+SERVICES = ("redis", "s3", "gcs", "seaweedfs", "serve")
 DEFAULT_SERVICES = ("redis", "s3", "gcs")  # SeaweedFS: 120-600 MB, only when asked for
 
 
@@ -57,7 +61,7 @@ def build_parser() -> argparse.ArgumentParser:
         type=_parse_only,
         default=list(DEFAULT_SERVICES),
         metavar="LIST",
-        help="comma-separated subset of redis,s3,gcs,seaweedfs (default: redis,s3,gcs)",
+        help="comma-separated subset of redis,s3,gcs,seaweedfs,serve (default: redis,s3,gcs)",
     )
     up.add_argument(
         "--bucket", default="kvstore-test", help="bucket to create (default: %(default)s)"
@@ -81,6 +85,7 @@ def _print_usage(
     s3: MotoS3Server | None,
     gcs: GCSEmulator | None,
     seaweed: SeaweedFS | None,
+    serve: KVStoreServer | None,
     bucket: str,
     prefix: str,
 ) -> None:
@@ -95,6 +100,11 @@ def _print_usage(
         out.append(f"  gcs emulator   {gcs.endpoint_url}   bucket {gcs.url_for(bucket)}")
     if seaweed:
         out.append(f"  s3 (seaweedfs) {seaweed.endpoint_url}   bucket {seaweed.url_for(bucket)}")
+    if serve:
+        out.append(
+            f"  kvstore serve  {serve.url}   on {serve.store_url} (cache: {serve.cache})"
+            f"   e.g. redis-cli -p {serve.port}"
+        )
     env: dict[str, str] = {}
     store = s3 or seaweed or gcs
     if store:
@@ -121,6 +131,24 @@ def _print_usage(
     print("\n".join(out), flush=True)
 
 
+def _serve(
+    store: MotoS3Server | SeaweedFS | GCSEmulator | None,
+    redis: RedisServer | None,
+    bucket: str,
+    prefix: str,
+) -> KVStoreServer:
+    """``kvstore serve`` on the object store started (a temporary directory without one),
+    cached by the Redis started (in-process without one)."""
+    cache = redis.url if redis else "local"
+    if store is None:
+        server = KVStoreServer("", cache=cache)
+        server.store_url = str(server.workdir / "data")
+    else:
+        url = store.url_for(bucket, f"{prefix}-serve")
+        server = KVStoreServer(url, cache=cache, storage_options=store.storage_options)
+    return server.start()
+
+
 def up(args: argparse.Namespace) -> int:
     stop = threading.Event()
 
@@ -136,6 +164,7 @@ def up(args: argparse.Namespace) -> int:
     s3: MotoS3Server | None = None
     gcs: GCSEmulator | None = None
     seaweed: SeaweedFS | None = None
+    serve: KVStoreServer | None = None
     status = 0
     try:
         if "redis" in only:
@@ -148,8 +177,11 @@ def up(args: argparse.Namespace) -> int:
             gcs = GCSEmulator(buckets=(args.bucket,)).start()
         if "seaweedfs" in only:
             seaweed = SeaweedFS(buckets=(args.bucket,)).start()
-        _print_usage(redis, cluster, s3, gcs, seaweed, args.bucket, args.prefix)
-        procs = [p for p in (redis, s3, gcs, seaweed) if p] + (cluster.nodes if cluster else [])
+        if "serve" in only:
+            serve = _serve(s3 or seaweed or gcs, redis, args.bucket, args.prefix)
+        _print_usage(redis, cluster, s3, gcs, seaweed, serve, args.bucket, args.prefix)
+        procs = [p for p in (redis, s3, gcs, seaweed, serve) if p]
+        procs += cluster.nodes if cluster else []
         while not stop.wait(1.0):
             dead = [p for p in procs if not p.running]
             if dead:
@@ -164,7 +196,7 @@ def up(args: argparse.Namespace) -> int:
         status = 1
     finally:
         signal.signal(signal.SIGINT, signal.SIG_IGN)  # no second Ctrl-C mid-shutdown
-        for server in (seaweed, gcs, s3, cluster, redis):
+        for server in (serve, seaweed, gcs, s3, cluster, redis):
             if server is not None:
                 server.stop()
         print("backends stopped", file=sys.stderr, flush=True)

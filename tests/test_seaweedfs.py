@@ -200,3 +200,41 @@ def test_backends_up_starts_seaweedfs_and_its_exports_reach_it() -> None:
         )
         assert out.returncode == 0, out.stderr
         assert out.stdout.split() == ["v", "1"]
+
+
+def test_backends_up_serves_the_redis_protocol_on_seaweedfs() -> None:
+    """``--only seaweedfs,redis,serve``: ``kvstore serve`` on the SeaweedFS bucket, cached
+    by the redis-server started beside it; what a Redis client writes through it is in
+    the bucket, read back by the library."""
+    import os
+    import re
+    import subprocess
+    import sys
+
+    import redis
+    from conftest import backends_up, exports
+
+    _server()  # skips without a weed binary
+    with backends_up("seaweedfs,redis,serve", "seaweedfs_store = kvstore.open(") as lines:
+        env = exports(lines)
+        (served,) = [line for line in lines if "kvstore serve" in line]
+        found = re.search(r"redis://127\.0\.0\.1:(\d+)/0", served)
+        assert found is not None and f"cache: {env['REDIS_URL']}" in served
+        client = redis.Redis(port=int(found.group(1)), socket_timeout=30)
+        assert client.set("through", "serve") is True
+        assert client.incr("n", 2) == 2
+        client.close()
+        script = (
+            "import os, kvstore\n"
+            "with kvstore.open(os.environ['KVSTORE_URL'] + '-serve', cache=None) as s:\n"
+            "    print(s.get('through').decode())\n"
+        )
+        out = subprocess.run(
+            [sys.executable, "-c", script],
+            env={**os.environ, **env},
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        assert out.returncode == 0, out.stderr
+        assert out.stdout.split() == ["serve"]

@@ -126,8 +126,14 @@ class Core:
         while True:
             try:
                 if read is not None:
-                    (current,) = await self.values.load(self.values.plan([key]))
-                    return read(seen(current))
+                    # a cache hit is answered here, without awaiting (the in-process
+                    # cache answers in the caller); otherwise through the loop
+                    values = self.values
+                    plan = values.plan([key])
+                    found, known = values.load_now(plan)
+                    if found is None:
+                        found = await values.load(plan, known)
+                    return read(seen(found[0]))
                 assert change is not None
                 return await self.values.update(key, lambda c: change(seen(c)))
             except _ListLength as need:

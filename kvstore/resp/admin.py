@@ -17,7 +17,7 @@ from .session import (
     DATABASES,
     REDIS_VERSION,
     Connection,
-    _client_name,
+    client_name,
     connection_command,
 )
 
@@ -26,7 +26,7 @@ from .session import (
 async def _client(c: Connection, args: list[bytes]) -> Any:
     sub = args[1].upper()
     if sub == b"SETNAME" and len(args) == 3:
-        c.name = _client_name(args[2])
+        c.name = client_name(args[2])
         return OK
     if sub == b"GETNAME" and len(args) == 2:
         return c.name or None

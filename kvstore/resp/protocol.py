@@ -97,6 +97,9 @@ class CommandReader:
                     if inline:
                         return inline
                     continue  # an empty line: Redis ignores it
+                whole = self._whole(authenticated)
+                if whole is not None:
+                    return whole
                 count = self._line_int(b"*")
                 if count is None:
                     return None
@@ -113,6 +116,46 @@ class CommandReader:
                 return command
             if self._args is not None:
                 return None
+
+    def _whole(self, authenticated: bool) -> list[bytes] | None:
+        """The common case, quickly: a well-formed multibulk command whose every byte is
+        already here. None for anything else (incomplete, malformed, over a limit) - the
+        careful reader below then reads it, waits for more or raises what Redis says."""
+        buf, pos = self._buf, self._pos
+        end = buf.find(b"\r\n", pos, pos + 32)
+        if end < 0:
+            return None
+        text = buf[pos + 1 : end]
+        if not text.isdigit():
+            return None
+        count = int(text)
+        limits = self.limits
+        if not 0 < count <= (limits.max_args if authenticated else limits.unauthenticated_args):
+            return None
+        max_bulk = limits.max_bulk if authenticated else limits.unauthenticated_bulk
+        size = len(buf)
+        args = []
+        pos = end + 2
+        for _ in range(count):
+            if pos >= size or buf[pos] != 0x24:  # '$'
+                return None
+            end = buf.find(b"\r\n", pos, pos + 32)
+            if end < 0:
+                return None
+            text = buf[pos + 1 : end]
+            if not text.isdigit():
+                return None
+            length = int(text)
+            start = end + 2
+            end = start + length
+            if length > max_bulk or end + 2 > size or buf[end : end + 2] != CRLF:
+                return None
+            args.append(bytes(buf[start:end]))
+            pos = end + 2
+        if pos - self._pos > limits.max_pending:
+            return None
+        self._pos = pos
+        return args
 
     def _multibulk(self, authenticated: bool) -> list[bytes] | None:
         assert self._args is not None

@@ -9,7 +9,8 @@ are :mod:`.session`'s.
 Guarantees and costs:
 
 * **Order.** A connection's commands run one after the other, in the order sent; a
-  pipeline's replies are written together once the commands read at once have run.
+  pipeline's replies are written together once the commands read at once have run
+  (how a connection runs: :mod:`.session`).
 * **Acknowledged means durable.** A reply is written after its command returned; a
   command that failed against the object store replies with an error. Closing the server
   (SIGTERM: :meth:`Server.close`) stops accepting, lets every running command finish
@@ -25,16 +26,16 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import itertools
+import functools
 import logging
 import time
 
 from ..api import AsyncKVStore
 from ..commands import Commands
-from . import admin, subscriptions  # noqa: F401  (they register their commands)
+from . import admin, basic, subscriptions  # noqa: F401  (they register their commands)
 from .auth import Guard
 from .config import ServerConfig
-from .protocol import ProtocolError, encode, error_line
+from .protocol import ProtocolError, encode
 from .pubsub import Hub
 from .session import DATABASES, Connection
 
@@ -56,7 +57,6 @@ class Server:
             "rejected_connections": 0,
             "total_error_replies": 0,
         }
-        self._ids = itertools.count(1)
         self._databases: dict[tuple[str | None, int], Commands] = {}
         self.guard = Guard(self.config.all_users())
         self.hub = Hub()
@@ -75,15 +75,22 @@ class Server:
             found = self._databases[namespace, number] = Commands(view._ctx)
         return found
 
+    @property
+    def accepting(self) -> bool:
+        """False once :meth:`close` began: a connection arriving then is refused."""
+        return not self._closing
+
     async def start(self) -> None:
         tls = self.config.tls_context()
+        loop = asyncio.get_running_loop()
+        factory = functools.partial(Connection, self)
         if self.config.unix_socket is not None:
-            self._server = await asyncio.start_unix_server(
-                self._accept, path=self.config.unix_socket, ssl=tls
+            self._server = await loop.create_unix_server(
+                factory, path=self.config.unix_socket, ssl=tls
             )
         else:
-            self._server = await asyncio.start_server(
-                self._accept,
+            self._server = await loop.create_server(
+                factory,
                 host=self.config.host,
                 port=self.config.port,
                 reuse_address=True,
@@ -112,26 +119,15 @@ class Server:
                 task.cancel()
             if pending:
                 await asyncio.wait(pending, timeout=5)
+        closing = [c.closed for c in connections]
+        if closing:
+            _, stuck = await asyncio.wait(closing, timeout=5)
+            for connection in connections:
+                if connection.closed in stuck and connection.transport is not None:
+                    connection.transport.abort()
         if self._server is not None:
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(self._server.wait_closed(), 5)
-
-    async def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        self.counters["total_connections_received"] += 1
-        if self._closing or len(self.clients) >= self.config.maxclients:
-            self.counters["rejected_connections"] += 1
-            with contextlib.suppress(Exception):
-                writer.write(error_line("ERR max number of clients reached"))
-                await writer.drain()
-            writer.close()
-            return
-        connection = Connection(self, next(self._ids), reader, writer)
-        self.clients[connection.id] = connection
-        connection.task = asyncio.current_task()
-        try:
-            await connection.run()
-        finally:
-            self.clients.pop(connection.id, None)
 
 
 __all__ = ["DATABASES", "ProtocolError", "Server", "ServerConfig", "encode"]

@@ -1,37 +1,48 @@
 """One client connection of ``kvstore serve``: its state (protocol, database, name, user,
-a MULTI queue, WATCHed keys, subscriptions) and the connection commands it answers itself
-- PING, ECHO, HELLO, AUTH, SELECT, QUIT, RESET, MULTI/EXEC/DISCARD/WATCH/UNWATCH (CLIENT,
-COMMAND, INFO and CONFIG are :mod:`.admin`'s, pub/sub :mod:`.subscriptions`'). Every other
-command goes to the command layer of the connection's database, and its reply is written
-in the connection's protocol (RESP3 shapes: :mod:`.shapes`). A failure of the connection
-is one log line; a command that fails unexpectedly answers an error and is logged with
-its traceback, and the connection goes on.
+a MULTI queue, WATCHed keys, subscriptions), how its bytes become commands and its
+replies bytes, and the registry of connection commands (PING, HELLO, AUTH, MULTI ...:
+:mod:`.basic`; CLIENT, COMMAND, INFO, CONFIG: :mod:`.admin`; pub/sub:
+:mod:`.subscriptions`). Every other command goes to the command layer of the
+connection's database, and its reply is written in the connection's protocol (RESP3
+shapes: :mod:`.shapes`).
+
+How a connection runs (an :class:`asyncio.Protocol`, no task while it only waits):
+
+* **In order, at once.** Bytes that arrive are parsed; each whole command is started at
+  once in the event loop's callback (:func:`.eager.start`). A command that needs no I/O
+  (a cache hit, PING, a queued MULTI command) finishes there. The first one that has to
+  wait (an object-store request) goes on in a task, and the commands after it wait for
+  its reply: replies always come back in the order of the commands.
+* **One write per batch.** The replies of the commands run from one read are written
+  with one ``write`` (a pipeline of 16 GETs costs one send, not 16); a pub/sub message
+  pushed to the connection meanwhile keeps its place among them.
+* **Bounded.** Reading pauses while more than ``READ_PAUSE`` bytes of commands wait to
+  run, and commands stop running while the client does not read its replies (the
+  transport's high-water mark); a subscriber whose unread messages pass ``OUTPUT_LIMIT``
+  is disconnected.
+* **Failures.** A protocol error is answered with Redis's message and the connection
+  closed. A connection that fails (reset, TLS) is one log line; a command that fails
+  unexpectedly answers an error and is logged with its traceback, and the connection
+  goes on. A command running when its client goes away still finishes (its write lands
+  or not, as the object store decided); its reply goes nowhere.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
+import itertools
 import logging
 import time
 from collections.abc import Awaitable, Callable
-from typing import Any, Protocol
+from typing import Any, Protocol, cast
 
 from ..commands import CommandError, Commands, Status
-from ..commands.reply import OK, err, parse_int, wrong_args
+from ..commands.reply import err, wrong_args
 from ..errors import KVStoreError
+from . import eager
 from .auth import Guard
 from .config import ServerConfig
-from .protocol import (
-    NULL_ARRAY,
-    CommandReader,
-    Limits,
-    Map,
-    ProtocolError,
-    Push,
-    encode,
-    error_line,
-)
+from .protocol import CommandReader, ProtocolError, Push, encode, error_line
 from .pubsub import OUTPUT_LIMIT, Hub
 from .shapes import resp3_shape
 
@@ -43,7 +54,10 @@ command set it follows. ``kvstore_version`` says what it is."""
 
 DATABASES = 16
 """SELECT 0-15: database 0 is the store itself, database N its namespace ``db{N}``."""
-READ_SIZE = 64 * 1024
+READ_PAUSE = 4 * 1024 * 1024
+"""Bytes of unrun commands at which a connection stops reading (until they ran)."""
+WRITE_HIGH = 1024 * 1024
+"""Bytes of unsent replies at which a connection stops running commands."""
 
 
 class Host(Protocol):
@@ -65,6 +79,8 @@ class Host(Protocol):
     def guard(self) -> Guard: ...
     @property
     def hub(self) -> Hub: ...
+    @property
+    def accepting(self) -> bool: ...
     def database(self, number: int, namespace: str | None = None) -> Commands: ...
 
 
@@ -84,6 +100,7 @@ _SUBSCRIBED = {  # what a RESP2 connection may send while subscribed
     b"QUIT",
     b"RESET",
 }
+_IDS = itertools.count(1)
 
 
 class Many(tuple[Any, ...]):
@@ -98,44 +115,24 @@ def connection_command(name: str, arity: int) -> Callable[[Handler], Handler]:
     return register
 
 
-class Reading:
-    """A connection's reading side: bytes in, commands out, within the limits."""
-
-    def __init__(self, reader: asyncio.StreamReader, limits: Limits, timeout: float) -> None:
-        self.reader = reader
-        self.commands = CommandReader(limits)
-        self.timeout = timeout or None
-
-    async def fill(self) -> bool:
-        """Read what the client sent; False at its end (closed, idle too long)."""
-        try:
-            data = await asyncio.wait_for(self.reader.read(READ_SIZE), self.timeout)
-        except (TimeoutError, OSError):  # idle too long, reset, a broken TLS stream
-            return False
-        if not data:
-            return False
-        self.commands.feed(data)
-        return True
-
-    def next(self, authenticated: bool) -> list[bytes] | None:
-        return self.commands.next(authenticated)
+def client_name(raw: bytes) -> bytes:
+    """A client name as CLIENT SETNAME and HELLO SETNAME take it."""
+    if any(ch <= 32 or ch >= 127 for ch in raw):
+        raise err("Client names cannot contain spaces, newlines or special characters.")
+    return raw
 
 
-class Connection:
-    """One client: reads its commands, runs them in order, writes the replies."""
+class Connection(asyncio.Protocol):
+    """One client: reads its commands, runs them in order, writes the replies (see the
+    module docstring)."""
 
-    def __init__(
-        self,
-        server: Host,
-        number: int,
-        reader: asyncio.StreamReader,
-        writer: asyncio.StreamWriter,
-    ) -> None:
+    def __init__(self, server: Host) -> None:
         self.server = server
-        self.id = number
-        self.writer = writer
-        self.reading = Reading(reader, server.config.limits, server.config.timeout)
-        self.task: asyncio.Task[Any] | None = None
+        self.id = next(_IDS)
+        self.transport: asyncio.Transport | None = None
+        self.commands = CommandReader(server.config.limits)
+        self.task: asyncio.Task[None] | None = None  # the command that had to wait
+        self.closed: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self.protocol = 2
         self.db = 0
         self.name = b""
@@ -149,47 +146,143 @@ class Connection:
         self.channels: set[bytes] = set()
         self.patterns: set[bytes] = set()
         self.closing = False
-        self.idle = True  # waiting for the client (not running a command)
-        self.created = time.monotonic()
+        self.created = self.last_io = time.monotonic()
         self.last_command = b"NULL"
-        peer = writer.get_extra_info("peername")
-        self.addr = f"{peer[0]}:{peer[1]}" if isinstance(peer, tuple) else "unix"
+        self.addr = "unix"
+        self._batch: list[bytes] | None = None  # replies gathered for one write
+        self._write_paused = False
+        self._read_paused = False
+        self._timer: asyncio.TimerHandle | None = None
+
+    @property
+    def idle(self) -> bool:
+        """Waiting for its client (no command running)."""
+        return self.task is None and self._batch is None
+
+    # ------------------------------------------------------------------ transport events
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        # (a stream transport; uvloop's do not subclass asyncio.Transport)
+        self.transport = transport = cast(asyncio.Transport, transport)
+        server = self.server
+        server.counters["total_connections_received"] += 1
+        peer = transport.get_extra_info("peername")
+        if isinstance(peer, tuple):
+            self.addr = f"{peer[0]}:{peer[1]}"
+        if not server.accepting or len(server.clients) >= server.config.maxclients:
+            server.counters["rejected_connections"] += 1
+            transport.write(error_line("ERR max number of clients reached"))
+            self.closing = True
+            transport.close()
+            return
+        server.clients[self.id] = self
+        transport.set_write_buffer_limits(high=WRITE_HIGH)
+        if server.config.timeout:
+            self._timer = asyncio.get_running_loop().call_later(
+                server.config.timeout, self._check_idle
+            )
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.closing = True
+        self.server.clients.pop(self.id, None)
+        self.unsubscribe_all()
+        if self._timer is not None:
+            self._timer.cancel()
+        if exc is not None:  # reset, broken pipe, TLS: one line per connection
+            logger.info("client %s (id=%d): %s", self.addr, self.id, exc)
+        if not self.closed.done():
+            self.closed.set_result(None)
+
+    def data_received(self, data: bytes) -> None:
+        self.last_io = time.monotonic()
+        self.commands.feed(data)
+        if self.commands.buffered > READ_PAUSE and not self._read_paused:
+            self._read_paused = True
+            self._transport.pause_reading()
+        if self.task is None and self._batch is None:
+            self.run()
+
+    def pause_writing(self) -> None:
+        self._write_paused = True
+
+    def resume_writing(self) -> None:
+        self._write_paused = False
+        if self.task is None and self._batch is None:
+            self.run()
+
+    @property
+    def _transport(self) -> asyncio.Transport:
+        assert self.transport is not None
+        return self.transport
+
+    # ------------------------------------------------------------------ running commands
+    def run(self) -> None:
+        """Run the commands read so far, in order, each started at once; write their
+        replies with one write. The first that has to wait goes on in a task, which
+        calls this again once it is answered."""
+        batch = self._batch = []
+        try:
+            while not self.closing and not self._write_paused:
+                try:
+                    args = self.commands.next(self.authenticated)
+                except ProtocolError as exc:
+                    batch.append(error_line(f"ERR {exc}"))
+                    self.closing = True
+                    logger.info("client %s (id=%d): %s; closing", self.addr, self.id, exc)
+                    break
+                if args is None:
+                    break
+                done, result = eager.start(self.reply_to(args))
+                if done:
+                    assert isinstance(result, bytes)
+                    batch.append(result)
+                    continue
+                assert isinstance(result, eager.Rest)
+                self.task = asyncio.ensure_future(self._finish(result))
+                break
+        finally:
+            self._batch = None
+            if batch:
+                self._transport.write(b"".join(batch))
+        if self.task is None:
+            self._settled()
+
+    async def _finish(self, rest: eager.Rest[bytes]) -> None:
+        try:
+            reply = await rest
+        except asyncio.CancelledError:  # the server's grace ran out: no reply, closed
+            self.task = None
+            self._transport.abort()
+            raise
+        self.task = None
+        if not self._transport.is_closing():
+            self._transport.write(reply)
+        self.run()
+
+    def _settled(self) -> None:
+        """Every command read has run (or the connection is closing)."""
+        if self.closing:
+            self._transport.close()
+        elif self._read_paused and self.commands.buffered <= READ_PAUSE // 2:
+            self._read_paused = False
+            self._transport.resume_reading()
+
+    def _check_idle(self) -> None:
+        timeout = self.server.config.timeout
+        idle_for = time.monotonic() - self.last_io
+        if self.closing:
+            return
+        if self.idle and idle_for >= timeout and not (self.channels or self.patterns):
+            logger.info("client %s (id=%d): idle for %.0f s; closing", self.addr, self.id, idle_for)
+            self.stop_reading()
+            return
+        wait = timeout - idle_for if idle_for < timeout else timeout
+        self._timer = asyncio.get_running_loop().call_later(wait, self._check_idle)
 
     def stop_reading(self) -> None:
         """Finish the command running now (if any), answer it, then close."""
         self.closing = True
-        if self.task is not None and self.idle:
-            self.task.cancel()
-
-    async def run(self) -> None:
-        try:
-            while not self.closing:
-                self.idle = True
-                if not await self.reading.fill():
-                    return
-                self.idle = False
-                try:
-                    while not self.closing:
-                        args = self.reading.next(self.authenticated)
-                        if args is None:
-                            break
-                        # written at once (the transport buffers a pipeline's replies),
-                        # so a pub/sub message pushed meanwhile keeps its place
-                        self.writer.write(await self.reply_to(args))
-                except ProtocolError as exc:
-                    self.writer.write(error_line(f"ERR {exc}"))
-                    self.closing = True
-                    logger.info("client %s (id=%d): %s; closing", self.addr, self.id, exc)
-                await self.writer.drain()
-        except asyncio.CancelledError:
-            pass  # closed while idle (server shutdown)
-        except OSError as exc:  # reset, broken pipe, TLS: one line per connection
-            logger.info("client %s (id=%d): %s", self.addr, self.id, exc)
-        finally:
-            self.unsubscribe_all()
-            self.writer.close()
-            with contextlib.suppress(Exception):
-                await asyncio.wait_for(self.writer.wait_closed(), 5)
+        if self.idle and self.transport is not None:
+            self.transport.close()
 
     async def reply_to(self, args: list[bytes]) -> bytes:
         """Run one command; its reply in this connection's protocol."""
@@ -250,12 +343,17 @@ class Connection:
         return Status(b"QUEUED")
 
     def deliver(self, message: list[Any]) -> None:
-        """Push a pub/sub message; a subscriber that does not read is disconnected once
-        ``OUTPUT_LIMIT`` bytes wait for it."""
-        if self.closing:
+        """Push a pub/sub message (in its place among the replies being gathered); a
+        subscriber that does not read is disconnected once ``OUTPUT_LIMIT`` bytes wait
+        for it."""
+        if self.closing or self.transport is None:
             return
-        self.writer.write(encode(Push(message), self.protocol))
-        transport = self.writer.transport
+        data = encode(Push(message), self.protocol)
+        if self._batch is not None:
+            self._batch.append(data)
+            return
+        transport = self.transport
+        transport.write(data)
         if transport.get_write_buffer_size() > OUTPUT_LIMIT:
             logger.info("client %s (id=%d): pub/sub output over its limit", self.addr, self.id)
             self.closing = True
@@ -275,157 +373,6 @@ class Connection:
         self.multi, self.multi_failed, self.watched = None, False, {}
         self.authenticated = not self.server.config.auth_required
         self.user, self.namespace = "default", None
-
-
-# --------------------------------------------------------------------------- commands
-@connection_command("PING", -1)
-async def _ping(c: Connection, args: list[bytes]) -> Any:
-    if len(args) > 2:
-        raise wrong_args("ping")
-    if c.protocol == 2 and (c.channels or c.patterns):  # as Redis answers a subscriber
-        return [b"pong", args[1] if len(args) == 2 else b""]
-    return args[1] if len(args) == 2 else Status(b"PONG")
-
-
-@connection_command("ECHO", 2)
-async def _echo(c: Connection, args: list[bytes]) -> Any:
-    return args[1]
-
-
-@connection_command("QUIT", -1)
-async def _quit(c: Connection, args: list[bytes]) -> Any:
-    c.closing = True
-    return OK
-
-
-@connection_command("RESET", 1)
-async def _reset(c: Connection, args: list[bytes]) -> Any:
-    c.reset()
-    return Status(b"RESET")
-
-
-async def _check_password(c: Connection, user: bytes, password: bytes) -> None:
-    host = c.addr.rsplit(":", 1)[0]
-    found = await c.server.guard.check(host, user, password)
-    c.authenticated, c.user, c.namespace = True, found.name, found.namespace
-
-
-@connection_command("AUTH", -2)
-async def _auth(c: Connection, args: list[bytes]) -> Any:
-    if len(args) > 3:
-        raise err("syntax error")
-    user, password = (b"default", args[1]) if len(args) == 2 else (args[1], args[2])
-    await _check_password(c, user, password)
-    return OK
-
-
-@connection_command("HELLO", -1)
-async def _hello(c: Connection, args: list[bytes]) -> Any:
-    protocol = c.protocol
-    rest = args[1:]
-    if rest:
-        try:
-            protocol = parse_int(rest[0])
-        except CommandError:
-            raise err("Protocol version is not an integer or out of range") from None
-        if protocol not in (2, 3):
-            raise CommandError("NOPROTO unsupported protocol version")
-        rest = rest[1:]
-    name = None
-    while rest:
-        option = rest[0].upper()
-        if option == b"AUTH" and len(rest) >= 3:
-            await _check_password(c, rest[1], rest[2])
-            rest = rest[3:]
-        elif option == b"SETNAME" and len(rest) >= 2:
-            name = _client_name(rest[1])
-            rest = rest[2:]
-        else:
-            raise err(f"Syntax error in HELLO option '{rest[0].decode(errors='replace')}'")
-    if not c.authenticated:
-        raise CommandError("NOAUTH HELLO must be called with the client already authenticated")
-    c.protocol = protocol
-    if name is not None:
-        c.name = name
-    return Map(
-        [
-            (b"server", b"redis"),
-            (b"version", REDIS_VERSION.encode()),
-            (b"proto", protocol),
-            (b"id", c.id),
-            (b"mode", b"standalone"),
-            (b"role", b"master"),
-            (b"modules", []),
-        ]
-    )
-
-
-@connection_command("SELECT", 2)
-async def _select(c: Connection, args: list[bytes]) -> Any:
-    try:
-        number = parse_int(args[1])
-    except CommandError:
-        raise err("value is not an integer or out of range") from None
-    if not 0 <= number < DATABASES:
-        raise err("DB index is out of range")
-    c.db = number
-    return OK
-
-
-def _client_name(raw: bytes) -> bytes:
-    if any(ch <= 32 or ch >= 127 for ch in raw):
-        raise err("Client names cannot contain spaces, newlines or special characters.")
-    return raw
-
-
-@connection_command("MULTI", 1)
-async def _multi(c: Connection, args: list[bytes]) -> Any:
-    if c.multi is not None:
-        raise err("MULTI calls can not be nested")
-    c.multi, c.multi_failed = [], False
-    return OK
-
-
-@connection_command("DISCARD", 1)
-async def _discard(c: Connection, args: list[bytes]) -> Any:
-    if c.multi is None:
-        raise err("DISCARD without MULTI")
-    c.multi, c.multi_failed, c.watched = None, False, {}
-    return OK
-
-
-@connection_command("EXEC", 1)
-async def _exec(c: Connection, args: list[bytes]) -> Any:
-    if c.multi is None:
-        raise err("EXEC without MULTI")
-    queued, failed, watched = c.multi, c.multi_failed, c.watched
-    c.multi, c.multi_failed, c.watched = None, False, {}
-    if failed:
-        raise CommandError("EXECABORT Transaction discarded because of previous errors.")
-    database = c.database()
-    replies = await database.watched_transaction(queued, watched)
-    if replies is None:
-        return NULL_ARRAY
-    if c.protocol == 3:
-        replies = [resp3_shape(a[0].upper(), a, r) for a, r in zip(queued, replies, strict=True)]
-    return replies
-
-
-@connection_command("WATCH", -2)
-async def _watch(c: Connection, args: list[bytes]) -> Any:
-    if c.multi is not None:
-        raise err("WATCH inside MULTI is not allowed")
-    database = c.database()
-    for raw in args[1:]:
-        name, current = await database.watch(raw)
-        c.watched.setdefault(name, current)
-    return OK
-
-
-@connection_command("UNWATCH", 1)
-async def _unwatch(c: Connection, args: list[bytes]) -> Any:
-    c.watched = {}
-    return OK
 
 
 __all__ = ["CONNECTION_COMMANDS", "REDIS_VERSION", "Connection", "ProtocolError"]
