@@ -739,3 +739,71 @@ def test_a_command_that_fails_unexpectedly_answers_an_error_and_the_connection_g
         )
         r.close()
     assert "a defect" in caplog.text
+
+
+def test_info_stats_are_the_store_counters_kvstore_stats_prints(tmp_path: Path) -> None:
+    """INFO's kvstore_* fields are ``store.stats()`` - what ``kvstore stats`` prints - for
+    the server's own store, name for name (``requests.put`` -> ``kvstore_requests_put``)."""
+    from kvstore.resp.admin import info_fields
+
+    store = kvstore.open_async(str(tmp_path), cache=kvstore.LocalCache())
+    with serving(store) as server:
+        r = client(server, protocol=3)
+        for i in range(5):
+            r.set(f"k{i}", i)
+        assert r.mget([f"k{i}" for i in range(5)] + ["nope"])[:2] == [b"0", b"1"]
+        info = r.info("stats")
+        ours = {k: v for k, v in info.items() if k.startswith("kvstore_")}
+        expected = dict(info_fields(store.stats()))
+        assert ours == expected
+        assert ours["kvstore_requests_put"] == 5 and ours["kvstore_cache_kind"] == "local"
+        assert ours["kvstore_requests"] == sum(
+            v for k, v in ours.items() if k.startswith("kvstore_requests_")
+        )
+        r.close()
+    # the CLI prints the same counters, under their dotted names, for a store it opens
+    done = subprocess.run(
+        [sys.executable, "-m", "kvstore", "stats", "--url", str(tmp_path), "--cache", "local"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    )
+    printed = json.loads(done.stdout)
+    assert {name for name, _ in info_fields(printed) if name != "kvstore_url"} <= {
+        name for name, _ in info_fields(store.stats())
+    } | {"kvstore_requests"}
+
+
+def test_config_set_changes_what_a_running_server_can_change(
+    store: kvstore.AsyncKVStore,
+) -> None:
+    with serving(store) as server:
+        r = client(server)
+        assert r.config_set("maxclients", 2) is True
+        assert r.config_get("maxclients") == {"maxclients": "2"}
+        other = client(server)
+        assert other.ping() is True
+        with pytest.raises(redis.ConnectionError):  # a third client is refused now
+            client(server).ping()
+        other.close()
+        with pytest.raises(redis.ResponseError, match="Unknown option"):
+            r.config_set("no-such-option", 1)
+        with pytest.raises(redis.ResponseError, match="fixes it at start"):
+            r.config_set("databases", 4)
+        with pytest.raises(redis.ResponseError, match="couldn't be parsed"):
+            r.config_set("timeout", "soon")
+        with pytest.raises(redis.ResponseError, match="couldn't be parsed"):
+            r.config_set("maxclients", 0)
+        assert r.config_get("maxclients") == {"maxclients": "2"}  # nothing half-applied
+        # a timeout set at run time closes idle connections from now on, old ones too
+        idle = client(server)
+        idle.ping()
+        assert r.config_set("timeout", 1) is True
+        deadline = time.monotonic() + 10
+        while len(server.clients) > 1 and time.monotonic() < deadline:
+            r.ping()
+            time.sleep(0.2)
+        assert len(server.clients) == 1  # `r` kept talking; `idle` was closed
+        assert r.config_set("timeout", 0) is True
+        r.close()

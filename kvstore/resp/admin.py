@@ -9,7 +9,7 @@ from collections.abc import Callable
 from typing import Any
 
 from .. import __version__
-from ..commands import COMMANDS, Status
+from ..commands import COMMANDS, CommandError, Status
 from ..commands.reply import OK, err, parse_int
 from .protocol import Map, Verbatim
 from .session import (
@@ -158,11 +158,7 @@ async def _info(c: Connection, args: list[bytes]) -> Any:
         ],
         "stats": [
             *(f"{k}:{v}" for k, v in server.counters.items()),
-            *(
-                f"kvstore_{k.replace('.', '_')}:{v}"
-                for k, v in sorted(stats.items())
-                if isinstance(v, int)
-            ),
+            *(f"{k}:{v}" for k, v in info_fields(stats)),
         ],
         "keyspace": [],
     }
@@ -181,6 +177,21 @@ async def _info(c: Connection, args: list[bytes]) -> Any:
     return Verbatim(text.encode())
 
 
+def info_fields(stats: dict[str, Any], prefix: str = "kvstore_") -> list[tuple[str, Any]]:
+    """The store's counters as INFO fields: ``store.stats()`` - what ``kvstore stats``
+    prints as JSON - flattened, each name prefixed and its dots made underscores
+    (``requests.put`` -> ``kvstore_requests_put``, ``cache.entries`` ->
+    ``kvstore_cache_entries``)."""
+    fields: list[tuple[str, Any]] = []
+    for key, value in sorted(stats.items()):
+        name = prefix + key.replace(".", "_").replace("-", "_")
+        if isinstance(value, dict):
+            fields += info_fields(value, name + "_")
+        elif isinstance(value, (int, float, str)) and not isinstance(value, bool):
+            fields.append((name, value))
+    return fields
+
+
 _CONFIG: dict[str, Callable[[Connection], str]] = {
     "maxclients": lambda c: str(c.server.config.maxclients),
     "timeout": lambda c: str(int(c.server.config.timeout)),
@@ -189,6 +200,36 @@ _CONFIG: dict[str, Callable[[Connection], str]] = {
     "save": lambda c: "",
     "appendonly": lambda c: "no",
 }
+
+
+_SETTABLE = {"maxclients": "maxclients", "timeout": "timeout"}
+"""CONFIG SET: what a running server can change (the others are fixed at start)."""
+
+
+def _config_set(c: Connection, pairs: list[bytes]) -> Any:
+    """CONFIG SET name value [name value ...]: all applied, or none (as Redis)."""
+    changes: dict[str, int] = {}
+    for raw, value in zip(pairs[::2], pairs[1::2], strict=True):
+        name = raw.decode(errors="replace").lower()
+        if name not in _SETTABLE:
+            if name in _CONFIG:
+                raise err(
+                    f"CONFIG SET failed (possibly related to argument '{name}') - kvstore "
+                    "serve fixes it at start (restart it with other options)"
+                )
+            raise err(f"Unknown option or number of arguments for CONFIG SET - '{name}'")
+        try:
+            number = parse_int(value)
+        except CommandError:
+            number = -1
+        if number < (1 if name == "maxclients" else 0):
+            raise err(
+                f"CONFIG SET failed (possibly related to argument '{name}') - argument "
+                "couldn't be parsed into an integer"
+            )
+        changes[_SETTABLE[name]] = number
+    c.server.reconfigure(**changes)
+    return OK
 
 
 @connection_command("CONFIG", -2)
@@ -202,11 +243,8 @@ async def _config(c: Connection, args: list[bytes]) -> Any:
             if any(fnmatch.fnmatchcase(name, p) for p in patterns)
         ]
         return Map(found)
-    if sub == b"SET" and len(args) >= 4:
-        raise err(
-            f"CONFIG SET is not supported by kvstore serve: restart it with other options "
-            f"('{args[2].decode(errors='replace')}')"
-        )
+    if sub == b"SET" and len(args) >= 4 and len(args) % 2 == 0:
+        return _config_set(c, args[2:])
     if sub == b"RESETSTAT" and len(args) == 2:
         for key in c.server.counters:
             c.server.counters[key] = 0

@@ -26,9 +26,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import functools
 import logging
 import time
+from typing import Any
 
 from ..api import AsyncKVStore
 from ..commands import Commands
@@ -74,6 +76,16 @@ class Server:
                 view = view.namespace(f"db{number}")
             found = self._databases[namespace, number] = Commands(view._ctx)
         return found
+
+    def reconfigure(self, **changes: Any) -> None:
+        """CONFIG SET: a new configuration (checked as at start); a new ``timeout``
+        applies to every connection from now on."""
+        config = dataclasses.replace(self.config, **changes)
+        config.check()
+        self.config = config
+        if "timeout" in changes:
+            for connection in list(self.clients.values()):
+                connection.arm_timeout()
 
     @property
     def accepting(self) -> bool:

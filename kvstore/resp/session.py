@@ -82,6 +82,7 @@ class Host(Protocol):
     @property
     def accepting(self) -> bool: ...
     def database(self, number: int, namespace: str | None = None) -> Commands: ...
+    def reconfigure(self, **changes: Any) -> None: ...
 
 
 Handler = Callable[["Connection", list[bytes]], Awaitable[Any]]
@@ -176,10 +177,7 @@ class Connection(asyncio.Protocol):
             return
         server.clients[self.id] = self
         transport.set_write_buffer_limits(high=WRITE_HIGH)
-        if server.config.timeout:
-            self._timer = asyncio.get_running_loop().call_later(
-                server.config.timeout, self._check_idle
-            )
+        self.arm_timeout()
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.closing = True
@@ -266,10 +264,20 @@ class Connection(asyncio.Protocol):
             self._read_paused = False
             self._transport.resume_reading()
 
+    def arm_timeout(self) -> None:
+        """Check for idleness after the server's ``timeout`` (none: never)."""
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        if self.server.config.timeout and not self.closing:
+            self._timer = asyncio.get_running_loop().call_later(
+                self.server.config.timeout, self._check_idle
+            )
+
     def _check_idle(self) -> None:
         timeout = self.server.config.timeout
         idle_for = time.monotonic() - self.last_io
-        if self.closing:
+        if self.closing or not timeout:
             return
         if self.idle and idle_for >= timeout and not (self.channels or self.patterns):
             logger.info("client %s (id=%d): idle for %.0f s; closing", self.addr, self.id, idle_for)
