@@ -36,6 +36,7 @@ SCENARIOS = {
     "S13": "s13_sessions",
     "S14": "s14_transports",
     "S15": "s15_gcs_transport",
+    "S16": "s16_serve",
 }
 
 RESULTS = Path(__file__).resolve().parent / "results.json"
