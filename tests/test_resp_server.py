@@ -807,3 +807,29 @@ def test_config_set_changes_what_a_running_server_can_change(
         assert len(server.clients) == 1  # `r` kept talking; `idle` was closed
         assert r.config_set("timeout", 0) is True
         r.close()
+
+
+@pytest.mark.parametrize("where", ["redis-cache", "seaweedfs+s3fs"])
+def test_commands_run_inside_a_task_for_clients_that_need_one(
+    where: str, make_target: Callable[[str], Target], request: pytest.FixtureRequest
+) -> None:
+    """Libraries under the store bind their timeouts to the running task (redis-py's and
+    the Redis cache's ``asyncio.timeout``, aiohttp's under s3fs): the server runs every
+    command inside one, so a Redis cache serves hits (no outage) and s3fs works."""
+    if where == "redis-cache":
+        redis_url = request.getfixturevalue("redis_server").url
+        store = make_target("local").open_async(cache=redis_url)
+    else:
+        store = make_target("seaweedfs+s3fs").open_async(cache=kvstore.LocalCache())
+    with serving(store) as server:
+        r = client(server)
+        for i in range(20):
+            assert r.set(f"k{i}", i) is True
+        for _ in range(3):
+            assert r.mget([f"k{i}" for i in range(20)]) == [str(i).encode() for i in range(20)]
+            assert r.get("k7") == b"7" and r.incr("n") >= 1
+        stats = store.stats()
+        r.close()
+    assert stats.get("cache.hits", 0) >= 20
+    cache = stats["cache"]
+    assert not cache.get("outages") and not cache.get("errors"), cache

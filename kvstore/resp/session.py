@@ -6,20 +6,22 @@ replies bytes, and the registry of connection commands (PING, HELLO, AUTH, MULTI
 connection's database, and its reply is written in the connection's protocol (RESP3
 shapes: :mod:`.shapes`).
 
-How a connection runs (an :class:`asyncio.Protocol`, no task while it only waits):
+How a connection runs (an :class:`asyncio.Protocol` and one task per connection):
 
-* **In order, at once.** Bytes that arrive are parsed; each whole command is started at
-  once in the event loop's callback (:func:`.eager.start`). A command that needs no I/O
-  (a cache hit, PING, a queued MULTI command) finishes there. The first one that has to
-  wait (an object-store request) goes on in a task, and the commands after it wait for
-  its reply: replies always come back in the order of the commands.
-* **One write per batch.** The replies of the commands run from one read are written
-  with one ``write`` (a pipeline of 16 GETs costs one send, not 16); a pub/sub message
-  pushed to the connection meanwhile keeps its place among them.
+* **In order, in a task.** Bytes that arrive are parsed; the connection's task runs each
+  whole command in turn, so replies always come back in the order of the commands, and
+  every command runs inside a task (libraries under the store - redis-py, aiohttp -
+  bind their timeouts to the running task).
+* **One write per batch.** The replies of the commands read at once are written with
+  one ``write`` when none is left to run (a pipeline of 16 GETs costs one send, not 16),
+  or as soon as the first of them waited ``FLUSH_AFTER`` (slow commands: a reply each,
+  as soon as it is ready); a pub/sub message pushed to the connection meanwhile keeps
+  its place among them.
 * **Bounded.** Reading pauses while more than ``READ_PAUSE`` bytes of commands wait to
-  run, and commands stop running while the client does not read its replies (the
-  transport's high-water mark); a subscriber whose unread messages pass ``OUTPUT_LIMIT``
-  is disconnected.
+  run (one command longer than that is read whole), and commands stop running while
+  the client does not read its replies (the transport's high-water mark; a batch is
+  written every ``WRITE_HIGH`` bytes, so this holds within one read's commands too); a
+  subscriber whose unread messages pass ``OUTPUT_LIMIT`` is disconnected.
 * **Failures.** A protocol error is answered with Redis's message and the connection
   closed. A connection that fails (reset, TLS) is one log line; a command that fails
   unexpectedly answers an error and is logged with its traceback, and the connection
@@ -39,7 +41,6 @@ from typing import Any, Protocol, cast
 from ..commands import CommandError, Commands, Status
 from ..commands.reply import err, wrong_args
 from ..errors import KVStoreError
-from . import eager
 from .auth import Guard
 from .config import ServerConfig
 from .protocol import CommandReader, ProtocolError, Push, encode, error_line
@@ -58,6 +59,9 @@ READ_PAUSE = 4 * 1024 * 1024
 """Bytes of unrun commands at which a connection stops reading (until they ran)."""
 WRITE_HIGH = 1024 * 1024
 """Bytes of unsent replies at which a connection stops running commands."""
+FLUSH_AFTER = 0.002
+"""Seconds a reply may wait for the replies after it to go out in the same write: a
+pipeline of cache hits is one write, one of slow writes a write per reply."""
 
 
 class Host(Protocol):
@@ -132,7 +136,7 @@ class Connection(asyncio.Protocol):
         self.id = next(_IDS)
         self.transport: asyncio.Transport | None = None
         self.commands = CommandReader(server.config.limits)
-        self.task: asyncio.Task[None] | None = None  # the command that had to wait
+        self.task: asyncio.Task[None] | None = None  # runs its commands
         self.closed: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self.protocol = 2
         self.db = 0
@@ -150,15 +154,21 @@ class Connection(asyncio.Protocol):
         self.created = self.last_io = time.monotonic()
         self.last_command = b"NULL"
         self.addr = "unix"
-        self._batch: list[bytes] | None = None  # replies gathered for one write
+        self._batch: list[bytes] = []  # replies gathered for one write
+        self._batch_size = 0  # their bytes
+        self._batch_since = 0.0  # when its first reply was ready
+        self._waiter: asyncio.Future[None] | None = None  # the task waits for its client
+        self.busy = False  # running commands (not waiting for its client)
         self._write_paused = False
         self._read_paused = False
         self._timer: asyncio.TimerHandle | None = None
+        self._database_at: tuple[int, str | None] | None = None
+        self._database: Commands
 
     @property
     def idle(self) -> bool:
-        """Waiting for its client (no command running)."""
-        return self.task is None and self._batch is None
+        """Waiting for its client (no command running, none read and waiting to run)."""
+        return not self.busy
 
     # ------------------------------------------------------------------ transport events
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -178,6 +188,7 @@ class Connection(asyncio.Protocol):
         server.clients[self.id] = self
         transport.set_write_buffer_limits(high=WRITE_HIGH)
         self.arm_timeout()
+        self.task = asyncio.get_running_loop().create_task(self._serve())
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.closing = True
@@ -187,39 +198,63 @@ class Connection(asyncio.Protocol):
             self._timer.cancel()
         if exc is not None:  # reset, broken pipe, TLS: one line per connection
             logger.info("client %s (id=%d): %s", self.addr, self.id, exc)
+        self._wake()
         if not self.closed.done():
             self.closed.set_result(None)
 
     def data_received(self, data: bytes) -> None:
         self.last_io = time.monotonic()
         self.commands.feed(data)
-        if self.commands.buffered > READ_PAUSE and not self._read_paused:
+        if (
+            self.commands.buffered > READ_PAUSE
+            and not self._read_paused
+            and not self.closing
+            and (self.busy or self._write_paused)
+        ):  # (commands wait to run; not one command longer than that still arriving)
             self._read_paused = True
             self._transport.pause_reading()
-        if self.task is None and self._batch is None:
-            self.run()
+        self._wake()
 
     def pause_writing(self) -> None:
         self._write_paused = True
 
     def resume_writing(self) -> None:
         self._write_paused = False
-        if self.task is None and self._batch is None:
-            self.run()
+        self.last_io = time.monotonic()  # the client reads its replies: it is not idle
+        self._wake()
 
     @property
     def _transport(self) -> asyncio.Transport:
         assert self.transport is not None
         return self.transport
 
-    # ------------------------------------------------------------------ running commands
-    def run(self) -> None:
-        """Run the commands read so far, in order, each started at once; write their
-        replies with one write. The first that has to wait goes on in a task, which
-        calls this again once it is answered."""
-        batch = self._batch = []
+    def _wake(self) -> None:
+        """Resume the connection's task if it waits for its client."""
+        waiter = self._waiter
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
+
+    async def _wait(self) -> None:
+        self._waiter = asyncio.get_running_loop().create_future()
         try:
-            while not self.closing and not self._write_paused:
+            await self._waiter
+        finally:
+            self._waiter = None
+
+    # ------------------------------------------------------------------ running commands
+    async def _serve(self) -> None:
+        """The connection's task: run the commands read, in order; gather their replies
+        and write them with one write when no command is left to run (or every
+        ``WRITE_HIGH`` bytes: then commands stop while the client does not read); wait
+        for the client; close once ``closing``."""
+        batch = self._batch
+        aborted = False
+        try:
+            while not self.closing:
+                if self._write_paused:
+                    self._flush()
+                    await self._wait()
+                    continue
                 try:
                     args = self.commands.next(self.authenticated)
                 except ProtocolError as exc:
@@ -228,41 +263,43 @@ class Connection(asyncio.Protocol):
                     logger.info("client %s (id=%d): %s; closing", self.addr, self.id, exc)
                     break
                 if args is None:
-                    break
-                done, result = eager.start(self.reply_to(args))
-                if done:
-                    assert isinstance(result, bytes)
-                    batch.append(result)
+                    self.busy = False
+                    self._flush()
+                    if self._read_paused:  # what is left is part of one command: read it
+                        self._read_paused = False
+                        self._transport.resume_reading()
+                    await self._wait()
                     continue
-                assert isinstance(result, eager.Rest)
-                self.task = asyncio.ensure_future(self._finish(result))
-                break
-        finally:
-            self._batch = None
-            if batch:
-                self._transport.write(b"".join(batch))
-        if self.task is None:
-            self._settled()
-
-    async def _finish(self, rest: eager.Rest[bytes]) -> None:
-        try:
-            reply = await rest
+                self.busy = True
+                reply = await self.reply_to(args)
+                if not batch:
+                    self._batch_since = time.monotonic()
+                batch.append(reply)
+                self._batch_size += len(reply)
+                if (
+                    self._batch_size >= WRITE_HIGH
+                    or time.monotonic() - self._batch_since >= FLUSH_AFTER
+                ):
+                    self._flush()
         except asyncio.CancelledError:  # the server's grace ran out: no reply, closed
-            self.task = None
+            aborted = True
             self._transport.abort()
             raise
-        self.task = None
-        if not self._transport.is_closing():
-            self._transport.write(reply)
-        self.run()
+        finally:
+            self.busy = False
+            if not aborted:
+                self._flush()
+                self._transport.close()
 
-    def _settled(self) -> None:
-        """Every command read has run (or the connection is closing)."""
-        if self.closing:
-            self._transport.close()
-        elif self._read_paused and self.commands.buffered <= READ_PAUSE // 2:
-            self._read_paused = False
-            self._transport.resume_reading()
+    def _flush(self) -> None:
+        """Write the replies gathered (and pushes among them) with one write."""
+        if self._batch and not self._transport.is_closing():
+            # (writing counts as activity for the idle timeout, as in Redis: a command
+            # slower than the timeout does not leave its client closed right after it)
+            self.last_io = time.monotonic()
+            self._transport.write(b"".join(self._batch))
+        self._batch.clear()
+        self._batch_size = 0
 
     def arm_timeout(self) -> None:
         """Check for idleness after the server's ``timeout`` (none: never)."""
@@ -289,8 +326,7 @@ class Connection(asyncio.Protocol):
     def stop_reading(self) -> None:
         """Finish the command running now (if any), answer it, then close."""
         self.closing = True
-        if self.idle and self.transport is not None:
-            self.transport.close()
+        self._wake()
 
     async def reply_to(self, args: list[bytes]) -> bytes:
         """Run one command; its reply in this connection's protocol."""
@@ -333,7 +369,11 @@ class Connection(asyncio.Protocol):
 
     def database(self) -> Commands:
         """The command layer of this connection's database (in its user's namespace)."""
-        return self.server.database(self.db, self.namespace)
+        at = (self.db, self.namespace)
+        if at != self._database_at:
+            self._database = self.server.database(self.db, self.namespace)
+            self._database_at = at
+        return self._database
 
     def queue(self, args: list[bytes]) -> Any:
         """A command inside MULTI: checked now (an unknown command or a wrong arity fails
@@ -357,12 +397,13 @@ class Connection(asyncio.Protocol):
         if self.closing or self.transport is None:
             return
         data = encode(Push(message), self.protocol)
-        if self._batch is not None:
-            self._batch.append(data)
-            return
         transport = self.transport
-        transport.write(data)
-        if transport.get_write_buffer_size() > OUTPUT_LIMIT:
+        if self.busy:  # among the replies of the commands running now
+            self._batch.append(data)
+            self._batch_size += len(data)
+        else:
+            transport.write(data)
+        if transport.get_write_buffer_size() + self._batch_size > OUTPUT_LIMIT:
             logger.info("client %s (id=%d): pub/sub output over its limit", self.addr, self.id)
             self.closing = True
             transport.abort()
