@@ -205,7 +205,7 @@ def run(ctx: Context) -> list[Row]:
         writers = {"redis": redis.port, "redis_fsync": durable.port, "kvstore": kv.port}
         for test in ("set", "incr"):
             for pipeline, suffix in ((1, ""), (16, ".P16")):
-                n = {"redis": ctx.size(100_000, 400_000), "kvstore": ctx.size(3_000, 20_000)}
+                n = {"redis": ctx.size(100_000, 400_000), "kvstore": ctx.size(3_000, 10_000)}
                 n["redis_fsync"] = n["kvstore"] * 4
                 log(f"{test.upper()} on 10k keys, -P {pipeline}")
                 got = _compare(writers, test, n, reps, pipeline=pipeline, keys=10_000)
