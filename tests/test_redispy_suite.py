@@ -41,8 +41,8 @@ Targets
   :data:`KVSTORE_REDIS_VERSION` there (``$KVSTORE_REDISPY_SERVER_VERSION`` overrides).
 
 * ``kvstore-serve-*`` (``test_redispy_suite_over_tcp``) - plain redis-py clients over TCP
-  to ``kvstore serve`` (memory RESP3 and RESP2, local disk RESP3, SeaweedFS RESP2): the
-  sync selection, the same XFAILs as the other kvstore targets (one command layer).
+  to ``kvstore serve`` (memory, local disk and SeaweedFS, each under RESP3 and RESP2):
+  the sync selection, the same XFAILs as the other kvstore targets (one command layer).
 
 Expected failures are explicit: :data:`XFAIL` (per target, with a reason, strict).
 
@@ -1319,6 +1319,8 @@ SERVE_TARGETS = {  # kvstore serve over TCP: (store, RESP version)
     "kvstore-serve-memory-resp3": ("memory", "3"),
     "kvstore-serve-memory-resp2": ("memory", "2"),
     "kvstore-serve-local-resp3": ("local", "3"),
+    "kvstore-serve-local-resp2": ("local", "2"),
+    "kvstore-serve-seaweedfs-resp3": ("seaweedfs", "3"),
     "kvstore-serve-seaweedfs-resp2": ("seaweedfs", "2"),
 }
 
