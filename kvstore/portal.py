@@ -62,6 +62,14 @@ class Portal:
         task: asyncio.Task[T] = state["task"]
         return task.result()
 
+    async def arun(self, coro: Coroutine[Any, Any, T]) -> T:
+        """Run a coroutine on the loop, awaited from another event loop (a framework's
+        async method called on the blocking face: the store's clients live on this
+        loop). Cancelling the caller cancels the coroutine."""
+        if asyncio.get_running_loop() is self._loop:
+            return await coro
+        return await asyncio.wrap_future(asyncio.run_coroutine_threadsafe(coro, self._loop))
+
     @staticmethod
     def _abandon(state: dict[str, Any]) -> None:
         state["abandoned"] = True

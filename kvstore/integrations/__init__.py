@@ -1,0 +1,10 @@
+"""Storage services for agent frameworks, each an optional extra importable only when its
+framework is installed:
+
+* :mod:`kvstore.integrations.langchain` (``pip install 'kvstore[langchain]'``):
+  :class:`~kvstore.integrations.langchain.KVStoreByteStore`, LangChain's ``ByteStore``.
+
+Each adapter is built from a store (``kvstore.open(...)``) or from a URL and the usual
+``open`` arguments, and is a thin layer over the store's public API: the costs and
+guarantees are the store's, stated on each adapter.
+"""
