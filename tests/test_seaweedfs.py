@@ -172,12 +172,26 @@ def test_processes_that_first_use_a_store_at_once_agree_on_its_id(
     ]
 
 
-def test_backends_up_starts_seaweedfs_and_its_exports_reach_it() -> None:
-    """``python -m backends up --only seaweedfs``: the printed exports are all a process
-    needs (``kvstore.open()`` with no argument), conditional writes included."""
+def _run_with(env: dict[str, str], script: str) -> list[str]:
+    """What ``script`` prints, run by a fresh Python with ``env`` added (the exports of
+    ``backends up``); it must succeed."""
     import os
     import subprocess
 
+    out = subprocess.run(
+        [sys.executable, "-c", script],
+        env={**os.environ, **env},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert out.returncode == 0, out.stderr
+    return out.stdout.split()
+
+
+def test_backends_up_starts_seaweedfs_and_its_exports_reach_it() -> None:
+    """``python -m backends up --only seaweedfs``: the printed exports are all a process
+    needs (``kvstore.open()`` with no argument), conditional writes included."""
     from conftest import backends_up, exports
 
     _server()  # skips without a weed binary
@@ -191,25 +205,14 @@ def test_backends_up_starts_seaweedfs_and_its_exports_reach_it() -> None:
             "    assert s.set('k', 'w', nx=True) is None\n"
             "    print(s.get('k').decode(), s.stats()['probe.runs'])\n"
         )
-        out = subprocess.run(
-            [sys.executable, "-c", script],
-            env={**os.environ, **env},
-            capture_output=True,
-            text=True,
-            timeout=60,
-        )
-        assert out.returncode == 0, out.stderr
-        assert out.stdout.split() == ["v", "1"]
+        assert _run_with(env, script) == ["v", "1"]
 
 
 def test_backends_up_serves_the_redis_protocol_on_seaweedfs() -> None:
     """``--only seaweedfs,redis,serve``: ``kvstore serve`` on the SeaweedFS bucket, cached
     by the redis-server started beside it; what a Redis client writes through it is in
     the bucket, read back by the library."""
-    import os
     import re
-    import subprocess
-    import sys
 
     import redis
     from conftest import backends_up, exports
@@ -229,12 +232,4 @@ def test_backends_up_serves_the_redis_protocol_on_seaweedfs() -> None:
             "with kvstore.open(os.environ['KVSTORE_URL'] + '-serve', cache=None) as s:\n"
             "    print(s.get('through').decode())\n"
         )
-        out = subprocess.run(
-            [sys.executable, "-c", script],
-            env={**os.environ, **env},
-            capture_output=True,
-            text=True,
-            timeout=60,
-        )
-        assert out.returncode == 0, out.stderr
-        assert out.stdout.split() == ["serve"]
+        assert _run_with(env, script) == ["serve"]

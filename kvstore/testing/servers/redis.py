@@ -65,17 +65,38 @@ def find_redis_binary(
     )
 
 
-def _ping(port: int, timeout: float = 0.5) -> bool:
-    """True if a RESP ``PING`` on 127.0.0.1:port answers ``+PONG`` (not -LOADING)."""
+def _ping(port: int, timeout: float = 0.5, answers: tuple[bytes, ...] = (b"+PONG",)) -> bool:
+    """True if a RESP ``PING`` on 127.0.0.1:port gets one of ``answers`` (by default
+    ``+PONG``: not -LOADING)."""
     try:
         with socket.create_connection((HOST, port), timeout=timeout) as sock:
             sock.sendall(b"PING\r\n")
-            return sock.recv(64).startswith(b"+PONG")
+            return sock.recv(64).startswith(answers)
     except OSError:
         return False
 
 
-class RedisServer(ManagedProcess):
+class RespAddress:
+    """Where a RESP server of ours listens: ``127.0.0.1`` and ``_port``."""
+
+    _port: int
+
+    @property
+    def host(self) -> str:
+        return HOST
+
+    @property
+    def port(self) -> int:
+        """The TCP port; fixed for the lifetime of the object (kept across restart)."""
+        return self._port
+
+    @property
+    def url(self) -> str:
+        """``redis://127.0.0.1:PORT/0``: what a Redis client is pointed at."""
+        return f"redis://{HOST}:{self._port}/0"
+
+
+class RedisServer(RespAddress, ManagedProcess):
     """One ``redis-server`` on ``127.0.0.1``.
 
     ``RedisServer()`` is not started; use ``with RedisServer() as r:`` or
@@ -104,20 +125,6 @@ class RedisServer(ManagedProcess):
         self.extra_args = tuple(extra_args)
         self._auto_port = port is None
         self._port = port if port is not None else free_port()
-
-    @property
-    def host(self) -> str:
-        return HOST
-
-    @property
-    def port(self) -> int:
-        """The TCP port; fixed for the lifetime of the object (kept across restart)."""
-        return self._port
-
-    @property
-    def url(self) -> str:
-        """``redis://127.0.0.1:PORT/0``."""
-        return f"redis://{HOST}:{self._port}/0"
 
     def _command(self) -> list[str]:
         cmd = [

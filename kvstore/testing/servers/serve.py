@@ -6,27 +6,16 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import sys
 import time
 from collections.abc import Mapping, Sequence
 from typing import Any
 
 from ._process import HOST, BackendError, ManagedProcess, free_port
+from .redis import RespAddress, _ping
 
 
-def _answers(port: int, timeout: float = 0.5) -> bool:
-    """True if a RESP ``PING`` on 127.0.0.1:port is answered (PONG, or NOAUTH when the
-    server wants a password: it is up either way)."""
-    try:
-        with socket.create_connection((HOST, port), timeout=timeout) as sock:
-            sock.sendall(b"PING\r\n")
-            return sock.recv(64).startswith((b"+PONG", b"-NOAUTH"))
-    except OSError:
-        return False
-
-
-class KVStoreServer(ManagedProcess):
+class KVStoreServer(RespAddress, ManagedProcess):
     """``python -m kvstore serve`` on ``url`` (any store URL), on ``127.0.0.1``.
 
     ``cache`` is the CLI's ``--cache`` (``local``, ``none``, a ``redis://`` URL);
@@ -55,15 +44,6 @@ class KVStoreServer(ManagedProcess):
         self.extra_args = tuple(extra_args)
         self._port = port if port is not None else free_port()
 
-    @property
-    def port(self) -> int:
-        return self._port
-
-    @property
-    def url(self) -> str:
-        """``redis://127.0.0.1:PORT/0``: what a Redis client is pointed at."""
-        return f"redis://{HOST}:{self._port}/0"
-
     def _command(self) -> list[str]:
         cmd = [sys.executable, "-m", "kvstore", "serve", "--url", self.store_url]
         cmd += ["--cache", self.cache, "--port", str(self._port), "--bind", HOST]
@@ -80,7 +60,8 @@ class KVStoreServer(ManagedProcess):
 
     def _wait_ready(self, timeout: float) -> None:
         deadline = time.monotonic() + timeout
-        while not _answers(self._port):
+        # (NOAUTH when it wants a password: it is up either way)
+        while not _ping(self._port, answers=(b"+PONG", b"-NOAUTH")):
             if not self.running:
                 raise BackendError(f"kvstore serve exited:\n{self.log_tail()}")
             if time.monotonic() > deadline:
