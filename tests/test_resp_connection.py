@@ -547,3 +547,82 @@ def test_closing_the_server_mid_pipeline_acknowledges_only_writes_that_landed(
     assert values[:acknowledged] == [f"v{i}".encode() for i in range(acknowledged)]
     assert landed == list(range(len(landed)))
     assert acknowledged <= len(landed) <= acknowledged + 1
+
+
+# --------------------------------------------------------------------------- review fixes
+def test_a_finished_reply_does_not_wait_for_a_slow_command_after_it(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    gate = Gate(monkeypatch)
+    with serving(kvstore.open_async("memory://slow-after", cache=None)) as server:
+        s = connect(server)
+        s.sendall(b"PING\r\n" + multibulk("SLOWCMD"))
+        assert gate.started.wait(10)
+        expect(s, b"+PONG\r\n")  # within FLUSH_AFTER, while SLOWCMD still runs
+        gate.open(server)
+        expect(s, bulk(b"slow done"))
+        s.close()
+
+
+def test_a_resp3_subscriber_busy_with_a_command_still_gets_its_messages(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    gate = Gate(monkeypatch)
+    with serving(kvstore.open_async("memory://busy-sub", cache=None)) as server:
+        sub = connect(server)
+        sub.sendall(multibulk("HELLO", "3") + multibulk("SUBSCRIBE", "news"))
+        read_reply(sub)  # HELLO's map
+        assert read_reply(sub) == [b"subscribe", b"news", 1]
+        sub.sendall(multibulk("SLOWCMD"))
+        assert gate.started.wait(10)
+        publisher = client(server)
+        for i in range(3):
+            assert publisher.publish("news", f"m{i}") == 1
+        for i in range(3):  # delivered while its command runs, not held behind it
+            assert read_reply(sub) == [b"message", b"news", f"m{i}".encode()]
+        gate.open(server)
+        assert read_reply(sub) == b"slow done"
+        publisher.close()
+        sub.close()
+
+
+def test_a_killed_connection_keeps_nothing_it_is_sent_afterwards(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    gate = Gate(monkeypatch)
+    with serving(kvstore.open_async("memory://killed", cache=None)) as server:
+        s = connect(server)
+        s.sendall(multibulk("SLOWCMD"))
+        assert gate.started.wait(10)
+        victim = only_connection(server)
+        killer = client(server)
+        assert killer.execute_command("CLIENT KILL", "ID", victim.id) == 1
+        for _ in range(5):  # 20 MB that will never run
+            s.sendall(multibulk("SET", "k", b"x" * (4 << 20)))
+        assert on_loop(server, lambda: victim.commands.buffered) < session.READ_PAUSE
+        gate.open(server)
+        assert read_reply(s) == b"slow done"  # the running command is answered, then closed
+        assert closed_by_server(s)
+        killer.close()
+
+
+def test_a_client_that_stops_reading_is_let_go_by_the_idle_timeout() -> None:
+    with serving(kvstore.open_async("memory://stalled", cache=None), timeout=1) as server:
+        setup = client(server)
+        setup.set("big", b"x" * (1 << 20))
+        setup.close()
+        s = connect(server)
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        s.sendall(multibulk("GET", "big") * 20)  # 20 MB of replies it never reads
+        deadline = time.monotonic() + 20
+
+        def stalled() -> bool:
+            return any(c._write_paused for c in server.clients.values())
+
+        while not on_loop(server, stalled) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert on_loop(server, stalled)  # its replies are stuck: it stopped reading
+        while on_loop(server, lambda: len(server.clients)) and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert on_loop(server, lambda: len(server.clients)) == 0  # closed, then cut
+        s.close()

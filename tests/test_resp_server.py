@@ -755,8 +755,9 @@ def test_info_stats_are_the_store_counters_kvstore_stats_prints(tmp_path: Path) 
         info = r.info("stats")
         ours = {k: v for k, v in info.items() if k.startswith("kvstore_")}
         expected = dict(info_fields(store.stats()))
-        assert ours == expected
-        assert ours["kvstore_requests_put"] == 5 and ours["kvstore_cache_kind"] == "local"
+        assert ours == expected and len(expected) == len(info_fields(store.stats()))
+        assert ours["kvstore_requests_put"] == 5 and ours["kvstore_cache_info_entries"] >= 1
+        assert not any(isinstance(v, str) for v in ours.values())  # no URL, no password
         assert ours["kvstore_requests"] == sum(
             v for k, v in ours.items() if k.startswith("kvstore_requests_")
         )

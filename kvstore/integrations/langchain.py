@@ -109,15 +109,26 @@ class KVStoreByteStore(ByteStore):
         run = portal().arun
         sentinel: Any = object()
 
-        async def step() -> Any:
-            return await anext(pages, sentinel)
+        async def step() -> Any:  # on kvstore's loop: a failed step closes the listing there
+            try:
+                return await anext(pages, sentinel)
+            except BaseException:
+                await pages.aclose()
+                raise
 
+        stepping = False
         try:
-            while (page := await run(step())) is not sentinel:
+            while True:
+                stepping = True
+                page = await run(step())
+                stepping = False
+                if page is sentinel:
+                    return
                 for key in page:
                     yield key
         finally:
-            await run(pages.aclose())
+            if not stepping:  # the caller stopped between steps (break, aclose)
+                await run(pages.aclose())
 
     def close(self) -> None:
         """Close the store if this adapter opened it."""

@@ -177,18 +177,23 @@ async def _info(c: Connection, args: list[bytes]) -> Any:
     return Verbatim(text.encode())
 
 
-def info_fields(stats: dict[str, Any], prefix: str = "kvstore_") -> list[tuple[str, Any]]:
-    """The store's counters as INFO fields: ``store.stats()`` - what ``kvstore stats``
-    prints as JSON - flattened, each name prefixed and its dots made underscores
-    (``requests.put`` -> ``kvstore_requests_put``, ``cache.entries`` ->
-    ``kvstore_cache_entries``)."""
-    fields: list[tuple[str, Any]] = []
-    for key, value in sorted(stats.items()):
-        name = prefix + key.replace(".", "_").replace("-", "_")
-        if isinstance(value, dict):
-            fields += info_fields(value, name + "_")
-        elif isinstance(value, (int, float, str)) and not isinstance(value, bool):
-            fields.append((name, value))
+def info_fields(stats: dict[str, Any]) -> list[tuple[str, int | float]]:
+    """The store's counters as INFO fields: the numbers of ``store.stats()`` - what
+    ``kvstore stats`` prints as JSON - each name prefixed and its dots made underscores
+    (``requests.put`` -> ``kvstore_requests_put``); a nested report (the cache's) under
+    its own name (``cache`` -> ``kvstore_cache_info_entries``). Text (a cache's URL,
+    which may carry a password) is never shown."""
+    fields: list[tuple[str, int | float]] = []
+
+    def add(prefix: str, values: dict[str, Any]) -> None:
+        for key, value in sorted(values.items()):
+            name = prefix + key.replace(".", "_").replace("-", "_")
+            if isinstance(value, dict):
+                add(name + "_info_", value)
+            elif isinstance(value, (int, float)) and not isinstance(value, bool):
+                fields.append((name, value))
+
+    add("kvstore_", stats)
     return fields
 
 

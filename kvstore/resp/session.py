@@ -14,9 +14,9 @@ How a connection runs (an :class:`asyncio.Protocol` and one task per connection)
   bind their timeouts to the running task).
 * **One write per batch.** The replies of the commands read at once are written with
   one ``write`` when none is left to run (a pipeline of 16 GETs costs one send, not 16),
-  or as soon as the first of them waited ``FLUSH_AFTER`` (slow commands: a reply each,
-  as soon as it is ready); a pub/sub message pushed to the connection meanwhile keeps
-  its place among them.
+  or once they waited ``FLUSH_AFTER`` behind a slower command; a pub/sub message pushed
+  to the connection goes out at once, after the replies of the commands that finished
+  before it.
 * **Bounded.** Reading pauses while more than ``READ_PAUSE`` bytes of commands wait to
   run (one command longer than that is read whole), and commands stop running while
   the client does not read its replies (the transport's high-water mark; a batch is
@@ -60,8 +60,12 @@ READ_PAUSE = 4 * 1024 * 1024
 WRITE_HIGH = 1024 * 1024
 """Bytes of unsent replies at which a connection stops running commands."""
 FLUSH_AFTER = 0.002
-"""Seconds a reply may wait for the replies after it to go out in the same write: a
-pipeline of cache hits is one write, one of slow writes a write per reply."""
+"""Seconds a finished reply may wait for the replies after it to go out in the same
+write: a pipeline of cache hits is one write; behind a slow command, the replies before
+it go out after 2 ms, not when it finishes."""
+CLOSE_WAIT = 5.0
+"""Seconds a closing connection's unsent replies may wait for a client that does not
+read them before the connection is cut."""
 
 
 class Host(Protocol):
@@ -156,7 +160,7 @@ class Connection(asyncio.Protocol):
         self.addr = "unix"
         self._batch: list[bytes] = []  # replies gathered for one write
         self._batch_size = 0  # their bytes
-        self._batch_since = 0.0  # when its first reply was ready
+        self._flush_timer: asyncio.TimerHandle | None = None  # writes the batch if it waits
         self._waiter: asyncio.Future[None] | None = None  # the task waits for its client
         self.busy = False  # running commands (not waiting for its client)
         self._write_paused = False
@@ -203,6 +207,8 @@ class Connection(asyncio.Protocol):
             self.closed.set_result(None)
 
     def data_received(self, data: bytes) -> None:
+        if self.closing:  # nothing read now would run: not kept
+            return
         self.last_io = time.monotonic()
         self.commands.feed(data)
         if (
@@ -248,7 +254,6 @@ class Connection(asyncio.Protocol):
         ``WRITE_HIGH`` bytes: then commands stop while the client does not read); wait
         for the client; close once ``closing``."""
         batch = self._batch
-        aborted = False
         try:
             while not self.closing:
                 if self._write_paused:
@@ -271,28 +276,33 @@ class Connection(asyncio.Protocol):
                     await self._wait()
                     continue
                 self.busy = True
+                if batch and self._flush_timer is None:  # replies wait behind this one
+                    self._flush_timer = asyncio.get_running_loop().call_later(
+                        FLUSH_AFTER, self._flush
+                    )
                 reply = await self.reply_to(args)
-                if not batch:
-                    self._batch_since = time.monotonic()
                 batch.append(reply)
                 self._batch_size += len(reply)
-                if (
-                    self._batch_size >= WRITE_HIGH
-                    or time.monotonic() - self._batch_since >= FLUSH_AFTER
-                ):
+                if self._batch_size >= WRITE_HIGH:
                     self._flush()
-        except asyncio.CancelledError:  # the server's grace ran out: no reply, closed
-            aborted = True
-            self._transport.abort()
-            raise
-        finally:
+        finally:  # (cancelled: the server's grace ran out - the command running gets
+            # no reply; those that finished before it do)
             self.busy = False
-            if not aborted:
-                self._flush()
-                self._transport.close()
+            self._flush()
+            self._transport.close()
+            asyncio.get_running_loop().call_later(CLOSE_WAIT, self._cut)
+
+    def _cut(self) -> None:
+        """A closed connection whose replies its client never read: let it go."""
+        if not self.closed.done():
+            logger.info("client %s (id=%d): does not read; cut", self.addr, self.id)
+            self._transport.abort()
 
     def _flush(self) -> None:
-        """Write the replies gathered (and pushes among them) with one write."""
+        """Write the replies gathered with one write."""
+        if self._flush_timer is not None:
+            self._flush_timer.cancel()
+            self._flush_timer = None
         if self._batch and not self._transport.is_closing():
             # (writing counts as activity for the idle timeout, as in Redis: a command
             # slower than the timeout does not leave its client closed right after it)
@@ -316,7 +326,8 @@ class Connection(asyncio.Protocol):
         idle_for = time.monotonic() - self.last_io
         if self.closing or not timeout:
             return
-        if self.idle and idle_for >= timeout and not (self.channels or self.patterns):
+        stalled = self._write_paused  # it does not read what it was sent
+        if (self.idle or stalled) and idle_for >= timeout and not (self.channels or self.patterns):
             logger.info("client %s (id=%d): idle for %.0f s; closing", self.addr, self.id, idle_for)
             self.stop_reading()
             return
@@ -396,14 +407,10 @@ class Connection(asyncio.Protocol):
         for it."""
         if self.closing or self.transport is None:
             return
-        data = encode(Push(message), self.protocol)
+        self._flush()  # the replies of commands that finished come first
         transport = self.transport
-        if self.busy:  # among the replies of the commands running now
-            self._batch.append(data)
-            self._batch_size += len(data)
-        else:
-            transport.write(data)
-        if transport.get_write_buffer_size() + self._batch_size > OUTPUT_LIMIT:
+        transport.write(encode(Push(message), self.protocol))
+        if transport.get_write_buffer_size() > OUTPUT_LIMIT:
             logger.info("client %s (id=%d): pub/sub output over its limit", self.addr, self.id)
             self.closing = True
             transport.abort()
