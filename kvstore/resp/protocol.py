@@ -56,6 +56,19 @@ class Limits:
     """Bytes of one argument from such a connection."""
 
 
+def _header_at(buf: bytearray, pos: int) -> tuple[int, int] | None:
+    """The plain decimal of a complete ``*N``/``$N`` header line at ``pos`` and where the
+    line after it starts; None if it is incomplete or anything but digits (the careful
+    reader then decides)."""
+    end = buf.find(b"\r\n", pos, pos + 32)
+    if end < 0:
+        return None
+    text = buf[pos + 1 : end]
+    if not text.isdigit():
+        return None
+    return int(text), end + 2
+
+
 class CommandReader:
     """Commands out of a byte stream, incrementally (see the module docstring).
 
@@ -121,32 +134,23 @@ class CommandReader:
         """The common case, quickly: a well-formed multibulk command whose every byte is
         already here. None for anything else (incomplete, malformed, over a limit) - the
         careful reader below then reads it, waits for more or raises what Redis says."""
-        buf, pos = self._buf, self._pos
-        end = buf.find(b"\r\n", pos, pos + 32)
-        if end < 0:
+        buf, limits = self._buf, self.limits
+        header = _header_at(buf, self._pos)
+        if header is None:
             return None
-        text = buf[pos + 1 : end]
-        if not text.isdigit():
-            return None
-        count = int(text)
-        limits = self.limits
+        count, pos = header
         if not 0 < count <= (limits.max_args if authenticated else limits.unauthenticated_args):
             return None
         max_bulk = limits.max_bulk if authenticated else limits.unauthenticated_bulk
         size = len(buf)
         args = []
-        pos = end + 2
         for _ in range(count):
             if pos >= size or buf[pos] != 0x24:  # '$'
                 return None
-            end = buf.find(b"\r\n", pos, pos + 32)
-            if end < 0:
+            header = _header_at(buf, pos)
+            if header is None:
                 return None
-            text = buf[pos + 1 : end]
-            if not text.isdigit():
-                return None
-            length = int(text)
-            start = end + 2
+            length, start = header
             end = start + length
             if length > max_bulk or end + 2 > size or buf[end : end + 2] != CRLF:
                 return None
