@@ -249,7 +249,8 @@ class AsyncSessions:
         of the app - in id order (by user, then id), and the cursor of the next page.
 
         One LIST per page (it starts after the cursor: page 50 costs what page 1 does),
-        then the page's heads through the cache, concurrently. ``last_seq`` and ``updated``
+        then the page's heads and the app's and the users' state through the cache, all
+        concurrently: two round trips cold. ``last_seq`` and ``updated``
         are as of the heads: an event being appended right now may not show yet."""
         app = check_id(app, "app")
         if user is not None:
@@ -277,9 +278,13 @@ class AsyncSessions:
                 break
         more = len(paths) > limit
         paths = paths[:limit]
-        found = zip(await self._read(paths), paths, strict=True)
+        # The users are in the listed names: their state is read with the heads, at once.
+        owners = sorted({owner[0] for p in paths if (owner := layout.parse_session_head(app, p))})
+        heads, (app_state, users) = await asyncio.gather(
+            self._read(paths), self._scopes(app, owners)
+        )
+        found = zip(heads, paths, strict=True)
         parsed = [Head.from_bytes(h, self.ctx.where(p)) for h, p in found if h is not None]
-        app_state, users = await self._scopes(app, sorted({h.user for h in parsed}))
         sessions = [self._session(h, app_state, users[h.user], [], h.applied - 1) for h in parsed]
         following = None
         if more:
