@@ -37,6 +37,8 @@ SCENARIOS = {
     "S14": "s14_transports",
     "S15": "s15_gcs_transport",
     "S16": "s16_serve",
+    "S17": "s17_adk",
+    "S18": "s18_langgraph",
 }
 
 RESULTS = Path(__file__).resolve().parent / "results.json"

@@ -443,16 +443,34 @@ class AsyncKVStore:
         ``purge_expired()`` has not removed yet. A key that is both a value and a log is
         listed twice.
         """
-        async for page in self._all_pages(prefix):
+        async for page in self.key_pages(prefix):
             for key in page:
                 yield key
 
-    async def _all_pages(self, prefix: str) -> AsyncIterator[list[str]]:
+    async def key_pages(self, prefix: str = "", *, logs: bool = True) -> AsyncIterator[list[str]]:
+        """:meth:`scan_iter`'s keys a page at a time, as they are listed: value keys in key
+        order, one page per LIST (up to 1000 keys), then - unless ``logs=False`` - the logs
+        that hold records, one page from one listing of the log area. ``logs=False`` lists
+        values only (what an adapter that writes no logs wants: one request fewer)."""
         async for page in self._values.scan_pages(prefix):
             yield page
-        logs = await self._logs.live_keys(prefix)
         if logs:
-            yield logs
+            live = await self._logs.live_keys(prefix)
+            if live:
+                yield live
+
+    def check_keys(self, keys: Iterable[str]) -> None:
+        """Raise :class:`~kvstore.errors.InvalidKeyError` for the first of ``keys`` this
+        store view cannot hold (not valid Unicode, over 1024 bytes with the namespace, an
+        object name too long for the backend) - no request: for callers that must refuse a
+        batch before writing any of it."""
+        self._values.plan(keys)
+
+    @property
+    def concurrency(self) -> int:
+        """Requests one call keeps in flight at most (``open(concurrency=...)``); the bound
+        a caller fanning out its own requests on this store should keep too."""
+        return self._ctx.concurrency
 
     async def keys(self, prefix: str = "") -> list[str]:
         """All stored keys starting with ``prefix``, sorted; see :meth:`scan_iter`."""

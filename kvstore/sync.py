@@ -95,6 +95,7 @@ class Sessions(_Face[AsyncSessions]):
     artifact_name = staticmethod(AsyncSessions.artifact_name)
     create = _blocking(AsyncSessions.create)
     get = _blocking(AsyncSessions.get)
+    scope_state = _blocking(AsyncSessions.scope_state)
     list = _blocking(AsyncSessions.list)
     append_event = _blocking(AsyncSessions.append_event)
     update_state = _blocking(AsyncSessions.update_state)
@@ -144,8 +145,20 @@ class KVStore(_Face[AsyncKVStore]):
 
     @_doc_of(AsyncKVStore.scan_iter)
     def scan_iter(self, prefix: str = "") -> Iterator[str]:
-        for page in self._portal.iterate(self._core._all_pages(prefix)):
+        for page in self.key_pages(prefix):
             yield from page
+
+    @_doc_of(AsyncKVStore.key_pages)
+    def key_pages(self, prefix: str = "", *, logs: bool = True) -> Iterator[list[str]]:
+        return self._portal.iterate(self._core.key_pages(prefix, logs=logs))
+
+    @_doc_of(AsyncKVStore.check_keys)
+    def check_keys(self, keys: Iterable[str]) -> None:
+        self._core.check_keys(keys)
+
+    @property
+    def concurrency(self) -> int:
+        return self._core.concurrency
 
     def __enter__(self) -> KVStore:
         return self

@@ -42,3 +42,16 @@ def test_the_twin_list_is_not_vacuous() -> None:
         n for n, m in _public(kvstore.AsyncKVStore).items() if inspect.iscoroutinefunction(m)
     ]
     assert {"get", "set", "append", "range", "purge_expired", "health"} <= set(coroutines)
+
+
+def test_key_pages_check_keys_and_concurrency_are_public() -> None:
+    with kvstore.open("memory://public-listing", cache=None, concurrency=7) as store:
+        store.mset({f"k{i:04d}": b"v" for i in range(1500)})
+        store.append("k-log", b"r")
+        pages = list(store.key_pages("k"))
+        assert [len(p) for p in pages] == [1000, 500, 1] and pages[-1] == ["k-log"]
+        assert sum(map(len, store.key_pages("k", logs=False))) == 1500
+        assert store.concurrency == 7 == store.aio.concurrency
+        store.check_keys(["fine", "also fine"])
+        with pytest.raises(kvstore.InvalidKeyError):
+            store.check_keys(["fine", "x" * 2000])

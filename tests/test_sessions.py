@@ -424,3 +424,18 @@ def test_json_like_values_round_trip_exactly() -> None:
         assert s.get("app", "u", "s", recent=1).events[0].data == {"t": [1, 2]}  # type: ignore[union-attr]
         with pytest.raises(kvstore.InvalidValueError, match="JSON-like"):
             s.append_event("app", "u", "s", {"when": datetime.datetime.now()})
+
+
+def test_scope_state_reads_the_app_and_user_scopes_without_a_session() -> None:
+    with kvstore.open("memory://sessions-scope-state", cache=None) as store:
+        s = store.sessions
+        assert s.scope_state("app") == {} and s.scope_state("app", "u") == {}
+        s.create("app", "u", "s")
+        s.append_event(
+            "app", "u", "s", {"x": 1}, state_delta={"app:mode": "on", "user:name": "Ann", "k": 1}
+        )
+        assert s.scope_state("app") == {"mode": "on"}
+        assert s.scope_state("app", "u") == {"name": "Ann"}
+        assert s.scope_state("app", "v") == {}
+        with pytest.raises(kvstore.ConfigurationError):
+            s.scope_state("", "u")

@@ -3,6 +3,10 @@ framework is installed:
 
 * :mod:`kvstore.integrations.langchain` (``pip install 'kvstore[langchain]'``):
   :class:`~kvstore.integrations.langchain.KVStoreByteStore`, LangChain's ``ByteStore``.
+* :mod:`kvstore.integrations.adk` (``pip install 'kvstore[adk]'``): Google ADK's
+  ``KVStoreSessionService`` and ``KVStoreArtifactService``.
+* :mod:`kvstore.integrations.langgraph` (``pip install 'kvstore[langgraph]'``):
+  ``KVStoreSaver``, LangGraph's checkpoint saver.
 
 Each adapter is built from a store (``kvstore.open(...)``) or from a URL and the usual
 ``open`` arguments, and is a thin layer over the store's public API: the costs and

@@ -105,7 +105,7 @@ class KVStoreByteStore(ByteStore):
             await portal().arun(self._aio.discard(*keys))
 
     async def ayield_keys(self, *, prefix: str | None = None) -> AsyncIterator[str]:
-        pages = cast("AsyncGenerator[list[str], None]", self._aio._all_pages(prefix or ""))
+        pages = cast("AsyncGenerator[list[str], None]", self._aio.key_pages(prefix or ""))
         run = portal().arun
         sentinel: Any = object()
 

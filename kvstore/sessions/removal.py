@@ -12,7 +12,7 @@ from __future__ import annotations
 from .. import aio
 from ..artifacts import AsyncArtifacts
 from ..context import StoreContext
-from ..errors import CorruptDataError
+from ..errors import ConfigurationError, CorruptDataError
 from ..logs import quiesce
 from ..values import KnownVersions, Values
 from .model import CascadeProgress, Head, check_id, no_progress
@@ -38,6 +38,18 @@ def artifact_prefix(app: str, user: str | None = None) -> str:
     """What the names of the artifacts of an app (of a user in it) start with."""
     prefix = f"sessions/{quote(check_id(app, 'app'))}/"
     return prefix if user is None else f"{prefix}{quote(check_id(user, 'user'))}/"
+
+
+def artifact_name(app: str, user: str, session_id: str | None, filename: str) -> str:
+    """The artifact name under which ``filename`` of a session (or, with
+    ``session_id=None``, of the user across sessions) is saved, so that deleting the
+    session (the user, the app) deletes it: ``sessions/{app}/{user}/{session}/...``
+    (``:user`` in place of the session), each part %-escaped (and a session id's
+    leading ``:``, so no session's artifacts are the user's)."""
+    if not isinstance(filename, str) or not filename:
+        raise ConfigurationError(f"filename must be a non-empty str, not {filename!r}")
+    scope = USER_SCOPE if session_id is None else session_part(check_id(session_id, "session id"))
+    return f"{artifact_prefix(app, user)}{scope}/{filename}"
 
 
 class Removal:

@@ -67,7 +67,7 @@ from .model import (
     stored_delta,
     view,
 )
-from .removal import USER_SCOPE, Removal, artifact_prefix, session_part
+from .removal import Removal, artifact_name, artifact_prefix, session_part
 
 EVENTS = SESSION_EVENTS_KEY
 LOGS_KEPT = 1024  # incarnations whose Logs object a store keeps (cheap to make again)
@@ -114,20 +114,7 @@ class AsyncSessions:
 
     # -- naming ------------------------------------------------------------------------------
 
-    @staticmethod
-    def artifact_name(app: str, user: str, session_id: str | None, filename: str) -> str:
-        """The artifact name under which ``filename`` of a session (or, with
-        ``session_id=None``, of the user across sessions) is saved, so that deleting the
-        session (the user, the app) deletes it: ``sessions/{app}/{user}/{session}/...``
-        (``:user`` in place of the session), each part %-escaped (and a session id's
-        leading ``:``, so no session's artifacts are the user's)."""
-        if not isinstance(filename, str) or not filename:
-            raise ConfigurationError(f"filename must be a non-empty str, not {filename!r}")
-        if session_id is None:
-            scope = USER_SCOPE
-        else:
-            scope = session_part(check_id(session_id, "session id"))
-        return f"{artifact_prefix(app, user)}{scope}/{filename}"
+    artifact_name = staticmethod(artifact_name)
 
     def _events(self, app: str, user: str, session_id: str, incarnation: str) -> Logs:
         layout = self.ctx.layout.session_events(app, user, session_id, incarnation)
@@ -161,6 +148,19 @@ class AsyncSessions:
             for path, data in zip(paths, found, strict=True)
         ]
         return states[0], dict(zip(users, states[1:], strict=True))
+
+    async def scope_state(self, app: str, user: str | None = None) -> dict[str, Any]:
+        """The app's state (``user=None``) or the user's in the app - the ``app:`` or
+        ``user:`` keys every session of theirs shows, without the prefix; ``{}`` if none
+        was ever set. One GET through the cache."""
+        app = check_id(app, "app")
+        if user is None:
+            state, _ = await self._scopes(app, [])
+            return state
+        user = check_id(user, "user")
+        path = self.ctx.layout.user_state(app, user)
+        (data,) = await self._read([path])
+        return {} if data is None else decode_state(data, self.ctx.where(path))
 
     def _head_of(self, data: bytes | None, path: str) -> Head | None:
         return None if data is None else Head.from_bytes(data, self.ctx.where(path))

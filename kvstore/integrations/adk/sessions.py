@@ -146,10 +146,7 @@ class KVStoreSessionService(StoreBacked, BaseSessionService):
 
     @override
     async def get_user_state(self, *, app_name: str, user_id: str) -> dict[str, Any]:
-        sessions = self._aio.sessions
-        # (AsyncSessions has no public read of one scope: _scopes is what get() reads)
-        _, users = await self._run(sessions._scopes(app_name, [user_id]))
-        return dict(users[user_id])
+        return await self._run(self._aio.sessions.scope_state(app_name, user_id))
 
     # -- writing -----------------------------------------------------------------------------
 
