@@ -13,6 +13,7 @@ import pytest
 from conftest import ALL, FAST, RACES, Target
 
 import kvstore
+from kvstore.sessions import model as session_model
 from kvstore.testing import request_delta, run_in_processes
 
 CACHE_KINDS = [None, "local", "redis"]
@@ -194,10 +195,37 @@ def test_what_session_calls_cost(backend: str, make_target: Callable[[str], Targ
     with target.open() as cold:
         with request_delta(cold) as loading:
             got = cold.sessions.get("app", "u", "s")
-        assert got is not None and got.last_seq == 200
-        # head + app state + user state, concurrently; then the events: LIST + segment(s)
-        assert sum(loading.values()) <= 6, loading
-        assert loading.get("requests.list", 0) == 1, loading
+        assert got is not None and got.last_seq == 200 and len(got.events) == 201
+        assert [e.data["i"] for e in got.events] == list(range(201))
+        # head + app state + user state, concurrently: the head's copy holds the events
+        assert loading == {"requests.get": 3}, loading
+        with request_delta(cold) as older:
+            got = cold.sessions.get("app", "u", "s", after=5)
+        assert got is not None and got.events[0].seq == 6
+        assert "requests.list" not in older, older  # from the head's copy again
+
+
+@pytest.mark.parametrize("backend", ["s3"])
+def test_events_older_than_the_heads_copy_come_from_the_log(
+    backend: str, make_target: Callable[[str], Target], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(session_model, "RECENT_BYTES", 200)  # a copy of a few events
+    target = make_target(backend)
+    with target.open() as writer:
+        writer.sessions.create("app", "u", "s")
+        for i in range(200):
+            writer.sessions.append_event("app", "u", "s", {"i": i, "pad": "x" * 20})
+        _settled(writer)
+    with target.open(cache=kvstore.LocalCache(ttl=600)) as cold:
+        with request_delta(cold) as recent:
+            got = cold.sessions.get("app", "u", "s", recent=3)
+        assert got is not None and [e.seq for e in got.events] == [197, 198, 199]
+        assert recent == {"requests.get": 3}, recent  # the last 3 are in the head's copy
+        with request_delta(cold) as whole:
+            got = cold.sessions.get("app", "u", "s")
+        assert got is not None and [e.data["i"] for e in got.events] == list(range(200))
+        # the events before the copy: the log's LIST and its segment
+        assert whole == {"requests.list": 1, "requests.get": 1}, whole
 
 
 def _settled(store: kvstore.KVStore, timeout: float = 30.0) -> None:
@@ -439,3 +467,42 @@ def test_scope_state_reads_the_app_and_user_scopes_without_a_session() -> None:
         assert s.scope_state("app", "v") == {}
         with pytest.raises(kvstore.ConfigurationError):
             s.scope_state("", "u")
+
+
+@pytest.mark.parametrize("backend", FAST)
+def test_an_event_its_appender_never_folded_shows_once_a_writer_folds_it(
+    backend: str, make_target: Callable[[str], Target], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An appender dies between its event (durable in the log) and its head update: no
+    reader shows the event until a writer folds it - a conditional append it made stale
+    (which folds it, so reading again finds it, and the caller is never stuck), or any
+    later append - and no read shows it and a later one not."""
+    from kvstore.sessions.store import AsyncSessions
+
+    with make_target(backend).open(cache=None) as store:
+        s = store.sessions
+        s.create("app", "u", "s")
+        s.append_event("app", "u", "s", {"n": 0}, state_delta={"k": 0})
+        fold = AsyncSessions._fold
+
+        async def dies(*args: Any, **kwargs: Any) -> Any:
+            raise ConnectionError("the appender died here")
+
+        monkeypatch.setattr(AsyncSessions, "_fold", dies)
+        with pytest.raises(ConnectionError):
+            s.append_event("app", "u", "s", {"n": 1}, state_delta={"k": 1})
+        monkeypatch.setattr(AsyncSessions, "_fold", fold)
+        whole, after = s.get("app", "u", "s"), s.get("app", "u", "s", after=0)
+        assert whole is not None and after is not None
+        assert whole.last_seq == after.last_seq == 0 and whole.state == after.state == {"k": 0}
+        assert [e.data for e in whole.events] == [{"n": 0}] and after.events == []
+        with pytest.raises(kvstore.StaleSessionError) as stale:
+            s.append_event("app", "u", "s", {"n": 2}, expect_last=0)
+        assert stale.value.actual == 1
+        got = s.get("app", "u", "s")
+        assert got is not None and got.last_seq == 1 and got.state == {"k": 1}
+        assert [e.data["n"] for e in got.events] == [0, 1]
+        s.append_event("app", "u", "s", {"n": 2}, expect_last=1)
+        s.append_event("app", "u", "s", {"n": 3})
+        got = s.get("app", "u", "s")
+        assert got is not None and [e.data["n"] for e in got.events] == [0, 1, 2, 3]

@@ -5,10 +5,14 @@
   to nothing (never stored: the delta that carries it is stored without it), any other key
   to the session. A session's state *view* is its own keys plus the app's and the user's,
   prefixed again.
-* **The head** (one object per session) holds the metadata, the session-scope state and
-  ``applied``: the events ``[0, applied)`` whose deltas are folded into that state. The
-  events past it (an appender that died between its event and its head update) are
-  folded by whoever reads or writes next, so no delta is ever lost.
+* **The head** (one object per session) holds the metadata, the session-scope state,
+  ``applied`` - the events ``[0, applied)`` are folded into that state: a session shows
+  exactly those - and a copy of the latest of them (``recent``, up to
+  :data:`RECENT_BYTES` of records from ``recent_first`` on), so that reading a session
+  whose events fit, or its last N that do, reads no log. An event past ``applied`` (its
+  appender is between its event and its head update, or died there) shows once a writer
+  folds it: the next append, or a conditional append it made stale - so no delta is ever
+  lost, and a reader never sees an event that a later read does not.
 * **Events** are records of the session's log: ``[timestamp, data, state_delta]`` in
   msgpack; the sequence number is the record's position, assigned by the log.
 """
@@ -31,6 +35,23 @@ TEMP_PREFIX = "temp:"
 MAX_ID_BYTES = 256
 """Apps, users and session ids: non-empty text of at most this many UTF-8 bytes."""
 HEAD_FORMAT = 1
+RECENT_BYTES = 256 << 10
+"""The head keeps the records of the session's latest events up to this many bytes in all:
+a cold ``get`` of a session whose events fit - or of its last N, if they fit - is the head
+and the two scopes, three GETs at once, with no LIST and no read of the log (e.g. 200 ADK
+events of ~700 bytes: a model's reply of a paragraph each). The price: each append
+rewrites the head, so it writes up to this much (measured: 1.3 ms of CPU to encode 385
+events of 680 bytes, 54 KB after compression), and ``list`` reads each head whole."""
+
+
+class Keep:
+    """``update_state``'s default for title and status: leave it as it is."""
+
+    def __repr__(self) -> str:
+        return "KEEP"
+
+
+KEEP = Keep()
 
 CascadeProgress = Callable[[str, int, int], None]
 """``progress(what, done, total)`` of ``delete_user``/``delete_app``: ``what`` is "sessions"
@@ -104,10 +125,17 @@ class Head:
     metadata: dict[str, Any] = field(default_factory=dict)
     state: dict[str, Any] = field(default_factory=dict)
     applied: int = 0
+    recent_first: int | None = 0
+    """The sequence number of ``recent[0]``; None: the head keeps no copy (a head written
+    before heads kept one, until its next fold)."""
+    recent: list[bytes] = field(default_factory=list)
+    """The records of events ``[recent_first, applied)``, as the log holds them."""
 
     def to_bytes(self) -> bytes:
+        copy = {} if self.recent_first is None else {"rf": self.recent_first, "rc": self.recent}
         return pack(
             {
+                **copy,
                 "v": HEAD_FORMAT,
                 "id": self.id,
                 "app": self.app,
@@ -148,13 +176,25 @@ class Head:
                 raise ValueError(f"incarnation {inc!r}")
             if head.applied < 0:
                 raise ValueError(f"applied {head.applied}")
+            head.recent_first = raw.get("rf")
+            head.recent = list(raw.get("rc", ()))
+            first = head.recent_first
+            if first is not None and (
+                type(first) is not int
+                or first + len(head.recent) != head.applied
+                or not all(type(r) is bytes for r in head.recent)
+            ):
+                raise ValueError(f"recent events from {first!r}")
         except Exception as exc:
             raise CorruptDataError(f"not a session head: {exc}", path=path) from None
         return head
 
     def fold(self, events: Iterable[Event]) -> None:
         """Apply the session-scope part of each event's delta, in order; ``applied``
-        moves past them."""
+        moves past them, and their records join ``recent`` (the oldest leave it past
+        :data:`RECENT_BYTES`)."""
+        if self.recent_first is None:
+            self.recent_first, self.recent = self.applied, []
         for event in events:
             if event.seq < self.applied:
                 continue
@@ -163,6 +203,23 @@ class Head:
             self.state.update(split_delta(event.state_delta)[0])
             self.updated = max(self.updated, event.timestamp)
             self.applied = event.seq + 1
+            self.recent.append(encode_event(event.timestamp, event.data, event.state_delta))
+        size = sum(map(len, self.recent))
+        drop = 0
+        while size > RECENT_BYTES:
+            size -= len(self.recent[drop])
+            drop += 1
+        if drop:
+            del self.recent[:drop]
+            self.recent_first = self.applied - len(self.recent)
+
+    def kept(self, start: int, where: str) -> list[Event] | None:
+        """Events ``[start, applied)`` from the head's copy; None if it does not reach back
+        to ``start``."""
+        first = self.recent_first
+        if first is None or start < first:
+            return None
+        return [decode_event(s, self.recent[s - first], where) for s in range(start, self.applied)]
 
 
 def check_id(value: object, what: str) -> str:

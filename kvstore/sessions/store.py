@@ -22,13 +22,15 @@ Costs (requests to the object store; cached reads cost none when the cache has t
 PUT for the event when this process knows the log's tail (else a LIST first), a read of the
 head (cached) and its swap (1 conditional PUT when this process wrote the head last, else
 a GET more), + a swap per scope its delta touches; ``get`` the head and the two scopes
-(cached, concurrently) and the events: a LIST and a GET per 1024 events (see "settling" in
-:mod:`kvstore.logs.compaction`); ``list`` one LIST per page plus the heads (cached).
+(cached, concurrently), and for events older than the head's copy a LIST and a GET per
+1024 (see "settling" in :mod:`kvstore.logs.compaction`); ``list`` a LIST per page and the
+heads and scopes (cached, concurrently).
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import secrets
 import uuid
 from collections.abc import Mapping, Sequence
@@ -48,9 +50,11 @@ from ..layout import INCARNATION_CHARS, SESSION_EVENTS_KEY
 from ..logs import Logs
 from ..values import DELETE, Change, Values
 from .model import (
+    KEEP,
     CascadeProgress,
     Event,
     Head,
+    Keep,
     Session,
     SessionPage,
     apply_scope,
@@ -75,16 +79,6 @@ FOLD_ROUNDS = 16
 
 
 Paths = list[str]  # (``list`` is a method's name inside AsyncSessions)
-
-
-class _Keep:
-    """``update_state``'s default for title and status: leave it as it is."""
-
-    def __repr__(self) -> str:
-        return "KEEP"
-
-
-KEEP = _Keep()
 
 
 class _Gone(Exception):
@@ -178,8 +172,11 @@ class AsyncSessions:
         ``recent``: only the last N events; ``after``: only the events after a sequence
         number (an int) or a time (a float of Unix seconds, or a datetime); both: the
         last N of those. The head and the app and user state are read through the cache,
-        concurrently; the events cost a LIST and a GET per 1024 (settled logs) cold, none
-        when cached."""
+        concurrently - and that is all when the head's copy of the latest events
+        (:data:`~kvstore.sessions.model.RECENT_BYTES`) holds the events asked for: three
+        GETs cold, none warm. Older events cost a LIST and a GET per 1024 (settled logs)
+        cold, none when cached. It shows the events folded into the head (model: "The
+        head"): every event whose ``append_event`` returned."""
         app, user = check_id(app, "app"), check_id(user, "user")
         session_id = check_id(session_id, "session id")
         if recent is not None and (
@@ -195,29 +192,23 @@ class AsyncSessions:
         head = self._head_of(data, path)
         if head is None:
             return None
-        logs = self._events(app, user, session_id, head.incarnation)
-        where = self.ctx.where(logs.reader.dir(EVENTS))
+        # The events a session shows are [0, applied) (model: "The head"); the ones asked
+        # for start at `start` - from the head's copy if it reaches back so far.
+        end = head.applied
+        start = 0 if after_time is not None else max(0, end - recent) if recent is not None else 0
         if after_seq is not None:
-            first, records = await logs.read_from(EVENTS, max(0, after_seq + 1))
-        elif recent is not None and after_time is None:
-            first, records = await logs.read(EVENTS, -recent, -1) if recent else (0, [])
-        else:
-            first, records = await logs.read(EVENTS, 0, -1)
-        events = [decode_event(first + i, r, where) for i, r in enumerate(records)]
-        tail = first + len(records) if records else (await logs.bounds(EVENTS))[1]
-        # Deltas not folded into the head yet (an appender between its event and its
-        # head update, or one that died there): fold them into the view.
-        if head.applied < tail:
-            unfolded = [e for e in events if e.seq >= head.applied]
-            if not unfolded or unfolded[0].seq != head.applied:
-                low, more = await logs.read_from(EVENTS, head.applied, tail - head.applied)
-                unfolded = [decode_event(low + i, r, where) for i, r in enumerate(more)]
-            head.fold(unfolded)
+            start = max(start, min(after_seq + 1, end))
+        events = [] if start >= end else head.kept(start, self.ctx.where(path))
+        if events is None:
+            logs = self._events(app, user, session_id, head.incarnation)
+            where = self.ctx.where(logs.reader.dir(EVENTS))
+            first, records = await logs.read_from(EVENTS, start, end - start)
+            events = [decode_event(first + i, r, where) for i, r in enumerate(records)]
         if after_time is not None:
             events = [e for e in events if e.timestamp > after_time]
         if recent is not None:
             events = events[-recent:] if recent else []
-        return self._session(head, app_state, users[user], events, tail - 1)
+        return self._session(head, app_state, users[user], events, end - 1)
 
     def _session(
         self,
@@ -425,7 +416,13 @@ class AsyncSessions:
                     if current is None or current.incarnation != head.incarnation:
                         fresh = True
                         continue
+                    head = current
                 actual = exc.actual - 1 if isinstance(exc.actual, int) else None
+                if isinstance(exc.actual, int) and exc.actual > head.applied:
+                    # Events nobody folded (an appender died before its head update): the
+                    # caller, reading again, must see them - fold them now.
+                    with contextlib.suppress(_Gone):
+                        await self._fold(path, head.incarnation, logs, {}, exc.actual)
                 raise StaleSessionError(
                     f"session {session_id!r} of user {user!r} in app {app!r} has moved on: "
                     f"its last event is {actual}, not {expect_last}; read it again",
@@ -449,13 +446,20 @@ class AsyncSessions:
                 await self._apply_scopes(app, user, app_delta, user_delta, (head.incarnation, seq))
             return appended
 
-    async def _fold(self, path: str, incarnation: str, logs: Logs, known: dict[int, Event]) -> Head:
-        """Fold the events up to the highest of ``known`` into the head (reading the ones
-        between that nobody folded yet); the head after it. _Gone if the head is not this
-        incarnation's any more."""
+    async def _fold(
+        self,
+        path: str,
+        incarnation: str,
+        logs: Logs,
+        known: dict[int, Event],
+        upto: int | None = None,
+    ) -> Head:
+        """Fold the events before ``upto`` (by default up to the highest of ``known``)
+        into the head, reading the ones not ``known`` that nobody folded yet; the head after
+        it. _Gone if the head is not this incarnation's any more."""
         where = self.ctx.where(path)
         events = dict(known)
-        upto = max(events) + 1
+        upto = max(events) + 1 if upto is None else upto
 
         def change(current: codec.Live | None) -> tuple[Head, Change]:
             if current is None:
@@ -492,8 +496,8 @@ class AsyncSessions:
         session_id: str,
         state_delta: Mapping[str, Any] | None = None,
         *,
-        title: str | _Keep | None = KEEP,
-        status: str | _Keep | None = KEEP,
+        title: str | Keep | None = KEEP,
+        status: str | Keep | None = KEEP,
         metadata: Mapping[str, Any] | None = None,
     ) -> Session:
         """Apply a state delta without an event (``app:``/``user:``/session keys as in
@@ -505,7 +509,7 @@ class AsyncSessions:
         own, app_delta, user_delta = split_delta(delta)
         meta = check_state(metadata, "metadata")
         for name, value in (("title", title), ("status", status)):
-            if not isinstance(value, (str, _Keep)) and value is not None:
+            if not isinstance(value, (str, Keep)) and value is not None:
                 raise ConfigurationError(f"{name} must be a str or None, not {value!r}")
         path = self._head_path(app, user, session_id)
         where = self.ctx.where(path)
@@ -516,9 +520,9 @@ class AsyncSessions:
             head = Head.from_bytes(current[0], where)
             head.state.update(own)
             head.metadata.update(meta)
-            if not isinstance(title, _Keep):
+            if not isinstance(title, Keep):
                 head.title = title
-            if not isinstance(status, _Keep):
+            if not isinstance(status, Keep):
                 head.status = status
             head.updated = max(head.updated, self.ctx.clock() / 1000)
             return head, (head.to_bytes(), 0, codec.STRING)
