@@ -6,7 +6,8 @@ framework is installed:
 * :mod:`kvstore.integrations.adk` (``pip install 'kvstore[adk]'``): Google ADK's
   ``KVStoreSessionService`` and ``KVStoreArtifactService``.
 * :mod:`kvstore.integrations.langgraph` (``pip install 'kvstore[langgraph]'``):
-  ``KVStoreSaver``, LangGraph's checkpoint saver.
+  ``KVStoreSaver``, LangGraph's checkpoint saver, and ``KVStoreStore``, its long-term
+  memory store (no vector index).
 
 Each adapter is built from a store (``kvstore.open(...)``) or from a URL and the usual
 ``open`` arguments, and is a thin layer over the store's public API: the costs and

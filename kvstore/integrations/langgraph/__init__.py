@@ -1,4 +1,5 @@
-"""LangGraph's checkpointer on a kvstore: :class:`KVStoreSaver`.
+"""LangGraph's checkpointer and long-term store on a kvstore: :class:`KVStoreSaver`,
+:class:`KVStoreStore`.
 
 ::
 
@@ -82,8 +83,18 @@ immutable, so a cached store (``cache="local"`` or Redis) reads each once:
 Bad input - a config without ``thread_id``, wrong types, a checkpoint id that is not a
 uuid, a value the serde cannot serialize - raises (``ValueError``/``TypeError``, or the
 serde's error) before anything is written.
+
+The long-term memory store, :class:`KVStoreStore` (:mod:`.store`), is LangGraph's
+``BaseStore`` without a vector index (``search`` filters by namespace prefix and fields,
+``query`` is ignored as ``InMemoryStore`` ignores it without an index), with kvstore's
+value TTL: ``builder.compile(checkpointer=saver, store=KVStoreStore(url=...))``. One item
+is one kvstore value at ``langgraph-store/{label}/.../{key}``; get = a GET (cached), put
+= a PUT (+ a cached GET, keeping ``created_at``), search = a LIST of the namespace prefix
+and the GETs of what it reads, list_namespaces = a LIST. See :mod:`.store` for the layout,
+the batch semantics and the costs.
 """
 
 from .saver import KVStoreSaver
+from .store import KVStoreStore
 
-__all__ = ["KVStoreSaver"]
+__all__ = ["KVStoreSaver", "KVStoreStore"]
