@@ -27,9 +27,10 @@
   ``GetSessionConfig.after_timestamp`` compares with the events' own (ADK) timestamps.
 
 Costs (requests to the object store; see ``kvstore.sessions``): ``get_session`` reads the
-head, the app state and the user state concurrently (cached), then the events log (a LIST
-and a GET per 1,024 events when cold, nothing when cached); ``list_sessions`` one LIST per
-1,000 sessions and the heads (concurrently, cached) plus the app's and the users' state;
+head, the app state and the user state concurrently (cached) - 3 GETs cold, one round
+trip, when the events asked for are in the head's copy of the latest ones (256 KiB of
+them); older ones cost a LIST and a GET per 1,024 more; ``list_sessions`` one LIST per
+1,000 sessions, then the heads and the app's and the users' state at once (cached);
 ``append_event`` one conditional PUT for the event and the head's swap (+ a swap per scope
 its delta touches); ``delete_session`` deletes the events and the session's artifacts too.
 """
