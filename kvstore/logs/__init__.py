@@ -73,9 +73,9 @@ class Logs:
         return range(first, first + len(values))
 
     async def read_from(
-        self, key: str, seq: int, count: int | None = None
+        self, key: str, seq: int, count: int | None = None, fresh: bool = False
     ) -> tuple[int, list[bytes]]:
-        return await self.reader.read_from(key, seq, count)
+        return await self.reader.read_from(key, seq, count, fresh)
 
     async def bounds(self, key: str) -> tuple[int, int]:
         return await self.reader.bounds(key)

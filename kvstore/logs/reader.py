@@ -242,11 +242,11 @@ class LogReader:
         return await self._read(key, window, fresh)
 
     async def read_from(
-        self, key: str, seq: int, count: int | None = None
+        self, key: str, seq: int, count: int | None = None, fresh: bool = False
     ) -> tuple[int, list[bytes]]:
         """(the sequence number of the first record returned, the records from sequence
         number ``seq`` on - from the first live one if ``seq`` was trimmed - at most
-        ``count`` of them)."""
+        ``count`` of them); ``fresh``: plan from a new listing, not the cached plan."""
         for name, value in (("seq", seq), ("count", 0 if count is None else count)):
             if isinstance(value, bool) or not isinstance(value, int) or value < 0:
                 raise ConfigurationError(f"{name} must be an int >= 0, not {value!r}")
@@ -256,7 +256,7 @@ class LogReader:
             hi = plan.tail if count is None else min(plan.tail, lo + count)
             return (lo, hi) if lo < hi else None
 
-        return await self._read(key, window, False)
+        return await self._read(key, window, fresh)
 
     async def _read(
         self,

@@ -181,6 +181,7 @@ class Head:
             first = head.recent_first
             if first is not None and (
                 type(first) is not int
+                or first < 0
                 or first + len(head.recent) != head.applied
                 or not all(type(r) is bytes for r in head.recent)
             ):
@@ -189,10 +190,10 @@ class Head:
             raise CorruptDataError(f"not a session head: {exc}", path=path) from None
         return head
 
-    def fold(self, events: Iterable[Event]) -> None:
+    def fold(self, events: Iterable[Event], records: Mapping[int, bytes]) -> None:
         """Apply the session-scope part of each event's delta, in order; ``applied``
-        moves past them, and their records join ``recent`` (the oldest leave it past
-        :data:`RECENT_BYTES`)."""
+        moves past them, and their ``records`` (by sequence number: the bytes the log
+        holds) join ``recent`` (the oldest leave it past :data:`RECENT_BYTES`)."""
         if self.recent_first is None:
             self.recent_first, self.recent = self.applied, []
         for event in events:
@@ -203,7 +204,7 @@ class Head:
             self.state.update(split_delta(event.state_delta)[0])
             self.updated = max(self.updated, event.timestamp)
             self.applied = event.seq + 1
-            self.recent.append(encode_event(event.timestamp, event.data, event.state_delta))
+            self.recent.append(records[event.seq])
         size = sum(map(len, self.recent))
         drop = 0
         while size > RECENT_BYTES:

@@ -41,7 +41,6 @@ from ..context import StoreContext
 from ..errors import (
     ConfigurationError,
     ConflictError,
-    CorruptDataError,
     NotFoundError,
     SessionExistsError,
     StaleSessionError,
@@ -61,7 +60,6 @@ from .model import (
     as_time,
     check_id,
     check_state,
-    decode_event,
     decode_scope,
     decode_state,
     encode_event,
@@ -71,6 +69,7 @@ from .model import (
     stored_delta,
     view,
 )
+from .reading import read_events
 from .removal import Removal, artifact_name, artifact_prefix, session_part
 
 EVENTS = SESSION_EVENTS_KEY
@@ -201,9 +200,8 @@ class AsyncSessions:
         events = [] if start >= end else head.kept(start, self.ctx.where(path))
         if events is None:
             logs = self._events(app, user, session_id, head.incarnation)
-            where = self.ctx.where(logs.reader.dir(EVENTS))
-            first, records = await logs.read_from(EVENTS, start, end - start)
-            events = [decode_event(first + i, r, where) for i, r in enumerate(records)]
+            found = await read_events(logs, self.ctx.where(logs.reader.dir(EVENTS)), start, end)
+            events = [event for event, _ in found.values()]
         if after_time is not None:
             events = [e for e in events if e.timestamp > after_time]
         if recent is not None:
@@ -423,6 +421,8 @@ class AsyncSessions:
                     # caller, reading again, must see them - fold them now.
                     with contextlib.suppress(_Gone):
                         await self._fold(path, head.incarnation, logs, {}, exc.actual)
+                # The cached head is older than the one read here: the caller reads again.
+                await self.ctx.invalidate([path])
                 raise StaleSessionError(
                     f"session {session_id!r} of user {user!r} in app {app!r} has moved on: "
                     f"its last event is {actual}, not {expect_last}; read it again",
@@ -432,7 +432,7 @@ class AsyncSessions:
             appended = Event(seq, timestamp, data, kept)
             _, app_delta, user_delta = split_delta(kept)
             try:
-                await self._fold(path, head.incarnation, logs, {seq: appended})
+                await self._fold(path, head.incarnation, logs, {seq: (appended, record)})
             except _Gone:
                 await self._removal.drop_incarnation(app, user, session_id, head.incarnation)
                 if fresh:
@@ -451,14 +451,16 @@ class AsyncSessions:
         path: str,
         incarnation: str,
         logs: Logs,
-        known: dict[int, Event],
+        known: dict[int, tuple[Event, bytes]],
         upto: int | None = None,
     ) -> Head:
-        """Fold the events before ``upto`` (by default up to the highest of ``known``)
-        into the head, reading the ones not ``known`` that nobody folded yet; the head after
-        it. _Gone if the head is not this incarnation's any more."""
+        """Fold the events before ``upto`` (by default up to the highest of ``known``:
+        events and the records the log holds) into the head, reading the ones not
+        ``known`` that nobody folded yet; the head after it. _Gone if the head is not this
+        incarnation's any more."""
         where = self.ctx.where(path)
-        events = dict(known)
+        events = {seq: event for seq, (event, _) in known.items()}
+        records = {seq: record for seq, (_, record) in known.items()}
         upto = max(events) + 1 if upto is None else upto
 
         def change(current: codec.Live | None) -> tuple[Head, Change]:
@@ -471,7 +473,7 @@ class AsyncSessions:
                 return head, None
             if any(s not in events for s in range(head.applied, upto)):
                 raise _Missing(head.applied, upto)
-            head.fold(events[s] for s in range(head.applied, upto))
+            head.fold((events[s] for s in range(head.applied, upto)), records)
             return head, (head.to_bytes(), 0, codec.STRING)
 
         for _ in range(FOLD_ROUNDS):
@@ -479,14 +481,9 @@ class AsyncSessions:
                 return await self._values.update_at(path, path, change)
             except _Missing as gap:
                 log_where = self.ctx.where(logs.reader.dir(EVENTS))
-                first, records = await logs.read_from(EVENTS, gap.start, gap.end - gap.start)
-                for i, record in enumerate(records):
-                    events[first + i] = decode_event(first + i, record, log_where)
-                if any(s not in events for s in range(gap.start, gap.end)):
-                    raise CorruptDataError(
-                        f"events [{gap.start}, {gap.end}) of the session are missing",
-                        path=log_where,
-                    ) from None
+                found = await read_events(logs, log_where, gap.start, gap.end)
+                for seq, (event, record) in found.items():
+                    events[seq], records[seq] = event, record
         raise ConflictError(f"could not fold the events of {where}: too many concurrent writers")
 
     async def update_state(
