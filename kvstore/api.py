@@ -420,6 +420,17 @@ class AsyncKVStore:
         records = await self._logs.range(key_str(key), start, end)
         return [self._result(r) for r in records]
 
+    async def range_at(self, key: str, start: int = 0, end: int = -1) -> tuple[int, list[Result]]:
+        """:meth:`range`, and the sequence number of the first record it returns (of the
+        log's first live record when it returns none): ``(first, records)``."""
+        first, records = await self._logs.read(key_str(key), start, end)
+        return first, [self._result(r) for r in records]
+
+    async def log_keys(self, prefix: str = "") -> list[str]:
+        """The keys of the logs that hold records, starting with ``prefix``, sorted (one
+        listing of the log area; the logs are what :meth:`scan_iter` lists last)."""
+        return sorted(await self._logs.live_keys(prefix))
+
     async def length(self, key: str) -> int:
         """The number of records in the log (Redis LLEN); 0 if there is none."""
         return await self._logs.length(key_str(key))
@@ -447,12 +458,26 @@ class AsyncKVStore:
             for key in page:
                 yield key
 
-    async def key_pages(self, prefix: str = "", *, logs: bool = True) -> AsyncIterator[list[str]]:
-        """:meth:`scan_iter`'s keys a page at a time, as they are listed: value keys in key
-        order, one page per LIST (up to 1000 keys), then - unless ``logs=False`` - the logs
-        that hold records, one page from one listing of the log area. ``logs=False`` lists
-        values only (what an adapter that writes no logs wants: one request fewer)."""
-        async for page in self._values.scan_pages(prefix):
+    async def key_pages(
+        self,
+        prefix: str = "",
+        *,
+        logs: bool = True,
+        after: str | None = None,
+        page_size: int | None = None,
+    ) -> AsyncIterator[list[str]]:
+        """:meth:`scan_iter`'s keys a page at a time, as they are listed: value keys in
+        listing order, one page per LIST (``page_size`` keys, at most 1000), then - unless
+        ``logs=False`` - the logs that hold records, one page from one listing of the log
+        area. ``logs=False`` lists values only (one request fewer); ``after`` (values only:
+        give ``logs=False``) starts after that key - a cursor, the last key of a page."""
+        if after is not None and logs:
+            raise ConfigurationError("after= pages through values only: give logs=False too")
+        if page_size is not None and (
+            isinstance(page_size, bool) or not isinstance(page_size, int) or page_size < 1
+        ):
+            raise ConfigurationError(f"page_size must be an int >= 1, not {page_size!r}")
+        async for page in self._values.scan_pages(prefix, after, page_size):
             yield page
         if logs:
             live = await self._logs.live_keys(prefix)

@@ -149,8 +149,16 @@ class KVStore(_Face[AsyncKVStore]):
             yield from page
 
     @_doc_of(AsyncKVStore.key_pages)
-    def key_pages(self, prefix: str = "", *, logs: bool = True) -> Iterator[list[str]]:
-        return self._portal.iterate(self._core.key_pages(prefix, logs=logs))
+    def key_pages(
+        self,
+        prefix: str = "",
+        *,
+        logs: bool = True,
+        after: str | None = None,
+        page_size: int | None = None,
+    ) -> Iterator[list[str]]:
+        pages = self._core.key_pages(prefix, logs=logs, after=after, page_size=page_size)
+        return self._portal.iterate(pages)
 
     @_doc_of(AsyncKVStore.check_keys)
     def check_keys(self, keys: Iterable[str]) -> None:
@@ -210,6 +218,8 @@ class KVStore(_Face[AsyncKVStore]):
     health = _blocking(AsyncKVStore.health)
     append = _blocking(AsyncKVStore.append)
     range = _blocking(AsyncKVStore.range)
+    range_at = _blocking(AsyncKVStore.range_at)
+    log_keys = _blocking(AsyncKVStore.log_keys)
     length = _blocking(AsyncKVStore.length)
     trim = _blocking(AsyncKVStore.trim)
     compact = _blocking(AsyncKVStore.compact)

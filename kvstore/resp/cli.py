@@ -13,6 +13,8 @@ from typing import IO, Any
 
 from .. import open_async
 from ..commands_cli import PROG, _cache, _storage_options
+from ..errors import ConfigurationError
+from ..http.config import HTTP_ARGUMENTS
 from .auth import load_users
 from .config import ServerConfig
 from .server import Server
@@ -20,7 +22,10 @@ from .server import Server
 PASSWORD_ENV = "KVSTORE_REQUIREPASS"
 
 ARGUMENTS: tuple[tuple[tuple[str, ...], dict[str, Any]], ...] = (
-    (("--port",), {"type": int, "default": 6379, "help": "TCP port (default 6379; 0: any)"}),
+    (
+        ("--port",),
+        {"type": int, "default": None, "help": "TCP port (default 6379, --http 8084; 0: any)"},
+    ),
     (
         ("--bind",),
         {
@@ -47,6 +52,7 @@ ARGUMENTS: tuple[tuple[tuple[str, ...], dict[str, Any]], ...] = (
     (("--tls-cert",), {"metavar": "PEM", "help": "speak TLS only, with this certificate"}),
     (("--tls-key",), {"metavar": "PEM", "help": "... and this private key"}),
     (("--maxclients",), {"type": int, "default": 10_000, "help": "connections at most"}),
+    *HTTP_ARGUMENTS,
     (
         ("--timeout",),
         {"type": float, "default": 0.0, "help": "close a client idle this many seconds (0: never)"},
@@ -55,9 +61,16 @@ ARGUMENTS: tuple[tuple[tuple[str, ...], dict[str, Any]], ...] = (
 
 
 def serve(args: argparse.Namespace, out: IO[bytes]) -> int:
+    if args.http:
+        from ..http.cli import serve_http
+
+        return serve_http(args)
+    for option in ("tokens",):
+        if getattr(args, option, None):
+            raise ConfigurationError(f"--{option} goes with --http")
     config = ServerConfig(
         host=args.bind,
-        port=args.port,
+        port=6379 if args.port is None else args.port,
         unix_socket=args.unix_socket,
         requirepass=args.requirepass or os.environ.get(PASSWORD_ENV) or None,
         maxclients=args.maxclients,

@@ -550,10 +550,15 @@ class Values:
 
     # -- listing ---------------------------------------------------------------------------
 
-    async def scan_pages(self, prefix: str) -> AsyncIterator[list[str]]:
-        """Pages of stored value keys starting with ``prefix`` (one LIST per page)."""
+    async def scan_pages(
+        self, prefix: str, after: str | None = None, page_size: int | None = None
+    ) -> AsyncIterator[list[str]]:
+        """Pages of stored value keys starting with ``prefix`` (one LIST per page), in
+        listing order; ``after``: only those listed after that key."""
         layout = self.ctx.layout
-        async for page in self.ctx.blob.list_pages(layout.value_prefix(prefix)):
+        start = None if after is None else layout.value(key_str(after))
+        pages = self.ctx.blob.list_pages(layout.value_prefix(prefix), start, page_size)
+        async for page in pages:
             keys = []
             for path in page:
                 try:

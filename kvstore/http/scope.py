@@ -1,0 +1,73 @@
+"""A request's scope: who is calling (the bearer token, compared in constant time) and
+the store view it may touch (the token's namespace, and ``?ns=`` inside it)."""
+
+from __future__ import annotations
+
+import hmac
+from dataclasses import dataclass
+from typing import Annotated
+
+from fastapi import Depends, Query, Request
+
+from ..api import AsyncKVStore
+from .config import HttpConfig, Token
+from .errors import HttpError
+
+
+@dataclass(frozen=True)
+class Scope:
+    """What one request may touch: ``store`` (the view: the token's namespace, then the
+    request's ``ns``) and whether it may write (``token`` None: no tokens configured)."""
+
+    store: AsyncKVStore
+    write: bool
+    token: str | None
+
+    def require_write(self) -> None:
+        if not self.write:
+            raise HttpError(403, "Forbidden", f"token {self.token!r} may only read")
+
+
+def _grant(config: HttpConfig, header: str | None) -> Token | None:
+    """The token a request's ``Authorization: Bearer ...`` names (None when the service
+    has no tokens); HttpError 401 otherwise. Every token is compared, in constant time."""
+    if not config.tokens:
+        return None
+    scheme, _, given = (header or "").partition(" ")
+    if scheme.lower() != "bearer" or not given:
+        raise HttpError(401, "Unauthorized", "a bearer token is required", **_challenge())
+    secret = given.strip().encode()
+    found = None
+    for token in config.tokens:
+        if hmac.compare_digest(token.secret, secret):
+            found = token
+    if found is None:
+        raise HttpError(401, "Unauthorized", "unknown token", **_challenge())
+    return found
+
+
+def _challenge() -> dict[str, str]:
+    return {"WWW-Authenticate": 'Bearer realm="kvstore"'}
+
+
+async def scope(
+    request: Request,
+    ns: Annotated[
+        str | None,
+        Query(description="a namespace inside the token's (nested with '/'); none: the token's"),
+    ] = None,
+) -> Scope:
+    app = request.app
+    token = _grant(app.state.config, request.headers.get("authorization"))
+    store: AsyncKVStore = app.state.store
+    if token is not None and token.namespace:
+        store = store.namespace(token.namespace)
+    if ns is not None:
+        if not ns or any(not part for part in ns.split("/")):
+            raise HttpError(400, "ConfigurationError", f"ns must be non-empty parts, not {ns!r}")
+        for part in ns.split("/"):
+            store = store.namespace(part)
+    return Scope(store, token is None or token.write, None if token is None else token.name)
+
+
+Scoped = Annotated[Scope, Depends(scope)]
