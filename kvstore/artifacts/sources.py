@@ -20,6 +20,7 @@ class Source:
         self._buffer: bytes | None = None
         self._file: Any = None
         self._path: str | None = None
+        self._stream: AsyncIterator[bytes] | None = None
         if isinstance(data, str):
             try:
                 self._buffer = data.encode("utf-8")
@@ -38,10 +39,13 @@ class Source:
         elif callable(getattr(data, "read", None)):
             self._file = data
             self.default_mime = mimetypes.guess_type(name)[0] or BINARY_MIME
+        elif callable(getattr(data, "__aiter__", None)):
+            self._stream = aiter(data)  # type: ignore[arg-type]
+            self.default_mime = mimetypes.guess_type(name)[0] or BINARY_MIME
         else:
             raise InvalidValueError(
-                "artifact data must be bytes, str, a binary file object or a pathlib.Path, "
-                f"not {type(data).__name__}"
+                "artifact data must be bytes, str, a binary file object, a pathlib.Path or "
+                f"an async iterable of bytes, not {type(data).__name__}"
             )
 
     @property
@@ -57,6 +61,11 @@ class Source:
             data = self._buffer
         elif self._path is not None:
             data = await asyncio.to_thread(_read_path, self._path, limit)
+        elif self._stream is not None:
+            data = b""
+            async for block in self._rechunk(self._stream, limit + 1):
+                data = block
+                break
         else:
             data = await asyncio.to_thread(read_full, self._file, limit + 1)
         if len(data) > limit:
@@ -70,6 +79,10 @@ class Source:
             view = memoryview(self._buffer)
             for start in range(0, len(view), part):
                 yield bytes(view[start : start + part])
+            return
+        if self._stream is not None:
+            async for block in self._rechunk(self._stream, part):
+                yield block
             return
         opened = False
         if self._path is not None:
@@ -89,6 +102,23 @@ class Source:
         finally:
             if opened:
                 await asyncio.to_thread(self._file.close)
+
+    @staticmethod
+    async def _rechunk(stream: AsyncIterator[bytes], size: int) -> AsyncIterator[bytes]:
+        """An async stream's bytes in blocks of exactly ``size`` (the last may be shorter),
+        holding at most one block and one chunk of the stream."""
+        pending = bytearray()
+        async for chunk in stream:
+            if not isinstance(chunk, (bytes, bytearray, memoryview)):
+                raise InvalidValueError(
+                    f"artifact data must be bytes, and a chunk is {type(chunk).__name__}"
+                )
+            pending += chunk
+            while len(pending) >= size:
+                yield bytes(pending[:size])
+                del pending[:size]
+        if pending:
+            yield bytes(pending)
 
 
 def _read_path(path: str, limit: int) -> bytes:

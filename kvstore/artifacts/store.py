@@ -307,7 +307,8 @@ class AsyncArtifacts:
         """Store a new version and return its number (0, 1, 2, ...).
 
         ``data``: bytes, str (stored as UTF-8, text mime type by default), a binary file
-        object or a ``pathlib.Path`` (both streamed: memory stays bounded by a few parts).
+        object, a ``pathlib.Path`` or an async iterable of bytes (an HTTP request's body):
+        the last three streamed - memory stays bounded by a few parts.
         ``mime_type``: by default ``text/plain; charset=utf-8`` for str, else guessed from
         the file's or the artifact's name (``chart.png``: ``image/png``), else
         ``application/octet-stream``; already-compressed types are stored uncompressed.

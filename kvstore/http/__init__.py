@@ -13,6 +13,11 @@ Resources (all JSON but the bytes of values and records; errors as
 ``POST/GET /v1/logs/{key}``           append records; read a range (:mod:`.logs`)
 ``GET /v1/length/{key}``              a log's length and next sequence number
 ``GET /v1/logs``                      the logs that hold records
+``PUT/GET/DELETE /v1/artifacts/{n}``  versions streamed up and down, ``Range``
+                                      (:mod:`.artifacts`); ``/v1/artifact-versions/{n}``,
+                                      ``/v1/artifact-info/{n}``: info without data
+``/v1/sessions/...``                  create, get, list, append event (``expect_last``),
+                                      update, delete with cascade (:mod:`.sessions`)
 ``GET /health``                       store and cache up? (no token; 503 if not)
 ``GET /v1/stats``, ``GET /metrics``   counters: JSON, and Prometheus's format (:mod:`.ops`)
 ====================================  =====================================================
@@ -22,7 +27,8 @@ tenancy: :mod:`.config`. One store serves every request (its cache is shared); e
 request's work is the library's - the costs and guarantees stated there hold unchanged.
 
 Modules: config (options, tokens), app (the application, auth, the request's scope),
-errors (statuses), body (request bodies within limits), values, logs, ops, metrics, cli.
+errors (statuses), body (request bodies within limits), values, logs, artifacts, sessions,
+ops, metrics, cli.
 """
 
 from __future__ import annotations

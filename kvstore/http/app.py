@@ -13,7 +13,8 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 
 from ..api import AsyncKVStore
-from . import logs, ops, values
+from ..errors import KVStoreError
+from . import artifacts, logs, ops, sessions, values
 from .config import HttpConfig
 from .errors import HttpError, body, status_of
 from .metrics import Metrics
@@ -43,7 +44,7 @@ def create_app(open_store: Callable[[], AsyncKVStore], config: HttpConfig) -> Fa
     app.state.config = config
     app.state.metrics = Metrics()
     app.state.started = time.time()
-    for module in (values, logs, ops):
+    for module in (values, logs, artifacts, sessions, ops):
         app.include_router(module.router)
 
     @app.middleware("http")
@@ -68,11 +69,8 @@ def create_app(open_store: Callable[[], AsyncKVStore], config: HttpConfig) -> Fa
         )
         return JSONResponse(body("ConfigurationError", problems or "bad request"), 400)
 
-    @app.exception_handler(Exception)
-    async def library_error(request: Request, exc: Exception) -> JSONResponse:
-        status = status_of(exc)
-        if status is None:
-            raise exc
-        return JSONResponse(body(type(exc).__name__, str(exc)), status)
+    @app.exception_handler(KVStoreError)
+    async def library_error(request: Request, exc: KVStoreError) -> JSONResponse:
+        return JSONResponse(body(type(exc).__name__, str(exc)), status_of(exc) or 500)
 
     return app

@@ -1,0 +1,228 @@
+"""Versioned artifacts over HTTP, streamed both ways (memory stays bounded by a few parts
+of 8 MiB whatever the size):
+
+* ``PUT /v1/artifacts/{name}``: the body is a new version (``Content-Type`` its mime type,
+  ``X-KVStore-Metadata`` a JSON object of metadata); answers ``{"version": n}``.
+* ``GET /v1/artifacts/{name}?version=n`` (the latest without): the bytes, with
+  ``Content-Length``, the version's ``Content-Type``, ``ETag`` (its sha256) and
+  ``X-KVStore-Version``; ``Range: bytes=a-b`` (one range) gives 206 and only those bytes.
+  Every part is checked (CRC) on the way; a reader of the whole also checks the sha256.
+* ``GET /v1/artifact-versions/{name}``: every version's info, from the manifests' headers
+  (no data read); ``GET /v1/artifact-info/{name}?version=n``: one version's.
+* ``DELETE /v1/artifacts/{name}?version=n`` (all versions without): ``{"deleted": count}``.
+* ``GET /v1/artifacts?prefix=``: the names.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import AsyncIterator
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Header, Path, Query, Request, Response
+from fastapi.responses import StreamingResponse
+from pydantic import BaseModel
+
+from ..artifacts import ArtifactInfo
+from .errors import ERROR_SCHEMA, HttpError
+from .scope import Scoped
+
+router = APIRouter(prefix="/v1", tags=["artifacts"])
+
+CHUNK = 1 << 20
+"""Bytes handed to the server per write of a download."""
+ERRORS: dict[int | str, dict[str, Any]] = {
+    s: ERROR_SCHEMA for s in (400, 401, 403, 404, 409, 413, 416, 502, 503)
+}
+Name = Annotated[str, Path(description="the artifact's name ('/' allowed)")]
+Version = Annotated[int | None, Query(ge=0, description="a version; none: the latest")]
+RANGE = re.compile(r"bytes=(\d*)-(\d*)$")
+
+
+class Saved(BaseModel):
+    version: int
+
+
+class Info(BaseModel):
+    """One version, without its data."""
+
+    name: str
+    version: int
+    mime_type: str
+    size: int
+    sha256: str
+    created_at: str
+    metadata: dict[str, Any]
+
+
+class Names(BaseModel):
+    names: list[str]
+
+
+class Deleted(BaseModel):
+    deleted: int
+
+
+def _info(found: ArtifactInfo) -> Info:
+    return Info(
+        name=found.name,
+        version=found.version,
+        mime_type=found.mime_type,
+        size=found.size,
+        sha256=found.sha256,
+        created_at=found.created_at.isoformat(),
+        metadata=_jsonable(found.metadata),
+    )
+
+
+def _jsonable(value: Any) -> Any:
+    """Metadata as JSON: bytes (which the library allows) as ``{"$base64": ...}``."""
+    import base64
+
+    if isinstance(value, bytes):
+        return {"$base64": base64.b64encode(value).decode()}
+    if isinstance(value, dict):
+        return {k: _jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_jsonable(v) for v in value]
+    return value
+
+
+@router.put(
+    "/artifacts/{name:path}",
+    summary="Save the body as the artifact's next version (streamed, any size)",
+    status_code=201,
+    responses=ERRORS,
+    openapi_extra={
+        "requestBody": {"content": {"application/octet-stream": {"schema": {}}}, "required": False}
+    },
+)
+async def save(
+    name: Name,
+    request: Request,
+    scoped: Scoped,
+    content_type: Annotated[str | None, Header()] = None,
+    x_kvstore_metadata: Annotated[
+        str | None, Header(description="a JSON object: the version's metadata")
+    ] = None,
+) -> Saved:
+    scoped.require_write()
+    metadata = None
+    if x_kvstore_metadata is not None:
+        try:
+            metadata = json.loads(x_kvstore_metadata)
+        except ValueError:
+            raise HttpError(400, "ConfigurationError", "X-KVStore-Metadata is not JSON") from None
+        if not isinstance(metadata, dict):
+            raise HttpError(400, "ConfigurationError", "X-KVStore-Metadata must be an object")
+    mime = content_type.strip() if content_type else None
+    version = await scoped.store.artifacts.save(name, request.stream(), mime, metadata)
+    return Saved(version=version)
+
+
+def _range(header: str, size: int) -> tuple[int, int]:
+    """``[start, end)`` of a single ``bytes=`` range; HttpError 416 if it cannot be met."""
+    found = RANGE.match(header.strip())
+    if found is None or not (found[1] or found[2]):
+        raise HttpError(416, "RangeNotSatisfiable", f"only one bytes= range: not {header!r}")
+    if not found[1]:  # the last N bytes
+        return max(0, size - int(found[2])), size
+    start = int(found[1])
+    end = size if not found[2] else min(size, int(found[2]) + 1)
+    if start >= size or start >= end:
+        raise HttpError(
+            416,
+            "RangeNotSatisfiable",
+            f"{header!r} of {size} bytes",
+            **{"Content-Range": f"bytes */{size}"},
+        )
+    return start, end
+
+
+@router.get(
+    "/artifacts/{name:path}",
+    summary="A version's bytes, streamed (Range: one bytes= range)",
+    response_class=StreamingResponse,
+    responses={200: {"content": {"application/octet-stream": {}}}, 206: {}, **ERRORS},
+)
+async def load(
+    name: Name,
+    scoped: Scoped,
+    version: Version = None,
+    range_: Annotated[str | None, Header(alias="range")] = None,
+) -> Response:
+    reader = await scoped.store.artifacts.open(name, version)
+    if reader is None:
+        raise HttpError(404, "NotFoundError", f"no artifact {name!r}" + _of(version))
+    size = reader.info.size
+    headers = {
+        "ETag": f'"{reader.info.sha256}"',
+        "X-KVStore-Version": str(reader.info.version),
+        "Accept-Ranges": "bytes",
+    }
+    start, end, status = 0, size, 200
+    if range_ is not None and size:
+        try:
+            start, end = _range(range_, size)
+        except HttpError:
+            await reader.close()
+            raise
+        status = 206
+        headers["Content-Range"] = f"bytes {start}-{end - 1}/{size}"
+    headers["Content-Length"] = str(end - start)
+
+    async def body() -> AsyncIterator[bytes]:
+        try:
+            if start:
+                await reader.seek(start)
+            left = end - start
+            while left > 0:
+                chunk = await reader.read(min(CHUNK, left))
+                if not chunk:
+                    break
+                left -= len(chunk)
+                yield chunk
+        finally:
+            await reader.close()
+
+    return StreamingResponse(body(), status, headers, media_type=reader.info.mime_type)
+
+
+def _of(version: int | None) -> str:
+    return "" if version is None else f" version {version}"
+
+
+@router.get(
+    "/artifact-versions/{name:path}",
+    summary="Every version's info (the manifests' headers: no data read)",
+    responses=ERRORS,
+)
+async def versions(name: Name, scoped: Scoped) -> list[Info]:
+    return [_info(i) for i in await scoped.store.artifacts.versions_info(name)]
+
+
+@router.get("/artifact-info/{name:path}", summary="One version's info (no data)", responses=ERRORS)
+async def info(name: Name, scoped: Scoped, version: Version = None) -> Info:
+    found = await scoped.store.artifacts.info(name, version)
+    if found is None:
+        raise HttpError(404, "NotFoundError", f"no artifact {name!r}" + _of(version))
+    return _info(found)
+
+
+@router.delete(
+    "/artifacts/{name:path}", summary="Delete a version, or every version", responses=ERRORS
+)
+async def delete(name: Name, scoped: Scoped, version: Version = None) -> Deleted:
+    scoped.require_write()
+    deleted = await scoped.store.artifacts.delete(name, version)
+    if not deleted:
+        raise HttpError(404, "NotFoundError", f"no artifact {name!r}" + _of(version))
+    return Deleted(deleted=deleted)
+
+
+@router.get("/artifacts", summary="Artifact names (one listing)", responses=ERRORS)
+async def names(
+    scoped: Scoped, prefix: Annotated[str, Query(description="only names starting with it")] = ""
+) -> Names:
+    return Names(names=await scoped.store.artifacts.list(prefix))
