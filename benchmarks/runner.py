@@ -39,6 +39,7 @@ SCENARIOS = {
     "S16": "s16_serve",
     "S17": "s17_adk",
     "S18": "s18_langgraph",
+    "S19": "s19_http",
 }
 
 RESULTS = Path(__file__).resolve().parent / "results.json"

@@ -37,6 +37,16 @@ from .values import Values
 Result = bytes | str
 
 
+class KeyInfo(NamedTuple):
+    """A key as :meth:`AsyncKVStore.key_info` describes it: ``type`` (Redis TYPE's name:
+    string, hash, set, zset, list), ``pttl`` (ms left, -1: no expiry) and ``size``: the
+    bytes of its value (a hash, set or zset: packed; a list: its head - records are a log)."""
+
+    type: str
+    pttl: int
+    size: int
+
+
 class Versioned(NamedTuple):
     """A value and the version it was read at (:meth:`AsyncKVStore.get_versioned`)."""
 
@@ -139,6 +149,23 @@ class AsyncKVStore:
             _context=self._ctx.namespace(name),
             _namespace=(*self.namespace_path, key_str(name, "namespace")),
         )
+
+    async def namespaces(self) -> list[str]:
+        """The names of the namespaces directly inside this view that hold objects, sorted.
+        Skips through the listing of ``{base}ns/``: one LIST of one path per namespace
+        (S3/GCS start after the previous one; local disk skips its directories), plus one."""
+        layout, found = self._ctx.layout, list[str]()
+        start: str | None = None
+        while True:
+            pages = self._ctx.blob.list_pages(layout.namespace_area, start, 1)
+            path = await anext(aiter(pages), None)
+            await pages.aclose()  # type: ignore[attr-defined]
+            if path is None:
+                return sorted(set(found))
+            child = layout.split_namespace_path(path[0])
+            if child is not None:
+                found.append(child[0])
+            start = path[0] if child is None or child[1] <= path[0] else child[1]
 
     async def close(self) -> None:
         """Release connections (a namespace view leaves its parent's open). Automatic log
@@ -355,6 +382,16 @@ class AsyncKVStore:
     async def persist(self, key: str) -> bool:
         """Remove the TTL; False if the key is missing or has none."""
         return await self._values.persist(key)
+
+    async def key_info(self, keys: Iterable[str]) -> list[KeyInfo | None]:
+        """Type, TTL and size of each key, in key order (None where missing or expired):
+        one cache lookup, then one concurrent batch of reads for the misses (as mget)."""
+        found = await self._values.load(self._values.plan(list(keys)))
+        pttl = self._values.pttl_of
+        return [
+            None if v is None else KeyInfo(codec.KIND_NAMES[v[2]], pttl([v]), len(v[0]))
+            for v in found
+        ]
 
     async def pttl(self, key: str) -> int:
         """Remaining TTL in ms; -2 if the key is missing, -1 if it has no TTL. Cached."""

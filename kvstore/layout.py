@@ -194,6 +194,22 @@ class Layout:
     def namespace(self, name: str) -> Layout:
         return Layout(f"{self.base}{NAMESPACES}{encode_name(name, 'namespace')}/")
 
+    @property
+    def namespace_area(self) -> str:
+        return self.base + NAMESPACES
+
+    def split_namespace_path(self, path: str) -> tuple[str, str] | None:
+        """(name of the child namespace, the listing position just past every path inside
+        it) of a path below :attr:`namespace_area`; None if foreign."""
+        encoded, sep, _ = path[len(self.namespace_area) :].partition("~/")
+        if not sep:
+            return None
+        try:
+            name = decode_name(encoded + "~")
+        except ValueError:
+            return None
+        return name, f"{self.namespace_area}{encoded}~/\U0010ffff"
+
     def list_log(self, key: str, incarnation: str) -> Layout:
         """The layout inside which one incarnation of the list ``key`` keeps its records,
         as the log :data:`LIST_LOG_KEY`. A list deleted and pushed again gets a new

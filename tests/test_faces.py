@@ -3,7 +3,9 @@ with the same parameters and docstring (the blocking face is derived, never hand
 
 from __future__ import annotations
 
+import contextlib
 import inspect
+from typing import Any
 
 import pytest
 
@@ -55,3 +57,37 @@ def test_key_pages_check_keys_and_concurrency_are_public() -> None:
         store.check_keys(["fine", "also fine"])
         with pytest.raises(kvstore.InvalidKeyError):
             store.check_keys(["fine", "x" * 2000])
+
+
+@pytest.mark.parametrize("where", ["memory", "local"])
+def test_namespaces_lists_the_children_of_a_view(where: str, tmp_path: Any) -> None:
+    url = "memory://public-namespaces" if where == "memory" else str(tmp_path)
+    with kvstore.open(url, cache=None) as store:
+        assert store.namespaces() == []
+        names = ["b", "a", "a/x", "c~d", "n" * 300, "<script>", "é"]
+        for i, name in enumerate(names):
+            view = store.namespace(name)
+            if i % 2:
+                view.set(f"k{i}", "v")
+            else:
+                view.append("log", b"r")
+        store.namespace("a").namespace("inner").set("k", "v")
+        store.namespace("a").artifacts.save("art", b"data")
+        store.set("root-key", "v")
+        assert store.namespaces() == sorted(names)
+        assert store.namespace("a").namespaces() == ["inner"]
+        assert store.namespace("b").namespaces() == []
+        assert store.namespace("a").namespace("inner").namespaces() == []
+
+
+def test_key_info_gives_type_ttl_and_size() -> None:
+    with kvstore.open("memory://public-key-info", cache="local") as store:
+        store.set("s", "four", px=60_000)
+        store.set("plain", b"\x00" * 10)
+        with contextlib.closing(kvstore.Redis(store=store)) as redis:
+            redis.hset("h", mapping={"f": "v"})
+        s, plain, h, missing = store.key_info(["s", "plain", "h", "missing"])
+        assert s is not None and (s.type, s.size) == ("string", 4) and 0 < s.pttl <= 60_000
+        assert plain == ("string", -1, 10)
+        assert h is not None and h.type == "hash" and h.pttl == -1 and h.size > 0
+        assert missing is None

@@ -20,6 +20,16 @@ Resources (all JSON but the bytes of values and records; errors as
                                       update, delete with cascade (:mod:`.sessions`)
 ``GET /health``                       store and cache up? (no token; 503 if not)
 ``GET /v1/stats``, ``GET /metrics``   counters: JSON, and Prometheus's format (:mod:`.ops`)
+``GET /``                             the web console (HTML, :mod:`.console`): overview of
+                                      a namespace (children, counts, stats and a chart)
+``GET /console/keys``, ``/value``,    value keys (type, TTL, size; paged), a value, a log
+``/log``                              (paged)
+``GET /console/artifacts``,           artifacts, a version list with download links
+``/artifact``
+``GET /console/sessions``,            an app's sessions, a session's state and events
+``/session``
+``GET/POST /console/login``,          sign in with a token: a ``kvstore_token`` cookie,
+``POST /console/logout``              accepted on GET/HEAD only (console pages, downloads)
 ====================================  =====================================================
 
 Every resource takes ``?ns=a/b``: a namespace inside the caller's token's. Auth and
@@ -28,7 +38,7 @@ request's work is the library's - the costs and guarantees stated there hold unc
 
 Modules: config (options, tokens), app (the application, auth, the request's scope),
 errors (statuses), body (request bodies within limits), values, logs, artifacts, sessions,
-ops, metrics, cli.
+ops, metrics, cli; console, console_pages, console_html, console_chart (the web console).
 """
 
 from __future__ import annotations

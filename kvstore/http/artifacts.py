@@ -25,18 +25,22 @@ from fastapi.responses import StreamingResponse
 from pydantic import BaseModel
 
 from ..artifacts import ArtifactInfo
-from .errors import ERROR_SCHEMA, HttpError
+from .body import BINARY, OCTETS, finite, headers, text
+from .errors import HttpError, responses
+from .routing import refuse_other_methods
 from .scope import Scoped
 
 router = APIRouter(prefix="/v1", tags=["artifacts"])
 
 CHUNK = 1 << 20
 """Bytes handed to the server per write of a download."""
-ERRORS: dict[int | str, dict[str, Any]] = {
-    s: ERROR_SCHEMA for s in (400, 401, 403, 404, 409, 413, 416, 502, 503)
-}
 Name = Annotated[str, Path(description="the artifact's name ('/' allowed)")]
 Version = Annotated[int | None, Query(ge=0, description="a version; none: the latest")]
+LOADED = {
+    "ETag": "the version's sha256",
+    "X_KVStore_Version": "the version read",
+    "Accept_Ranges": "bytes",
+}
 RANGE = re.compile(r"bytes=(\d*)-(\d*)$")
 
 
@@ -90,21 +94,19 @@ def _jsonable(value: Any) -> Any:
 
 
 @router.put(
-    "/artifacts/{name:path}",
+    "/artifacts/{name:text}",
     summary="Save the body as the artifact's next version (streamed, any size)",
     status_code=201,
-    responses=ERRORS,
-    openapi_extra={
-        "requestBody": {"content": {"application/octet-stream": {"schema": {}}}, "required": False}
-    },
+    responses=responses(403, 409, 413),
+    openapi_extra={"requestBody": {"content": {OCTETS: BINARY}, "required": False}},
 )
 async def save(
     name: Name,
     request: Request,
     scoped: Scoped,
-    content_type: Annotated[str | None, Header()] = None,
+    content_type: Annotated[str | None, Header(), text()] = None,
     x_kvstore_metadata: Annotated[
-        str | None, Header(description="a JSON object: the version's metadata")
+        str | None, Header(description="a JSON object: the version's metadata"), text()
     ] = None,
 ) -> Saved:
     scoped.require_write()
@@ -116,6 +118,7 @@ async def save(
             raise HttpError(400, "ConfigurationError", "X-KVStore-Metadata is not JSON") from None
         if not isinstance(metadata, dict):
             raise HttpError(400, "ConfigurationError", "X-KVStore-Metadata must be an object")
+        finite(metadata, "X-KVStore-Metadata")
     mime = content_type.strip() if content_type else None
     version = await scoped.store.artifacts.save(name, request.stream(), mime, metadata)
     return Saved(version=version)
@@ -141,16 +144,28 @@ def _range(header: str, size: int) -> tuple[int, int]:
 
 
 @router.get(
-    "/artifacts/{name:path}",
+    "/artifacts/{name:text}",
     summary="A version's bytes, streamed (Range: one bytes= range)",
     response_class=StreamingResponse,
-    responses={200: {"content": {"application/octet-stream": {}}}, 206: {}, **ERRORS},
+    responses={
+        200: {
+            "description": "the bytes, of the version's type",
+            "content": {"*/*": BINARY},
+            "headers": headers(**LOADED),
+        },
+        206: {
+            "description": "the bytes of the range",
+            "content": {"*/*": BINARY},
+            "headers": headers(**LOADED, Content_Range="the range's bytes, of the size"),
+        },
+        **responses(404, 416),
+    },
 )
 async def load(
     name: Name,
     scoped: Scoped,
     version: Version = None,
-    range_: Annotated[str | None, Header(alias="range")] = None,
+    range_: Annotated[str | None, Header(alias="range"), text()] = None,
 ) -> Response:
     reader = await scoped.store.artifacts.open(name, version)
     if reader is None:
@@ -194,15 +209,17 @@ def _of(version: int | None) -> str:
 
 
 @router.get(
-    "/artifact-versions/{name:path}",
+    "/artifact-versions/{name:text}",
     summary="Every version's info (the manifests' headers: no data read)",
-    responses=ERRORS,
+    responses=responses(),
 )
 async def versions(name: Name, scoped: Scoped) -> list[Info]:
     return [_info(i) for i in await scoped.store.artifacts.versions_info(name)]
 
 
-@router.get("/artifact-info/{name:path}", summary="One version's info (no data)", responses=ERRORS)
+@router.get(
+    "/artifact-info/{name:text}", summary="One version's info (no data)", responses=responses(404)
+)
 async def info(name: Name, scoped: Scoped, version: Version = None) -> Info:
     found = await scoped.store.artifacts.info(name, version)
     if found is None:
@@ -211,7 +228,9 @@ async def info(name: Name, scoped: Scoped, version: Version = None) -> Info:
 
 
 @router.delete(
-    "/artifacts/{name:path}", summary="Delete a version, or every version", responses=ERRORS
+    "/artifacts/{name:text}",
+    summary="Delete a version, or every version",
+    responses=responses(403, 404),
 )
 async def delete(name: Name, scoped: Scoped, version: Version = None) -> Deleted:
     scoped.require_write()
@@ -221,8 +240,11 @@ async def delete(name: Name, scoped: Scoped, version: Version = None) -> Deleted
     return Deleted(deleted=deleted)
 
 
-@router.get("/artifacts", summary="Artifact names (one listing)", responses=ERRORS)
+@router.get("/artifacts", summary="Artifact names (one listing)", responses=responses())
 async def names(
     scoped: Scoped, prefix: Annotated[str, Query(description="only names starting with it")] = ""
 ) -> Names:
     return Names(names=await scoped.store.artifacts.list(prefix))
+
+
+refuse_other_methods(router)

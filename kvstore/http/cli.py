@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import signal
 import sys
 
 from .. import open_async
@@ -44,6 +45,11 @@ def serve_http(args: argparse.Namespace) -> int:
 
     where = args.unix_socket or f"{config.host}:{config.port}"
     print(f"{PROG} serve --http: listening on {where}", file=sys.stderr, flush=True)
+    # uvicorn stops gracefully on SIGTERM/SIGINT, then raises the signal again for the
+    # handler it found - by default the process would die of it: exit 0 instead (as
+    # `kvstore serve` does), also for a signal before uvicorn takes them over.
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, _stopped)
     uvicorn.run(
         app,
         host=config.host,
@@ -58,3 +64,7 @@ def serve_http(args: argparse.Namespace) -> int:
         server_header=False,
     )
     return 0
+
+
+def _stopped(signum: int, frame: object) -> None:
+    raise SystemExit(0)

@@ -87,9 +87,13 @@ def load_tokens(path: str | None, env: str | None) -> tuple[Token, ...]:
             raise ConfigurationError(f"{path}: expected a JSON object of named tokens")
         for name, entry in raw.items():
             tokens.append(_token(path, name, entry))
-    secrets = [t.secret for t in tokens]
-    if len(set(secrets)) != len(secrets):
-        raise ConfigurationError("two tokens have the same secret")
+    named: dict[bytes, str] = {}
+    for token in tokens:
+        if token.secret in named:
+            raise ConfigurationError(
+                f"tokens {named[token.secret]!r} and {token.name!r} have the same secret"
+            )
+        named[token.secret] = token.name
     return tuple(tokens)
 
 

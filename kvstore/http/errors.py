@@ -11,7 +11,10 @@ a read-only token writing, a namespace not granted    403
 ``ConflictError`` (``StaleSessionError`` ...),         409
 ``WrongTypeError`` (the key holds another type)
 a failed ``If-Match``/``If-None-Match``               412
+a method the path does not have (``Allow`` lists      405
+those it has)
 a body over the limit                                 413
+a ``Range`` that cannot be met (artifacts)            416
 ``UnsupportedOperationError``                         501
 ``CorruptDataError`` (the store returned bad data)    502
 ``BackendError``, the store unreachable               503
@@ -83,3 +86,15 @@ ERROR_SCHEMA: dict[str, Any] = {
     },
 }
 """The OpenAPI description of an error answer."""
+
+
+COMMON = (400, 401, 501, 502, 503)
+"""What any route over the store may answer: a malformed request or ``?ns=`` (400), no
+or an unknown token (401), an operation the backend lacks (501), bad data from the store
+(502), the store unreachable (503)."""
+
+
+def responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
+    """The error answers a route declares: :data:`COMMON` and ``statuses`` (403 for a
+    write, 404, 409, 412 ...), each with the one error body."""
+    return {s: ERROR_SCHEMA for s in sorted({*COMMON, *statuses})}

@@ -19,17 +19,15 @@ from typing import Annotated, Any, Literal
 from fastapi import APIRouter, Path, Query, Request
 from pydantic import BaseModel
 
-from .body import read_body
-from .errors import ERROR_SCHEMA, HttpError
+from .body import BINARY, OCTETS, read_body
+from .errors import HttpError, responses
+from .routing import refuse_other_methods
 from .scope import Scoped
-from .values import KEY_DOC, OCTETS
+from .values import KEY_DOC
 
 router = APIRouter(prefix="/v1", tags=["logs"])
 
 Encoding = Literal["base64", "utf-8"]
-ERRORS: dict[int | str, dict[str, Any]] = {
-    s: ERROR_SCHEMA for s in (400, 401, 403, 404, 409, 413, 502, 503)
-}
 Key = Annotated[str, Path(description=KEY_DOC)]
 
 
@@ -67,7 +65,10 @@ def _decode(records: Any, encoding: Any) -> list[bytes]:
     if not isinstance(records, list) or not records or any(not isinstance(r, str) for r in records):
         raise HttpError(400, "ConfigurationError", "records must be a non-empty list of strings")
     if encoding == "utf-8":
-        return [r.encode() for r in records]
+        try:
+            return [r.encode() for r in records]
+        except UnicodeEncodeError:  # a lone surrogate, "\ud800" in the JSON: not text
+            raise HttpError(400, "ConfigurationError", "a record is not valid Unicode") from None
     try:
         return [base64.b64decode(r, validate=True) for r in records]
     except (binascii.Error, ValueError):
@@ -91,20 +92,24 @@ def _encode(records: list[bytes], encoding: Encoding) -> list[str]:
 
 
 @router.post(
-    "/logs/{key:path}",
+    "/logs/{key:text}",
     summary="Append one record (the body) or a JSON batch; durable when answered",
     status_code=201,
-    responses=ERRORS,
+    responses=responses(403, 409, 413),
     openapi_extra={
         "requestBody": {
             "content": {
-                OCTETS: {"schema": {}},
+                OCTETS: BINARY,
                 "application/json": {
                     "schema": {
                         "type": "object",
                         "required": ["records"],
                         "properties": {
-                            "records": {"type": "array", "items": {"type": "string"}},
+                            "records": {
+                                "type": "array",
+                                "items": {"type": "string"},
+                                "minItems": 1,
+                            },
                             "encoding": {"enum": ["utf-8", "base64"], "default": "utf-8"},
                         },
                     }
@@ -137,7 +142,7 @@ async def append(
     return Appended(first=seqs.start, next=seqs.stop)
 
 
-@router.get("/logs/{key:path}", summary="Records of a log (cached)", responses=ERRORS)
+@router.get("/logs/{key:text}", summary="Records of a log (cached)", responses=responses(409))
 async def read(
     key: Key,
     scoped: Scoped,
@@ -166,15 +171,20 @@ async def read(
 
 
 @router.get(
-    "/length/{key:path}", summary="A log's length and next sequence number", responses=ERRORS
+    "/length/{key:text}",
+    summary="A log's length and next sequence number",
+    responses=responses(409),
 )
 async def length(key: Key, scoped: Scoped) -> Length:
     store = scoped.store
     return Length(length=await store.length(key), next_seq=await store.next_seq(key))
 
 
-@router.get("/logs", summary="The logs holding records (one listing)", responses=ERRORS)
+@router.get("/logs", summary="The logs holding records (one listing)", responses=responses())
 async def list_logs(
     scoped: Scoped, prefix: Annotated[str, Query(description="only keys starting with it")] = ""
 ) -> LogKeys:
     return LogKeys(keys=await scoped.store.log_keys(prefix))
+
+
+refuse_other_methods(router)

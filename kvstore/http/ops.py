@@ -8,9 +8,11 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import JSONResponse, PlainTextResponse
+from pydantic import BaseModel
 
-from .errors import ERROR_SCHEMA
+from .errors import responses
 from .metrics import prometheus
+from .routing import refuse_other_methods
 from .scope import Scoped
 
 router = APIRouter(tags=["operations"])
@@ -19,10 +21,31 @@ HEALTH_TIMEOUT = 2.0
 """Seconds ``/health`` waits for the object store (and the cache) at most."""
 
 
+class StoreHealth(BaseModel):
+    ok: bool
+    latency_ms: float
+
+
+class CacheHealth(BaseModel):
+    kind: str
+    ok: bool
+
+
+class Health(BaseModel):
+    """What ``/health`` says: is all well, the store's answer and the cache's."""
+
+    ok: bool
+    store: StoreHealth
+    cache: CacheHealth
+
+
 @router.get(
     "/health",
     summary="Is the object store reachable, and the cache? (no token needed; 503 if not)",
-    responses={503: {"description": "the store or the cache is unavailable"}},
+    responses={
+        200: {"model": Health},
+        503: {"model": Health, "description": "the store or the cache is unavailable"},
+    },
 )
 async def health(request: Request) -> JSONResponse:
     """One GET of an absent probe object and the cache's ping, each bounded: answered
@@ -40,7 +63,7 @@ async def health(request: Request) -> JSONResponse:
 @router.get(
     "/v1/stats",
     summary="The store's counters (requests by kind, cache hits) and the service's",
-    responses={401: ERROR_SCHEMA},
+    responses=responses(),
 )
 async def stats(
     request: Request,
@@ -60,8 +83,11 @@ async def stats(
     "/metrics",
     summary="Prometheus metrics: HTTP requests and latencies, object-store requests",
     response_class=PlainTextResponse,
-    responses={401: ERROR_SCHEMA},
+    responses=responses(),
 )
 async def metrics(request: Request, scoped: Scoped) -> PlainTextResponse:
     text = prometheus(request.app.state.metrics, request.app.state.store.stats())
     return PlainTextResponse(text, media_type="text/plain; version=0.0.4")
+
+
+refuse_other_methods(router)

@@ -6,12 +6,18 @@ from __future__ import annotations
 import hmac
 from dataclasses import dataclass
 from typing import Annotated
+from urllib.parse import unquote_to_bytes
 
 from fastapi import Depends, Query, Request
 
 from ..api import AsyncKVStore
 from .config import HttpConfig, Token
 from .errors import HttpError
+
+COOKIE = "kvstore_token"
+"""The cookie the console's login sets (:mod:`.console`): a token, taken like the bearer
+header when there is none - on GET and HEAD only, so a page of another site cannot make a
+browser write with it (and it is ``SameSite=Strict``)."""
 
 
 @dataclass(frozen=True)
@@ -46,6 +52,11 @@ def _grant(config: HttpConfig, header: str | None) -> Token | None:
     return found
 
 
+def grant(config: HttpConfig, secret: str) -> Token | None:
+    """The token ``secret`` is (compared as the header's is); HttpError 401 if none."""
+    return _grant(config, f"Bearer {secret}")
+
+
 def _challenge() -> dict[str, str]:
     return {"WWW-Authenticate": 'Bearer realm="kvstore"'}
 
@@ -54,11 +65,18 @@ async def scope(
     request: Request,
     ns: Annotated[
         str | None,
-        Query(description="a namespace inside the token's (nested with '/'); none: the token's"),
+        Query(
+            pattern=r"^[^/]+(/[^/]+)*$",
+            description="a namespace inside the token's (nested with '/'); none: the token's",
+        ),
     ] = None,
 ) -> Scope:
     app = request.app
-    token = _grant(app.state.config, request.headers.get("authorization"))
+    header = request.headers.get("authorization")
+    if header is None and request.method in ("GET", "HEAD") and COOKIE in request.cookies:
+        header = f"Bearer {request.cookies[COOKIE]}"
+    token = _grant(app.state.config, header)
+    _check_path(request)
     store: AsyncKVStore = app.state.store
     if token is not None and token.namespace:
         store = store.namespace(token.namespace)
@@ -68,6 +86,21 @@ async def scope(
         for part in ns.split("/"):
             store = store.namespace(part)
     return Scope(store, token is None or token.write, None if token is None else token.name)
+
+
+def _check_path(request: Request) -> None:
+    """A key in a path is text: %-escapes that are not UTF-8 (``%FF``) are refused - the
+    server would read each as U+FFFD, and ``%FE`` and ``%FF`` would be the same key."""
+    for part, what in (("raw_path", "path"), ("query_string", "query")):
+        raw = request.scope.get(part)
+        if not raw:
+            continue
+        try:
+            unquote_to_bytes(raw.replace(b"+", b" ")).decode("utf-8")
+        except UnicodeDecodeError:
+            raise HttpError(
+                400, "InvalidKeyError", f"the {what} is not UTF-8 once %-decoded: text only"
+            ) from None
 
 
 Scoped = Annotated[Scope, Depends(scope)]

@@ -23,47 +23,52 @@ from __future__ import annotations
 
 import base64
 import dataclasses
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Path, Query, Response
 from pydantic import BaseModel, Field
 
 from ..sessions import Event, Session
-from .errors import ERROR_SCHEMA, HttpError
+from .body import finite
+from .errors import HttpError, responses
+from .routing import refuse_other_methods
 from .scope import Scoped
 
 router = APIRouter(prefix="/v1/sessions", tags=["sessions"])
 
-ERRORS: dict[int | str, dict[str, Any]] = {
-    s: ERROR_SCHEMA for s in (400, 401, 403, 404, 409, 413, 502, 503)
-}
 App = Annotated[str, Path(description="the app")]
 User = Annotated[str, Path(description="the user")]
 SessionId = Annotated[str, Path(description="the session's id")]
+JSON_DOC = (
+    "a JSON object; its numbers finite, its integers within [-2**63, 2**64 - 1] (sessions"
+    " are stored as msgpack): 400 otherwise"
+)
 
 
 class NewSession(BaseModel):
-    session_id: str | None = None
-    state: dict[str, Any] = Field(default_factory=dict)
-    metadata: dict[str, Any] = Field(default_factory=dict)
+    session_id: Annotated[str | None, Field(min_length=1)] = None
+    state: dict[str, Any] = Field(default_factory=dict, description=JSON_DOC)
+    metadata: dict[str, Any] = Field(default_factory=dict, description=JSON_DOC)
     title: str | None = None
     status: str | None = None
 
 
 class NewEvent(BaseModel):
-    event: dict[str, Any]
-    state_delta: dict[str, Any] = Field(default_factory=dict)
+    event: dict[str, Any] = Field(description=JSON_DOC)
+    state_delta: dict[str, Any] = Field(default_factory=dict, description=JSON_DOC)
     expect_last: int | None = Field(
         default=None, ge=-1, description="the last event's seq the caller saw (-1: none)"
     )
 
 
 class Change(BaseModel):
-    state_delta: dict[str, Any] = Field(default_factory=dict)
+    state_delta: dict[str, Any] = Field(default_factory=dict, description=JSON_DOC)
     title: str | None = None
     status: str | None = None
-    metadata: dict[str, Any] = Field(default_factory=dict)
-    clear: list[str] = Field(default_factory=list, description='"title" and/or "status"')
+    metadata: dict[str, Any] = Field(default_factory=dict, description=JSON_DOC)
+    clear: list[Literal["title", "status"]] = Field(
+        default_factory=list, description="fields to remove"
+    )
 
 
 class Deleted(BaseModel):
@@ -91,16 +96,21 @@ def _event(event: Event) -> dict[str, Any]:
     return jsonable(dataclasses.asdict(event))  # type: ignore[no-any-return]
 
 
-@router.post("/{app}/{user}", summary="Create a session", status_code=201, responses=ERRORS)
+@router.post(
+    "/{app}/{user}", summary="Create a session", status_code=201, responses=responses(403, 409)
+)
 async def create(app: App, user: User, new: NewSession, scoped: Scoped) -> dict[str, Any]:
     scoped.require_write()
+    finite(new.model_dump(), "the session")
     found = await scoped.store.sessions.create(
         app, user, new.session_id, new.state, new.metadata, new.title, new.status
     )
     return _session(found)
 
 
-@router.get("/{app}/{user}/{session_id}", summary="A session with its events", responses=ERRORS)
+@router.get(
+    "/{app}/{user}/{session_id}", summary="A session with its events", responses=responses(404)
+)
 async def get(
     app: App,
     user: User,
@@ -119,11 +129,11 @@ async def get(
     return _session(found)
 
 
-@router.get("/{app}", summary="A page of an app's sessions (of one user)", responses=ERRORS)
+@router.get("/{app}", summary="A page of an app's sessions (of one user)", responses=responses())
 async def list_sessions(
     app: App,
     scoped: Scoped,
-    user: Annotated[str | None, Query(description="only this user's")] = None,
+    user: Annotated[str | None, Query(min_length=1, description="only this user's")] = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
     cursor: Annotated[str | None, Query(description="a page's `cursor`")] = None,
 ) -> dict[str, Any]:
@@ -135,12 +145,13 @@ async def list_sessions(
     "/{app}/{user}/{session_id}/events",
     summary="Append an event (durable when answered); 409 if expect_last is stale",
     status_code=201,
-    responses=ERRORS,
+    responses=responses(403, 404, 409),
 )
 async def append_event(
     app: App, user: User, session_id: SessionId, new: NewEvent, scoped: Scoped
 ) -> dict[str, Any]:
     scoped.require_write()
+    finite(new.model_dump(), "the event")
     appended = await scoped.store.sessions.append_event(
         app, user, session_id, new.event, new.state_delta, new.expect_last
     )
@@ -150,15 +161,13 @@ async def append_event(
 @router.patch(
     "/{app}/{user}/{session_id}",
     summary="Change state, title, status or metadata without an event",
-    responses=ERRORS,
+    responses=responses(403, 404, 409),
 )
 async def update(
     app: App, user: User, session_id: SessionId, change: Change, scoped: Scoped
 ) -> dict[str, Any]:
     scoped.require_write()
-    unknown = set(change.clear) - {"title", "status"}
-    if unknown:
-        raise HttpError(400, "ConfigurationError", f"clear takes title, status: not {unknown}")
+    finite(change.model_dump(), "the change")
     options: dict[str, Any] = {"metadata": change.metadata or None}
     for name in ("title", "status"):
         value = getattr(change, name)
@@ -179,7 +188,7 @@ async def update(
     summary="Delete a session, its events and its artifacts",
     status_code=204,
     response_class=Response,
-    responses=ERRORS,
+    responses=responses(403, 404),
 )
 async def delete(app: App, user: User, session_id: SessionId, scoped: Scoped) -> Response:
     scoped.require_write()
@@ -188,7 +197,10 @@ async def delete(app: App, user: User, session_id: SessionId, scoped: Scoped) ->
     return Response(status_code=204)
 
 
-@router.delete("/{app}/{user}", summary="Delete every session of a user", responses=ERRORS)
+@router.delete("/{app}/{user}", summary="Delete every session of a user", responses=responses(403))
 async def delete_user(app: App, user: User, scoped: Scoped) -> Deleted:
     scoped.require_write()
     return Deleted(deleted=await scoped.store.sessions.delete_user(app, user))
+
+
+refuse_other_methods(router)

@@ -19,19 +19,21 @@ import hashlib
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Header, Path, Query, Request, Response
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 
-from .body import read_body
-from .errors import ERROR_SCHEMA, HttpError
+from .body import BINARY, OCTETS, headers, read_body, text
+from .errors import HttpError, responses
+from .routing import refuse_other_methods
 from .scope import Scoped
 
 router = APIRouter(prefix="/v1", tags=["values"])
 
-OCTETS = "application/octet-stream"
+MAX_TTL_MS = 2**53 - 1
+"""The longest TTL taken (ms, ~285,000 years): within the library's bound (2**62) and
+exact as a JSON number anywhere (a double), so ``ttl_ms`` one over it is refused as such."""
+ETAG_DOC = "the value's digest (a strong validator)"
+STAR = r"^\s*\*\s*$"
 KEY_DOC = "the key (any text; %-encode '/', '?', '#' and '%' in it as usual)"
-ERRORS: dict[int | str, dict[str, Any]] = {
-    s: ERROR_SCHEMA for s in (400, 401, 403, 404, 409, 412, 413, 502, 503)
-}
 
 
 def etag(value: bytes) -> str:
@@ -56,15 +58,19 @@ async def _value(scoped: Scoped, key: str) -> bytes:
 
 
 @router.get(
-    "/values/{key:path}",
+    "/values/{key:text}",
     summary="A value's bytes (cached; ETag: a digest of them)",
     response_class=Response,
-    responses={200: {"content": {OCTETS: {}}}, 304: {"description": "not modified"}, **ERRORS},
+    responses={
+        200: {"content": {OCTETS: BINARY}, "headers": headers(ETag=ETAG_DOC)},
+        304: {"description": "not modified (If-None-Match)", "headers": headers(ETag=ETAG_DOC)},
+        **responses(404, 409),
+    },
 )
 async def get_value(
     key: Annotated[str, Path(description=KEY_DOC)],
     scoped: Scoped,
-    if_none_match: Annotated[str | None, Header()] = None,
+    if_none_match: Annotated[str | None, Header(), text()] = None,
 ) -> Response:
     value = await _value(scoped, key)
     tag = etag(value)
@@ -73,7 +79,7 @@ async def get_value(
     return Response(value, media_type=OCTETS, headers={"ETag": tag, "Cache-Control": "no-store"})
 
 
-@router.head("/values/{key:path}", include_in_schema=False)
+@router.head("/values/{key:text}", include_in_schema=False)
 async def head_value(key: str, scoped: Scoped) -> Response:
     value = await _value(scoped, key)
     return Response(
@@ -82,29 +88,36 @@ async def head_value(key: str, scoped: Scoped) -> Response:
 
 
 @router.put(
-    "/values/{key:path}",
+    "/values/{key:text}",
     summary="Store a value (the request body), atomically; conditions in If-Match/If-None-Match",
     status_code=204,
     response_class=Response,
-    responses=ERRORS,
-    openapi_extra={"requestBody": {"content": {OCTETS: {"schema": {}}}, "required": False}},
+    responses={
+        204: {"description": "stored", "headers": headers(ETag=ETAG_DOC)},
+        **responses(403, 409, 412, 413),
+    },
+    openapi_extra={"requestBody": {"content": {OCTETS: BINARY}, "required": False}},
 )
 async def put_value(
     key: Annotated[str, Path(description=KEY_DOC)],
     request: Request,
     scoped: Scoped,
-    ttl_ms: Annotated[int | None, Query(ge=1, description="expire after this many ms")] = None,
+    ttl_ms: Annotated[
+        int | None, Query(ge=1, le=MAX_TTL_MS, description="expire after this many ms")
+    ] = None,
     keepttl: Annotated[bool, Query(description="keep the key's current TTL")] = False,
-    if_match: Annotated[str | None, Header()] = None,
-    if_none_match: Annotated[str | None, Header()] = None,
+    if_match: Annotated[str | None, Header(), text()] = None,
+    if_none_match: Annotated[
+        str | None,
+        Header(pattern=STAR, description="on PUT: * (create only)"),
+        text(STAR),
+    ] = None,
 ) -> Response:
     scoped.require_write()
     if ttl_ms is not None and keepttl:
         raise HttpError(400, "ConfigurationError", "give ttl_ms or keepttl, not both")
     if if_match is not None and if_none_match is not None:
         raise HttpError(400, "ConfigurationError", "give If-Match or If-None-Match, not both")
-    if if_none_match is not None and if_none_match.strip() != "*":
-        raise HttpError(400, "ConfigurationError", "on PUT, If-None-Match must be *")
     value = await read_body(request)
     store = scoped.store
     options: dict[str, Any] = {"px": ttl_ms, "keepttl": keepttl}
@@ -125,11 +138,11 @@ async def put_value(
 
 
 @router.delete(
-    "/values/{key:path}",
+    "/values/{key:text}",
     summary="Delete a value (or a log) at the key; 404 if there was none",
     status_code=204,
     response_class=Response,
-    responses=ERRORS,
+    responses=responses(403, 404),
 )
 async def delete_value(key: Annotated[str, Path(description=KEY_DOC)], scoped: Scoped) -> Response:
     scoped.require_write()
@@ -144,7 +157,13 @@ class Ttl(BaseModel):
     ttl_ms: int | None
 
 
-@router.get("/ttl/{key:path}", summary="A key's time to live (cached)", responses=ERRORS)
+class NewTtl(BaseModel):
+    """A time to live to set: milliseconds (>= 1), or None to remove it."""
+
+    ttl_ms: Annotated[int | None, Field(ge=1, le=MAX_TTL_MS)]
+
+
+@router.get("/ttl/{key:text}", summary="A key's time to live (cached)", responses=responses(404))
 async def get_ttl(key: Annotated[str, Path(description=KEY_DOC)], scoped: Scoped) -> Ttl:
     left = await scoped.store.pttl(key)
     if left == -2:
@@ -153,21 +172,21 @@ async def get_ttl(key: Annotated[str, Path(description=KEY_DOC)], scoped: Scoped
 
 
 @router.put(
-    "/ttl/{key:path}",
+    "/ttl/{key:text}",
     summary="Set a key's time to live (ttl_ms), or remove it (null)",
-    responses=ERRORS,
+    responses=responses(403, 404),
 )
-async def put_ttl(key: Annotated[str, Path(description=KEY_DOC)], ttl: Ttl, scoped: Scoped) -> Ttl:
+async def put_ttl(
+    key: Annotated[str, Path(description=KEY_DOC)], ttl: NewTtl, scoped: Scoped
+) -> Ttl:
     scoped.require_write()
-    if ttl.ttl_ms is not None and ttl.ttl_ms < 1:
-        raise HttpError(400, "ConfigurationError", f"ttl_ms must be >= 1, not {ttl.ttl_ms}")
     if ttl.ttl_ms is None:
         done = await scoped.store.persist(key) or await scoped.store.exists(key) > 0
     else:
         done = await scoped.store.pexpire(key, ttl.ttl_ms)
     if not done:
         raise HttpError(404, "NotFoundError", f"nothing at key {key!r}")
-    return ttl
+    return Ttl(ttl_ms=ttl.ttl_ms)
 
 
 class KeyPage(BaseModel):
@@ -177,7 +196,7 @@ class KeyPage(BaseModel):
     next: str | None
 
 
-@router.get("/keys", summary="A page of value keys (one LIST)", responses=ERRORS)
+@router.get("/keys", summary="A page of value keys (one LIST)", responses=responses())
 async def list_keys(
     scoped: Scoped,
     prefix: Annotated[str, Query(description="only keys starting with it")] = "",
@@ -193,3 +212,6 @@ async def list_keys(
     more = len(keys) > limit
     keys = keys[:limit]
     return KeyPage(keys=keys, next=keys[-1] if more else None)
+
+
+refuse_other_methods(router)
