@@ -240,3 +240,18 @@ def increment(base: str, key: str, times: int, *, barrier: Any) -> int:
                 assert response.status_code == 412, response.text
                 conflicts += 1
     return conflicts
+
+
+def append_expecting(base: str, path: str, expect_last: int, me: int, *, barrier: Any) -> int:
+    """POST an event to the session at ``path`` (``/v1/sessions/{app}/{user}/{id}``) with
+    ``expect_last``, after every racer is ready; the status it got (201 or 409)."""
+    with client(base) as http:
+        http.get("/health")
+        barrier.wait(timeout=60)
+        response = http.post(
+            f"{path}/events", json={"event": {"by": me}, "expect_last": expect_last}
+        )
+        assert response.status_code in (201, 409), response.text
+        if response.status_code == 409:
+            assert response.json()["error"]["type"] == "StaleSessionError", response.text
+        return response.status_code

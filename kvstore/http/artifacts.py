@@ -129,10 +129,11 @@ def _range(header: str, size: int) -> tuple[int, int]:
     found = RANGE.match(header.strip())
     if found is None or not (found[1] or found[2]):
         raise HttpError(416, "RangeNotSatisfiable", f"only one bytes= range: not {header!r}")
-    if not found[1]:  # the last N bytes
-        return max(0, size - int(found[2])), size
-    start = int(found[1])
-    end = size if not found[2] else min(size, int(found[2]) + 1)
+    if not found[1]:  # the last N bytes (none of them, "-0": unsatisfiable)
+        start, end = max(0, size - int(found[2])), size
+    else:
+        start = int(found[1])
+        end = size if not found[2] else min(size, int(found[2]) + 1)
     if start >= size or start >= end:
         raise HttpError(
             416,
@@ -186,6 +187,8 @@ async def load(
         status = 206
         headers["Content-Range"] = f"bytes {start}-{end - 1}/{size}"
     headers["Content-Length"] = str(end - start)
+    # The version's type as it is: media_type= would add "; charset=utf-8" to a text/* one.
+    headers["Content-Type"] = reader.info.mime_type
 
     async def body() -> AsyncIterator[bytes]:
         try:
@@ -201,7 +204,7 @@ async def load(
         finally:
             await reader.close()
 
-    return StreamingResponse(body(), status, headers, media_type=reader.info.mime_type)
+    return StreamingResponse(body(), status, headers)
 
 
 def _of(version: int | None) -> str:
