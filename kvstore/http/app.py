@@ -20,6 +20,7 @@ from . import artifacts, console, logs, ops, sessions, values
 from .config import HttpConfig
 from .errors import HttpError, body, status_of
 from .metrics import Metrics
+from .scope import token_of
 
 VERSION = "v1"
 
@@ -49,6 +50,7 @@ def create_app(open_store: Callable[[], AsyncKVStore], config: HttpConfig) -> Fa
     for module in (values, logs, artifacts, sessions, ops, console):
         app.include_router(module.router)
 
+    app.add_middleware(Guarded, config=config)
     app.add_middleware(Measured, metrics=app.state.metrics)
 
     @app.exception_handler(HttpError)
@@ -120,3 +122,81 @@ class Measured:
         finally:
             route = getattr(scope.get("route"), "path", "unmatched")
             self.metrics.observe(scope["method"], route, status, time.perf_counter() - started)
+
+
+class _TooLarge(BaseException):
+    """A request body passed the limit while the application read it (a BaseException:
+    the framework's body parsing must not turn it into a 400)."""
+
+
+class Guarded:
+    """ASGI middleware, before anything reads a request's body: a request that may write
+    (POST, PUT, PATCH, DELETE) must carry a valid bearer token (401 otherwise - the body
+    is never read for a caller the service does not know), and its body is at most
+    ``max_body`` bytes (413: by ``Content-Length`` at once, or when a streamed body passes
+    it). Artifact uploads are streamed into the store and have no limit; the console's
+    login and logout forms (no bearer token yet) keep their own small limit."""
+
+    WRITES = frozenset(("POST", "PUT", "PATCH", "DELETE"))
+    OPEN = ("/console/login", "/console/logout")
+
+    def __init__(self, app: Any, config: HttpConfig) -> None:
+        self.app = app
+        self.config = config
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] != "http" or scope["method"] not in self.WRITES:
+            await self.app(scope, receive, send)
+            return
+        path: str = scope["path"]
+        if path in self.OPEN:
+            await self.app(scope, receive, send)
+            return
+        headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]}
+        try:
+            token_of(self.config, headers.get("authorization"))
+        except HttpError as exc:
+            await _answer(send, exc)
+            return
+        if scope["method"] == "PUT" and path.startswith("/v1/artifacts/"):
+            await self.app(scope, receive, send)
+            return
+        limit = self.config.max_body
+        declared = headers.get("content-length", "")
+        too_large = HttpError(413, "PayloadTooLarge", f"the body is over {limit} bytes")
+        if declared.isdigit() and int(declared) > limit:
+            await _answer(send, too_large)
+            return
+        seen = 0
+        started = False
+
+        async def counted() -> Any:
+            nonlocal seen
+            message = await receive()
+            if message["type"] == "http.request":
+                seen += len(message.get("body", b""))
+                if seen > limit:
+                    raise _TooLarge()
+            return message
+
+        async def tracked(message: Any) -> None:
+            nonlocal started
+            started = started or message["type"] == "http.response.start"
+            await send(message)
+
+        try:
+            await self.app(scope, counted, tracked)
+        except _TooLarge:
+            if started:
+                raise RuntimeError("a body passed the limit after the answer began") from None
+            await _answer(send, too_large)
+
+
+async def _answer(send: Any, exc: HttpError) -> None:
+    """Send ``exc`` as the service's JSON error answer, straight over ASGI."""
+    response = JSONResponse(body(exc.kind, exc.message), exc.status, headers=exc.headers)
+    await response({"type": "http"}, _nothing, send)
+
+
+async def _nothing() -> Any:
+    return {"type": "http.disconnect"}

@@ -25,18 +25,26 @@ def headers(**described: str) -> dict[str, Any]:
     }
 
 
-def finite(value: Any, what: str) -> None:
-    """HttpError 400 if the JSON ``value`` holds a number JSON cannot carry: ``NaN``,
+MAX_DEPTH = 64
+"""How deeply JSON a request carries may nest (a deeper one is refused: 400)."""
+
+
+def finite(value: Any, what: str, depth: int = 0) -> None:
+    """HttpError 400 if the JSON ``value`` holds a number JSON cannot carry - ``NaN``,
     ``Infinity`` or one too large for a double (``1e999``), which Python's and Pydantic's
-    parsers take as float nan/inf - stored, they would read back as null."""
+    parsers take as float nan/inf: stored, they would read back as null - or nests deeper
+    than :data:`MAX_DEPTH` (stored, it could not be read back within Python's recursion
+    limit)."""
+    if depth > MAX_DEPTH:
+        raise HttpError(400, "InvalidValueError", f"{what} nests deeper than {MAX_DEPTH}")
     if isinstance(value, float) and not math.isfinite(value):
         raise HttpError(400, "InvalidValueError", f"{what} holds {value}: not a JSON number")
     if isinstance(value, dict):
         for item in value.values():
-            finite(item, what)
+            finite(item, what, depth + 1)
     elif isinstance(value, list):
         for item in value:
-            finite(item, what)
+            finite(item, what, depth + 1)
 
 
 def text(pattern: str | None = None) -> WithJsonSchema:

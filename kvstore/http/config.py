@@ -26,6 +26,8 @@ DEFAULT_PORT = 8084
 MAX_BODY = 64 << 20
 """The largest value or log record a request may carry (413 beyond, before it is read whole)."""
 ACCESS = ("read", "read-write")
+MIN_TOKEN = 16
+"""Characters a token has at least."""
 
 
 @dataclass(frozen=True)
@@ -77,6 +79,8 @@ def load_tokens(path: str | None, env: str | None) -> tuple[Token, ...]:
     ConfigurationError, naming the entry, for anything malformed."""
     tokens: list[Token] = []
     if env:
+        if len(env) < MIN_TOKEN:
+            raise ConfigurationError(f"${TOKEN_ENV} must have at least {MIN_TOKEN} characters")
         tokens.append(Token(TOKEN_ENV, env.encode(), None, True))
     if path:
         try:
@@ -102,8 +106,8 @@ def _token(path: str, name: str, entry: Any) -> Token:
     if not isinstance(entry, dict) or not isinstance(entry.get("token"), str):
         raise ConfigurationError(f'{where}: expected {{"token": "...", ...}}')
     secret = entry["token"]
-    if len(secret) < 16:
-        raise ConfigurationError(f"{where}: a token must have at least 16 characters")
+    if len(secret) < MIN_TOKEN:
+        raise ConfigurationError(f"{where}: a token must have at least {MIN_TOKEN} characters")
     namespace = entry.get("namespace")
     if namespace is not None and (not isinstance(namespace, str) or not namespace):
         raise ConfigurationError(f"{where}: namespace must be a non-empty string or absent")

@@ -98,6 +98,7 @@ async def _view(request: Request, ns: str | None, build: Build) -> HTMLResponse:
         if exc.status == 401:
             return _login(request, exc.message, 401)
         return error_page(exc.status, exc.kind, exc.message)
+    request.state.whole = scoped.whole  # (the stats panel is for whole-store tokens)
     try:
         title, body = await build(scoped.store)
     except HttpError as exc:
@@ -149,6 +150,8 @@ async def overview(request: Request, ns: Ns = None) -> HTMLResponse:
 def _stats(request: Request) -> str:
     """The stats panel: cache hit ratio, store requests by kind, HTTP requests by route,
     and the chart of the samples."""
+    if not getattr(request.state, "whole", False):
+        return "<h2>Stats</h2><p>for a token of the whole store</p>"
     app = request.app
     sampler = _sampler(app)
     sampler.take(unless_within=MIN_GAP)

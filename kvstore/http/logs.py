@@ -25,6 +25,8 @@ from .routing import refuse_other_methods
 from .scope import Scoped
 from .values import KEY_DOC
 
+MAX_READ = 10_000
+"""Records one GET of a log returns at most (a whole log is paged, never held at once)."""
 router = APIRouter(prefix="/v1", tags=["logs"])
 
 Encoding = Literal["base64", "utf-8"]
@@ -131,7 +133,7 @@ async def append(
     if request.headers.get("content-type", "").split(";")[0].strip() == "application/json":
         try:
             batch = json.loads(body)
-        except ValueError:
+        except (ValueError, RecursionError):
             raise HttpError(400, "ConfigurationError", "the body is not JSON") from None
         if not isinstance(batch, dict):
             raise HttpError(400, "ConfigurationError", 'expected {"records": [...]}')
@@ -151,7 +153,7 @@ async def read(
     from_seq: Annotated[
         int | None, Query(ge=0, description="records from this sequence number")
     ] = None,
-    count: Annotated[int | None, Query(ge=0, le=10_000, description="at most this many")] = None,
+    count: Annotated[int | None, Query(ge=0, le=MAX_READ, description="at most this many")] = None,
     encoding: Encoding = "base64",
 ) -> Records:
     store = scoped.store
@@ -165,6 +167,16 @@ async def read(
         if count is not None:
             raise HttpError(400, "ConfigurationError", "count goes with from_seq")
         lo, hi = 0 if start is None else start, -1 if end is None else end
+        if lo < 0 or hi < 0 or hi - lo + 1 > MAX_READ:  # the window, by the (cached) length
+            length = await store.length(key)
+            lo, hi = (max(0, length + i) if i < 0 else i for i in (lo, hi))
+            hi = min(hi, length - 1)
+        if hi - lo + 1 > MAX_READ:
+            raise HttpError(
+                400,
+                "ConfigurationError",
+                f"at most {MAX_READ} records a read: page with start/end or from_seq/count",
+            )
         first, records = await store.range_at(key, lo, hi)
         found = [_bytes(r) for r in records]
     return Records(first=first, records=_encode(found, encoding), encoding=encoding)

@@ -8,6 +8,8 @@ from typing import Any
 
 BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 """Latency histogram bounds, seconds."""
+METHODS = frozenset(("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS", "TRACE"))
+"""Methods counted by name; any other is counted as OTHER (a client chooses the method)."""
 
 
 class Metrics:
@@ -18,6 +20,10 @@ class Metrics:
         self.latency: dict[tuple[str, str], list[float]] = {}  # buckets, count, sum
 
     def observe(self, method: str, route: str, status: int, seconds: float) -> None:
+        """Count one request; ``route`` is its route's template (or "unmatched"), so the
+        labels stay a bounded set whatever paths and methods clients send."""
+        if method not in METHODS:
+            method = "OTHER"
         self.requests[(method, route, status)] += 1
         histogram = self.latency.setdefault((method, route), [0.0] * (len(BUCKETS) + 2))
         for i, bound in enumerate(BUCKETS):

@@ -63,13 +63,14 @@ async def health(request: Request) -> JSONResponse:
 @router.get(
     "/v1/stats",
     summary="The store's counters (requests by kind, cache hits) and the service's",
-    responses=responses(),
+    responses=responses(403),
 )
 async def stats(
     request: Request,
     scoped: Scoped,
     health: Annotated[bool, Query(description="also check the store and cache now")] = False,
 ) -> dict[str, Any]:
+    scoped.require_whole()
     out: dict[str, Any] = {
         "store": scoped.store.stats(),
         "service": request.app.state.metrics.snapshot(),
@@ -83,9 +84,10 @@ async def stats(
     "/metrics",
     summary="Prometheus metrics: HTTP requests and latencies, object-store requests",
     response_class=PlainTextResponse,
-    responses=responses(),
+    responses=responses(403),
 )
 async def metrics(request: Request, scoped: Scoped) -> PlainTextResponse:
+    scoped.require_whole()
     text = prometheus(request.app.state.metrics, request.app.state.store.stats())
     return PlainTextResponse(text, media_type="text/plain; version=0.0.4")
 

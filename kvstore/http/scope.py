@@ -28,13 +28,21 @@ class Scope:
     store: AsyncKVStore
     write: bool
     token: str | None
+    whole: bool = True
+    """The caller's token covers the whole store (no namespace; or no tokens at all)."""
 
     def require_write(self) -> None:
         if not self.write:
             raise HttpError(403, "Forbidden", f"token {self.token!r} may only read")
 
+    def require_whole(self) -> None:
+        """The store's own counters and health tell of every tenant's traffic and where
+        the data lives: for whole-store tokens only."""
+        if not self.whole:
+            raise HttpError(403, "Forbidden", "a namespace's token cannot see the whole store")
 
-def _grant(config: HttpConfig, header: str | None) -> Token | None:
+
+def token_of(config: HttpConfig, header: str | None) -> Token | None:
     """The token a request's ``Authorization: Bearer ...`` names (None when the service
     has no tokens); HttpError 401 otherwise. Every token is compared, in constant time."""
     if not config.tokens:
@@ -54,7 +62,7 @@ def _grant(config: HttpConfig, header: str | None) -> Token | None:
 
 def grant(config: HttpConfig, secret: str) -> Token | None:
     """The token ``secret`` is (compared as the header's is); HttpError 401 if none."""
-    return _grant(config, f"Bearer {secret}")
+    return token_of(config, f"Bearer {secret}")
 
 
 def _challenge() -> dict[str, str]:
@@ -75,7 +83,7 @@ async def scope(
     header = request.headers.get("authorization")
     if header is None and request.method in ("GET", "HEAD") and COOKIE in request.cookies:
         header = f"Bearer {request.cookies[COOKIE]}"
-    token = _grant(app.state.config, header)
+    token = token_of(app.state.config, header)
     _check_path(request)
     store: AsyncKVStore = app.state.store
     if token is not None and token.namespace:
@@ -85,7 +93,9 @@ async def scope(
             raise HttpError(400, "ConfigurationError", f"ns must be non-empty parts, not {ns!r}")
         for part in ns.split("/"):
             store = store.namespace(part)
-    return Scope(store, token is None or token.write, None if token is None else token.name)
+    if token is None:
+        return Scope(store, True, None)
+    return Scope(store, token.write, token.name, whole=not token.namespace)
 
 
 def _check_path(request: Request) -> None:
