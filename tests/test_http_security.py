@@ -390,3 +390,35 @@ def test_no_tokens_on_loopback(host: str) -> None:
 
 def _json() -> dict[str, str]:
     return {"Content-Type": "application/json"}
+
+
+@pytest.mark.parametrize(
+    "headers",
+    [
+        {"Sec-Fetch-Site": "cross-site"},
+        {"Sec-Fetch-Site": "same-site"},
+        {"Origin": "https://evil.example"},
+        {"Origin": "null"},
+    ],
+)
+def test_a_sign_in_or_out_posted_from_another_site_is_refused(
+    anonymous: httpx.Client, headers: dict[str, str]
+) -> None:
+    """Login CSRF: a page elsewhere posting the console's login form (with its own token)
+    or logout form gets 403 and no cookie is set or cleared."""
+    signed = anonymous.post("/console/login", data={"token": ADMIN}, headers=headers)
+    assert signed.status_code == 403, signed.text[:300]
+    assert "set-cookie" not in signed.headers
+    out = anonymous.post("/console/logout", headers=headers)
+    assert out.status_code == 403 and "set-cookie" not in out.headers
+
+
+def test_a_sign_in_from_the_services_own_page_is_accepted(
+    anonymous: httpx.Client, base: str
+) -> None:
+    for headers in ({"Sec-Fetch-Site": "same-origin"}, {"Origin": base}, {}):
+        signed = anonymous.post(
+            "/console/login", data={"token": ADMIN}, headers=headers, follow_redirects=False
+        )
+        assert signed.status_code == 303, (headers, signed.text[:300])
+        assert "kvstore_token=" in signed.headers.get("set-cookie", "")

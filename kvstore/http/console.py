@@ -30,7 +30,7 @@ import contextlib
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Annotated, Any
-from urllib.parse import parse_qs
+from urllib.parse import parse_qs, urlsplit
 
 from fastapi import APIRouter, FastAPI, Query, Request
 from fastapi.responses import HTMLResponse, RedirectResponse
@@ -327,9 +327,25 @@ async def login_form(request: Request) -> HTMLResponse:
     return _login(request)
 
 
+def _cross_site(request: Request) -> bool:
+    """Whether the browser says the form was posted from another site (``Sec-Fetch-Site``,
+    or an ``Origin`` that is not this service's): a page elsewhere must not sign a browser
+    in with its own token (login CSRF), nor out."""
+    fetched = request.headers.get("sec-fetch-site")
+    if fetched is not None:  # what the browser itself saw (right behind a proxy too)
+        return fetched not in ("same-origin", "none")
+    origin = request.headers.get("origin")
+    if origin is None:  # not a browser's cross-site form (browsers send one on POST)
+        return False
+    return urlsplit(origin).netloc != request.headers.get("host", "")
+
+
 @router.post("/console/login", response_class=HTMLResponse)
 async def login(request: Request) -> Any:
-    """Check the form's token (constant time, as the header's); set it as the cookie."""
+    """Check the form's token (constant time, as the header's); set it as the cookie.
+    Refused when posted from another site."""
+    if _cross_site(request):
+        return error_page(403, "Forbidden", "a sign-in must come from this service's own page")
     body = b""
     async for chunk in request.stream():
         body += chunk
@@ -357,8 +373,10 @@ async def login(request: Request) -> Any:
     return done
 
 
-@router.post("/console/logout")
-async def logout() -> RedirectResponse:
+@router.post("/console/logout", response_model=None)
+async def logout(request: Request) -> RedirectResponse | HTMLResponse:
+    if _cross_site(request):
+        return error_page(403, "Forbidden", "a sign-out must come from this service's own page")
     done = RedirectResponse("/console/login", status_code=303)
     done.delete_cookie(COOKIE, path="/")
     return done
