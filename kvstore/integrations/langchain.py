@@ -34,6 +34,7 @@ from langchain_core.stores import ByteStore
 from ..api import AsyncKVStore
 from ..portal import portal
 from ..sync import KVStore
+from ._opening import open_store
 
 
 class KVStoreByteStore(ByteStore):
@@ -49,18 +50,9 @@ class KVStoreByteStore(ByteStore):
         namespace: str | None = None,
         **open_kwargs: Any,
     ) -> None:
-        import kvstore
-
-        if store is not None and (url is not None or open_kwargs):
-            raise TypeError("give a store, or a url and open() arguments, not both")
-        self._owned = store is None
-        opened = kvstore.open(url, **open_kwargs) if store is None else store
-        if not isinstance(opened, KVStore):
-            raise TypeError(f"store must be a kvstore.KVStore (kvstore.open), not {opened!r}")
-        if opened.decode_responses:
-            raise TypeError("a ByteStore stores bytes: open the store without decode_responses")
-        self._root = opened
-        self.store = opened.namespace(namespace) if namespace else opened
+        self._root, self.store, self._owned = open_store(
+            store, url, namespace, open_kwargs, binary="a ByteStore"
+        )
 
     @property
     def _aio(self) -> AsyncKVStore:

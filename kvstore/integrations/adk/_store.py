@@ -9,6 +9,7 @@ from typing import Any, TypeVar
 from ...api import AsyncKVStore
 from ...portal import portal
 from ...sync import KVStore
+from .._opening import open_store
 
 T = TypeVar("T")
 
@@ -26,17 +27,8 @@ class StoreBacked:
         namespace: str | None = None,
         **open_kwargs: Any,
     ) -> None:
-        import kvstore
-
-        if store is not None and (url is not None or open_kwargs):
-            raise TypeError("give a store, or a url and open() arguments, not both")
-        self._owned = store is None
-        opened = kvstore.open(url, **open_kwargs) if store is None else store
-        if not isinstance(opened, KVStore):
-            raise TypeError(f"store must be a kvstore.KVStore (kvstore.open), not {opened!r}")
-        self._root = opened
-        self.store: KVStore = opened.namespace(namespace) if namespace else opened
-        """The store (the namespace's view) this service reads and writes."""
+        self._root, self.store, self._owned = open_store(store, url, namespace, open_kwargs)
+        """``store``: the store (the namespace's view) this service reads and writes."""
 
     @property
     def _aio(self) -> AsyncKVStore:

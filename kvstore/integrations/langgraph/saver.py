@@ -23,6 +23,7 @@ from langgraph.checkpoint.serde.base import SerializerProtocol
 
 from ...portal import portal
 from ...sync import KVStore
+from .._opening import open_store
 from . import maintenance
 from .engine import Engine
 
@@ -42,23 +43,10 @@ class KVStoreSaver(BaseCheckpointSaver[str]):
         serde: SerializerProtocol | None = None,
         **open_kwargs: Any,
     ) -> None:
-        import kvstore
-
         super().__init__(serde=serde)
-        if store is not None and (url is not None or open_kwargs):
-            raise TypeError("give a store, or a url and open() arguments, not both")
-        self._owned = store is None
-        opened: Any = kvstore.open(url, **open_kwargs) if store is None else store
-        if not isinstance(opened, KVStore):
-            if self._owned:
-                opened.close()
-            raise TypeError(f"store must be a kvstore.KVStore (kvstore.open), not {opened!r}")
-        if opened.decode_responses:
-            if self._owned:
-                opened.close()
-            raise TypeError("a checkpointer stores bytes: open the store without decode_responses")
-        self._root = opened
-        self.store = opened.namespace(namespace) if namespace else opened
+        self._root, self.store, self._owned = open_store(
+            store, url, namespace, open_kwargs, binary="a checkpointer"
+        )
         self._engine = Engine(self.store.aio, self.serde)
 
     @property

@@ -92,6 +92,7 @@ from langgraph.store.base import BaseStore, Op, Result, TTLConfig
 from ...api import AsyncKVStore
 from ...portal import portal
 from ...sync import KVStore
+from .._opening import open_store
 from . import store_engine, store_items
 
 
@@ -112,23 +113,12 @@ class KVStoreStore(BaseStore):
         index: None = None,
         **open_kwargs: Any,
     ) -> None:
-        import kvstore
-
         if index is not None:
             raise NotImplementedError(
                 "KVStoreStore has no vector index: search filters by namespace and fields"
             )
-        if store is not None and (url is not None or open_kwargs):
-            raise TypeError("give a store, or a url and open() arguments, not both")
         self.ttl_config = _checked_ttl_config(ttl)
-        self._owned = store is None
-        opened: Any = kvstore.open(url, **open_kwargs) if store is None else store
-        if not isinstance(opened, KVStore):
-            if self._owned:
-                opened.close()
-            raise TypeError(f"store must be a kvstore.KVStore (kvstore.open), not {opened!r}")
-        self._root = opened
-        self.store = opened.namespace(namespace) if namespace else opened
+        self._root, self.store, self._owned = open_store(store, url, namespace, open_kwargs)
 
     @property
     def _aio(self) -> AsyncKVStore:
