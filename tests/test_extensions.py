@@ -4,6 +4,7 @@ and WrapperBlobStore (delegation, counting once, retries of injected faults)."""
 from __future__ import annotations
 
 import asyncio
+import uuid
 from collections.abc import Iterator
 from typing import Any
 
@@ -34,7 +35,8 @@ from kvstore.testing import (
 
 
 def memory_blob(name: str = "ext", **kwargs: Any) -> BlobStore:
-    return open_blob_store(f"memory://{name}-{id(kwargs)}", stats=Stats(), **kwargs)
+    """A memory store no other test has used (an id() of a freed object can repeat)."""
+    return open_blob_store(f"memory://{name}-{uuid.uuid4().hex}", stats=Stats(), **kwargs)
 
 
 # -- kvstore.open(BlobStore) -----------------------------------------------------------------
