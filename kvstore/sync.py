@@ -49,8 +49,13 @@ Face = TypeVar("Face", bound=_Face[Any])
 def _blocking(
     method: Callable[Concatenate[Core, P], Coroutine[Any, Any, R]],
 ) -> Callable[Concatenate[Face, P], R]:
+    name = method.__name__
+
     def call(self: Face, *args: P.args, **kwargs: P.kwargs) -> R:
-        return self._portal.run(method(self._core, *args, **kwargs))
+        # By name, not ``method`` itself: a core may be a subclass with its own (the
+        # HTTP service's client, kvstore.remote).
+        run: Callable[P, Coroutine[Any, Any, R]] = getattr(self._core, name)
+        return self._portal.run(run(*args, **kwargs))
 
     return cast(Callable[Concatenate[Face, P], R], functools.wraps(method)(call))
 
@@ -137,7 +142,7 @@ class KVStore(_Face[AsyncKVStore]):
 
     @_doc_of(AsyncKVStore.namespace)
     def namespace(self, name: str) -> KVStore:
-        return KVStore(self._core.namespace(name))
+        return type(self)(self._core.namespace(name))
 
     @_doc_of(AsyncKVStore.stats)
     def stats(self) -> dict[str, Any]:

@@ -18,7 +18,7 @@ from typing import Any
 
 from .. import aio
 from ..errors import CorruptDataError
-from .manifest import ArtifactInfo, Manifest
+from .manifest import ArtifactInfo
 
 
 class Gone(Exception):
@@ -74,24 +74,26 @@ class AsyncArtifactReader(Described):
     def __init__(
         self,
         info: ArtifactInfo,
-        manifest: Manifest,
+        sizes: list[int],
         path: str,
         fetch_part: Callable[[int], Awaitable[bytes]],
+        inline: bytes | None = None,
     ) -> None:
+        """``sizes``: the pieces ``fetch_part(index)`` fetches, in order; ``inline``: the
+        data, when it is all at hand already (one piece); ``path``: what error messages
+        name (the version's manifest)."""
         self.info = info
-        self._manifest = manifest
-        self._path = path  # the version's manifest, for error messages
+        self._path = path
         self._fetch_part = fetch_part
         self.closed = False
         self._pos = 0
-        sizes = manifest.pieces()
         self._starts = [0]
         for n in sizes[:-1]:
             self._starts.append(self._starts[-1] + n)
         self._sizes = sizes
         self._current: tuple[int, bytes] | None = None
-        if manifest.parts is None and manifest.raw is None:
-            self._current = (0, manifest.inline)
+        if inline is not None:
+            self._current = (0, inline)
         self._ahead: tuple[int, asyncio.Task[bytes]] | None = None
         self._hasher = hashlib.sha256()
         self._hashed = 0

@@ -239,7 +239,9 @@ class AsyncArtifacts:
             return await self._part(key, directory, number, manifest, index)
 
         path = self.ctx.where(self.ctx.layout.version(directory, number))
-        return AsyncArtifactReader(manifest.info(key, number), manifest, path, fetch_part)
+        inline = manifest.inline if manifest.parts is None and manifest.raw is None else None
+        info = manifest.info(key, number)
+        return AsyncArtifactReader(info, manifest.pieces(), path, fetch_part, inline)
 
     async def url(
         self,
