@@ -13,6 +13,7 @@ from __future__ import annotations
 import os
 from typing import Any
 
+from . import remote
 from .api import DEFAULT_CONCURRENCY, AsyncKVStore, Versioned
 from .artifacts import Artifact, ArtifactFile, AsyncArtifactReader
 from .blob import BlobStore, RetryPolicy, open_blob_store
@@ -22,6 +23,7 @@ from .errors import (
     ConfigurationError,
     ConflictError,
     CorruptDataError,
+    ForbiddenError,
     InvalidKeyError,
     InvalidValueError,
     KVStoreError,
@@ -57,6 +59,7 @@ __all__ = [
     "ConflictError",
     "CorruptDataError",
     "Event",
+    "ForbiddenError",
     "InvalidKeyError",
     "InvalidValueError",
     "KVStore",
@@ -104,6 +107,8 @@ def open_async(
     concurrency: int = DEFAULT_CONCURRENCY,
     retry: RetryPolicy | None = None,
     verify_preconditions: bool = True,
+    token: str | None = None,
+    timeout: float | None = None,
 ) -> AsyncKVStore:
     """Open a store for asyncio code. Performs no I/O; a bad argument fails here.
 
@@ -124,6 +129,14 @@ def open_async(
     server that ignores them is refused with UnsupportedOperationError. False skips the
     check - on such a server ``nx``, logs and artifacts then lose data silently. (With a
     BlobStore instance as ``url``, False is set on that instance.)
+
+    ``kvstore+http://host:port/namespace`` (or ``kvstore+https://``): the same API over
+    kvstore's HTTP service (``kvstore serve --http``), which makes every call on its own
+    store (:mod:`kvstore.remote`; ``pip install 'kvstore[client]'``). ``token``: the
+    service's bearer token (default ``$KVSTORE_HTTP_TOKEN``); ``timeout``: seconds a
+    request may take (default 60). ``cache`` may be "local" (the default) or None - the
+    service's cache serves - and the options that configure a store must keep their
+    defaults: the service's store is configured where it runs.
     """
     if url is None:
         url = os.environ.get("KVSTORE_URL") or DEFAULT_URL
@@ -131,6 +144,30 @@ def open_async(
         raise ConfigurationError(
             f"decode_responses must be True or False, not {decode_responses!r}"
         )
+    if remote.is_service_url(url):
+        assert isinstance(url, str)
+        if cache not in ("local", None):
+            raise ConfigurationError(
+                "cache= does not apply to a kvstore+http:// store: the service's cache "
+                "serves (a cache here could not see other clients' writes)"
+            )
+        defaults = {
+            "storage_options": (storage_options, None),
+            "cache_ttl": (cache_ttl, 60.0),
+            "retry": (retry, None),
+            "verify_preconditions": (verify_preconditions, True),
+        }
+        return remote.open_service(  # type: ignore[no-any-return]
+            url,
+            token=token,
+            decode_responses=decode_responses,
+            concurrency=concurrency,
+            timeout=timeout,
+            options=defaults,
+        )
+    for option, value in (("token", token), ("timeout", timeout)):
+        if value is not None:
+            raise ConfigurationError(f"{option}= is for kvstore+http:// URLs (the HTTP service)")
     if storage_options is not None and not isinstance(storage_options, dict):
         raise ConfigurationError("storage_options must be a dict")
     if not isinstance(verify_preconditions, bool):
@@ -172,17 +209,24 @@ def open(
     concurrency: int = DEFAULT_CONCURRENCY,
     retry: RetryPolicy | None = None,
     verify_preconditions: bool = True,
+    token: str | None = None,
+    timeout: float | None = None,
 ) -> KVStore:
     """Open a store with blocking methods; arguments as :func:`open_async`."""
-    return KVStore(
-        open_async(
-            url,
-            cache,
-            storage_options=storage_options,
-            decode_responses=decode_responses,
-            cache_ttl=cache_ttl,
-            concurrency=concurrency,
-            retry=retry,
-            verify_preconditions=verify_preconditions,
-        )
+    core = open_async(
+        url,
+        cache,
+        storage_options=storage_options,
+        decode_responses=decode_responses,
+        cache_ttl=cache_ttl,
+        concurrency=concurrency,
+        retry=retry,
+        verify_preconditions=verify_preconditions,
+        token=token,
+        timeout=timeout,
     )
+    if remote.is_service_url(url):
+        from .remote.face import RemoteKVStore
+
+        return RemoteKVStore(core)
+    return KVStore(core)

@@ -32,6 +32,11 @@ class UnsupportedOperationError(KVStoreError, NotImplementedError):
     """The operation needs an atomic primitive this backend does not offer."""
 
 
+class ForbiddenError(KVStoreError, PermissionError):
+    """A service refused the caller's token (kvstore+http://: missing or unknown, read-only
+    for a write, or not for that namespace)."""
+
+
 class CorruptDataError(KVStoreError):
     """A stored object failed its checksum or format check.
 
@@ -118,6 +123,7 @@ __all__ = [
     "ConfigurationError",
     "ConflictError",
     "CorruptDataError",
+    "ForbiddenError",
     "InvalidKeyError",
     "InvalidValueError",
     "KVStoreError",

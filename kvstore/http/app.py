@@ -16,7 +16,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from ..api import AsyncKVStore
 from ..errors import KVStoreError
-from . import artifacts, console, logs, ops, sessions, values
+from . import artifacts, calls, console, logs, ops, sessions, values
 from .config import HttpConfig
 from .errors import HttpError, body, status_of
 from .metrics import Metrics
@@ -47,7 +47,7 @@ def create_app(open_store: Callable[[], AsyncKVStore], config: HttpConfig) -> Fa
     app.state.config = config
     app.state.metrics = Metrics()
     app.state.started = time.time()
-    for module in (values, logs, artifacts, sessions, ops, console):
+    for module in (values, logs, artifacts, sessions, ops, calls, console):
         app.include_router(module.router)
 
     app.add_middleware(Guarded, config=config)

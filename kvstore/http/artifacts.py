@@ -2,7 +2,8 @@
 of 8 MiB whatever the size):
 
 * ``PUT /v1/artifacts/{name}``: the body is a new version (``Content-Type`` its mime type,
-  ``X-KVStore-Metadata`` a JSON object of metadata); answers ``{"version": n}``.
+  ``X-KVStore-Metadata`` a JSON object of metadata, bytes in it as ``{"$base64": ...}``
+  as ``GET`` gives them; ``?raw=true``: stored byte for byte); answers ``{"version": n}``.
 * ``GET /v1/artifacts/{name}?version=n`` (the latest without): the bytes, with
   ``Content-Length``, the version's ``Content-Type``, ``ETag`` (its sha256) and
   ``X-KVStore-Version``; ``Range: bytes=a-b`` (one range) gives 206 and only those bytes.
@@ -15,6 +16,7 @@ of 8 MiB whatever the size):
 
 from __future__ import annotations
 
+import base64
 import json
 import re
 from collections.abc import AsyncIterator
@@ -84,10 +86,23 @@ def _info(found: ArtifactInfo) -> Info:
     )
 
 
+def _from_json(value: Any) -> Any:
+    """Metadata from JSON: ``{"$base64": ...}`` as the bytes it stands for (400 if it is
+    not base64)."""
+    if isinstance(value, dict):
+        if len(value) == 1 and isinstance(value.get("$base64"), str):
+            try:
+                return base64.b64decode(value["$base64"], validate=True)
+            except ValueError:
+                raise HttpError(400, "InvalidValueError", "a $base64 is not base64") from None
+        return {k: _from_json(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_from_json(v) for v in value]
+    return value
+
+
 def _jsonable(value: Any) -> Any:
     """Metadata as JSON: bytes (which the library allows) as ``{"$base64": ...}``."""
-    import base64
-
     if isinstance(value, bytes):
         return {"$base64": base64.b64encode(value).decode()}
     if isinstance(value, dict):
@@ -110,8 +125,13 @@ async def save(
     scoped: Scoped,
     content_type: Annotated[str | None, Header(), text()] = None,
     x_kvstore_metadata: Annotated[
-        str | None, Header(description="a JSON object: the version's metadata"), text()
+        str | None,
+        Header(description='a JSON object: the metadata (bytes as {"$base64": "..."})'),
+        text(),
     ] = None,
+    raw: Annotated[
+        bool, Query(description="stored byte for byte (a presigned URL can serve it)")
+    ] = False,
 ) -> Saved:
     scoped.require_write()
     metadata = None
@@ -123,8 +143,9 @@ async def save(
         if not isinstance(metadata, dict):
             raise HttpError(400, "ConfigurationError", "X-KVStore-Metadata must be an object")
         finite(metadata, "X-KVStore-Metadata")
+        metadata = _from_json(metadata)
     mime = content_type.strip() if content_type else None
-    version = await scoped.store.artifacts.save(name, request.stream(), mime, metadata)
+    version = await scoped.store.artifacts.save(name, request.stream(), mime, metadata, raw=raw)
     return Saved(version=version)
 
 

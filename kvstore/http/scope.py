@@ -4,6 +4,7 @@ the store view it may touch (the token's namespace, and ``?ns=`` inside it)."""
 from __future__ import annotations
 
 import hmac
+import json
 from dataclasses import dataclass
 from typing import Annotated
 from urllib.parse import unquote_to_bytes
@@ -88,7 +89,13 @@ async def scope(
     store: AsyncKVStore = app.state.store
     if token is not None and token.namespace:
         store = store.namespace(token.namespace)
-    if ns is not None:
+    nested = request.headers.get(NAMESPACE_HEADER)
+    if nested is not None:
+        if ns is not None:
+            raise HttpError(400, "ConfigurationError", f"give ns or {NAMESPACE_HEADER}, not both")
+        for part in _names(nested):
+            store = store.namespace(part)
+    elif ns is not None:
         if not ns or any(not part for part in ns.split("/")):
             raise HttpError(400, "ConfigurationError", f"ns must be non-empty parts, not {ns!r}")
         for part in ns.split("/"):
@@ -96,6 +103,23 @@ async def scope(
     if token is None:
         return Scope(store, True, None)
     return Scope(store, token.write, token.name, whole=not token.namespace)
+
+
+NAMESPACE_HEADER = "X-KVStore-Namespace"
+"""The namespace path as a JSON array of names, for names that hold a '/' (which ``?ns=``
+cannot carry): what the ``kvstore+http://`` client sends."""
+
+
+def _names(header: str) -> list[str]:
+    try:
+        names = json.loads(header)
+    except ValueError:
+        names = None
+    if not isinstance(names, list) or not all(isinstance(n, str) and n for n in names):
+        raise HttpError(
+            400, "ConfigurationError", f"{NAMESPACE_HEADER} is a JSON array of non-empty names"
+        )
+    return names
 
 
 def _check_path(request: Request) -> None:

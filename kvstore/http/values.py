@@ -21,6 +21,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Header, Path, Query, Request, Response
 from pydantic import BaseModel, Field
 
+from ..api import AsyncKVStore
 from .body import BINARY, OCTETS, headers, read_body, text
 from .errors import HttpError, responses
 from .routing import refuse_other_methods
@@ -203,15 +204,27 @@ async def list_keys(
     after: Annotated[str | None, Query(description="the cursor: a page's `next`")] = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
 ) -> KeyPage:
-    pages = scoped.store.key_pages(prefix, logs=False, after=after, page_size=limit + 1)
+    keys, cursor = await key_page(scoped.store, prefix, after, limit)
+    return KeyPage(keys=keys, next=cursor)
+
+
+async def key_page(
+    store: AsyncKVStore, prefix: str, after: str | None, limit: int
+) -> tuple[list[str], str | None]:
+    """Up to ``limit`` value keys after the cursor ``after``, and the cursor of the next
+    page (None: this was the last) - as many of the store's listings as that takes."""
+    pages = store.key_pages(prefix, logs=False, after=after, page_size=limit + 1)
     keys: list[str] = []
-    async for page in pages:
-        keys.extend(page)
-        if len(keys) > limit:
-            break
+    try:
+        async for page in pages:
+            keys.extend(page)
+            if len(keys) > limit:
+                break
+    finally:
+        await pages.aclose()  # type: ignore[attr-defined]
     more = len(keys) > limit
     keys = keys[:limit]
-    return KeyPage(keys=keys, next=keys[-1] if more else None)
+    return keys, keys[-1] if more else None
 
 
 refuse_other_methods(router)

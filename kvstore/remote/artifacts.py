@@ -1,0 +1,165 @@
+"""Artifacts over the HTTP service: the listing and info calls cross as calls
+(:mod:`.wire`); data streams through ``/v1/artifacts/{name}`` both ways, so memory stays
+bounded by a few parts on both sides whatever the size.
+
+* ``save``: bytes or str up to :data:`CALL_BYTES` go in one call (the service's store
+  saves them as the library does: one request here); anything larger, a file, a path or
+  an async iterable is streamed in one ``PUT`` (its mime type and metadata in headers).
+* ``open``: the version's info (one call), then a ranged ``GET`` of :data:`PIECE` bytes
+  per piece read, pinned to that version, the next fetched ahead while reading forward; a
+  read of the whole checks the sha256 the info gave (``CorruptDataError`` if it differs).
+  ``load`` is ``open`` read whole.
+"""
+
+from __future__ import annotations
+
+import base64
+import builtins
+import json
+from typing import Any
+
+from ..artifacts import Artifact, ArtifactInfo, AsyncArtifactReader, AsyncArtifacts
+from ..artifacts.reader import Gone
+from ..artifacts.sources import Source
+from ..errors import ConfigurationError, CorruptDataError, NotFoundError
+from .calls import remote
+from .transport import Service, path_of
+
+CALL_BYTES = 16 << 20
+"""Bytes or str data up to this size is saved in one call."""
+PIECE = 8 << 20
+"""Bytes per ranged GET of a streamed read."""
+ATTEMPTS = 3
+"""Times ``load`` starts again when the version it reads is deleted meanwhile."""
+
+
+class RemoteArtifacts(AsyncArtifacts):
+    """``store.artifacts`` of :class:`~kvstore.remote.store.AsyncRemoteStore`."""
+
+    _prefix = "artifacts."
+
+    def __init__(self, service: Service, namespace: tuple[str, ...]) -> None:
+        # Not AsyncArtifacts.__init__: no store context here, only the service.
+        self._service = service
+        self.namespace_path = namespace
+
+    def __repr__(self) -> str:
+        return f"<RemoteArtifacts of {self._service.base} {'/'.join(self.namespace_path)}>"
+
+    def _shape(self, op: str, result: Any) -> Any:
+        return result
+
+    versions = remote(AsyncArtifacts.versions)
+    versions_info = remote(AsyncArtifacts.versions_info)
+    list = remote(AsyncArtifacts.list)
+    info = remote(AsyncArtifacts.info)
+    url = remote(AsyncArtifacts.url)
+    delete = remote(AsyncArtifacts.delete)
+    _save_call = remote(AsyncArtifacts.save)
+
+    async def save(
+        self,
+        name: str,
+        data: Any,
+        mime_type: str | None = None,
+        metadata: dict[str, Any] | None = None,
+        *,
+        raw: bool = False,
+    ) -> int:
+        if isinstance(data, (bytes, bytearray, memoryview, str)) and len(data) <= CALL_BYTES:
+            return await self._save_call(name, data, mime_type, metadata, raw=raw)
+        if not isinstance(raw, bool):
+            raise ConfigurationError(f"raw must be True or False, not {raw!r}")
+        if mime_type is not None and not isinstance(mime_type, str):
+            raise ConfigurationError(f"mime_type must be a str, not {mime_type!r}")
+        source = Source(data, name)
+        headers = {"Content-Type": mime_type or source.default_mime}
+        if metadata is not None:
+            if not isinstance(metadata, dict):
+                raise ConfigurationError("metadata must be a dict")
+            headers["X-KVStore-Metadata"] = json.dumps(_jsonable(metadata), allow_nan=False)
+        answer = await self._service.send(
+            "PUT",
+            "/v1/artifacts/" + path_of(name),
+            "artifacts.save",
+            self.namespace_path,
+            params={"raw": "true" if raw else None},
+            content=source.blocks(),
+            headers=headers,
+        )
+        version: int = answer.json()["version"]
+        return version
+
+    save.__doc__ = AsyncArtifacts.save.__doc__
+
+    async def open(self, name: str, version: int | None = None) -> AsyncArtifactReader | None:
+        found = await self.info(name, version)
+        return None if found is None else self._reader(name, found, [])
+
+    open.__doc__ = AsyncArtifacts.open.__doc__
+
+    def _reader(
+        self, name: str, found: ArtifactInfo, gone: builtins.list[bool]
+    ) -> AsyncArtifactReader:
+        """A reader of the version ``found`` describes; ``gone`` gets True if the service
+        no longer has it (the reader raises CorruptDataError saying so)."""
+        path = "/v1/artifacts/" + path_of(name)
+        where = f"{self._service.base}{path}?version={found.version}"
+        sizes = [min(PIECE, found.size - start) for start in range(0, found.size, PIECE)] or [0]
+
+        async def fetch_part(index: int) -> bytes:
+            start = index * PIECE
+            end = start + sizes[index]
+            try:
+                answer = await self._service.send(
+                    "GET",
+                    path,
+                    "artifacts.load",
+                    self.namespace_path,
+                    params={"version": found.version},
+                    headers={"Range": f"bytes={start}-{end - 1}"},
+                )
+            except NotFoundError:
+                gone.append(True)
+                raise Gone() from None
+            if answer.status_code != 206 or len(answer.content) != end - start:
+                raise CorruptDataError(
+                    f"asked for bytes {start}-{end - 1}, the service sent "
+                    f"{len(answer.content)} ({answer.status_code})",
+                    key=name,
+                    path=where,
+                )
+            return answer.content
+
+        return AsyncArtifactReader(found, sizes, where, fetch_part)
+
+    async def load(self, name: str, version: int | None = None) -> Artifact | None:
+        for _ in range(ATTEMPTS):
+            found = await self.info(name, version)
+            if found is None:
+                return None
+            gone: builtins.list[bool] = []
+            reader = self._reader(name, found, gone)
+            try:
+                data = await reader.read()
+            except CorruptDataError:
+                if not gone:
+                    raise
+                continue  # the version went meanwhile: the latest may be another one now
+            finally:
+                await reader.close()
+            return Artifact(**vars(reader.info), data=data)
+        return None
+
+    load.__doc__ = AsyncArtifacts.load.__doc__
+
+
+def _jsonable(value: Any) -> Any:
+    """Metadata as the service's JSON header carries it (bytes: ``{"$base64": ...}``)."""
+    if isinstance(value, (bytes, bytearray, memoryview)):
+        return {"$base64": base64.b64encode(bytes(value)).decode()}
+    if isinstance(value, dict):
+        return {k: _jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_jsonable(v) for v in value]
+    return value
