@@ -17,6 +17,13 @@ any Python ASGI service pays for uvicorn, HTTP parsing and the socket.
 * **S19.c50** a cache-hit GET at 50 connections (``wrk -c50``): library rps (50 asyncio
   tasks on ``AsyncKVStore.get``) / service rps; **S19.c50.rps** the service's rps, with
   the floor's in the details (**S19.c50.floor**: floor rps / service rps).
+* **S19.client.*** the service's Python client (``kvstore.open("kvstore+http://...")``,
+  kvstore.remote), one call at a time from the benchmark's process: a cache-hit ``get``
+  against the library's (**.get**) and against a plain httpx GET of the REST route from
+  the same process (**.rest**: what the client's call adds - the portal hop, msgpack, the
+  signature check); ``set`` to local disk against the library's (**.set**); a cache-hit
+  ``mget`` of 1,000 keys - one request - against the library's (**.mget**). The client's
+  own CPU per call (this process; the service runs in another) is in the details.
 * **S19.big** one artifact of 1 GiB (quick: 128 MiB) streamed up (a generator body, httpx)
   and down: the server's peak resident memory (VmHWM) growth, MiB, and MB/s each way.
   Bounded memory means a few 8 MiB parts, whatever the size.
@@ -43,6 +50,7 @@ TITLE = "the HTTP service against the library: GET, PUT, 50 clients, a 1 GiB art
 
 LIB = "the library on the same store (same directory, in-process cache), same machine"
 FLOOR = "a bare ASGI app on uvicorn answering a constant, same wrk run"
+REST = "httpx.Client GET of /v1/values/{key} from the same process, same service"
 GET1, PUT1, GET50 = (
     "cache-hit GET, 1 connection",
     "PUT 100 B, local disk, 1 connection",
@@ -54,6 +62,10 @@ PLANNED = [
     Planned("S19.c50", f"{GET50}: library rps / service rps", None, "<=", "x", LIB),
     Planned("S19.c50.rps", f"{GET50}: service requests/s", None, ">=", "rps", LIB),
     Planned("S19.c50.floor", f"{GET50}: floor rps / service rps", None, "<=", "x", FLOOR),
+    Planned("S19.client.get", "client get (cache hit): us / library us", None, "<=", "x", LIB),
+    Planned("S19.client.rest", "client get: us / httpx REST GET us", None, "<=", "x", REST),
+    Planned("S19.client.set", "client set, local disk: us / library us", None, "<=", "x", LIB),
+    Planned("S19.client.mget", "client mget 1000 (hits): us / library us", None, "<=", "x", LIB),
     Planned("S19.big.rss", "artifact up and down: server peak RSS growth", 256, "<=", "MiB", "-"),
     Planned("S19.big.up", "artifact upload through the service", None, ">=", "MB/s", "-"),
     Planned("S19.big.down", "artifact download through the service", None, ">=", "MB/s", "-"),
@@ -219,12 +231,73 @@ def run(ctx: Context) -> list[Row]:
             rows.append(
                 by_id["S19.c50.floor"].row(m["floor.get.c50"] / m["svc.get.c50"], details=details)
             )
+            rows.extend(_client(ctx, service, client, lib, m, by_id))
             rows.extend(_big(ctx, service, client, by_id))
             client.close()
     finally:
         floor.terminate()
         floor.wait(10)
     return rows
+
+
+def _timed(fn: Any, n: int) -> tuple[float, float]:
+    """(wall us, this process's CPU us) per call of ``fn``, over ``n`` calls."""
+    wall, cpu = time.perf_counter(), time.process_time()
+    for _ in range(n):
+        fn()
+    return (time.perf_counter() - wall) / n * 1e6, (time.process_time() - cpu) / n * 1e6
+
+
+def _client(
+    ctx: Context,
+    service: Service,
+    http: Any,
+    lib: Any,
+    lib_medians: dict[str, float],
+    by_id: dict[str, Planned],
+) -> list[Row]:
+    import kvstore
+
+    keys = [f"m{i:04d}" for i in range(1000)]
+    lib.mset(dict.fromkeys(keys, VALUE))
+    got: dict[str, list[float]] = {}
+    calls = [0]  # mget calls through the client
+
+    with kvstore.open("kvstore+" + service.url) as remote:
+
+        def mget() -> None:
+            calls[0] += 1
+            remote.mget(keys)
+
+        mget()  # into the service's cache
+        remote.get("hot")
+        lib.mget(keys)
+        runs = {
+            "client.get": lambda: _timed(lambda: remote.get("hot"), ctx.size(500, 3000)),
+            "rest.get": lambda: _timed(lambda: http.get("/v1/values/hot"), ctx.size(500, 3000)),
+            "client.set": lambda: _timed(lambda: remote.set("w", VALUE), ctx.size(50, 300)),
+            "lib.set": lambda: _timed(lambda: lib.set("w", VALUE), ctx.size(50, 300)),
+            "client.mget": lambda: _timed(mget, ctx.size(10, 50)),
+            "lib.mget": lambda: _timed(lambda: lib.mget(keys), ctx.size(50, 300)),
+        }
+        for rep in range(ctx.size(1, 3)):
+            order = list(runs) if rep % 2 == 0 else list(runs)[::-1]
+            for name in order:
+                wall, cpu = runs[name]()
+                got.setdefault(name, []).append(wall)
+                got.setdefault(name + ".cpu", []).append(cpu)
+        requests = remote.stats()["requests.mget"]
+    m = {k: median(v) for k, v in got.items()}
+    log(f"client medians: { {k: round(v, 1) for k, v in m.items()} }")
+    details: dict[str, Any] = {k: round(v, 1) for k, v in m.items()}
+    details["lib.get"] = round(lib_medians["lib.get"], 2)
+    details["client.mget.requests_per_call"] = requests / calls[0]
+    return [
+        by_id["S19.client.get"].row(m["client.get"] / lib_medians["lib.get"], details=details),
+        by_id["S19.client.rest"].row(m["client.get"] / m["rest.get"], details=details),
+        by_id["S19.client.set"].row(m["client.set"] / m["lib.set"], details=details),
+        by_id["S19.client.mget"].row(m["client.mget"] / m["lib.mget"], details=details),
+    ]
 
 
 def _wait_for(url: str) -> None:

@@ -255,3 +255,32 @@ def append_expecting(base: str, path: str, expect_last: int, me: int, *, barrier
         if response.status_code == 409:
             assert response.json()["error"]["type"] == "StaleSessionError", response.text
         return response.status_code
+
+
+def remote_racer(url: str, me: int, appends: int, *, barrier: Any) -> dict[str, Any]:
+    """Through the service's client (``kvstore+http://``): race to ``set NX`` a lock,
+    append ``appends`` records to one log, compare-and-swap a counter up by 10, and append
+    an event to a session only if it is still at the sequence number every racer saw."""
+    with kvstore.open(url) as store:
+        store.get("warm-up")  # connected before the race
+        seen = store.sessions.get("app", "user", "shared")
+        assert seen is not None
+        barrier.wait(timeout=60)
+        won = bool(store.set("lock", f"process-{me}", nx=True))
+        lengths = [store.append("log", f"{me}:{i}") for i in range(appends)]
+        conflicts = 0
+        for _ in range(10):
+            while True:
+                found = store.get_versioned("counter")
+                assert found is not None
+                if store.set("counter", int(found.value) + 1, if_version=found.version):
+                    break
+                conflicts += 1
+        try:
+            store.sessions.append_event(
+                "app", "user", "shared", {"by": me}, expect_last=seen.last_seq
+            )
+            appended = True
+        except kvstore.StaleSessionError:
+            appended = False
+        return {"won": won, "lengths": lengths, "conflicts": conflicts, "appended": appended}
