@@ -192,6 +192,8 @@ class AsyncKVStore:
         Never raises for an unreachable backend: reports ``ok: False`` and the error, within
         ``timeout`` seconds.
         """
+        if isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or not timeout > 0:
+            raise ConfigurationError(f"timeout must be a number of seconds > 0, not {timeout!r}")
         started = time.perf_counter()
         try:
             await asyncio.wait_for(self._ctx.blob.get(".kvstore/health-probe"), timeout)

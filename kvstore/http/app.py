@@ -74,6 +74,17 @@ def create_app(open_store: Callable[[], AsyncKVStore], config: HttpConfig) -> Fa
     async def library_error(request: Request, exc: KVStoreError) -> JSONResponse:
         return JSONResponse(body(type(exc).__name__, str(exc)), status_of(exc) or 500)
 
+    @app.exception_handler(Exception)
+    async def bug(request: Request, exc: Exception) -> JSONResponse:
+        """A bug: the same JSON body, and ``Connection: close`` - the server drops the
+        connection after an unhandled error, and a client must not send its next request
+        on it (it would fail without having been received)."""
+        return JSONResponse(
+            body("InternalServerError", "the service failed; its log says why"),
+            500,
+            headers={"Connection": "close"},
+        )
+
     build = app.openapi
 
     def openapi() -> dict[str, Any]:

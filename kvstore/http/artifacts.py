@@ -4,6 +4,8 @@ of 8 MiB whatever the size):
 * ``PUT /v1/artifacts/{name}``: the body is a new version (``Content-Type`` its mime type,
   ``X-KVStore-Metadata`` a JSON object of metadata, bytes in it as ``{"$base64": ...}``
   as ``GET`` gives them; ``?raw=true``: stored byte for byte); answers ``{"version": n}``.
+  The ``kvstore+http://`` client sends ``Content-Type: application/vnd.kvstore.artifact+
+  msgpack`` instead: a frame of the save's arguments (kvstore.remote.wire), then the data.
 * ``GET /v1/artifacts/{name}?version=n`` (the latest without): the bytes, with
   ``Content-Length``, the version's ``Content-Type``, ``ETag`` (its sha256) and
   ``X-KVStore-Version``; ``Range: bytes=a-b`` (one range) gives 206 and only those bytes.
@@ -28,10 +30,11 @@ from fastapi.responses import StreamingResponse
 from pydantic import BaseModel
 
 from ..artifacts import ArtifactInfo
+from ..remote import wire
 from .body import BINARY, OCTETS, finite, headers, text
 from .errors import HttpError, responses
 from .routing import refuse_other_methods
-from .scope import Scoped
+from .scope import Scope, Scoped
 
 router = APIRouter(prefix="/v1", tags=["artifacts"])
 
@@ -134,6 +137,8 @@ async def save(
     ] = False,
 ) -> Saved:
     scoped.require_write()
+    if content_type is not None and content_type.strip().lower() == wire.UPLOAD_TYPE:
+        return await _save_framed(name, request, scoped)
     metadata = None
     if x_kvstore_metadata is not None:
         try:
@@ -146,6 +151,17 @@ async def save(
         metadata = _from_json(metadata)
     mime = content_type.strip() if content_type else None
     version = await scoped.store.artifacts.save(name, request.stream(), mime, metadata, raw=raw)
+    return Saved(version=version)
+
+
+async def _save_framed(name: str, request: Request, scoped: Scope) -> Saved:
+    """The client's upload (:data:`kvstore.remote.wire.UPLOAD_TYPE`): the save's arguments
+    in a frame before the data, handed to the library as they came."""
+    try:
+        arguments, data = await wire.read_frame(request.stream())
+    except wire.WireError as exc:
+        raise HttpError(400, "WireError", str(exc)) from None
+    version = await scoped.store.artifacts.save(name, data, **arguments)
     return Saved(version=version)
 
 

@@ -4,7 +4,8 @@ route behind ``kvstore.open("kvstore+http://...")`` (:mod:`kvstore.remote`).
 The body is one call in :mod:`kvstore.remote.wire`'s msgpack (``[op, args, kwargs]``, an
 operation of ``wire.OPS``); the answer is its result in the same msgpack (200), or the
 library's error as every route gives it (its class's status, the JSON error body). A
-read-only token may make the ``read`` operations only. The arguments are checked against
+read-only token may make the ``read`` operations only, a namespace's token none of the
+``whole`` ones. The arguments are checked against
 the method's signature before it runs (400, as a ``TypeError`` would be in the library);
 what it does with them is the library's own checking.
 """
@@ -13,10 +14,11 @@ from __future__ import annotations
 
 import inspect
 from collections.abc import Callable
-from typing import Any
+from typing import Any, cast
 
 from fastapi import APIRouter, Request, Response
 
+from ..errors import KVStoreError
 from ..remote import wire
 from .body import BINARY, read_body
 from .errors import HttpError, responses
@@ -46,9 +48,22 @@ async def call(request: Request, scoped: Scoped) -> Response:
         op, args, kwargs = wire.parse_call(data)
     except wire.WireError as exc:
         raise HttpError(400, "WireError", str(exc)) from None
-    if wire.OPS[op] == "write":
+    access = wire.OPS[op]
+    if access == "write":
         scoped.require_write()
-    answer = wire.pack(await run(scoped, op, args, kwargs))
+    elif access == "whole":
+        scoped.require_whole()
+    try:
+        result = await run(scoped, op, args, kwargs)
+    except (TypeError, ValueError, OverflowError, RecursionError) as exc:
+        if isinstance(exc, KVStoreError):
+            raise
+        # An argument of the right name but not of a type the library checks for (it
+        # raises what Python would: 'int' object is not iterable ...): the caller's error.
+        raise HttpError(400, "InvalidValueError", f"{op}: {type(exc).__name__}: {exc}") from None
+    except MemoryError:
+        raise HttpError(413, "PayloadTooLarge", f"{op}: the call needs more memory") from None
+    answer = wire.pack(result)
     limit: int = request.app.state.config.max_body
     if len(answer) > limit:
         raise HttpError(
@@ -65,7 +80,7 @@ async def run(scoped: Scope, op: str, args: list[Any], kwargs: dict[str, Any]) -
     store = scoped.store
     if op == "key_page":
         _bind(key_page, [store, *args], kwargs)
-        prefix, after, limit = inspect.signature(key_page).bind(store, *args, **kwargs).args[1:]
+        prefix, after, limit = _SIGNATURES[key_page].bind(store, *args, **kwargs).args[1:]
         if isinstance(limit, bool) or not isinstance(limit, int) or not 1 <= limit <= PAGE_MAX:
             raise HttpError(400, "ConfigurationError", f"a page is 1 to {PAGE_MAX} keys")
         return await key_page(store, prefix, after, limit)
@@ -75,10 +90,19 @@ async def run(scoped: Scope, op: str, args: list[Any], kwargs: dict[str, Any]) -
             found.get("store", {}).pop("url", None)
         return found
     if op in ("sessions.delete_user", "sessions.delete_app"):
+        # progress: True here (the client's callable stays with it), the reports go back
+        method = _method(store, op, args, kwargs)
+        bound = _SIGNATURES[cast(Any, method).__func__].bind(store.sessions, *args, **kwargs)
         reports: list[tuple[str, int, int]] = []
-        if kwargs.pop("progress", False) is True:
-            kwargs["progress"] = lambda what, done, total: reports.append((what, done, total))
-        deleted = await _method(store, op, args, kwargs)(*args, **kwargs)
+        if bound.arguments.get("progress") not in (None, False, True):
+            raise HttpError(400, "ConfigurationError", "progress is True or False here")
+        if bound.arguments.get("progress"):
+            bound.arguments["progress"] = lambda what, done, total: reports.append(
+                (what, done, total)
+            )
+        else:
+            bound.arguments.pop("progress", None)
+        deleted = await method(*bound.args[1:], **bound.kwargs)
         return [deleted, reports]
     return await _method(store, op, args, kwargs)(*args, **kwargs)
 
@@ -90,9 +114,22 @@ def _method(store: Any, op: str, args: list[Any], kwargs: dict[str, Any]) -> Cal
     return method
 
 
+_SIGNATURES: dict[Callable[..., Any], inspect.Signature] = {}
+
+
 def _bind(method: Callable[..., Any], args: list[Any], kwargs: dict[str, Any]) -> None:
+    """HttpError 400 unless ``method`` takes these arguments (a bound method: its function's
+    signature, found once, bound with the instance)."""
+    function = getattr(method, "__func__", method)
+    signature = _SIGNATURES.get(function)
+    if signature is None:
+        signature = _SIGNATURES[function] = inspect.signature(function)
+    owner = getattr(method, "__self__", None)
     try:
-        inspect.signature(method).bind(*args, **kwargs)
+        if owner is None:
+            signature.bind(*args, **kwargs)
+        else:
+            signature.bind(owner, *args, **kwargs)
     except TypeError as exc:
         raise HttpError(400, "ConfigurationError", f"{method.__name__}: {exc}") from None
 

@@ -113,7 +113,7 @@ cannot carry): what the ``kvstore+http://`` client sends."""
 def _names(header: str) -> list[str]:
     try:
         names = json.loads(header)
-    except ValueError:
+    except (ValueError, RecursionError):
         names = None
     if not isinstance(names, list) or not all(isinstance(n, str) and n for n in names):
         raise HttpError(

@@ -2,9 +2,10 @@
 (:mod:`.wire`); data streams through ``/v1/artifacts/{name}`` both ways, so memory stays
 bounded by a few parts on both sides whatever the size.
 
-* ``save``: bytes or str up to :data:`CALL_BYTES` go in one call (the service's store
-  saves them as the library does: one request here); anything larger, a file, a path or
-  an async iterable is streamed in one ``PUT`` (its mime type and metadata in headers).
+* ``save``: one streamed ``PUT`` whatever the data (bytes, str, a file, a path, an async
+  iterable): a frame of the save's other arguments (mime type, metadata, raw) in the
+  wire's msgpack, then the data - the service's store checks and saves them as the
+  library does.
 * ``open``: the version's info (one call), then a ranged ``GET`` of :data:`PIECE` bytes
   per piece read, pinned to that version, the next fetched ahead while reading forward; a
   read of the whole checks the sha256 the info gave (``CorruptDataError`` if it differs).
@@ -13,20 +14,18 @@ bounded by a few parts on both sides whatever the size.
 
 from __future__ import annotations
 
-import base64
 import builtins
-import json
+from collections.abc import AsyncIterator
 from typing import Any
 
 from ..artifacts import Artifact, ArtifactInfo, AsyncArtifactReader, AsyncArtifacts
 from ..artifacts.reader import Gone
 from ..artifacts.sources import Source
-from ..errors import ConfigurationError, CorruptDataError, NotFoundError
+from ..errors import CorruptDataError, NotFoundError
+from . import wire
 from .calls import remote
 from .transport import Service, path_of
 
-CALL_BYTES = 16 << 20
-"""Bytes or str data up to this size is saved in one call."""
 PIECE = 8 << 20
 """Bytes per ranged GET of a streamed read."""
 ATTEMPTS = 3
@@ -55,7 +54,6 @@ class RemoteArtifacts(AsyncArtifacts):
     info = remote(AsyncArtifacts.info)
     url = remote(AsyncArtifacts.url)
     delete = remote(AsyncArtifacts.delete)
-    _save_call = remote(AsyncArtifacts.save)
 
     async def save(
         self,
@@ -66,26 +64,26 @@ class RemoteArtifacts(AsyncArtifacts):
         *,
         raw: bool = False,
     ) -> int:
-        if isinstance(data, (bytes, bytearray, memoryview, str)) and len(data) <= CALL_BYTES:
-            return await self._save_call(name, data, mime_type, metadata, raw=raw)
-        if not isinstance(raw, bool):
-            raise ConfigurationError(f"raw must be True or False, not {raw!r}")
-        if mime_type is not None and not isinstance(mime_type, str):
-            raise ConfigurationError(f"mime_type must be a str, not {mime_type!r}")
-        source = Source(data, name)
-        headers = {"Content-Type": mime_type or source.default_mime}
-        if metadata is not None:
-            if not isinstance(metadata, dict):
-                raise ConfigurationError("metadata must be a dict")
-            headers["X-KVStore-Metadata"] = json.dumps(_jsonable(metadata), allow_nan=False)
+        source = Source(data, name)  # the library's: what data may be, its default type
+        arguments = {
+            "mime_type": source.default_mime if mime_type is None else mime_type,
+            "metadata": metadata,
+            "raw": raw,
+        }
+        head = wire.frame(arguments)
+
+        async def body() -> AsyncIterator[bytes]:
+            yield head
+            async for block in source.blocks():
+                yield block
+
         answer = await self._service.send(
             "PUT",
             "/v1/artifacts/" + path_of(name),
             "artifacts.save",
             self.namespace_path,
-            params={"raw": "true" if raw else None},
-            content=source.blocks(),
-            headers=headers,
+            content=body(),
+            headers={"Content-Type": wire.UPLOAD_TYPE},
         )
         version: int = answer.json()["version"]
         return version
@@ -152,14 +150,3 @@ class RemoteArtifacts(AsyncArtifacts):
         return None
 
     load.__doc__ = AsyncArtifacts.load.__doc__
-
-
-def _jsonable(value: Any) -> Any:
-    """Metadata as the service's JSON header carries it (bytes: ``{"$base64": ...}``)."""
-    if isinstance(value, (bytes, bytearray, memoryview)):
-        return {"$base64": base64.b64encode(bytes(value)).decode()}
-    if isinstance(value, dict):
-        return {k: _jsonable(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_jsonable(v) for v in value]
-    return value

@@ -37,6 +37,9 @@ from .transport import Service
 DECODED = frozenset({"get", "mget", "get_versioned", "range", "range_at", "range_from"})
 """The calls whose results hold values (bytes, or str with ``decode_responses``)."""
 
+HEALTH_MARGIN = 1.0
+"""Seconds ``health`` waits for the service beyond the ``timeout`` the service is given."""
+
 PAGE = 1000
 """Keys per page of :meth:`AsyncRemoteStore.key_pages` at most (a LIST's page, as the
 library's)."""
@@ -100,9 +103,11 @@ class AsyncRemoteStore(AsyncKVStore):
     async def health(self, timeout: float = 5.0) -> dict[str, Any]:
         """The service's view of its store and cache (``AsyncKVStore.health``), or -
         service unreachable, token refused - ``ok: False`` and why. Never raises."""
+        # this request waits the service's own wait, and the trip
+        wait = timeout + HEALTH_MARGIN if isinstance(timeout, (int, float)) else None
         try:
             found: dict[str, Any] = await self._service.call(
-                "health", self.namespace_path, (timeout,), {}
+                "health", self.namespace_path, (timeout,), {}, timeout=wait
             )
             return found
         except KVStoreError as exc:

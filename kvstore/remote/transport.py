@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import threading
 from collections.abc import AsyncIterator, Mapping
 from typing import Any
 from urllib.parse import quote
@@ -74,35 +75,54 @@ class Service:
         self._timeout = httpx.Timeout(timeout, connect=min(timeout, 10.0))
         self._retries = retries
         self._clients: dict[asyncio.AbstractEventLoop, httpx.AsyncClient] = {}
+        self._lock = threading.Lock()
 
     @property
     def client(self) -> httpx.AsyncClient:
-        """This event loop's pool (a pool is bound to the loop that opened it)."""
+        """This event loop's pool (a pool is bound to the loop that opened it). The pools
+        of loops that closed are let go (they cannot be closed without their loop: their
+        sockets close when they are collected)."""
         loop = asyncio.get_running_loop()
         found = self._clients.get(loop)
-        if found is None:
+        if found is not None:
+            return found
+        with self._lock:
             for old in [k for k in self._clients if k.is_closed()]:
                 del self._clients[old]
-            found = self._clients[loop] = httpx.AsyncClient(
-                base_url=self.base,
-                headers=self._headers,
-                timeout=self._timeout,
-                trust_env=False,
-                transport=httpx.AsyncHTTPTransport(retries=self._retries),
-                limits=httpx.Limits(max_connections=256, max_keepalive_connections=64),
-            )
+            found = self._clients.get(loop)
+            if found is None:
+                found = self._clients[loop] = self._new_client()
         return found
+
+    def _new_client(self) -> httpx.AsyncClient:
+        return httpx.AsyncClient(
+            base_url=self.base,
+            headers=self._headers,
+            timeout=self._timeout,
+            trust_env=False,
+            transport=httpx.AsyncHTTPTransport(retries=self._retries),
+            limits=httpx.Limits(max_connections=256, max_keepalive_connections=64),
+        )
 
     async def close(self) -> None:
         loop = asyncio.get_running_loop()
-        found = self._clients.pop(loop, None)
+        with self._lock:
+            found = self._clients.pop(loop, None)
         if found is not None:
             await found.aclose()
 
     # -- requests ------------------------------------------------------------------------------
 
-    async def call(self, op: str, namespace: tuple[str, ...], args: Any, kwargs: Any) -> Any:
-        """Make the library call ``op`` on the service's view ``namespace``; its result."""
+    async def call(
+        self,
+        op: str,
+        namespace: tuple[str, ...],
+        args: Any,
+        kwargs: Any,
+        timeout: float | None = None,
+    ) -> Any:
+        """Make the library call ``op`` on the service's view ``namespace``; its result.
+        ``timeout``: seconds for this request, instead of the client's."""
         body = wire.call(op, args, kwargs)
         answer = await self.send(
             "POST",
@@ -111,6 +131,7 @@ class Service:
             namespace,
             content=body,
             headers={"Content-Type": wire.MEDIA_TYPE},
+            timeout=timeout,
         )
         try:
             return wire.unpack(answer.content)
@@ -128,6 +149,7 @@ class Service:
         expect: tuple[int, ...] = (200, 201, 204, 206),
         content: bytes | AsyncIterator[bytes] | None = None,
         headers: Mapping[str, str] | None = None,
+        timeout: float | None = None,
     ) -> httpx.Response:
         """One request, read whole; the answer if its status is in ``expect``, else the
         library's error for it."""
@@ -139,6 +161,7 @@ class Service:
             params={k: v for k, v in (params or {}).items() if v is not None},
             content=content,
             headers=headers,
+            timeout=self._timeout if timeout is None else httpx.Timeout(timeout),
         )
         self.stats.add("requests")
         self.stats.add(f"requests.{op}")
