@@ -136,12 +136,14 @@ async def _chunks(data: bytes, size: int) -> AsyncIterator[bytes]:
         yield data[start : start + size]
 
 
+@pytest.mark.parametrize("backend", ["local", "seaweedfs"])
 def test_one_program_runs_the_same_directly_and_through_the_service(
-    start: Start, tmp_path: Path
+    backend: str, start: Start, tmp_path: Path
 ) -> None:
     """A workload of every kind of call gives the same results on the library and through
-    the service, and what the client wrote is there for the library (SeaweedFS)."""
-    service = start("seaweedfs")
+    the service, and what the client wrote is there for the library - on local disk and
+    on a real S3 server (memory: tests/test_remote_contract.py)."""
+    service = start(backend)
     big = uuid.uuid4().bytes * (20 * 65536 + 7)  # ~20 MiB: streamed, several pieces
     path = tmp_path / "report.pdf"
     path.write_bytes(big)
