@@ -19,7 +19,7 @@ from .artifacts import AsyncArtifacts
 from .blob import BlobStore
 from .cache import Cache
 from .context import Resources, StoreContext, now_ms
-from .convert import duration_ms
+from .convert import duration_ms, flatten
 from .errors import (
     ConfigurationError,
     CorruptDataError,
@@ -30,6 +30,7 @@ from .errors import (
 from .fsck import fsck as run_fsck
 from .keys import key_str
 from .logs import Logs
+from .records import AsyncRecords, record_collections
 from .sessions import AsyncSessions
 from .stats import Stats
 from .values import Values
@@ -149,6 +150,12 @@ class AsyncKVStore:
             _context=self._ctx.namespace(name),
             _namespace=(*self.namespace_path, key_str(name, "namespace")),
         )
+
+    def records(self, name: str, partition: str = "day") -> AsyncRecords:
+        """The collection of time-stamped records ``name``, partitioned by ``partition``
+        ("hour", "day" or "month", fixed by its first append): see :mod:`kvstore.records`.
+        No request here."""
+        return AsyncRecords(self._ctx, name, partition)
 
     async def namespaces(self) -> list[str]:
         """The names of the namespaces directly inside this view that hold objects, sorted.
@@ -561,7 +568,11 @@ class AsyncKVStore:
         keeps one empty mark object. Returns ``{"expired": n, "log_objects": m}``. Safe to
         run at any time, from any number of processes."""
         expired = await self._values.purge_expired(prefix)
-        return {"expired": expired, "log_objects": await self._logs.purge(prefix)}
+        removed = await self._logs.purge(prefix)
+        if prefix in ("", b""):  # the logs of records' partitions (kvstore.records)
+            for name in await record_collections(self._ctx):
+                removed += await self.records(name).purge()
+        return {"expired": expired, "log_objects": removed}
 
     async def purge_expired(self, prefix: str = "") -> int:
         """Delete expired values for good; returns how many were removed.
@@ -577,19 +588,3 @@ def _not_text(exc: UnicodeDecodeError) -> ResponseDecodeError:
         f"a stored value is not UTF-8 text ({exc.reason} at byte {exc.start}) and the store "
         "was opened with decode_responses=True; read it with decode_responses=False"
     )
-
-
-def flatten(first: Iterable[Any] | str | bytes, rest: Sequence[Any]) -> list[Any]:
-    """redis-py accepts mget(["a", "b"]) and mget("a", "b"); so do we."""
-    if isinstance(first, (str, bytes, bytearray, memoryview)):
-        return [first, *rest]
-    try:
-        out: list[Any] = list(first)
-    except TypeError:  # not a list of keys: one (invalid) key, rejected by key_str
-        return [first, *rest]
-    for item in rest:
-        if isinstance(item, (list, tuple)):
-            out.extend(item)
-        else:
-            out.append(item)
-    return out

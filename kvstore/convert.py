@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import datetime
 import math
+from collections.abc import Iterable, Sequence
+from typing import Any
 
 from .errors import ConfigurationError, InvalidValueError
 
@@ -88,3 +90,19 @@ def expiry_from_args(
     if at <= 0:
         raise ConfigurationError(f"{name} must be a positive timestamp, not {value!r}")
     return at
+
+
+def flatten(first: Iterable[Any] | str | bytes, rest: Sequence[Any]) -> list[Any]:
+    """redis-py accepts mget(["a", "b"]) and mget("a", "b"); so do we."""
+    if isinstance(first, (str, bytes, bytearray, memoryview)):
+        return [first, *rest]
+    try:
+        out: list[Any] = list(first)
+    except TypeError:  # not a list of keys: one (invalid) key, rejected by key_str
+        return [first, *rest]
+    for item in rest:
+        if isinstance(item, (list, tuple)):
+            out.extend(item)
+        else:
+            out.append(item)
+    return out

@@ -92,6 +92,7 @@ async def _check_view(ctx: StoreContext, repair: bool, report: Report) -> None:
     await _check_lists(ctx, repair, report, heads)
     await _check_artifacts(ctx, report)
     await _check_sessions(ctx, repair, report)
+    await _check_records(ctx, repair, report)
     for name in await _namespaces(ctx, report):
         await _check_view(ctx.namespace(name), repair, report)
 
@@ -238,6 +239,22 @@ async def _check_lists(
                 "records of a list no key holds now (SET, RENAME or expiry replaced its "
                 "head, or a push raced its DEL): reported, never deleted",
             )
+
+
+async def _check_records(ctx: StoreContext, repair: bool, report: Report) -> None:
+    """Each collection of records (``{base}rec/{enc}/``): its span value and its
+    partitions' logs checked (and repaired) like any value and log."""
+    names: set[str] = set()
+    for path in await _list(ctx, ctx.layout.records_area):
+        name = ctx.layout.split_records_path(path)
+        if name is None:
+            report.found("foreign", path, "not a records object kvstore writes")
+        else:
+            names.add(name)
+    for name in sorted(names):
+        inner = StoreContext(ctx.resources, ctx.layout.records(name))
+        await _check_values(inner, report)
+        await _check_logs(inner, repair, report)
 
 
 # -- sessions -------------------------------------------------------------------------------

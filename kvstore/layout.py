@@ -55,6 +55,7 @@ PARTS = "artpart/"
 NAMESPACES = "ns/"
 LISTS = "list/"
 SESSIONS = "ses/"
+RECORDS = "rec/"
 SESSION_EVENTS_KEY = "events"
 """The key of a session's event log inside its incarnation's layout."""
 LIST_LOG_KEY = "items"
@@ -230,6 +231,27 @@ class Layout:
             return None
         try:
             return decode_name(encoded + "~"), incarnation
+        except ValueError:
+            return None
+
+    # records
+
+    def records(self, name: str) -> Layout:
+        """The store view one collection of records keeps (kvstore.records): its span as
+        a value, a log per partition."""
+        return Layout(f"{self.base}{RECORDS}{encode_name(name, 'records')}/")
+
+    @property
+    def records_area(self) -> str:
+        return self.base + RECORDS
+
+    def split_records_path(self, path: str) -> str | None:
+        """The collection a path below the records area belongs to; None if foreign."""
+        encoded, sep, _ = path[len(self.records_area) :].partition("~/")
+        if not sep:
+            return None
+        try:
+            return decode_name(encoded + "~")
         except ValueError:
             return None
 

@@ -19,10 +19,12 @@ import functools
 from collections.abc import Callable, Coroutine, Iterable, Iterator
 from typing import Any, Concatenate, Generic, ParamSpec, TypeVar, cast
 
-from .api import AsyncKVStore, Result, flatten
+from .api import AsyncKVStore, Result
 from .artifacts import ArtifactFile, AsyncArtifacts
 from .codec import Live
+from .convert import flatten
 from .portal import Portal, portal
+from .records import AsyncRecords
 from .sessions import AsyncSessions
 
 P = ParamSpec("P")
@@ -112,6 +114,28 @@ class Sessions(_Face[AsyncSessions]):
         return repr(self._core).replace("AsyncSessions", "Sessions", 1)
 
 
+class Records(_Face[AsyncRecords]):
+    """A collection of records, blocking: ``store.records(name)``. See :mod:`kvstore.records`."""
+
+    append = _blocking(AsyncRecords.append)
+    extend = _blocking(AsyncRecords.extend)
+    query = _blocking(AsyncRecords.query)
+    partitions = _blocking(AsyncRecords.partitions)
+    drop_before = _blocking(AsyncRecords.drop_before)
+    purge = _blocking(AsyncRecords.purge)
+
+    @property
+    def name(self) -> str:
+        return self._core.name
+
+    @property
+    def span(self) -> str:
+        return self._core.span
+
+    def __repr__(self) -> str:
+        return repr(self._core).replace("AsyncRecords", "Records", 1)
+
+
 class KVStore(_Face[AsyncKVStore]):
     """The value API, blocking. Use ``kvstore.open``; ``with`` closes it.
 
@@ -143,6 +167,10 @@ class KVStore(_Face[AsyncKVStore]):
     @_doc_of(AsyncKVStore.namespace)
     def namespace(self, name: str) -> KVStore:
         return type(self)(self._core.namespace(name))
+
+    @_doc_of(AsyncKVStore.records)
+    def records(self, name: str, partition: str = "day") -> Records:
+        return Records(self._core.records(name, partition))
 
     @_doc_of(AsyncKVStore.stats)
     def stats(self) -> dict[str, Any]:

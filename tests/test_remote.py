@@ -31,9 +31,11 @@ import kvstore
 from kvstore.api import AsyncKVStore, KeyInfo, Versioned
 from kvstore.artifacts import AsyncArtifacts
 from kvstore.http.config import HttpConfig, load_tokens
+from kvstore.records import AsyncRecords
 from kvstore.remote import wire
 from kvstore.remote.artifacts import RemoteArtifacts
 from kvstore.remote.face import RemoteKVStore
+from kvstore.remote.records import RemoteRecords
 from kvstore.remote.sessions import RemoteSessions
 from kvstore.remote.store import AsyncRemoteStore
 from kvstore.remote.transport import Service as ServiceTransport
@@ -57,6 +59,7 @@ TWINS = [
     (AsyncKVStore, AsyncRemoteStore),
     (AsyncArtifacts, RemoteArtifacts),
     (AsyncSessions, RemoteSessions),
+    (AsyncRecords, RemoteRecords),
 ]
 INHERITED = {"scan_iter", "artifact_name"}
 """Built on the methods a remote class has: the library's own code serves (scan_iter on
@@ -78,7 +81,12 @@ def test_every_library_method_has_a_remote_twin_with_its_signature(
             assert mine_sig.parameters == their_sig.parameters, name
             assert inspect.iscoroutinefunction(mine) == inspect.iscoroutinefunction(theirs)
             assert mine.__doc__, name
-    prefix = {AsyncKVStore: "", AsyncArtifacts: "artifacts.", AsyncSessions: "sessions."}[library]
+    prefix = {
+        AsyncKVStore: "",
+        AsyncArtifacts: "artifacts.",
+        AsyncSessions: "sessions.",
+        AsyncRecords: "records.",
+    }[library]
     for op in wire.OPS:
         if op.startswith(prefix) and "." not in op[len(prefix) :] and op != "key_page":
             assert callable(getattr(library, op[len(prefix) :])), op

@@ -1,7 +1,7 @@
 """The library's own contract tests, run unchanged through the HTTP service's client.
 
-Every test of tests/test_contract.py, tests/test_logs.py and tests/test_artifacts.py that
-takes nothing but a ``store`` runs here with ``store`` = ``kvstore.open("kvstore+http://
+Every test of tests/test_contract.py, tests/test_logs.py, tests/test_artifacts.py and
+tests/test_records.py that takes nothing but a ``store`` runs here with ``store`` = ``kvstore.open("kvstore+http://
 ...")``: the same calls, the same expected results and errors, each test in a namespace of
 its own on one service over memory:// (the service's store is the library, tested on
 every backend by those modules; what this proves is the client and the wire). The tests
@@ -19,6 +19,7 @@ import pytest
 import test_artifacts
 import test_contract
 import test_logs
+import test_records
 from http_server import serving
 
 import kvstore
@@ -50,7 +51,7 @@ def _taking(fixture: str, *modules: Any) -> dict[str, Callable[..., Any]]:
 
 
 REUSED = {
-    **_taking("store", test_contract, test_logs, test_artifacts),
+    **_taking("store", test_contract, test_logs, test_artifacts, test_records),
     # expiry, to the millisecond: a service of its own per test, whose store reads the
     # test's clock (the service runs in this process)
     **_taking("clocked", test_contract, test_logs),

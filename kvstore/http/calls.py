@@ -108,8 +108,16 @@ async def run(scoped: Scope, op: str, args: list[Any], kwargs: dict[str, Any]) -
 
 
 def _method(store: Any, op: str, args: list[Any], kwargs: dict[str, Any]) -> Callable[..., Any]:
+    """The method ``op`` names on ``store`` (a records call's first two arguments, the
+    collection's name and span, are taken off ``args``), its arguments checked."""
     owner, _, name = op.rpartition(".")
-    method: Callable[..., Any] = getattr(getattr(store, owner) if owner else store, name)
+    if owner == "records":
+        if len(args) < 2:
+            raise HttpError(400, "ConfigurationError", "a records call starts with name, span")
+        target = store.records(args.pop(0), args.pop(0))
+    else:
+        target = getattr(store, owner) if owner else store
+    method: Callable[..., Any] = getattr(target, name)
     _bind(method, args, kwargs)
     return method
 

@@ -36,6 +36,7 @@ class RemoteArtifacts(AsyncArtifacts):
     """``store.artifacts`` of :class:`~kvstore.remote.store.AsyncRemoteStore`."""
 
     _prefix = "artifacts."
+    _leading: tuple[Any, ...] = ()
 
     def __init__(self, service: Service, namespace: tuple[str, ...]) -> None:
         # Not AsyncArtifacts.__init__: no store context here, only the service.

@@ -21,6 +21,8 @@ class Remote(Protocol):
     _service: Service
     namespace_path: tuple[str, ...]
     _prefix: str
+    _leading: tuple[Any, ...]
+    """Arguments every call of this object starts with (a collection's name and span)."""
 
     def _shape(self, op: str, result: Any) -> Any: ...
 
@@ -36,7 +38,8 @@ def remote(
     async def call(self: Remote, *args: P.args, **kwargs: P.kwargs) -> R:
         bound = signature.bind(self, *args, **kwargs)
         op = self._prefix + name
-        result = await self._service.call(op, self.namespace_path, bound.args[1:], bound.kwargs)
+        given: tuple[Any, ...] = (*self._leading, *bound.args[1:])
+        result = await self._service.call(op, self.namespace_path, given, bound.kwargs)
         return cast(R, self._shape(op, result))
 
     return cast(

@@ -20,6 +20,7 @@ class RemoteSessions(AsyncSessions):
     """``store.sessions`` of :class:`~kvstore.remote.store.AsyncRemoteStore`."""
 
     _prefix = "sessions."
+    _leading: tuple[Any, ...] = ()
 
     def __init__(self, service: Service, namespace: tuple[str, ...]) -> None:
         # Not AsyncSessions.__init__: no store context here, only the service.

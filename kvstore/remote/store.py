@@ -31,6 +31,7 @@ from ..errors import ConfigurationError, KVStoreError
 from ..keys import encode_name, key_str
 from .artifacts import RemoteArtifacts
 from .calls import remote
+from .records import RemoteRecords
 from .sessions import RemoteSessions
 from .transport import Service
 
@@ -50,6 +51,7 @@ class AsyncRemoteStore(AsyncKVStore):
     host:port/namespace", token=...)``; ``async with`` closes it."""
 
     _prefix = ""
+    _leading: tuple[Any, ...] = ()
 
     def __init__(
         self,
@@ -85,6 +87,13 @@ class AsyncRemoteStore(AsyncKVStore):
             concurrency=self._concurrency,
             _namespace=(*self.namespace_path, namespace_name(name)),
             _owner=False,
+        )
+
+    def records(self, name: str, partition: str = "day") -> RemoteRecords:
+        """The collection ``name`` of the service's store (:mod:`kvstore.records`); its
+        calls go to the service. No request here."""
+        return RemoteRecords(
+            self._service, self.namespace_path, key_str(name, "records"), partition
         )
 
     async def close(self) -> None:

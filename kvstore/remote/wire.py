@@ -40,6 +40,7 @@ import msgpack
 from ..api import KeyInfo, Versioned
 from ..artifacts import Artifact, ArtifactInfo
 from ..errors import InvalidValueError, KVStoreError
+from ..records import Record
 from ..sessions.model import KEEP, Event, Keep, Session, SessionPage
 
 Access = Literal["read", "write", "whole"]
@@ -88,6 +89,13 @@ OPS: dict[str, Access] = {
     "artifacts.list": "read",
     "artifacts.url": "whole",  # names the bucket and the signer: whole-store tokens only
     "artifacts.delete": "write",
+    # records (each call: the collection's name and span, then the method's arguments)
+    "records.append": "write",
+    "records.extend": "write",
+    "records.query": "read",
+    "records.partitions": "read",
+    "records.drop_before": "write",
+    "records.purge": "write",
     # sessions
     "sessions.create": "write",
     "sessions.get": "read",
@@ -107,7 +115,7 @@ TUPLE, RANGE, DATETIME, TIMEDELTA, RECORD, BIGINT, OPAQUE, KEEPING = range(1, 9)
 
 RECORDS: dict[str, type] = {
     cls.__name__: cls
-    for cls in (Versioned, KeyInfo, ArtifactInfo, Artifact, Event, Session, SessionPage)
+    for cls in (Versioned, KeyInfo, ArtifactInfo, Artifact, Event, Session, SessionPage, Record)
 }
 """The result classes a record may name (NamedTuples and dataclasses of the library)."""
 
