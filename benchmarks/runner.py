@@ -40,6 +40,7 @@ SCENARIOS = {
     "S17": "s17_adk",
     "S18": "s18_langgraph",
     "S19": "s19_http",
+    "S20": "s20_records",
 }
 
 RESULTS = Path(__file__).resolve().parent / "results.json"

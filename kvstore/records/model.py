@@ -46,15 +46,27 @@ def check_span(span: object) -> str:
     return span
 
 
+END_MS = 253402300800000
+"""The first millisecond of the year 10000: times are from 1970 to 9999."""
+
+
 def to_ms(when: object, what: str = "timestamp") -> int:
     """Milliseconds since the epoch of ``when``: Unix seconds (int or float) or a
-    datetime (naive: local time, as ``datetime.timestamp`` reads it)."""
-    if isinstance(when, datetime.datetime):
-        return round(when.timestamp() * 1000)
-    if isinstance(when, bool) or not isinstance(when, (int, float)) or not math.isfinite(when):
-        raise ConfigurationError(f"{what} must be Unix seconds or a datetime, not {when!r}")
-    ms = round(when * 1000)
-    if not 0 <= ms < 253402300800000:  # years 1970 to 9999
+    datetime (naive: local time, as ``datetime.timestamp`` reads it); from 1970 to 9999."""
+    try:
+        if isinstance(when, datetime.datetime):
+            ms = round(when.timestamp() * 1000)
+        elif isinstance(when, bool) or not isinstance(when, (int, float)):
+            raise ConfigurationError(f"{what} must be Unix seconds or a datetime, not {when!r}")
+        elif not math.isfinite(when):
+            raise ConfigurationError(f"{what} must be a finite number, not {when!r}")
+        else:
+            ms = round(when * 1000)
+    except (ValueError, OverflowError) as exc:
+        if isinstance(exc, ConfigurationError):
+            raise
+        raise ConfigurationError(f"{what} {when!r} is outside the years 1970 to 9999") from None
+    if not 0 <= ms < END_MS:
         raise ConfigurationError(f"{what} {when!r} is outside the years 1970 to 9999")
     return ms
 
@@ -66,22 +78,26 @@ def partition_of(ms: int, span: str) -> str:
 
 
 def partition_end(name: str, span: str) -> int:
-    """The first millisecond after the partition ``name``."""
+    """The first millisecond after the partition ``name`` (at most :data:`END_MS`: the
+    last partition of 9999 ends with the year)."""
     start = datetime.datetime.strptime(name, _FORMATS[span]).replace(tzinfo=datetime.timezone.utc)
-    if span == "hour":
-        end = start + datetime.timedelta(hours=1)
-    elif span == "day":
-        end = start + datetime.timedelta(days=1)
-    else:
-        days = calendar.monthrange(start.year, start.month)[1]
-        end = start + datetime.timedelta(days=days)
-    return round(end.timestamp() * 1000)
+    try:
+        if span == "hour":
+            end = start + datetime.timedelta(hours=1)
+        elif span == "day":
+            end = start + datetime.timedelta(days=1)
+        else:
+            days = calendar.monthrange(start.year, start.month)[1]
+            end = start + datetime.timedelta(days=days)
+    except OverflowError:
+        return END_MS
+    return min(END_MS, round(end.timestamp() * 1000))
 
 
 def is_partition(name: str, span: str) -> bool:
     try:
         return partition_of(partition_end(name, span) - 1, span) == name
-    except ValueError:
+    except (ValueError, OverflowError):
         return False
 
 
@@ -110,11 +126,15 @@ def encode(ms: int, labels: dict[str, str], data: Any) -> bytes:
         raise InvalidValueError(f"record data must be JSON-like values and bytes ({exc})") from None
 
 
-def decode(raw: bytes, partition: str, seq: int, where: str) -> Record:
+def decode(raw: bytes, partition: str, seq: int, where: str) -> tuple[int, Record]:
+    """A stored record and its time in ms (what queries compare: exact, where the
+    record's float seconds times 1000 need not be); CorruptDataError if it is not one."""
     try:
         ms, labels, data = msgpack.unpackb(raw, raw=False, strict_map_key=False)
-        if not isinstance(ms, int) or not isinstance(labels, dict):
+        if type(ms) is not int or not isinstance(labels, dict):
             raise ValueError("not [ms, labels, data]")
+        if not all(isinstance(k, str) and isinstance(v, str) for k, v in labels.items()):
+            raise ValueError("labels are not str to str")
     except (ValueError, TypeError, msgpack.UnpackException) as exc:
         raise CorruptDataError(f"not a record ({exc})", path=where) from None
-    return Record(ms / 1000, data, labels, partition, seq)
+    return ms, Record(ms / 1000, data, labels, partition, seq)

@@ -75,6 +75,11 @@ class AsyncRecords:
                     path=self.ctx.where(self.ctx.layout.value(SPAN_KEY)),
                 )
         stored = found[0].decode("utf-8", "replace")
+        if stored not in model.SPANS:
+            raise CorruptDataError(
+                f"records {self.name!r}: the stored span {stored!r} is none kvstore writes",
+                path=self.ctx.where(self.ctx.layout.value(SPAN_KEY)),
+            )
         if stored != self.span:
             raise ConfigurationError(
                 f"records {self.name!r} are partitioned by {stored}, not {self.span}: open "
@@ -98,6 +103,8 @@ class AsyncRecords:
         """Add records, each ``(data, timestamp, labels)`` (timestamp and labels may be
         None, or left out: ``(data,)``); one log append per partition they fall in, the
         partitions concurrently. Each record is atomic; the batch as a whole is not."""
+        if isinstance(items, (str, bytes, bytearray, dict)) or not isinstance(items, Iterable):
+            raise ConfigurationError("extend takes a list of (data, timestamp, labels)")
         now = self.ctx.clock()
         rows: list[tuple[int, dict[str, str], Any, bytes]] = []
         for item in items:
@@ -172,25 +179,28 @@ class AsyncRecords:
         if limit == 0:
             return []
         parts = await self._partition_names(first, last)
+        if not parts:
+            return []
         # Partitions are disjoint spans of time, in order: with a limit, read them a batch
         # at a time and stop once the limit is met (the oldest records come first).
         batch = len(parts) if limit is None else max(1, min(self.ctx.concurrency, 16))
-        records: list[Record] = []
+        timed: list[tuple[int, Record]] = []
         for at in range(0, len(parts), batch):
             found = await aio.bounded(
                 [self._read(p) for p in parts[at : at + batch]], self.ctx.concurrency
             )
-            records.extend(
-                r
+            timed.extend(
+                (ms, r)
                 for part in found
-                for r in part
-                if (low is None or r.timestamp * 1000 >= low)
-                and (high is None or r.timestamp * 1000 < high)
+                for ms, r in part
+                if (low is None or ms >= low)
+                and (high is None or ms < high)
                 and all(r.labels.get(k) == v for k, v in wanted.items())
             )
-            if limit is not None and len(records) >= limit:
+            if limit is not None and len(timed) >= limit:
                 break
-        records.sort(key=lambda r: (r.timestamp, r.partition, r.seq))
+        timed.sort(key=lambda t: (t[0], t[1].partition, t[1].seq))
+        records = [r for _, r in timed]
         return records if limit is None else records[:limit]
 
     async def partitions(self, start: Any = None, end: Any = None) -> list[str]:
@@ -199,6 +209,8 @@ class AsyncRecords:
         low = None if start is None else model.to_ms(start, "start")
         high = None if end is None else model.to_ms(end, "end")
         if await self._stored_span(create=False) is None:
+            return []
+        if low is not None and high is not None and high <= low:
             return []
         first = None if low is None else model.partition_of(low, self.span)
         last = None if high is None else model.partition_of(high - 1, self.span)
@@ -237,7 +249,7 @@ class AsyncRecords:
             await pages.aclose()  # type: ignore[attr-defined]
         return names
 
-    async def _read(self, partition: str) -> list[Record]:
+    async def _read(self, partition: str) -> list[tuple[int, Record]]:
         first, raws = await self._logs.read(partition, 0, -1)
         where = self.ctx.where(self.ctx.layout.log_dir(partition))
         return [model.decode(raw, partition, first + i, where) for i, raw in enumerate(raws)]
