@@ -168,17 +168,10 @@ class AsyncRecords:
             isinstance(limit, bool) or not isinstance(limit, int) or limit < 0
         ):
             raise ConfigurationError(f"limit must be an int >= 0, not {limit!r}")
-        low = None if start is None else model.to_ms(start, "start")
-        high = None if end is None else model.to_ms(end, "end")
-        if await self._stored_span(create=False) is None:
+        found_range = await self._range(start, end)
+        if found_range is None or limit == 0:
             return []
-        if low is not None and high is not None and high <= low:
-            return []
-        first = None if low is None else model.partition_of(low, self.span)
-        last = None if high is None else model.partition_of(high - 1, self.span)
-        if limit == 0:
-            return []
-        parts = await self._partition_names(first, last)
+        low, high, parts = found_range
         if not parts:
             return []
         # Partitions are disjoint spans of time, in order: with a limit, read them a batch
@@ -206,17 +199,25 @@ class AsyncRecords:
     async def partitions(self, start: Any = None, end: Any = None) -> list[str]:
         """The names of the partitions that hold records and overlap ``[start, end)``,
         oldest first (one listing, as ``query``'s)."""
+        found_range = await self._range(start, end)
+        if found_range is None:
+            return []
+        names = found_range[2]
+        lengths = await aio.bounded([self._logs.length(p) for p in names], self.ctx.concurrency)
+        return [p for p, n in zip(names, lengths, strict=True) if n > 0]
+
+    async def _range(self, start: Any, end: Any) -> tuple[int | None, int | None, list[str]] | None:
+        """``[start, end)`` in ms (None: open) and the partitions it may hold records in
+        (one listing); None when there is nothing to read (no collection, an empty range)."""
         low = None if start is None else model.to_ms(start, "start")
         high = None if end is None else model.to_ms(end, "end")
         if await self._stored_span(create=False) is None:
-            return []
+            return None
         if low is not None and high is not None and high <= low:
-            return []
+            return None
         first = None if low is None else model.partition_of(low, self.span)
         last = None if high is None else model.partition_of(high - 1, self.span)
-        names = await self._partition_names(first, last)
-        lengths = await aio.bounded([self._logs.length(p) for p in names], self.ctx.concurrency)
-        return [p for p, n in zip(names, lengths, strict=True) if n > 0]
+        return low, high, await self._partition_names(first, last)
 
     def _end(self, partition: str) -> int:
         return model.partition_end(partition, self.span)
