@@ -1,6 +1,6 @@
 """AsyncRecords: a time-ordered collection of records (``store.records(name)``).
 
-Layout (:mod:`kvstore.layout`; docs/architecture.md, "Records"): a collection is a store
+Layout (:mod:`kvstore.layout`; docs/architecture.md, the layout table): a collection is a store
 view of its own under ``{base}rec/{enc(name)}/``, holding one value - its partition span,
 ``span``, written once by the first append (a conditional create: every process agrees on
 it) - and one log per partition, the partition's name as its key. So a record inherits
@@ -14,7 +14,8 @@ compacted into segments. Costs:
 * ``query(start, end)``: one LIST from the first partition of the range (S3 and GCS start
   the listing there: partitions before it cost nothing), which stops past the last one,
   then each partition of the range read as a log (concurrently: a LIST, cached for a
-  minute, and a GET per chunk or segment). Partitions outside the range are never read.
+  minute, and a GET per chunk or segment). Partitions outside the range are never read;
+  with a ``limit``, partitions are read oldest first, a batch at a time, until it is met.
 * ``drop_before(t)``: deletes the logs of the partitions that end at or before ``t`` (a
   mark each); their objects are removed by ``purge`` once the log safety rule allows
   (10 minutes by the object store's clock), as any deleted log's.
