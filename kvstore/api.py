@@ -517,12 +517,7 @@ class AsyncKVStore:
         ``logs=False`` - the logs that hold records, one page from one listing of the log
         area. ``logs=False`` lists values only (one request fewer); ``after`` (values only:
         give ``logs=False``) starts after that key - a cursor, the last key of a page."""
-        if after is not None and logs:
-            raise ConfigurationError("after= pages through values only: give logs=False too")
-        if page_size is not None and (
-            isinstance(page_size, bool) or not isinstance(page_size, int) or page_size < 1
-        ):
-            raise ConfigurationError(f"page_size must be an int >= 1, not {page_size!r}")
+        check_key_pages(logs, after, page_size)
         async for page in self._values.scan_pages(prefix, after, page_size):
             yield page
         if logs:
@@ -581,6 +576,17 @@ class AsyncKVStore:
         written meanwhile survives.
         """
         return await self._values.purge_expired(prefix)
+
+
+def check_key_pages(logs: bool, after: str | None, page_size: int | None) -> None:
+    """ConfigurationError for :meth:`AsyncKVStore.key_pages` arguments that do not go
+    together (every face of it checks them the same way)."""
+    if after is not None and logs:
+        raise ConfigurationError("after= pages through values only: give logs=False too")
+    if page_size is not None and (
+        isinstance(page_size, bool) or not isinstance(page_size, int) or page_size < 1
+    ):
+        raise ConfigurationError(f"page_size must be an int >= 1, not {page_size!r}")
 
 
 def _not_text(exc: UnicodeDecodeError) -> ResponseDecodeError:

@@ -26,8 +26,8 @@ from __future__ import annotations
 from collections.abc import AsyncIterator, Iterable
 from typing import Any
 
-from ..api import AsyncKVStore, Result, Versioned
-from ..errors import ConfigurationError, KVStoreError
+from ..api import AsyncKVStore, Result, Versioned, check_key_pages
+from ..errors import KVStoreError
 from ..keys import encode_name, key_str
 from .artifacts import RemoteArtifacts
 from .calls import remote
@@ -178,12 +178,7 @@ class AsyncRemoteStore(AsyncKVStore):
     ) -> AsyncIterator[list[str]]:
         """As :meth:`AsyncKVStore.key_pages`; a request per page (the service lists as
         many pages of its store as a page here needs), then one for the logs."""
-        if after is not None and logs:
-            raise ConfigurationError("after= pages through values only: give logs=False too")
-        if page_size is not None and (
-            isinstance(page_size, bool) or not isinstance(page_size, int) or page_size < 1
-        ):
-            raise ConfigurationError(f"page_size must be an int >= 1, not {page_size!r}")
+        check_key_pages(logs, after, page_size)
         if prefix not in ("", b""):
             key_str(prefix, "prefix")
         cursor = after
