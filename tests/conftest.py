@@ -359,3 +359,11 @@ def exports(lines: list[str]) -> dict[str, str]:
             if line.startswith("export ")
         )
     }
+
+
+def stable_repr(value: object) -> str:
+    """A parametrized test's id that is the same in every process: ``repr``, except for
+    objects whose repr holds their address (``<object object at 0x...>``), named by type.
+    pytest-xdist's workers must collect the same ids (.ci/run runs the suite with -n)."""
+    text = repr(value)
+    return f"<{type(value).__name__}>" if " at 0x" in text else text

@@ -14,7 +14,7 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
-from conftest import FakeClock
+from conftest import FakeClock, stable_repr
 
 import kvstore
 
@@ -101,7 +101,7 @@ def test_empty_value(store: kvstore.KVStore) -> None:
         (1e100, b"1e+100"),
         (float("inf"), b"inf"),
     ],
-    ids=repr,
+    ids=stable_repr,
 )
 def test_value_types_encode_like_redis_py(
     make_target: Callable[[str], Target], value: object, stored: bytes

@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import FAST
+from conftest import FAST, stable_repr
 
 import kvstore
 from kvstore.blob.generic import FsspecBlobStore
@@ -87,7 +87,7 @@ def test_bad_prefix(small_store: kvstore.KVStore) -> None:
 BAD_VALUES = [None, True, False, {"a": 1}, ["a"], ("a",), {1}, object(), 1j, "\ud800"]
 
 
-@pytest.mark.parametrize("value", BAD_VALUES, ids=repr)
+@pytest.mark.parametrize("value", BAD_VALUES, ids=stable_repr)
 def test_bad_values(small_store: kvstore.KVStore, value: object) -> None:
     small_store.set("k", "old")
     with pytest.raises(InvalidValueError) as info:
@@ -118,7 +118,7 @@ def test_bad_mset_argument(small_store: kvstore.KVStore) -> None:
 @pytest.mark.parametrize(
     "kwargs",
     [{"ex": "10"}, {"px": None, "ex": [1]}, {"ex": float("inf")}, {"exat": "tomorrow"}],
-    ids=repr,
+    ids=stable_repr,
 )
 def test_bad_expiry_arguments(small_store: kvstore.KVStore, kwargs: dict[str, Any]) -> None:
     with pytest.raises(kvstore.ConfigurationError):
