@@ -10,11 +10,11 @@ those modules' docstrings; docs/architecture.md maps them.
 from __future__ import annotations
 
 import asyncio
-import time
 from collections.abc import AsyncIterator, Callable, Iterable, Mapping, Sequence
 from typing import Any, NamedTuple
 
 from . import aio, codec
+from .api_operations import StoreOperations
 from .artifacts import AsyncArtifacts
 from .blob import BlobStore
 from .cache import Cache
@@ -23,14 +23,12 @@ from .convert import duration_ms, flatten
 from .errors import (
     ConfigurationError,
     CorruptDataError,
-    KVStoreError,
     ResponseDecodeError,
     WrongTypeError,
 )
-from .fsck import fsck as run_fsck
 from .keys import key_str
 from .logs import Logs
-from .records import AsyncRecords, record_collections
+from .records import AsyncRecords
 from .sessions import AsyncSessions
 from .stats import Stats
 from .values import Values
@@ -87,7 +85,7 @@ def _default_concurrency() -> int:
 DEFAULT_CONCURRENCY = _default_concurrency()
 
 
-class AsyncKVStore:
+class AsyncKVStore(StoreOperations):
     """The key-value API over one object store, with a cache in front. Use
     ``kvstore.open_async``; ``async with`` closes it. All methods are coroutines."""
 
@@ -186,39 +184,6 @@ class AsyncKVStore:
 
     async def __aexit__(self, *exc: object) -> None:
         await self.close()
-
-    def stats(self) -> dict[str, Any]:
-        """Counters: object-store requests by kind, retries, errors, bytes, cache hits..."""
-        counts: dict[str, Any] = dict(self._ctx.stats.snapshot())
-        counts["cache"] = {"kind": self._ctx.cache.name, **self._ctx.cache.info()}
-        return counts
-
-    async def health(self, timeout: float = 5.0) -> dict[str, Any]:
-        """Is the object store reachable (one GET of an absent probe object) and the cache?
-
-        Never raises for an unreachable backend: reports ``ok: False`` and the error, within
-        ``timeout`` seconds.
-        """
-        if isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or not timeout > 0:
-            raise ConfigurationError(f"timeout must be a number of seconds > 0, not {timeout!r}")
-        started = time.perf_counter()
-        try:
-            await asyncio.wait_for(self._ctx.blob.get(".kvstore/health-probe"), timeout)
-            store: dict[str, Any] = {"ok": True}
-        except KVStoreError as exc:
-            store = {"ok": False, "error": str(exc)}
-        except asyncio.TimeoutError:
-            store = {"ok": False, "error": f"no answer within {timeout} s"}
-        store["url"] = self.url
-        store["latency_ms"] = round((time.perf_counter() - started) * 1000, 3)
-        cache = await self._ctx.cache_safely(
-            self._ctx.cache.health(), {"ok": False, "error": "cache health check failed"}
-        )
-        return {
-            "ok": store["ok"] and cache["ok"],
-            "store": store,
-            "cache": {"kind": self._ctx.cache.name, **cache},
-        }
 
     def __repr__(self) -> str:
         ns = f" namespace={'/'.join(self.namespace_path)!r}" if self.namespace_path else ""
@@ -541,41 +506,6 @@ class AsyncKVStore:
     async def keys(self, prefix: str = "") -> list[str]:
         """All stored keys starting with ``prefix``, sorted; see :meth:`scan_iter`."""
         return sorted({key async for key in self.scan_iter(prefix)})
-
-    async def fsck(self, repair: bool = False) -> dict[str, Any]:
-        """Check every object of this store view and of the namespaces inside it (read
-        from the object store, verified) and report what is damaged: missing log records,
-        corrupt or misplaced objects, mismatched counts or checksums, orphaned parts.
-        ``repair=True`` marks a log's missing or damaged records as lost, so the rest of
-        the log can be used; nothing else is changed. See :mod:`kvstore.fsck`.
-
-        Returns ``{"ok", "objects", "damage": [{"kind", "path", "detail", "repaired"}]}``.
-        Costs a GET per object and a LIST per 1000."""
-        if not isinstance(repair, bool):
-            raise ConfigurationError(f"repair must be True or False, not {repair!r}")
-        return (await run_fsck(self._ctx, repair)).to_dict()
-
-    async def purge(self, prefix: str = "") -> dict[str, int]:
-        """Delete for good what no read can see any more: expired values
-        (:meth:`purge_expired`) and the objects of deleted or trimmed log records, chunks
-        covered by segments and lower marks - logs' only once older than 10 minutes by the
-        object store's clock (the rule that keeps concurrent writers safe). A deleted log
-        keeps one empty mark object. Returns ``{"expired": n, "log_objects": m}``. Safe to
-        run at any time, from any number of processes."""
-        expired = await self._values.purge_expired(prefix)
-        removed = await self._logs.purge(prefix)
-        if prefix in ("", b""):  # the logs of records' partitions (kvstore.records)
-            for name in await record_collections(self._ctx):
-                removed += await self.records(name).purge()
-        return {"expired": expired, "log_objects": removed}
-
-    async def purge_expired(self, prefix: str = "") -> int:
-        """Delete expired values for good; returns how many were removed.
-
-        Each delete is conditional on the version that was found expired, so a value
-        written meanwhile survives.
-        """
-        return await self._values.purge_expired(prefix)
 
 
 def check_key_pages(logs: bool, after: str | None, page_size: int | None) -> None:

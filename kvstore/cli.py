@@ -29,6 +29,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from . import DEFAULT_URL, __version__
+from .cli_operations import _du
 from .cli_sessions import _session_export, _session_ls, _session_rm, _session_show
 from .commands_cli import (
     NIL,
@@ -318,6 +319,16 @@ COMMANDS: tuple[Command, ...] = (
         ),
     ),
     Command("stats", "print the store's URL and request counters as JSON", _store_command(_stats)),
+    Command(
+        "du",
+        "print the objects and bytes the store holds, per namespace and kind (values, logs, "
+        "lists, artifacts, sessions, records), from listings alone (no object is read)",
+        _store_command(_du),
+        (
+            arg("--prefix", help="only keys and names starting with PREFIX (no namespaces)"),
+            arg("--json", action="store_true", help="print the report as JSON"),
+        ),
+    ),
     Command("demo", "a narrated tour in a temporary directory (or --url DIR, empty)", _demo),
 )
 

@@ -66,6 +66,26 @@ STORE_ID = ".kvstore/id"
 keys of two stores that merely share a name (a path, a bucket) never meet."""
 
 
+KINDS = ("values", "logs", "lists", "artifacts", "sessions", "records", "internal", "foreign")
+"""What :meth:`Layout.kind_of` tells objects apart by (``store.usage``): a Redis list's
+records are ``lists`` (its head, naming their incarnation, is a value), an artifact's
+parts and raw data ``artifacts``, the store's id and the precondition probe's objects
+``internal``."""
+PREFIXABLE_AREAS = (VALUES, LOGS, LISTS, ARTIFACTS, PARTS, SESSIONS, RECORDS)
+"""The areas whose next path segment is an encoded key or name: listing ``area +
+encode_prefix(p)`` finds the objects of every key or name starting with ``p``."""
+_KIND_OF_AREA = {
+    VALUES: "values",
+    LOGS: "logs",
+    LISTS: "lists",
+    ARTIFACTS: "artifacts",
+    PARTS: "artifacts",
+    SESSIONS: "sessions",
+    RECORDS: "records",
+    ".kvstore/": "internal",
+}
+
+
 def is_incarnation(name: str) -> bool:
     """Whether ``name`` can be an incarnation id (a list's, a session's)."""
     return len(name) == INCARNATION_CHARS and name.isalnum()
@@ -210,6 +230,38 @@ class Layout:
         except ValueError:
             return None
         return name, f"{self.namespace_area}{encoded}~/\U0010ffff"
+
+    def kind_of(self, path: str) -> tuple[tuple[str, ...], str, str | None]:
+        """What an object ``path`` below :attr:`base` is, from its name alone: (the
+        namespaces it lies in below this view, outermost first; its kind, one of
+        :data:`KINDS` - ``foreign`` for what kvstore does not write; the item it belongs
+        to, or None). An item is what a user counts: a value, a log, a list, an artifact
+        name (its versions' manifests), a session (its head), a collection of records;
+        their other objects (chunks, parts, events, state) have the item of their
+        directory or None."""
+        rest, names = path[len(self.base) :], list[str]()
+        while rest.startswith(NAMESPACES):
+            encoded, sep, rest = rest[len(NAMESPACES) :].partition("~/")
+            try:
+                names.append(decode_name(encoded + "~"))
+            except ValueError:
+                sep = ""
+            if not sep:
+                return tuple(names), "foreign", None
+        area, _, inner = rest.partition("/")
+        kind = _KIND_OF_AREA.get(area + "/", "foreign")
+        if kind == "internal" and (names or self.base):  # .kvstore/ is the root's alone
+            kind = "foreign"
+        encoded, sep, leaf = inner.partition("~/")
+        if kind == "values":
+            item: str | None = rest
+        elif kind == "sessions":
+            item = rest if leaf.startswith("head/") else None
+        elif kind in ("internal", "foreign") or not sep or area + "/" == PARTS:
+            item = None
+        else:
+            item = f"{area}/{encoded}~/"
+        return tuple(names), kind, item
 
     def list_log(self, key: str, incarnation: str) -> Layout:
         """The layout inside which one incarnation of the list ``key`` keeps its records,

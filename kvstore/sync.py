@@ -262,5 +262,6 @@ class KVStore(_Face[AsyncKVStore]):
     next_seq = _blocking(AsyncKVStore.next_seq)
     settle = _blocking(AsyncKVStore.settle)
     fsck = _blocking(AsyncKVStore.fsck)
+    usage = _blocking(AsyncKVStore.usage)
     namespaces = _blocking(AsyncKVStore.namespaces)
     key_info = _blocking(AsyncKVStore.key_info)

@@ -20,6 +20,8 @@ FACES = {
     "kvstore.cli",
     "kvstore.commands_cli",
     "kvstore.cli_sessions",
+    "kvstore.cli_operations",
+    "kvstore.api_operations",
     "kvstore.cli_progress",
     "kvstore.demo",
     "kvstore.portal",
@@ -146,3 +148,24 @@ def test_no_import_cycles() -> None:
     for name in graph:
         if modules[name].name != "__init__.py":
             visit(name, [])
+
+
+OPERATIONS_MODULES = [p for p in MODULES if _module(p).startswith("kvstore.operations")]
+KINDS = "kvstore.kinds"  # typed helpers over the public API: above the faces
+
+
+@pytest.mark.parametrize("path", OPERATIONS_MODULES, ids=lambda p: _module(p))
+def test_the_operations_layer_imports_no_face_or_command(path: Path) -> None:
+    for target in _imports(path):
+        assert target not in FACES, f"{_module(path)} imports {target} (a face)"
+        assert not target.startswith(COMMANDS), f"{_module(path)} imports {target}"
+        assert not target.startswith(KINDS), f"{_module(path)} imports {target}"
+
+
+def test_nothing_below_the_typed_helpers_imports_them() -> None:
+    assert OPERATIONS_MODULES
+    for path in MODULES:
+        if _module(path).startswith((KINDS, "kvstore.integrations")):
+            continue
+        for target in _imports(path):
+            assert not target.startswith(KINDS), f"{_module(path)} imports {target}"

@@ -178,6 +178,7 @@ CALLS: dict[str, tuple[list[Any], dict[str, Any]]] = {
     "namespaces": ([], {}),
     "health": ([], {}),
     "fsck": ([], {}),
+    "usage": ([], {}),
     "artifacts.versions": (["a"], {}),
     "artifacts.versions_info": (["a"], {}),
     "artifacts.info": (["a"], {}),

@@ -20,6 +20,7 @@ import test_artifacts
 import test_contract
 import test_logs
 import test_records
+import test_usage
 from http_server import serving
 
 import kvstore
@@ -51,7 +52,7 @@ def _taking(fixture: str, *modules: Any) -> dict[str, Callable[..., Any]]:
 
 
 REUSED = {
-    **_taking("store", test_contract, test_logs, test_artifacts, test_records),
+    **_taking("store", test_contract, test_logs, test_artifacts, test_records, test_usage),
     # expiry, to the millisecond: a service of its own per test, whose store reads the
     # test's clock (the service runs in this process)
     **_taking("clocked", test_contract, test_logs),

@@ -406,6 +406,15 @@ class BlobStore(ABC):
         modified = tuple(now if d is None else d for d in dates)  # undated: taken as new
         return DatedListing(tuple(paths), modified, now)
 
+    async def list_sizes(self, prefix: str) -> AsyncIterator[list[tuple[str, int]]]:
+        """Pages of ``(path, size in bytes)`` of every object whose path starts with
+        ``prefix``, in order; never an empty page. The sizes come with the listing itself
+        (S3 ``Size``, GCS ``size``, a file's ``stat``): as many requests as ``list_pages``,
+        no GET or HEAD. Every backend kvstore ships implements it (``store.usage``)."""
+        async for page in self._list_sized(prefix):
+            if page:
+                yield page
+
     async def close(self) -> None:
         """Release connections. The store may be used again afterwards (it reconnects)."""
 
@@ -469,6 +478,11 @@ class BlobStore(ABC):
         did not say); each page's request goes through ``self._call``. A backend that
         implements it sets ``dated_listing = True``."""
         raise UnsupportedOperationError(f"{self.url} cannot date its objects")
+
+    def _list_sized(self, prefix: str) -> AsyncIterator[list[tuple[str, int]]]:
+        """Pages of (path, size) from the listing's own answers (no request per object);
+        each page's request goes through ``self._call``."""
+        raise UnsupportedOperationError(f"{self.url} cannot list its objects' sizes")
 
     async def _sign_url(self, path: str, seconds: int, content_type: str | None) -> str:
         """A presigned GET URL of ``path`` valid ``seconds``, made without a request. A

@@ -29,7 +29,7 @@ from collections.abc import AsyncIterator, Iterator
 from typing import Any
 from urllib.parse import quote
 
-from ..errors import UnsupportedOperationError
+from ..errors import BackendError, UnsupportedOperationError
 from .base import Blob, DatedPage, RetryPolicy, paged
 from .remote import RemoteBlobStore, http_date_ms, written_ms
 
@@ -249,6 +249,11 @@ class GCSBlobStore(RemoteBlobStore):
             ]
             yield entries, http_date_ms(headers.get("Date"))
 
+    async def _list_sized(self, prefix: str) -> AsyncIterator[list[tuple[str, int]]]:
+        async for _headers, resp in self._pages(prefix):
+            items = resp.get("items", [])
+            yield [(self.relative(item["name"]), _size(item, self.url)) for item in items]
+
     async def _pages(
         self, prefix: str, start_after: str | None = None, page_size: int | None = None
     ) -> AsyncIterator[tuple[Any, dict[str, Any]]]:
@@ -279,6 +284,19 @@ class GCSBlobStore(RemoteBlobStore):
             token = resp.get("nextPageToken")
             if not token:
                 return
+
+
+def _size(item: dict[str, Any], url: str) -> int:
+    """The object's ``size`` (a decimal string in GCS's JSON); BackendError if it has none
+    (a store that lies: never taken as 0)."""
+    try:
+        size = int(item["size"])
+    except (KeyError, TypeError, ValueError):
+        size = -1
+    if size < 0:
+        lie = ValueError(f"GCS listed {item.get('name')!r} without a size ({item.get('size')!r})")
+        raise BackendError("list", url, lie)
+    return size
 
 
 def _modified_ms(item: dict[str, Any]) -> int | None:

@@ -97,19 +97,34 @@ class FsspecBlobStore(BlobStore):
         raise AssertionError("guarded by atomic_conditional_delete")  # pragma: no cover
 
     def _find(self, prefix: str) -> list[str]:
+        return [name for name, _ in self._find_sized(prefix, detail=False)]
+
+    def _find_sized(self, prefix: str, detail: bool = True) -> list[tuple[str, int]]:
+        """The paths below root starting with ``prefix``, sorted, each with its size from
+        the filesystem's own listing (``find(detail=True)``; 0 without ``detail``)."""
         head = self._full(prefix).rpartition("/")[0]
         cut = len(self.fs._strip_protocol(self.root)) + 1
         try:
-            found = self.fs.find(head)
+            found = self.fs.find(head, detail=detail)
         except FileNotFoundError:
             return []
-        names = [str(p)[cut:] for p in found]
-        return sorted(n for n in names if n.startswith(prefix))
+        if detail:
+            sized = [(str(p)[cut:], int(info.get("size") or 0)) for p, info in found.items()]
+        else:
+            sized = [(str(p)[cut:], 0) for p in found]
+        return sorted((n, size) for n, size in sized if n.startswith(prefix))
 
     async def _list(self, prefix: str) -> AsyncIterator[list[str]]:
         names = await self._call("list", prefix, lambda: asyncio.to_thread(self._find, prefix))
         for i in range(0, len(names), PAGE):
             yield names[i : i + PAGE]
+
+    async def _list_sized(self, prefix: str) -> AsyncIterator[list[tuple[str, int]]]:
+        found = await self._call(
+            "list", prefix, lambda: asyncio.to_thread(self._find_sized, prefix)
+        )
+        for i in range(0, len(found), PAGE):
+            yield found[i : i + PAGE]
 
     async def _list_after(
         self, prefix: str, start_after: str | None, page_size: int | None

@@ -284,12 +284,12 @@ class LocalBlobStore(BlobStore):
         await asyncio.to_thread(self._delete_many_sync, paths)
 
     def _find(
-        self, prefix: str, dated: bool, start_after: str | None = None
+        self, prefix: str, stat: str | None, start_after: str | None = None
     ) -> list[tuple[str, int]]:
         """Every file path below root starting with ``prefix`` (and sorting after
         ``start_after``, if given: directories whose every path sorts before it are not
-        read), sorted like S3 lists, each with its mtime in ms if ``dated`` (else 0): the
-        machine's clock dates the files."""
+        read), sorted like S3 lists, each with its ``stat``: "mtime" in ms (the machine's
+        clock dates the files), "size" in bytes, or None (0)."""
         head, _, _ = prefix.rpartition("/")
         base = self.root / head if head else self.root
         found: list[tuple[str, int]] = []
@@ -310,19 +310,22 @@ class LocalBlobStore(BlobStore):
                     if prefix.startswith(rel + "/") or (rel + "/").startswith(prefix):
                         stack.append(Path(entry.path))
                 elif rel.startswith(prefix) and (start_after is None or rel > start_after):
-                    if not dated:
+                    if stat is None:
                         found.append((rel, 0))
                         continue
                     try:
-                        found.append((rel, entry.stat(follow_symlinks=False).st_mtime_ns // 10**6))
+                        info = entry.stat(follow_symlinks=False)
                     except FileNotFoundError:
                         continue  # deleted since the directory was read
+                    found.append(
+                        (rel, info.st_size if stat == "size" else info.st_mtime_ns // 10**6)
+                    )
         found.sort()
         return found
 
     async def _list(self, prefix: str) -> AsyncIterator[list[str]]:
         found = await self._call(
-            "list", prefix, lambda: asyncio.to_thread(self._find, prefix, False)
+            "list", prefix, lambda: asyncio.to_thread(self._find, prefix, None)
         )
         for i in range(0, len(found), PAGE):
             yield [path for path, _ in found[i : i + PAGE]]
@@ -331,7 +334,7 @@ class LocalBlobStore(BlobStore):
         self, prefix: str, start_after: str | None, page_size: int | None
     ) -> AsyncIterator[list[str]]:
         found = await self._call(
-            "list", prefix, lambda: asyncio.to_thread(self._find, prefix, False, start_after)
+            "list", prefix, lambda: asyncio.to_thread(self._find, prefix, None, start_after)
         )
         size = page_size or PAGE
         for i in range(0, len(found), size):
@@ -339,12 +342,19 @@ class LocalBlobStore(BlobStore):
 
     async def _list_dated(self, prefix: str) -> AsyncIterator[DatedPage]:
         found = await self._call(
-            "list", prefix, lambda: asyncio.to_thread(self._find, prefix, True)
+            "list", prefix, lambda: asyncio.to_thread(self._find, prefix, "mtime")
         )
         now = time.time_ns() // 10**6  # the clock that dates the files, after the walk
         for i in range(0, len(found), PAGE):
             page: list[tuple[str, int | None]] = list(found[i : i + PAGE])
             yield page, now
+
+    async def _list_sized(self, prefix: str) -> AsyncIterator[list[tuple[str, int]]]:
+        found = await self._call(
+            "list", prefix, lambda: asyncio.to_thread(self._find, prefix, "size")
+        )
+        for i in range(0, len(found), PAGE):
+            yield found[i : i + PAGE]
 
 
 def _before(directory: str, start_after: str | None) -> bool:

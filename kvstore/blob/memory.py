@@ -139,6 +139,13 @@ class MemoryBlobStore(BlobStore):
         async for page in self._pages(prefix):
             yield page
 
+    async def _list_sized(self, prefix: str) -> AsyncIterator[list[tuple[str, int]]]:
+        async for entries, _ in self._pages(prefix):
+            with self._space.lock:
+                objects = self._space.objects
+                found = [(p, objects.get(self._full(p))) for p, _ in entries]
+            yield [(p, len(o[0])) for p, o in found if o is not None]  # None: deleted since
+
     async def _pages(
         self, prefix: str, start_after: str | None = None, size: int = PAGE
     ) -> AsyncIterator[DatedPage]:

@@ -43,7 +43,7 @@ import threading
 from collections.abc import AsyncIterator, Iterator, Sequence
 from typing import Any
 
-from ..errors import ConfigurationError
+from ..errors import BackendError, ConfigurationError
 from .base import Blob, DatedPage, RetryPolicy
 from .remote import RemoteBlobStore, http_date_ms, written_ms
 
@@ -392,6 +392,11 @@ class S3BlobStore(RemoteBlobStore):
             headers = resp.get("ResponseMetadata", {}).get("HTTPHeaders", {})
             yield entries, http_date_ms(headers.get("date"))
 
+    async def _list_sized(self, prefix: str) -> AsyncIterator[list[tuple[str, int]]]:
+        async for resp in self._pages(prefix):
+            contents = resp.get("Contents", [])
+            yield [(self.relative(item["Key"]), _size(item, self.url)) for item in contents]
+
     async def _pages(
         self, prefix: str, start_after: str | None = None, page_size: int | None = None
     ) -> AsyncIterator[dict[str, Any]]:
@@ -426,6 +431,16 @@ class DeleteRefused(OSError):
         self.path = path
         self.errors = errors
         self.response = {"Error": {"Code": code, "Message": message}}
+
+
+def _size(item: dict[str, Any], url: str) -> int:
+    """The object's ``Size`` in a ListObjectsV2 answer; BackendError if it has none (a
+    store that lies: never taken as 0)."""
+    size = item.get("Size")
+    if isinstance(size, bool) or not isinstance(size, int) or size < 0:
+        lie = ValueError(f"S3 listed {item.get('Key')!r} without a size ({size!r})")
+        raise BackendError("list", url, lie)
+    return size
 
 
 def _modified_ms(item: dict[str, Any]) -> int | None:

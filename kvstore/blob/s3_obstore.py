@@ -466,6 +466,15 @@ class ObstoreS3BlobStore(S3BlobStore):
         if newest is None or _wall_ms() - newest > DATE_PROBE_AFTER_MS:
             yield [], await self._server_time(prefix)
 
+    async def _list_sized(self, prefix: str) -> AsyncIterator[list[tuple[str, int]]]:
+        store = self._lister(prefix)
+        if store is None:
+            async for page in super()._list_sized(prefix):
+                yield page
+            return
+        async for found in self._listed(store, prefix, None, None):
+            yield [(str(m["path"]), int(m["size"])) for m in found]
+
     async def _server_time(self, prefix: str) -> int | None:
         """The store's clock (ms): the ``Date`` of one HEAD of the bucket (s3fs)."""
 

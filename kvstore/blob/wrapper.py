@@ -20,8 +20,8 @@ around the inner store's public methods. So a request is counted in the shared `
 once, and an exception a subclass raises from a primitive is retried (if transient) and
 translated exactly as a backend's own failure would be.
 
-Listing is the one exception: a backend's ``_list`` and ``_list_dated`` run ``_call``
-themselves, once per page (see :meth:`BlobStore.list_pages`), so pages are counted and
+Listing is the one exception: a backend's ``_list``, ``_list_dated`` and ``_list_sized``
+run ``_call`` themselves, once per page (see :meth:`BlobStore.list_pages`), so pages are counted and
 retried by the inner store with the same policy and counters. A subclass that overrides
 either acts on whole pages after they were fetched; an exception it raises there is not
 retried.
@@ -170,6 +170,9 @@ class WrapperBlobStore(BlobStore):
 
     def _list_dated(self, prefix: str) -> AsyncIterator[DatedPage]:
         return self.inner._list_dated(prefix)
+
+    def _list_sized(self, prefix: str) -> AsyncIterator[list[tuple[str, int]]]:
+        return self.inner._list_sized(prefix)
 
     async def _sign_url(self, path: str, seconds: int, content_type: str | None) -> str:
         return await self.inner._sign_url(path, seconds, content_type)

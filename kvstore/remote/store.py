@@ -163,6 +163,7 @@ class AsyncRemoteStore(AsyncKVStore):
     keys = remote(AsyncKVStore.keys)
     namespaces = remote(AsyncKVStore.namespaces)
     fsck = remote(AsyncKVStore.fsck)
+    usage = remote(AsyncKVStore.usage)
     purge = remote(AsyncKVStore.purge)
     purge_expired = remote(AsyncKVStore.purge_expired)
 

@@ -81,6 +81,7 @@ OPS: dict[str, Access] = {
     "key_page": "read",  # the service's own: one page of value keys (AsyncRemoteStore.key_pages)
     "namespaces": "read",
     "health": "read",
+    "usage": "read",  # listings only
     "fsck": "write",  # reads every object: not for read-only tokens (and repair=True writes)
     # artifacts (data itself streams through /v1/artifacts/{name})
     "artifacts.versions": "read",

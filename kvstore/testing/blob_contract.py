@@ -410,6 +410,31 @@ class BlobStoreContract:
 
         self.run(open_store, body)
 
+    def test_list_sizes_gives_each_objects_size_from_the_listing(
+        self, open_store: Callable[[], BlobStore]
+    ) -> None:
+        """A sized listing names what ``list_pages`` names, in the same order, each with the
+        object's size in bytes (a replaced one: its new size), in as
+        many requests as ``list_pages`` and no GET or HEAD."""
+
+        async def body(opener: Callable[[], BlobStore]) -> None:
+            store = opener()
+            sizes = {"kv/a~": 2, "kv/b/c~": 1, "kv/d~": 70_000, "kv/%C3%A9~": 5, "log/x~": 3}
+            await asyncio.gather(*(store.put(p, os.urandom(n)) for p, n in sizes.items()))
+            await store.put("kv/b/c~", b"12345678")
+            sizes["kv/b/c~"] = 8
+            with request_delta(store.stats) as sized_requests:
+                found = [entry async for page in store.list_sizes("kv/") for entry in page]
+            assert found == sorted((p, n) for p, n in sizes.items() if p.startswith("kv/"))
+            listed = [n for page in await listing(store, "kv/") for n in page]
+            assert [p for p, _ in found] == listed
+            with request_delta(store.stats) as listed_requests:
+                await listing(store, "kv/")
+            assert sized_requests == listed_requests, (sized_requests, listed_requests)
+            assert [e async for page in store.list_sizes("none/") for e in page] == []
+
+        self.run(open_store, body)
+
     # -- conditional writes --------------------------------------------------------------------
 
     def test_put_if_absent_creates_only_once(self, open_store: Callable[[], BlobStore]) -> None:

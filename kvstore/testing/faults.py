@@ -224,6 +224,11 @@ class FaultyBlobStore(WrapperBlobStore):
         async for page in self.inner._list_dated(prefix):
             yield page
 
+    async def _list_sized(self, prefix: str) -> AsyncIterator[list[tuple[str, int]]]:
+        await self._list_faults(prefix)
+        async for page in self.inner._list_sized(prefix):
+            yield page
+
     async def _list_faults(self, prefix: str) -> None:
         """A listing's faults, before its first page: through ``_call`` (the inner store
         runs it for the pages), so they are retried and reported as a backend's would be;
