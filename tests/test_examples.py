@@ -155,3 +155,18 @@ def test_redis_server_example_runs_a_plain_redis_app_on_kvstore_serve(tmp_path: 
         "from the store: b'2' 12.5",
     ]
     assert list(tmp_path.iterdir()) == []
+
+
+def test_unified_storage_example_on_a_local_directory(tmp_path: Path) -> None:
+    lines = run_example("unified_storage.py", tmp_path)
+    assert lines[:5] == [
+        "waiting: ['refund-42']",
+        "thread events: 1 state: {'topic': 'refund'}",
+        "trace spans: ['agent.run', 'llm.call']",
+        "tokens: 812.0",
+        "eval: {'correct': {'count': 1, 'mean': 1.0, 'min': 1.0, 'max': 1.0}}",
+    ]
+    assert lines[5:7] == ["resumer: taken 120", "resumer: none"]  # exactly one resumes it
+    assert lines[7] == "stored kinds: ['artifacts', 'logs', 'records', 'sessions', 'values']"
+    assert lines[8].startswith("objects: ") and lines[8].endswith("bytes > 0: True")
+    assert lines[9].startswith("cleanup: ")
