@@ -41,6 +41,8 @@ SCENARIOS = {
     "S18": "s18_langgraph",
     "S19": "s19_http",
     "S20": "s20_records",
+    "S21": "s21_maintain",
+    "S22": "s22_encryption",
 }
 
 RESULTS = Path(__file__).resolve().parent / "results.json"

@@ -18,6 +18,7 @@ from .api import DEFAULT_CONCURRENCY, AsyncKVStore, Versioned
 from .artifacts import Artifact, ArtifactFile, AsyncArtifactReader
 from .blob import BlobStore, RetryPolicy, open_blob_store
 from .cache import Cache, LocalCache, NoCache, resolve_cache
+from .crypto import EncryptionKeyError, KeyRing, encrypting
 from .errors import (
     BackendError,
     ConfigurationError,
@@ -58,12 +59,14 @@ __all__ = [
     "ConfigurationError",
     "ConflictError",
     "CorruptDataError",
+    "EncryptionKeyError",
     "Event",
     "ForbiddenError",
     "InvalidKeyError",
     "InvalidValueError",
     "KVStore",
     "KVStoreError",
+    "KeyRing",
     "LocalCache",
     "NoCache",
     "NotFoundError",
@@ -109,6 +112,7 @@ def open_async(
     verify_preconditions: bool = True,
     token: str | None = None,
     timeout: float | None = None,
+    encryption: KeyRing | None = None,
 ) -> AsyncKVStore:
     """Open a store for asyncio code. Performs no I/O; a bad argument fails here.
 
@@ -156,6 +160,7 @@ def open_async(
             "cache_ttl": (cache_ttl, 60.0),
             "retry": (retry, None),
             "verify_preconditions": (verify_preconditions, True),
+            "encryption": (encryption, None),
         }
         return remote.open_service(  # type: ignore[no-any-return]
             url,
@@ -189,6 +194,8 @@ def open_async(
         blob = open_blob_store(url, storage_options, retry=retry, stats=stats)
     if not verify_preconditions:
         blob.verify_preconditions = False
+    if encryption is not None:
+        blob, resolved = encrypting(blob, resolved, encryption)
     return AsyncKVStore(
         blob,
         resolved,
@@ -211,6 +218,7 @@ def open(
     verify_preconditions: bool = True,
     token: str | None = None,
     timeout: float | None = None,
+    encryption: KeyRing | None = None,
 ) -> KVStore:
     """Open a store with blocking methods; arguments as :func:`open_async`."""
     core = open_async(
@@ -224,6 +232,7 @@ def open(
         verify_preconditions=verify_preconditions,
         token=token,
         timeout=timeout,
+        encryption=encryption,
     )
     if remote.is_service_url(url):
         from .remote.face import RemoteKVStore

@@ -13,6 +13,7 @@ from .context import StoreContext
 from .errors import ConfigurationError, KVStoreError
 from .fsck import fsck as run_fsck
 from .logs import Logs
+from .operations import Progress, maintain, make_rule, retention
 from .operations import usage as run_usage
 from .records import AsyncRecords, record_collections
 from .values import Values
@@ -108,3 +109,63 @@ class StoreOperations:
         this view (no nested namespace). Sizes are as stored (compressed envelopes). See
         :mod:`kvstore.operations.usage` for the result's shape."""
         return await run_usage(self._ctx, prefix)
+
+    async def set_retention(
+        self,
+        kind: str,
+        prefix: str = "",
+        *,
+        max_age: float | None = None,
+        max_count: int | None = None,
+        max_versions: int | None = None,
+    ) -> list[dict[str, Any]]:
+        """Add a retention rule to this view's policy (replacing the rule of the same
+        ``kind`` and ``prefix``); returns the policy. Kinds and limits: ``values``
+        (``max_age`` seconds since written), ``logs`` (``max_age`` since the last append,
+        ``max_count`` last records kept), ``artifacts`` (``max_versions`` newest kept,
+        ``max_age`` - never the newest), ``records`` (``max_age``: partitions dropped).
+        Stored in the bucket (every process sees it), changed by compare-and-swap;
+        applied by :meth:`maintain`. See :mod:`kvstore.operations.retention`."""
+        rule = make_rule(kind, prefix, max_age, max_count, max_versions)
+        return [r.to_dict() for r in await retention.set_rule(self._ctx, rule)]
+
+    async def retention(self) -> list[dict[str, Any]]:
+        """This view's retention policy: its rules, as :meth:`set_retention` stored them."""
+        return [r.to_dict() for r in await retention.policy(self._ctx)]
+
+    async def remove_retention(self, kind: str, prefix: str = "") -> bool:
+        """Remove the rule of ``kind`` and ``prefix``; False if there was none."""
+        make_rule(kind, prefix, max_age=1)  # the same checks of kind and prefix
+        return await retention.remove_rule(self._ctx, kind, prefix)
+
+    async def maintain(self, progress: Progress | None = None) -> dict[str, Any]:
+        """Apply the retention policies of this view and of every namespace inside it,
+        then purge (as :meth:`purge`, in each), and report the rules applied, what they
+        removed, and the objects and bytes freed (two sized listings: before and after).
+        Idempotent; safe from several processes at once and with writers running; a
+        killed run is finished by running it again. ``progress(what, done, total)`` is
+        told of each rule applied and each namespace purged. See
+        :mod:`kvstore.operations.maintain`."""
+        if progress is not None and not callable(progress):
+            raise ConfigurationError(f"progress must be callable, not {progress!r}")
+        return await maintain(self._ctx, progress)
+
+    async def rekey(
+        self, seal_plaintext: bool = False, progress: Progress | None = None
+    ) -> dict[str, int]:
+        """Seal every object of this view and its namespaces under the key ring's primary
+        key (a store opened with ``encryption=``; ConfigurationError otherwise): one GET
+        per object, and a conditional PUT for each sealed under an older key - a write
+        landing meanwhile is never overwritten. ``seal_plaintext``: seal plaintext objects
+        too (a store being encrypted for the first time). Returns ``{"objects",
+        "rewritten", "current", "changed", "plaintext"}``. Idempotent, resumable; see
+        :mod:`kvstore.crypto.rekey`."""
+        if not isinstance(seal_plaintext, bool):
+            raise ConfigurationError(
+                f"seal_plaintext must be True or False, not {seal_plaintext!r}"
+            )
+        if progress is not None and not callable(progress):
+            raise ConfigurationError(f"progress must be callable, not {progress!r}")
+        from .crypto.rekey import rekey
+
+        return await rekey(self._ctx, seal_plaintext, progress)

@@ -29,7 +29,15 @@ from dataclasses import dataclass
 from typing import Any
 
 from . import DEFAULT_URL, __version__
-from .cli_operations import _du
+from .cli_operations import (
+    _du,
+    _keygen,
+    _maintain,
+    _rekey,
+    _retention_ls,
+    _retention_rm,
+    _retention_set,
+)
 from .cli_sessions import _session_export, _session_ls, _session_rm, _session_show
 from .commands_cli import (
     NIL,
@@ -320,6 +328,73 @@ COMMANDS: tuple[Command, ...] = (
     ),
     Command("stats", "print the store's URL and request counters as JSON", _store_command(_stats)),
     Command(
+        "retention",
+        "the retention policy of the store (rules kept in the bucket; applied by maintain)",
+        None,
+        subcommands=(
+            Command(
+                "ls",
+                "print the rules: kind, prefix, limits",
+                _store_command(_retention_ls),
+                (_JSON,),
+            ),
+            Command(
+                "set",
+                "add or replace the rule for KIND and --prefix; prints the policy",
+                _store_command(_retention_set),
+                (
+                    arg("kind", choices=("values", "logs", "artifacts", "records")),
+                    arg("--prefix", default="", help="only keys or names starting with PREFIX"),
+                    arg(
+                        "--max-age",
+                        metavar="AGE",
+                        help="seconds, or with a unit: 90m, 12h, 30d, 2w",
+                    ),
+                    arg("--max-count", metavar="N", type=int, help="logs: keep the last N records"),
+                    arg(
+                        "--max-versions", metavar="N", type=int, help="artifacts: keep the newest N"
+                    ),
+                ),
+            ),
+            Command(
+                "rm",
+                "remove the rule for KIND and --prefix; exit 1 if there was none",
+                _store_command(_retention_rm),
+                (
+                    arg("kind", choices=("values", "logs", "artifacts", "records")),
+                    arg("--prefix", default="", help="the rule's prefix"),
+                ),
+            ),
+        ),
+    ),
+    Command(
+        "maintain",
+        "apply the retention policies (this store and its namespaces), purge what no read "
+        "sees, and print what was freed; safe to run from several processes at once",
+        _store_command(_maintain),
+        (arg("--json", action="store_true", help="print the report as JSON"), *_PROGRESS),
+    ),
+    Command(
+        "rekey",
+        "seal every object under the key ring's primary key (--key-file or $KVSTORE_KEYS); "
+        "a writer meanwhile is never overwritten; run again to finish a stopped run",
+        _store_command(_rekey),
+        (
+            arg("--seal-plaintext", action="store_true", help="seal plaintext objects too"),
+            *_PROGRESS,
+        ),
+    ),
+    Command(
+        "keygen",
+        "print a new random AES-256 key as ID:BASE64 (a $KVSTORE_KEYS entry) or --json (a "
+        "key file)",
+        _keygen,
+        (
+            arg("id", nargs="?", default="k1", help="the key's id (default k1)"),
+            arg("--json", action="store_true", help="print a key file"),
+        ),
+    ),
+    Command(
         "du",
         "print the objects and bytes the store holds, per namespace and kind (values, logs, "
         "lists, artifacts, sessions, records), from listings alone (no object is read)",
@@ -362,6 +437,13 @@ def _global_options(late: bool) -> argparse.ArgumentParser:
         default=default(os.environ.get("KVSTORE_CACHE") or "local"),
         help="none, local (in-process) or a redis://, rediss://, unix:// or redis+cluster:// "
         "URL (default: $KVSTORE_CACHE, else local)",
+    )
+    p.add_argument(
+        "--key-file",
+        default=default(None),
+        metavar="PATH",
+        help="an encrypted store's key ring, JSON (default: $KVSTORE_KEY_FILE, else the keys "
+        "in $KVSTORE_KEYS, else none: not encrypted)",
     )
     p.add_argument(
         "--storage-option",

@@ -53,6 +53,8 @@ import zstandard
 from .errors import CorruptDataError
 
 MAGIC = b"KVS\x1e"
+SEALED_MAGIC = b"KVX\x01"
+"""What an object sealed by an encrypted store starts with (kvstore.crypto.sealing)."""
 VERSION = 1
 FLAG_ZSTD = 0x01
 FLAG_META_CRC = 0x02
@@ -201,6 +203,12 @@ def _header(data: bytes, key: str | None, path: str | None) -> tuple[int, int, i
         raise CorruptDataError(f"object is truncated ({len(data)} bytes)", key=key, path=path)
     magic, version, flags, count, expires, nonce, meta_len = _HEADER.unpack_from(data)
     if magic != MAGIC:
+        if magic == SEALED_MAGIC:
+            raise CorruptDataError(
+                "sealed by an encrypted store: open it with its key ring (encryption=)",
+                key=key,
+                path=path,
+            )
         raise CorruptDataError("not a kvstore object (bad magic)", key=key, path=path)
     (header_crc,) = _CRC.unpack_from(data, _HEADER.size)
     if zlib.crc32(data[: _HEADER.size]) != header_crc:

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
 
-from . import KVStore
+from . import KeyRing, KVStore
 from . import open as open_store
 from .cache import REDIS_SCHEMES
 from .errors import ConfigurationError
@@ -272,13 +272,30 @@ def _storage_options(items: Sequence[str]) -> dict[str, Any]:
     return options
 
 
-def _open(args: argparse.Namespace, url: str | None = None) -> KVStore:
+def key_ring(args: argparse.Namespace) -> KeyRing | None:
+    """The key ring of an encrypted store: ``--key-file`` (default ``$KVSTORE_KEY_FILE``),
+    else ``$KVSTORE_KEYS`` (with ``$KVSTORE_PRIMARY_KEY``); None when neither is set."""
+    path = getattr(args, "key_file", None) or os.environ.get("KVSTORE_KEY_FILE")
+    if path:
+        return KeyRing.from_file(path)
+    if os.environ.get("KVSTORE_KEYS"):
+        return KeyRing.from_env()
+    return None
+
+
+def open_arguments(args: argparse.Namespace) -> dict[str, Any]:
+    """What every command and server passes to ``open`` from the global options."""
     items = [*args.storage_option, *args.late_storage_option]
-    return open_store(
-        url or args.url,  # None: kvstore reads $KVSTORE_URL, else DEFAULT_URL
-        _cache(args.cache),
-        storage_options=_storage_options(items) or None,
-    )
+    return {
+        "cache": _cache(args.cache),
+        "storage_options": _storage_options(items) or None,
+        "encryption": key_ring(args),
+    }
+
+
+def _open(args: argparse.Namespace, url: str | None = None) -> KVStore:
+    # url None: kvstore reads $KVSTORE_URL, else DEFAULT_URL
+    return open_store(url or args.url, **open_arguments(args))
 
 
 def _store_command(handler: StoreHandler) -> Runner:

@@ -93,6 +93,7 @@ async def _check_view(ctx: StoreContext, repair: bool, report: Report) -> None:
     await _check_artifacts(ctx, report)
     await _check_sessions(ctx, repair, report)
     await _check_records(ctx, repair, report)
+    await _check_values(StoreContext(ctx.resources, ctx.layout.meta()), report)  # settings
     for name in await _namespaces(ctx, report):
         await _check_view(ctx.namespace(name), repair, report)
 

@@ -19,6 +19,7 @@ path (below the store root)                         object
 ``{base}list/{enc(key)}/{inc}/log/items~/…``       a Redis list's records: a log (above) per
                                                     incarnation ``inc`` named by the list's
                                                     value object (type ``list``)
+``{base}meta/kv/{enc(name)}``                        a view's settings (``retention``: its policy)
 ``{base}ses/{enc(app)}/app``                         an app's state (``app:`` keys)
 ``{base}ses/{enc(app)}/user/{enc(user)}``           a user's state in an app (``user:`` keys)
 ``{base}ses/{enc(app)}/head/{enc(user)}/{enc(id)}`` a session's head: metadata, session state
@@ -56,6 +57,7 @@ NAMESPACES = "ns/"
 LISTS = "list/"
 SESSIONS = "ses/"
 RECORDS = "rec/"
+META = "meta/"
 SESSION_EVENTS_KEY = "events"
 """The key of a session's event log inside its incarnation's layout."""
 LIST_LOG_KEY = "items"
@@ -69,8 +71,8 @@ keys of two stores that merely share a name (a path, a bucket) never meet."""
 KINDS = ("values", "logs", "lists", "artifacts", "sessions", "records", "internal", "foreign")
 """What :meth:`Layout.kind_of` tells objects apart by (``store.usage``): a Redis list's
 records are ``lists`` (its head, naming their incarnation, is a value), an artifact's
-parts and raw data ``artifacts``, the store's id and the precondition probe's objects
-``internal``."""
+parts and raw data ``artifacts``, the store's id, the precondition probe's objects and a
+view's settings (its retention policy) ``internal``."""
 PREFIXABLE_AREAS = (VALUES, LOGS, LISTS, ARTIFACTS, PARTS, SESSIONS, RECORDS)
 """The areas whose next path segment is an encoded key or name: listing ``area +
 encode_prefix(p)`` finds the objects of every key or name starting with ``p``."""
@@ -83,6 +85,7 @@ _KIND_OF_AREA = {
     SESSIONS: "sessions",
     RECORDS: "records",
     ".kvstore/": "internal",
+    META: "internal",
 }
 
 
@@ -250,7 +253,7 @@ class Layout:
                 return tuple(names), "foreign", None
         area, _, inner = rest.partition("/")
         kind = _KIND_OF_AREA.get(area + "/", "foreign")
-        if kind == "internal" and (names or self.base):  # .kvstore/ is the root's alone
+        if area == ".kvstore" and (names or self.base):  # .kvstore/ is the root's alone
             kind = "foreign"
         encoded, sep, leaf = inner.partition("~/")
         if kind == "values":
@@ -287,6 +290,11 @@ class Layout:
             return None
 
     # records
+
+    def meta(self) -> Layout:
+        """The store view holding this view's own settings as values (its retention
+        policy, :mod:`kvstore.operations.retention`): ``{base}meta/``."""
+        return Layout(f"{self.base}{META}")
 
     def records(self, name: str) -> Layout:
         """The store view one collection of records keeps (kvstore.records): its span as

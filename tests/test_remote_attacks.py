@@ -179,6 +179,11 @@ CALLS: dict[str, tuple[list[Any], dict[str, Any]]] = {
     "health": ([], {}),
     "fsck": ([], {}),
     "usage": ([], {}),
+    "retention": ([], {}),
+    "set_retention": (["logs"], {"max_count": 3}),
+    "remove_retention": (["logs"], {}),
+    "maintain": ([], {"progress": False}),
+    "rekey": ([], {"progress": False}),
     "artifacts.versions": (["a"], {}),
     "artifacts.versions_info": (["a"], {}),
     "artifacts.info": (["a"], {}),
@@ -227,9 +232,10 @@ def test_a_read_only_token_writes_nothing_whatever_it_calls(tmp_path: Path) -> N
         written = writes(store)
         for op, (args, kwargs) in CALLS.items():
             answer = post(base, wire.call(op, tuple(args), kwargs), SECRETS["reader"])
-            if wire.OPS[op] in ("write", "whole"):  # whole: this reader is the whole store's,
-                # but artifacts.url on memory:// is 501 - and must not be a write either
-                status = 403 if wire.OPS[op] == "write" else 501
+            if wire.OPS[op] in ("write", "whole", "whole-write"):
+                # whole: this reader is the whole store's, but artifacts.url on memory:// is
+                # 501 - and must not be a write either
+                status = 501 if wire.OPS[op] == "whole" else 403
                 assert error_of(answer, status)["type"] in (
                     "Forbidden",
                     "UnsupportedOperationError",

@@ -336,6 +336,11 @@ class AsyncArtifacts:
         # written, on a store that cannot make one (or whose server ignores it).
         await self.ctx.blob.require("atomic_create")
         if raw:
+            if self.ctx.blob.encrypted:
+                raise UnsupportedOperationError(
+                    "raw=True keeps a file byte for byte for presigned URLs; an encrypted "
+                    "store seals every object and makes no URL: save it without raw"
+                )
             return await self._save_raw(key, directory, source, mime, user)
         compress: bool | None = False if is_compressed_type(mime) else None
         upload = secrets.token_hex(12)

@@ -144,6 +144,9 @@ class BlobStore(ABC):
     #: needs an object's age (removing old log chunks) falls back to the dates clients
     #: wrote into the objects, and so trusts their clocks.
     dated_listing: bool = False
+    #: Objects are sealed (kvstore.crypto.EncryptingBlobStore): ranged reads open whole
+    #: objects, raw artifact versions (for presigned URLs) are refused.
+    encrypted: bool = False
     #: ``sign_url`` makes presigned GET URLs on this backend (S3; GCS when its credentials
     #: hold a private key). Where False it raises UnsupportedOperationError saying
     #: ``unsigned_reason``.

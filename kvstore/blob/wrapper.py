@@ -78,6 +78,10 @@ class WrapperBlobStore(BlobStore):
         return self.inner.dated_listing
 
     @property
+    def encrypted(self) -> bool:  # type: ignore[override]
+        return self.inner.encrypted
+
+    @property
     def can_sign_urls(self) -> bool:  # type: ignore[override]
         return self.inner.can_sign_urls
 

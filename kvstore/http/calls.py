@@ -4,8 +4,8 @@ route behind ``kvstore.open("kvstore+http://...")`` (:mod:`kvstore.remote`).
 The body is one call in :mod:`kvstore.remote.wire`'s msgpack (``[op, args, kwargs]``, an
 operation of ``wire.OPS``); the answer is its result in the same msgpack (200), or the
 library's error as every route gives it (its class's status, the JSON error body). A
-read-only token may make the ``read`` operations only, a namespace's token none of the
-``whole`` ones. The arguments are checked against
+read-only token may make the ``read`` and ``whole`` (reading) operations only, a namespace's
+token none of the ``whole`` and ``whole-write`` ones. The arguments are checked against
 the method's signature before it runs (400, as a ``TypeError`` would be in the library);
 what it does with them is the library's own checking.
 """
@@ -49,9 +49,9 @@ async def call(request: Request, scoped: Scoped) -> Response:
     except wire.WireError as exc:
         raise HttpError(400, "WireError", str(exc)) from None
     access = wire.OPS[op]
-    if access == "write":
+    if access in ("write", "whole-write"):
         scoped.require_write()
-    elif access == "whole":
+    if access in ("whole", "whole-write"):
         scoped.require_whole()
     try:
         result = await run(scoped, op, args, kwargs)
@@ -89,10 +89,11 @@ async def run(scoped: Scope, op: str, args: list[Any], kwargs: dict[str, Any]) -
         if not scoped.whole:  # where the data lives is the whole store's business
             found.get("store", {}).pop("url", None)
         return found
-    if op in ("sessions.delete_user", "sessions.delete_app"):
+    if op in ("sessions.delete_user", "sessions.delete_app", "maintain", "rekey"):
         # progress: True here (the client's callable stays with it), the reports go back
         method = _method(store, op, args, kwargs)
-        bound = _SIGNATURES[cast(Any, method).__func__].bind(store.sessions, *args, **kwargs)
+        owner = store.sessions if op.startswith("sessions.") else store
+        bound = _SIGNATURES[cast(Any, method).__func__].bind(owner, *args, **kwargs)
         reports: list[tuple[str, int, int]] = []
         if bound.arguments.get("progress") not in (None, False, True):
             raise HttpError(400, "ConfigurationError", "progress is True or False here")
@@ -102,8 +103,8 @@ async def run(scoped: Scope, op: str, args: list[Any], kwargs: dict[str, Any]) -
             )
         else:
             bound.arguments.pop("progress", None)
-        deleted = await method(*bound.args[1:], **bound.kwargs)
-        return [deleted, reports]
+        result = await method(*bound.args[1:], **bound.kwargs)
+        return [result, reports]
     return await _method(store, op, args, kwargs)(*args, **kwargs)
 
 

@@ -9,7 +9,7 @@ import signal
 import sys
 
 from .. import open_async
-from ..commands_cli import PROG, _cache, _storage_options
+from ..commands_cli import PROG, open_arguments
 from ..errors import ConfigurationError
 from .app import create_app
 from .config import DEFAULT_PORT, TOKEN_ENV, HttpConfig, load_tokens
@@ -33,12 +33,10 @@ def serve_http(args: argparse.Namespace) -> int:
         max_body=args.max_body,
     )
     config.check()  # before the store is opened: a refused exposure costs nothing
-    items = [*args.storage_option, *args.late_storage_option]
+    options = open_arguments(args)  # a bad key file fails here, before serving
 
     def open_store() -> object:
-        return open_async(
-            args.url, _cache(args.cache), storage_options=_storage_options(items) or None
-        )
+        return open_async(args.url, **options)
 
     app = create_app(open_store, config)  # type: ignore[arg-type]
     import uvicorn

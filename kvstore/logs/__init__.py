@@ -101,6 +101,9 @@ class Logs:
     async def delete(self, key: str) -> bool:
         return await self.cleanup.delete(key)
 
+    async def drop_before(self, key: str, end: int) -> int:
+        return await self.cleanup.drop_before(key, end)
+
     async def purge(self, prefix: object) -> int:
         return await self.cleanup.purge(prefix)
 

@@ -62,6 +62,25 @@ class LogCleanup:
 
         return await self.ctx.commit([self.reader.plan_key(directory)], cut)
 
+    async def drop_before(self, key: str, end: int) -> int:
+        """Drop the records below the absolute sequence number ``end`` (a log's end as a
+        caller saw it): records appended since stay, so a retention rule that found the
+        log idle never removes a record written after it looked. Returns the records
+        dropped (0 if none were below ``end``)."""
+        directory = self.reader.dir(key)
+
+        async def cut() -> int:
+            plan = await self.reader.plan(key, directory, fresh=True)
+            mark = min(end, plan.tail)
+            if mark <= plan.first:
+                return 0
+            await self._set_mark(directory, mark)
+            self.ctx.state(LogWriters).forget(directory, mark)
+            await self.remove_superseded(directory, plan.names, mark, plan.tail)
+            return mark - plan.first
+
+        return await self.ctx.commit([self.reader.plan_key(directory)], cut)
+
     async def pop(self, key: str, count: int) -> list[bytes]:
         """Remove and return up to ``count`` records from the head (Redis LPOP).
 

@@ -27,8 +27,9 @@ from collections.abc import AsyncIterator, Iterable
 from typing import Any
 
 from ..api import AsyncKVStore, Result, Versioned, check_key_pages
-from ..errors import KVStoreError
+from ..errors import ConfigurationError, KVStoreError
 from ..keys import encode_name, key_str
+from ..operations import Progress
 from .artifacts import RemoteArtifacts
 from .calls import remote
 from .records import RemoteRecords
@@ -164,6 +165,37 @@ class AsyncRemoteStore(AsyncKVStore):
     namespaces = remote(AsyncKVStore.namespaces)
     fsck = remote(AsyncKVStore.fsck)
     usage = remote(AsyncKVStore.usage)
+    set_retention = remote(AsyncKVStore.set_retention)
+    retention = remote(AsyncKVStore.retention)
+    remove_retention = remote(AsyncKVStore.remove_retention)
+
+    async def maintain(self, progress: Progress | None = None) -> dict[str, Any]:
+        return await self._reporting("maintain", {}, progress)
+
+    maintain.__doc__ = AsyncKVStore.maintain.__doc__
+
+    async def rekey(
+        self, seal_plaintext: bool = False, progress: Progress | None = None
+    ) -> dict[str, int]:
+        return await self._reporting("rekey", {"seal_plaintext": seal_plaintext}, progress)
+
+    rekey.__doc__ = AsyncKVStore.rekey.__doc__
+
+    async def _reporting(
+        self, op: str, kwargs: dict[str, Any], progress: Progress | None
+    ) -> dict[str, Any]:
+        """A long call whose ``progress`` cannot be called from the service: it gets the
+        service's reports, in order, once the call is done (as the session cascades')."""
+        if progress is not None and not callable(progress):
+            raise ConfigurationError(f"progress must be callable, not {progress!r}")
+        found, reports = await self._service.call(
+            op, self.namespace_path, (), {**kwargs, "progress": progress is not None}
+        )
+        if progress is not None:
+            for what, done, total in reports:
+                progress(what, done, total)
+        return dict(found)
+
     purge = remote(AsyncKVStore.purge)
     purge_expired = remote(AsyncKVStore.purge_expired)
 

@@ -43,7 +43,9 @@ from ..errors import InvalidValueError, KVStoreError
 from ..records import Record
 from ..sessions.model import KEEP, Event, Keep, Session, SessionPage
 
-Access = Literal["read", "write", "whole"]
+Access = Literal["read", "write", "whole", "whole-write"]
+"""What a token needs: read access; write access; the whole store (not a namespace's
+token); the whole store and write access."""
 
 OPS: dict[str, Access] = {
     # values
@@ -82,6 +84,11 @@ OPS: dict[str, Access] = {
     "namespaces": "read",
     "health": "read",
     "usage": "read",  # listings only
+    "retention": "read",
+    "set_retention": "write",
+    "remove_retention": "write",
+    "maintain": "write",
+    "rekey": "whole-write",  # rewrites every object of the service's store
     "fsck": "write",  # reads every object: not for read-only tokens (and repair=True writes)
     # artifacts (data itself streams through /v1/artifacts/{name})
     "artifacts.versions": "read",

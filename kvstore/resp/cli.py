@@ -12,7 +12,7 @@ import sys
 from typing import IO, Any
 
 from .. import open_async
-from ..commands_cli import PROG, _cache, _storage_options
+from ..commands_cli import PROG, open_arguments
 from ..errors import ConfigurationError
 from ..http.config import HTTP_ARGUMENTS
 from .auth import load_users
@@ -86,10 +86,7 @@ def serve(args: argparse.Namespace, out: IO[bytes]) -> int:
 
 
 async def _serve(args: argparse.Namespace, config: ServerConfig) -> None:
-    items = [*args.storage_option, *args.late_storage_option]
-    store = open_async(
-        args.url, _cache(args.cache), storage_options=_storage_options(items) or None
-    )
+    store = open_async(args.url, **open_arguments(args))
     server = Server(store, config)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()

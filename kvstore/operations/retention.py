@@ -1,0 +1,345 @@
+"""Retention policies: rules kept in the bucket, applied by ``store.maintain()``.
+
+A store view's policy is a list of rules, stored as one value of the view's settings area
+(``{base}meta/kv/retention~``, JSON; :meth:`kvstore.layout.Layout.meta`), so every process
+that opens the store sees the same policy. ``set_retention`` and ``remove_retention`` change
+it by compare-and-swap: two processes changing it at once both land, one after the other.
+Each namespace has its own policy; ``maintain`` on a view applies its policy and those of
+the namespaces inside it.
+
+A rule acts on the keys (or names) that start with its ``prefix``:
+
+=========  =================================================================================
+kind       what ``maintain`` does
+=========  =================================================================================
+values     ``max_age``: deletes the values not written for ``max_age`` seconds
+logs       ``max_age``: drops every record of a log not appended to for that long;
+           ``max_count``: keeps a log's last ``max_count`` records
+artifacts  ``max_versions``: keeps each artifact's newest N versions; ``max_age``: deletes
+           the versions saved longer ago - never an artifact's newest
+records    ``max_age``: drops the partitions of the collections (by name prefix) that
+           ended more than ``max_age`` ago
+=========  =================================================================================
+
+Ages are by the object store's clock (dated listings: S3 ``LastModified`` against the
+answer's ``Date``; docs/architecture.md, "Time") - no client's clock takes part - except
+for records, whose timestamps are their writers' own.
+
+**Safe with writers running at once, and with other maintainers.** Nothing a rule keeps
+is ever removed by a race: a value is deleted only by a conditional delete on the version
+that was found old, after a dated listing confirmed that version's age (a value written
+meanwhile survives); an idle log's records are dropped only below the end the rule saw
+(a record appended since survives); ``max_count`` trims as ``trim`` does (what is appended
+during it is kept); versions and partitions are dropped by the models' own deletes. Each
+action is idempotent, so two maintainers at once, or one run again after a crash, do no
+harm and finish the work.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable
+from dataclasses import asdict, dataclass
+from typing import Any
+
+from .. import aio, codec
+from ..artifacts import AsyncArtifacts
+from ..context import StoreContext
+from ..errors import ConfigurationError, CorruptDataError, UnsupportedOperationError
+from ..layout import parse_version_leaf
+from ..logs import Logs
+from ..records import AsyncRecords, record_collections
+from ..values import Values
+
+POLICY_KEY = "retention"
+KINDS = {
+    "values": ("max_age",),
+    "logs": ("max_age", "max_count"),
+    "artifacts": ("max_age", "max_versions"),
+    "records": ("max_age",),
+}
+"""The kinds a rule may name, and the limits each takes."""
+MAX_RULES = 1000
+
+
+@dataclass(frozen=True)
+class Rule:
+    """One rule: ``kind`` (values, logs, artifacts, records), ``prefix``, and its limits
+    (``max_age`` in seconds; ``max_count`` records; ``max_versions``)."""
+
+    kind: str
+    prefix: str = ""
+    max_age: float | None = None
+    max_count: int | None = None
+    max_versions: int | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {k: v for k, v in asdict(self).items() if v is not None}
+
+
+def make_rule(
+    kind: object,
+    prefix: object = "",
+    max_age: object = None,
+    max_count: object = None,
+    max_versions: object = None,
+) -> Rule:
+    """A checked rule; ConfigurationError naming what is wrong."""
+    if kind not in KINDS:
+        raise ConfigurationError(f"a rule's kind is one of {', '.join(KINDS)}, not {kind!r}")
+    assert isinstance(kind, str)
+    if not isinstance(prefix, str):
+        raise ConfigurationError(f"a rule's prefix is a str, not {prefix!r}")
+    limits = {"max_age": max_age, "max_count": max_count, "max_versions": max_versions}
+    given = {name for name, value in limits.items() if value is not None}
+    if not given:
+        raise ConfigurationError(f"a {kind} rule needs one of {', '.join(KINDS[kind])}")
+    wrong = given - set(KINDS[kind])
+    if wrong:
+        raise ConfigurationError(
+            f"a {kind} rule takes {', '.join(KINDS[kind])}, not {', '.join(sorted(wrong))}"
+        )
+    if max_age is not None and (
+        isinstance(max_age, bool)
+        or not isinstance(max_age, (int, float))
+        or not 0 < max_age < math.inf
+    ):
+        raise ConfigurationError(f"max_age is seconds > 0, not {max_age!r}")
+    for name in ("max_count", "max_versions"):
+        value = limits[name]
+        if value is not None and (
+            isinstance(value, bool) or not isinstance(value, int) or value < 1
+        ):
+            raise ConfigurationError(f"{name} is an int >= 1, not {value!r}")
+    return Rule(
+        kind,
+        prefix,
+        None if max_age is None else float(max_age),
+        max_count,  # type: ignore[arg-type]
+        max_versions,  # type: ignore[arg-type]
+    )
+
+
+# -- the stored policy ---------------------------------------------------------------------------
+
+
+def _settings(ctx: StoreContext) -> Values:
+    return Values(StoreContext(ctx.resources, ctx.layout.meta()))
+
+
+def _decode(raw: bytes, ctx: StoreContext) -> list[Rule]:
+    import json
+
+    where = ctx.where(ctx.layout.meta().value(POLICY_KEY))
+    try:
+        rows = json.loads(raw)
+        return [make_rule(**row) for row in rows]
+    except (ValueError, TypeError) as exc:
+        raise CorruptDataError(f"the retention policy is not one ({exc})", path=where) from None
+
+
+async def policy(ctx: StoreContext) -> list[Rule]:
+    """The view's rules, as stored ([] if none): one GET (the cache's, if fresh)."""
+    values = _settings(ctx)
+    (found,) = await values.load(values.plan([POLICY_KEY]))
+    return [] if found is None else _decode(found[0], ctx)
+
+
+async def _change(ctx: StoreContext, edit: Any) -> list[Rule]:
+    """Apply ``edit(rules) -> rules`` to the stored policy by compare-and-swap, again on
+    conflict; returns the policy written."""
+    import json
+
+    values = _settings(ctx)
+    while True:
+        found = await values.get_versioned(POLICY_KEY)
+        rules = [] if found is None else _decode(found[0], ctx)
+        changed: list[Rule] = edit(rules)
+        if len(changed) > MAX_RULES:
+            raise ConfigurationError(f"a policy has at most {MAX_RULES} rules")
+        text = json.dumps([r.to_dict() for r in changed]).encode()
+        if found is None:
+            done = await values.set(POLICY_KEY, text, nx=True)
+        else:
+            done = await values.set(POLICY_KEY, text, if_version=found[1])
+        if done:
+            return changed
+
+
+async def set_rule(ctx: StoreContext, rule: Rule) -> list[Rule]:
+    """Add ``rule``, replacing the rule of the same kind and prefix if there is one."""
+
+    def edit(rules: list[Rule]) -> list[Rule]:
+        kept = [r for r in rules if (r.kind, r.prefix) != (rule.kind, rule.prefix)]
+        return sorted([*kept, rule], key=lambda r: (r.kind, r.prefix))
+
+    return await _change(ctx, edit)
+
+
+async def remove_rule(ctx: StoreContext, kind: str, prefix: str) -> bool:
+    """Remove the rule of ``kind`` and ``prefix``; False if there was none."""
+    removed = False
+
+    def edit(rules: list[Rule]) -> list[Rule]:
+        nonlocal removed
+        kept = [r for r in rules if (r.kind, r.prefix) != (kind, prefix)]
+        removed = len(kept) < len(rules)
+        return kept
+
+    await _change(ctx, edit)
+    return removed
+
+
+# -- applying a rule -----------------------------------------------------------------------------
+
+
+async def apply(ctx: StoreContext, rule: Rule) -> int:
+    """Apply one rule to the view of ``ctx``; returns what it removed: values, logs
+    emptied or trimmed, artifact versions, record partitions."""
+    if rule.kind == "values":
+        return await _values(ctx, rule)
+    if rule.kind == "logs":
+        return await _logs(ctx, rule)
+    if rule.kind == "artifacts":
+        return await _artifacts(ctx, rule)
+    return await _records(ctx, rule)
+
+
+def _max_age_ms(rule: Rule) -> int:
+    assert rule.max_age is not None
+    return math.ceil(rule.max_age * 1000)
+
+
+async def _dated(ctx: StoreContext, prefix: str) -> dict[str, int]:
+    """Path -> age in ms by the object store's clock."""
+    if not ctx.blob.dated_listing:
+        raise UnsupportedOperationError(
+            f"{ctx.blob.url} cannot date its objects: age rules need a store that can"
+        )
+    return (await ctx.blob.list_dated(prefix)).ages()
+
+
+async def _values(ctx: StoreContext, rule: Rule) -> int:
+    """Delete the values not written for ``max_age``: candidates from one dated listing;
+    each one read (its version), its age confirmed by a listing of its own path *after*
+    the read, then deleted on that version only - a value written meanwhile survives."""
+    layout, blob, limit = ctx.layout, ctx.blob, _max_age_ms(rule)
+    old = [
+        p for p, age in (await _dated(ctx, layout.value_prefix(rule.prefix))).items() if age > limit
+    ]
+
+    async def expire(path: str) -> bool:
+        found = await blob.get_head(path, codec.HEADER_SIZE)
+        if found is None:
+            return False
+        age = (await _dated(ctx, path)).get(path)
+        if age is None or age <= limit:
+            return False  # written again since the listing: young, kept
+        return await blob.delete_if_match(path, found.tag)
+
+    async def run() -> list[bool]:
+        return await aio.bounded([expire(p) for p in old], ctx.concurrency)
+
+    return sum(await ctx.commit(old, run)) if old else 0
+
+
+def _by_log(ctx: StoreContext, paths: Iterable[str]) -> dict[str, list[str]]:
+    """Log key -> its object paths, of a listing of the log area."""
+    layout, found = ctx.layout, dict[str, list[str]]()
+    for path in paths:
+        split = layout.split_log_path(path)
+        if split is None:
+            continue
+        try:
+            found.setdefault(layout.key_of(split[0]), []).append(path)
+        except ValueError:
+            continue  # not a log kvstore writes (fsck reports it)
+    return found
+
+
+async def _logs(ctx: StoreContext, rule: Rule) -> int:
+    """``max_count``: trim each log to its last records; ``max_age``: for each log whose
+    objects are all older than the limit, its end read first, then its dates, and the
+    records below that end dropped - an append racing the rule is above it and stays."""
+    logs, prefix = Logs(ctx), ctx.layout.log_prefix(rule.prefix)
+    touched = 0
+    if rule.max_age is not None:
+        limit = _max_age_ms(rule)
+        ages = await _dated(ctx, prefix)
+        idle = [k for k, ps in _by_log(ctx, ages).items() if min(ages[p] for p in ps) > limit]
+
+        async def drop(key: str) -> int:
+            _first, end = await logs.bounds(key)
+            directory = ctx.layout.log_dir(key)
+            still = await _dated(ctx, directory)
+            if not still or min(still.values()) <= limit:
+                return 0  # written since the listing
+            return await logs.drop_before(key, end)
+
+        dropped = await aio.bounded([drop(k) for k in idle], ctx.concurrency)
+        touched += sum(1 for n in dropped if n > 0)
+    if rule.max_count is not None:
+        keys = sorted(_by_log(ctx, [p async for page in ctx.blob.list_pages(prefix) for p in page]))
+        before = await aio.bounded([logs.length(k) for k in keys], ctx.concurrency)
+        over = [k for k, n in zip(keys, before, strict=True) if n > rule.max_count]
+        await aio.bounded([logs.trim(k, -rule.max_count) for k in over], ctx.concurrency)
+        touched += len(over)
+    return touched
+
+
+async def _artifacts(ctx: StoreContext, rule: Rule) -> int:
+    """From one dated listing of the artifacts' manifests: each artifact's live versions,
+    newest first; those past ``max_versions``, and those older than ``max_age`` but the
+    newest, deleted (``AsyncArtifacts.delete``: a tombstone, the data with ``purge``)."""
+    layout = ctx.layout
+    ages = await _dated(ctx, layout.artifact_prefix(rule.prefix))
+    versions: dict[str, dict[int, int]] = {}
+    deleted: set[tuple[str, int]] = set()
+    for path, age in ages.items():
+        encoded, leaf = layout.split_artifact_path(path)
+        parsed = parse_version_leaf(leaf)
+        if parsed is None:
+            continue
+        try:
+            name = layout.key_of(encoded)
+        except ValueError:
+            continue
+        version, is_marker = parsed
+        if is_marker:
+            deleted.add((name, version))
+        else:
+            versions.setdefault(name, {})[version] = age
+    doomed: list[tuple[str, int]] = []
+    for name, found in versions.items():
+        live = sorted((v for v in found if (name, v) not in deleted), reverse=True)
+        for i, version in enumerate(live):
+            too_many = rule.max_versions is not None and i >= rule.max_versions
+            too_old = rule.max_age is not None and i > 0 and found[version] > _max_age_ms(rule)
+            if too_many or too_old:
+                doomed.append((name, version))
+    artifacts = AsyncArtifacts(ctx)
+    done = await aio.bounded(
+        [artifacts.delete(name, version) for name, version in doomed], ctx.concurrency
+    )
+    return sum(1 for d in done if d)
+
+
+async def _records(ctx: StoreContext, rule: Rule) -> int:
+    """Each collection named with the prefix: ``drop_before(now - max_age)``."""
+    cut = (ctx.clock() - _max_age_ms(rule)) / 1000
+    if cut <= 0:
+        return 0
+    names = [n for n in await record_collections(ctx) if n.startswith(rule.prefix)]
+    dropped = 0
+    for name in names:
+        span = await _span_of(ctx, name)
+        if span is not None:
+            dropped += await AsyncRecords(ctx, name, span).drop_before(cut)
+    return dropped
+
+
+async def _span_of(ctx: StoreContext, name: str) -> str | None:
+    """The partition span a collection was created with (its ``span`` value)."""
+    inner = Values(StoreContext(ctx.resources, ctx.layout.records(name)))
+    (found,) = await inner.load(inner.plan(["span"]))
+    return None if found is None else found[0].decode("utf-8", "replace")
