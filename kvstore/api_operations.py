@@ -138,17 +138,22 @@ class StoreOperations:
         make_rule(kind, prefix, max_age=1)  # the same checks of kind and prefix
         return await retention.remove_rule(self._ctx, kind, prefix)
 
-    async def maintain(self, progress: Progress | None = None) -> dict[str, Any]:
+    async def maintain(
+        self, progress: Progress | None = None, purge_expired: bool = True
+    ) -> dict[str, Any]:
         """Apply the retention policies of this view and of every namespace inside it,
         then purge (as :meth:`purge`, in each), and report the rules applied, what they
         removed, and the objects and bytes freed (two sized listings: before and after).
         Idempotent; safe from several processes at once and with writers running; a
         killed run is finished by running it again. ``progress(what, done, total)`` is
-        told of each rule applied and each namespace purged. See
+        told of each rule applied and each namespace purged. ``purge_expired=False``
+        skips expired values (finding them costs a ranged GET of every value). See
         :mod:`kvstore.operations.maintain`."""
         if progress is not None and not callable(progress):
             raise ConfigurationError(f"progress must be callable, not {progress!r}")
-        return await maintain(self._ctx, progress)
+        if not isinstance(purge_expired, bool):
+            raise ConfigurationError(f"purge_expired must be True or False, not {purge_expired!r}")
+        return await maintain(self._ctx, progress, purge_expired)
 
     async def rekey(
         self, seal_plaintext: bool = False, progress: Progress | None = None

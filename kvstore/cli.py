@@ -372,7 +372,15 @@ COMMANDS: tuple[Command, ...] = (
         "apply the retention policies (this store and its namespaces), purge what no read "
         "sees, and print what was freed; safe to run from several processes at once",
         _store_command(_maintain),
-        (arg("--json", action="store_true", help="print the report as JSON"), *_PROGRESS),
+        (
+            arg("--json", action="store_true", help="print the report as JSON"),
+            arg(
+                "--keep-expired",
+                action="store_true",
+                help="skip expired values (finding them costs a ranged GET of every value)",
+            ),
+            *_PROGRESS,
+        ),
     ),
     Command(
         "rekey",

@@ -118,7 +118,7 @@ def _maintain(store: KVStore, args: argparse.Namespace) -> Reply:
         def report(what: str, done: int, total: int) -> None:
             bar.update(done, total, what)
 
-        found = store.maintain(progress=report)
+        found = store.maintain(progress=report, purge_expired=not args.keep_expired)
     if args.json:
         return Reply([json.dumps(found, indent=2)])
     lines = []

@@ -6,16 +6,19 @@ One run, over a store view and every namespace inside it:
 1. one sized listing of the view (:meth:`kvstore.blob.BlobStore.list_sizes`): what is
    stored before, and which namespaces there are;
 2. each namespace's policy read (:mod:`.retention`), and each rule applied;
-3. each namespace purged as ``store.purge`` does: expired values, the objects of deleted
-   or trimmed log records and of dropped record partitions once the log safety rule
-   allows (10 minutes by the object store's clock);
+3. each namespace purged as ``store.purge`` does: the objects of deleted or trimmed log
+   records and of dropped record partitions once the log safety rule allows (10 minutes
+   by the object store's clock), and - unless ``purge_expired=False`` - expired values,
+   which costs a ranged GET of every value (an expiry is inside the object, not in its
+   listing);
 4. a second sized listing: what was there before and is gone now is what was freed -
    objects and bytes, whoever removed them (another maintainer running at once too).
 
 Idempotent and safe to run from several processes at once and while writers write (see
 :mod:`.retention` for why no rule removes what it keeps). Nothing is recorded between
 steps: a run that was killed is finished by running it again. Costs two LISTs per 1000
-objects, plus what each rule's listings and deletes cost.
+objects, plus what each rule's listings and deletes cost, plus a ranged GET per value
+with ``purge_expired`` (BENCHMARKS.md, S21).
 """
 
 from __future__ import annotations
@@ -48,9 +51,10 @@ def _view(ctx: StoreContext, names: tuple[str, ...]) -> StoreContext:
     return ctx
 
 
-async def _purge(ctx: StoreContext) -> dict[str, int]:
-    """What ``store.purge()`` does for one view (not the namespaces inside it)."""
-    expired = await Values(ctx).purge_expired("")
+async def _purge(ctx: StoreContext, purge_expired: bool) -> dict[str, int]:
+    """What ``store.purge()`` does for one view (not the namespaces inside it); expired
+    values only if ``purge_expired``."""
+    expired = await Values(ctx).purge_expired("") if purge_expired else 0
     removed = await Logs(ctx).purge("")
     for name in await record_collections(ctx):
         span = await retention._span_of(ctx, name)
@@ -59,7 +63,9 @@ async def _purge(ctx: StoreContext) -> dict[str, int]:
     return {"expired": expired, "log_objects": removed}
 
 
-async def maintain(ctx: StoreContext, progress: Progress | None = None) -> dict[str, Any]:
+async def maintain(
+    ctx: StoreContext, progress: Progress | None = None, purge_expired: bool = True
+) -> dict[str, Any]:
     """Apply the policies of the view and its namespaces, purge, and report (see the
     module docstring): ``{"rules": [{"namespace", "kind", "prefix", limits...,
     "removed"}], "purged": {"expired", "log_objects"}, "freed": {"objects", "bytes"},
@@ -80,7 +86,7 @@ async def maintain(ctx: StoreContext, progress: Progress | None = None) -> dict[
     purged = {"expired": 0, "log_objects": 0}
     report("namespaces", 0, len(views))
     for done, view in enumerate(views.values(), 1):
-        for name, n in (await _purge(view)).items():
+        for name, n in (await _purge(view, purge_expired)).items():
             purged[name] += n
         report("namespaces", done, len(views))
     after = await _sizes(ctx)

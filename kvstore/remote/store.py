@@ -169,8 +169,10 @@ class AsyncRemoteStore(AsyncKVStore):
     retention = remote(AsyncKVStore.retention)
     remove_retention = remote(AsyncKVStore.remove_retention)
 
-    async def maintain(self, progress: Progress | None = None) -> dict[str, Any]:
-        return await self._reporting("maintain", {}, progress)
+    async def maintain(
+        self, progress: Progress | None = None, purge_expired: bool = True
+    ) -> dict[str, Any]:
+        return await self._reporting("maintain", {"purge_expired": purge_expired}, progress)
 
     maintain.__doc__ = AsyncKVStore.maintain.__doc__
 
