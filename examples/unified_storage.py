@@ -1,7 +1,7 @@
 """One store for everything an agent application keeps, on a local directory: a workflow
 suspended for approval and resumed (by a second process, exactly once), conversation
 threads, trace spans, metrics, an evaluation over a dataset, what the store holds, and a
-cleanup that says what it freed.
+cleanup by retention rules kept in the bucket that says what it freed.
 
     python examples/unified_storage.py [DIRECTORY]
 
@@ -66,12 +66,25 @@ def main(url: str) -> None:
         print("resumer:", out.stdout.strip())
 
     with kvstore.open(url) as store:
-        # 6. What the store holds, from listings alone; then a cleanup.
+        # 6. What the store holds, from listings alone; then a cleanup by retention rules
+        #    kept in the bucket (every process applies the same): two dataset versions at
+        #    most, and resumed workflows gone after a second.
         usage = store.usage()
         print("stored kinds:", sorted(usage["kinds"]))
         print("objects:", usage["objects"], "bytes > 0:", usage["bytes"] > 0)
-        store.sessions.delete("support", "ana", "thread-1")
-        print("cleanup:", store.purge())
+        evals = Evals(store)
+        for version in range(3):
+            evals.save_dataset("refunds", [{"q": f"refund {version}?", "a": "approve"}])
+        store.set_retention("artifacts", "evals/datasets/", max_versions=2)
+        store.set_retention("values", "workflows/", max_age=1)
+        time.sleep(1.5)
+        report = store.maintain()
+        for rule in report["rules"]:
+            print("rule:", rule["kind"], rule["prefix"], "removed", rule["removed"])
+        print(
+            "freed objects:", report["freed"]["objects"], "bytes > 0:", report["freed"]["bytes"] > 0
+        )
+        print("dataset versions:", store.artifacts.versions("evals/datasets/refunds"))
 
 
 if __name__ == "__main__":

@@ -169,4 +169,9 @@ def test_unified_storage_example_on_a_local_directory(tmp_path: Path) -> None:
     assert lines[5:7] == ["resumer: taken 120", "resumer: none"]  # exactly one resumes it
     assert lines[7] == "stored kinds: ['artifacts', 'logs', 'records', 'sessions', 'values']"
     assert lines[8].startswith("objects: ") and lines[8].endswith("bytes > 0: True")
-    assert lines[9].startswith("cleanup: ")
+    assert lines[9:11] == [
+        "rule: artifacts evals/datasets/ removed 2",  # 3 saves + 1: two newest kept
+        "rule: values workflows/ removed 1",  # the resumed workflow, older than 1 s
+    ]
+    assert lines[11] == "freed objects: 1 bytes > 0: True"
+    assert lines[12] == "dataset versions: [2, 3]"

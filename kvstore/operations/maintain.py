@@ -12,7 +12,9 @@ One run, over a store view and every namespace inside it:
    which costs a ranged GET of every value (an expiry is inside the object, not in its
    listing);
 4. a second sized listing: what was there before and is gone now is what was freed -
-   objects and bytes, whoever removed them (another maintainer running at once too).
+   objects and their bytes, whoever removed them (another maintainer running at once
+   too), plus the bytes objects still there shrank by (a deleted artifact version's
+   manifest becomes a small tombstone).
 
 Idempotent and safe to run from several processes at once and while writers write (see
 :mod:`.retention` for why no rule removes what it keeps). Nothing is recorded between
@@ -91,10 +93,11 @@ async def maintain(
         report("namespaces", done, len(views))
     after = await _sizes(ctx)
     gone = [path for path in before if path not in after]
+    shrunk = sum(max(0, n - after[p]) for p, n in before.items() if p in after)
     return {
         "rules": applied,
         "purged": purged,
-        "freed": {"objects": len(gone), "bytes": sum(before[p] for p in gone)},
+        "freed": {"objects": len(gone), "bytes": sum(before[p] for p in gone) + shrunk},
         "before": {"objects": len(before), "bytes": sum(before.values())},
         "after": {"objects": len(after), "bytes": sum(after.values())},
     }
