@@ -121,10 +121,12 @@ async def _verify(
     """The object, decoded and checked against its binding; or None and what was wrong
     (gone, corrupt, misplaced), which is reported."""
     report.objects += 1
-    found = await ctx.blob.get(path)
-    if found is None:
-        return None, report.found("missing", path, "listed, then gone (deleted meanwhile?)")
     try:
+        # inside the try: an encrypted store opens the object in the read, and a damaged
+        # seal is damage to report like a bad envelope
+        found = await ctx.blob.get(path)
+        if found is None:
+            return None, report.found("missing", path, "listed, then gone (deleted meanwhile?)")
         return codec.decode(found.data, path=path, bound=path), None
     except CorruptDataError as exc:
         kind = "misplaced" if "misplaced" in str(exc) else "corrupt"

@@ -22,7 +22,8 @@ def encrypting(blob: BlobStore, cache: Cache, ring: object) -> tuple[BlobStore, 
     entries when it is shared (Redis) - the in-process cache holds plaintext, as the
     process's own memory does."""
     if not isinstance(ring, KeyRing):
-        raise ConfigurationError(f"encryption takes a kvstore.KeyRing, not {ring!r}")
+        # (the type only: a mapping of keys passed by mistake must not reach a traceback)
+        raise ConfigurationError(f"encryption takes a kvstore.KeyRing, not a {type(ring).__name__}")
     try:
         import cryptography  # noqa: F401
     except ImportError as exc:

@@ -25,7 +25,7 @@ class EncryptingBlobStore(WrapperBlobStore):
 
     def __init__(self, inner: BlobStore, ring: KeyRing) -> None:
         if not isinstance(ring, KeyRing):
-            raise TypeError(f"encryption takes a kvstore.KeyRing, not {ring!r}")
+            raise TypeError(f"encryption takes a kvstore.KeyRing, not a {type(ring).__name__}")
         super().__init__(inner)
         self.ring = ring
 

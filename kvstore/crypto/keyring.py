@@ -12,6 +12,7 @@ import secrets
 import threading
 from collections.abc import Callable, Mapping
 from pathlib import Path
+from typing import TypeGuard
 
 from ..errors import ConfigurationError
 
@@ -38,11 +39,30 @@ def encode_key(key: bytes) -> str:
     return base64.urlsafe_b64encode(key).decode("ascii")
 
 
+def is_key_id(key_id: object) -> TypeGuard[str]:
+    """True if ``key_id`` is a well-formed key id (what a sealed blob may name)."""
+    return isinstance(key_id, str) and _KEY_ID.match(key_id) is not None
+
+
+_SHOWN_ID = 32
+
+
+def shown(value: object) -> str:
+    """How messages name what was given as a key id: a short well-formed id as itself;
+    anything else by its type and length only - a key pasted where an id goes (a
+    base64 key is 44 characters, ``=`` included) must never reach a log or a traceback."""
+    if is_key_id(value) and len(str(value)) <= _SHOWN_ID:
+        return repr(value)
+    if isinstance(value, (str, bytes, bytearray)):
+        return f"a {type(value).__name__} of length {len(value)} (not shown)"
+    return f"a {type(value).__name__}"
+
+
 def _check_id(key_id: object) -> str:
-    if not isinstance(key_id, str) or not _KEY_ID.match(key_id):
+    if not is_key_id(key_id):
         raise ConfigurationError(
             "a key id is 1 to 64 of A-Z a-z 0-9 . _ - (every object names its key's id), "
-            f"not {key_id!r}"
+            f"not {shown(key_id)}"
         )
     return key_id
 
@@ -52,10 +72,12 @@ def _check_key(key_id: str, key: object) -> bytes:
         try:
             key = base64.urlsafe_b64decode(key.encode("ascii") + b"=" * (-len(key) % 4))
         except (binascii.Error, UnicodeEncodeError, ValueError):
-            raise ConfigurationError(f"key {key_id!r} is not base64") from None
+            raise ConfigurationError(f"key {shown(key_id)} is not base64") from None
     if not isinstance(key, (bytes, bytearray)) or len(key) != KEY_BYTES:
         size = len(key) if isinstance(key, (bytes, bytearray)) else type(key).__name__
-        raise ConfigurationError(f"key {key_id!r} must be {KEY_BYTES} bytes (AES-256), not {size}")
+        raise ConfigurationError(
+            f"key {shown(key_id)} must be {KEY_BYTES} bytes (AES-256), not {size}"
+        )
     return bytes(key)
 
 
@@ -75,6 +97,8 @@ class KeyRing:
         *,
         fetch: Callable[[str], bytes | str] | None = None,
     ) -> None:
+        if keys is not None and not isinstance(keys, Mapping):
+            raise ConfigurationError(f"keys must be a mapping of key id to key, not {shown(keys)}")
         given = dict(keys or {})
         self._keys = {_check_id(k): _check_key(k, v) for k, v in given.items()}
         if primary is None:
@@ -83,12 +107,12 @@ class KeyRing:
             primary = next(iter(self._keys))
         self.primary = _check_id(primary)
         if fetch is not None and not callable(fetch):
-            raise ConfigurationError(f"fetch must be callable, not {fetch!r}")
+            raise ConfigurationError(f"fetch must be callable, not {shown(fetch)}")
         self._fetch = fetch
         self._lock = threading.Lock()
         if self.primary not in self._keys:
             if fetch is None:
-                raise ConfigurationError(f"the primary key {primary!r} is not in the ring")
+                raise ConfigurationError(f"the primary key {shown(primary)} is not in the ring")
             self.key(self.primary)  # fetched now: a ring that cannot write fails here
 
     def __repr__(self) -> str:
@@ -108,13 +132,13 @@ class KeyRing:
         if found is not None:
             return found
         if self._fetch is None:
-            raise EncryptionKeyError(f"no key {key_id!r} in the ring (it holds {self.ids})")
+            raise EncryptionKeyError(f"no key {shown(key_id)} in the ring (it holds {self.ids})")
         try:
             fetched = _check_key(key_id, self._fetch(key_id))
-        except ConfigurationError:
-            raise
+        except ConfigurationError as exc:  # the callback's answer is no key (None, short)
+            raise EncryptionKeyError(f"key {shown(key_id)} could not be fetched: {exc}") from None
         except Exception as exc:
-            raise EncryptionKeyError(f"key {key_id!r} could not be fetched: {exc}") from exc
+            raise EncryptionKeyError(f"key {shown(key_id)} could not be fetched: {exc}") from exc
         with self._lock:
             self._keys.setdefault(key_id, fetched)
         return fetched
@@ -130,11 +154,11 @@ class KeyRing:
                 f"${ENV_KEYS} is not set: id:base64 key pairs, comma-separated"
             )
         keys: dict[str, str] = {}
-        for item in text.split(","):
+        for n, item in enumerate(text.split(","), 1):
             key_id, sep, value = item.strip().partition(":")
-            if not sep:
+            if not sep:  # (never shown: it may well be a key given without its id)
                 raise ConfigurationError(
-                    f"${ENV_KEYS} holds id:base64 pairs, not {key_id[:16]!r}..."
+                    f"${ENV_KEYS} holds id:base64 pairs, comma-separated; its item {n} has no ':'"
                 )
             keys[key_id] = value
         return cls(keys, env.get(ENV_PRIMARY) or list(keys)[-1])

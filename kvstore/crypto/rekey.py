@@ -17,9 +17,10 @@ from collections.abc import Callable
 from typing import Any
 
 from .. import aio
-from ..blob.base import BlobStore
+from ..blob.base import AmbiguousWriteError, BlobStore
 from ..context import StoreContext
 from ..errors import ConfigurationError
+from ..layout import STORE_ID
 from .blob import EncryptingBlobStore
 from .sealing import key_id_of
 
@@ -49,6 +50,11 @@ async def rekey(
     inner, ring = sealer.inner, sealer.ring
     await inner.require("atomic_conditional_put")
     paths = [p async for page in inner.list_pages(ctx.layout.base) for p in page]
+    if not ctx.layout.base and STORE_ID not in paths and await inner.get(STORE_ID) is not None:
+        # The store's id (kept with a shared cache) is sealed like any object, but local
+        # disk lists nothing of its private .kvstore/ directory: left under the old key,
+        # it would make the store unusable once that key leaves the ring.
+        paths.append(STORE_ID)
     counts = {"objects": len(paths), "rewritten": 0, "current": 0, "changed": 0, "plaintext": 0}
     done = 0
     report = progress or (lambda what, n, total: None)
@@ -67,7 +73,10 @@ async def rekey(
             else:
                 plain = found.data if key_id is None else sealer.open_object(path, found.data)
                 again = sealer.seal_object(path, plain)
-                written = await inner.put_if_match(path, again, found.tag)
+                try:
+                    written = await inner.put_if_match(path, again, found.tag)
+                except AmbiguousWriteError:  # ours landed, or a writer's: nothing was
+                    written = None  # overwritten either way; a run again tells which
                 outcome = "rewritten" if written is not None else "changed"
         counts[outcome] += 1
         done += 1

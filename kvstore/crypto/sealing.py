@@ -15,7 +15,7 @@ from typing import Any
 
 from ..codec import SEALED_MAGIC
 from ..errors import CorruptDataError
-from .keyring import KeyRing
+from .keyring import EncryptionKeyError, KeyRing, is_key_id
 
 MAGIC = SEALED_MAGIC
 NONCE_BYTES = 12
@@ -41,10 +41,16 @@ def is_sealed(data: bytes) -> bool:
 
 def key_id_of(data: bytes) -> str | None:
     """The id of the key a sealed blob was written with; None if it is not sealed."""
-    if not is_sealed(data) or len(data) < 5:
+    at = len(MAGIC) + NONCE_BYTES
+    if not is_sealed(data) or len(data) <= at:
         return None
-    size = data[4]
-    return data[5 : 5 + size].decode("ascii", "replace")
+    size = data[at]
+    return data[at + 1 : at + 1 + size].decode("ascii", "replace")
+
+
+def sealed_overhead(key_id: str) -> int:
+    """How many bytes sealing under ``key_id`` adds."""
+    return len(MAGIC) + 1 + len(key_id) + NONCE_BYTES + TAG_BYTES
 
 
 def seal(ring: KeyRing, data: bytes, context: bytes) -> bytes:
@@ -52,7 +58,7 @@ def seal(ring: KeyRing, data: bytes, context: bytes) -> bytes:
     key_id = ring.primary.encode("ascii")
     nonce = os.urandom(NONCE_BYTES)
     sealed = _cipher(ring.key(ring.primary)).encrypt(nonce, data, context)
-    return b"".join((MAGIC, bytes([len(key_id)]), key_id, nonce, sealed))
+    return b"".join((MAGIC, nonce, bytes([len(key_id)]), key_id, sealed))
 
 
 def unseal(ring: KeyRing, data: bytes, context: bytes, where: str) -> bytes:
@@ -67,14 +73,21 @@ def unseal(ring: KeyRing, data: bytes, context: bytes, where: str) -> bytes:
             "is sealed (written without one? `kvstore rekey` seals a plaintext store)",
             path=where,
         )
-    size = data[4] if len(data) > 4 else 0
-    start = 5 + size + NONCE_BYTES
+    at = len(MAGIC) + NONCE_BYTES  # the id's length byte
+    size = data[at] if len(data) > at else 0
+    start = at + 1 + size  # the ciphertext
     if size == 0 or len(data) < start + TAG_BYTES:
         raise CorruptDataError("a sealed object cut short", path=where)
-    key_id = data[5 : 5 + size].decode("ascii", "replace")
-    key = ring.key(key_id)
+    key_id = data[at + 1 : start].decode("ascii", "replace")
+    if not is_key_id(key_id):  # a damaged or crafted length byte or id: never a key lookup
+        raise CorruptDataError("a sealed object whose key id is damaged", path=where)
     try:
-        plain: bytes = _cipher(key).decrypt(data[5 + size : start], data[start:], context)
+        key = ring.key(key_id)
+    except EncryptionKeyError as exc:
+        raise EncryptionKeyError(f"{exc}; needed by {where!r}") from exc
+    try:
+        nonce = data[len(MAGIC) : at]
+        plain: bytes = _cipher(key).decrypt(nonce, data[start:], context)
     except InvalidTag:
         raise CorruptDataError(
             f"fails authentication under key {key_id!r}: changed, damaged, or not this "
