@@ -55,6 +55,10 @@ class Score:
     at: float = 0.0
 
 
+def _version(value: object) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value >= 0
+
+
 def _name(what: str, value: object) -> str:
     if not isinstance(value, str) or not value or len(value) > 256:
         raise InvalidValueError(f"{what} is a str of 1 to 256 chars, not {value!r}")
@@ -119,15 +123,18 @@ class AsyncEvals:
         """Start a run over ``dataset`` (its latest version, or ``version``): NotFoundError
         if there is no such dataset version, ConflictError if ``run_id`` is taken
         (default: a new random id)."""
+        if version is not None and not _version(version):
+            raise InvalidValueError(f"a dataset version is an int >= 0, not {version!r}")
+        if metadata is not None and not isinstance(metadata, dict):
+            raise InvalidValueError(f"a run's metadata is a dict, not {metadata!r}")
+        run_id = secrets.token_hex(8) if run_id is None else _name("a run id", run_id)
         versions = await self.store.artifacts.versions(self._dataset(dataset))
         chosen = version if version is not None else (versions[-1] if versions else None)
         if chosen is None or chosen not in versions:
             raise NotFoundError(
                 f"no dataset {dataset!r}" + (f" version {version}" if version is not None else "")
             )
-        run = Run(
-            run_id or secrets.token_hex(8), dataset, chosen, round(time.time(), 3), metadata or {}
-        )
+        run = Run(run_id, dataset, chosen, round(time.time(), 6), metadata or {})
         text = _json.dumps(
             {
                 "dataset": run.dataset,
@@ -138,21 +145,28 @@ class AsyncEvals:
         )
         if not await self.store.set(self._run(run.run_id), text, nx=True):
             raise ConflictError(f"run {run.run_id!r} exists already")
-        return run
+        return self._decode_run(run.run_id, text)
 
     async def run(self, run_id: str) -> Run | None:
         """The run, or None."""
-        raw = await self.store.get(self._run(run_id))
+        key = self._run(run_id)
+        with _json.reading(f"run {run_id!r}"):
+            raw = await self.store.get(key)
         return None if raw is None else self._decode_run(run_id, raw)
 
     def _decode_run(self, run_id: str, raw: bytes | str) -> Run:
         found = _json.loads(raw, f"run {run_id!r}")
-        try:
-            return Run(
-                run_id, found["dataset"], found["version"], found["started"], found["metadata"]
-            )
-        except (KeyError, TypeError) as exc:
-            raise CorruptDataError(f"run {run_id!r} is not one ({exc})") from None
+        if (
+            not isinstance(found, dict)
+            or not isinstance(found.get("dataset"), str)
+            or not _version(found.get("version"))
+            or not _json.is_number(found.get("started"))
+            or not isinstance(found.get("metadata"), dict)
+        ):
+            raise CorruptDataError(f"run {run_id!r} is not one: {found!r:.200}")
+        return Run(
+            run_id, found["dataset"], found["version"], float(found["started"]), found["metadata"]
+        )
 
     async def runs(self, dataset: str | None = None) -> list[Run]:
         """Every run (of ``dataset``, if given), oldest first: one LIST per 1000 runs and a
@@ -160,7 +174,8 @@ class AsyncEvals:
         prefix = f"{self.name}/runs/"
         out = []
         async for page in self.store.key_pages(prefix, logs=False):
-            for key, raw in zip(page, await self.store.mget(page), strict=True):
+            raws = await _json.mget(self.store, page, lambda k: f"run {k[len(prefix) :]!r}")
+            for key, raw in zip(page, raws, strict=True):
                 if raw is not None:
                     run = self._decode_run(key[len(prefix) :], raw)
                     if dataset is None or run.dataset == dataset:
@@ -180,7 +195,12 @@ class AsyncEvals:
     async def score_many(self, run_id: str, scores: Iterable[tuple[Any, ...]]) -> list[Score]:
         """Record scores, each ``(example, metric, value)`` or ``(example, metric, value,
         details)``: one append for all of them (all or none)."""
-        if await self.store.get(self._run(run_id)) is None:
+        if isinstance(scores, (str, bytes, dict)) or not isinstance(scores, Iterable):
+            raise InvalidValueError("score_many takes a list of (example, metric, value, details)")
+        key = self._run(run_id)
+        with _json.reading(f"run {run_id!r}"):
+            missing = await self.store.get(key) is None
+        if missing:
             raise NotFoundError(f"no run {run_id!r}: start_run first")
         now = round(time.time(), 3)
         rows = []
@@ -192,11 +212,7 @@ class AsyncEvals:
                 raise InvalidValueError(
                     f"an example is its id (str) or index (int), not {example!r}"
                 )
-            if (
-                isinstance(value, bool)
-                or not isinstance(value, (int, float))
-                or not math.isfinite(value)
-            ):
+            if not _json.is_number(value):
                 raise InvalidValueError(f"a score's value is a finite number, not {value!r}")
             rows.append(Score(example, _name("a metric", metric), float(value), details, now))
         if not rows:
@@ -208,12 +224,22 @@ class AsyncEvals:
     async def scores(self, run_id: str, *, metric: str | None = None) -> list[Score]:
         """The run's scores in the order they were recorded (of one ``metric``, if given)."""
         out = []
-        for raw in await self.store.range(self._scores(run_id)):
+        key = self._scores(run_id)
+        with _json.reading(f"a score of run {run_id!r}"):
+            raws = await self.store.range(key)
+        for raw in raws:
             found = _json.loads(raw, f"a score of run {run_id!r}")
-            try:
-                score = Score(*found)
-            except TypeError as exc:
-                raise CorruptDataError(f"a score of run {run_id!r} is not one ({exc})") from None
+            if (
+                not isinstance(found, list)
+                or len(found) != 5
+                or isinstance(found[0], bool)
+                or not isinstance(found[0], (str, int))
+                or not isinstance(found[1], str)
+                or not _json.is_number(found[2])
+                or not _json.is_number(found[4])
+            ):
+                raise CorruptDataError(f"a score of run {run_id!r} is not one: {found!r:.200}")
+            score = Score(found[0], found[1], float(found[2]), found[3], float(found[4]))
             if metric is None or score.metric == metric:
                 out.append(score)
         return out

@@ -15,13 +15,14 @@ partitions of the range, filtered by label in the client - give a range.
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from ..api import AsyncKVStore
-from ..errors import InvalidValueError
+from ..errors import CorruptDataError, InvalidValueError
 from ..records import AsyncRecords, Record
+from ..records.model import MAX_LABELS
 from ..sync import KVStore, _blocking, _Face
 
 METRIC_LABEL = "metric"
@@ -47,22 +48,39 @@ def _metric(name: object) -> str:
 def _value(value: object) -> float:
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         raise InvalidValueError(f"a metric's value is a number, not {value!r}")
-    number = float(value)
+    try:
+        number = float(value)
+    except OverflowError:
+        number = math.inf
     if not math.isfinite(number):
-        raise InvalidValueError(f"a metric's value is finite, not {value!r}")
+        raise InvalidValueError(f"a metric's value is a finite float, not {value!r:.100}")
     return number
 
 
 def _labels(metric: str, labels: dict[str, str] | None) -> dict[str, str]:
+    if labels is not None and not isinstance(labels, Mapping):
+        raise InvalidValueError(f"labels are a dict of str to str, not {type(labels).__name__}")
+    if labels is not None and len(labels) >= MAX_LABELS:
+        raise InvalidValueError(f"a sample has at most {MAX_LABELS - 1} labels (and its metric's)")
     if labels is not None and METRIC_LABEL in labels:
         raise InvalidValueError(f"the label {METRIC_LABEL!r} is the metric's name: use another")
     return {**(labels or {}), METRIC_LABEL: metric}
 
 
-def _sample(record: Record) -> Sample:
+def _sample(record: Record, where: str) -> Sample:
     labels = dict(record.labels)
-    metric = labels.pop(METRIC_LABEL, "")
-    return Sample(metric, float(record.data), record.timestamp, labels)
+    metric = labels.pop(METRIC_LABEL, None)
+    data = record.data
+    if metric is None or isinstance(data, bool) or not isinstance(data, (int, float)):
+        raise CorruptDataError(
+            f"{where}: record {record.seq} of partition {record.partition} is no sample"
+        )
+    try:
+        return Sample(metric, _value(data), record.timestamp, labels)
+    except InvalidValueError:
+        raise CorruptDataError(
+            f"{where}: record {record.seq} of partition {record.partition} is no sample"
+        ) from None
 
 
 def percentile(ordered: Sequence[float], q: float) -> float:
@@ -76,6 +94,7 @@ class AsyncMetrics:
 
     def __init__(self, store: AsyncKVStore, name: str = "metrics", partition: str = "hour"):
         self.records: AsyncRecords = store.records(name, partition)
+        self._where = f"metrics {name!r}"
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__} over {self.records!r}>"
@@ -96,6 +115,10 @@ class AsyncMetrics:
     async def record_many(self, samples: Iterable[Sequence[Any]]) -> list[Sample]:
         """Add samples, each ``(metric, value)``, ``(metric, value, labels)`` or ``(metric,
         value, labels, timestamp)``: one record append per partition they fall in."""
+        if isinstance(samples, (str, bytes, dict)) or not isinstance(samples, Iterable):
+            raise InvalidValueError(
+                "record_many takes a list of (metric, value, labels, timestamp)"
+            )
         rows = []
         for sample in samples:
             if not isinstance(sample, (tuple, list)) or not 2 <= len(sample) <= 4:
@@ -103,7 +126,7 @@ class AsyncMetrics:
             metric, value, labels, when = (*sample, None, None)[:4]
             name = _metric(metric)
             rows.append((_value(value), when, _labels(name, labels)))
-        return [_sample(r) for r in await self.records.extend(rows)]
+        return [_sample(r, self._where) for r in await self.records.extend(rows)]
 
     async def query(
         self,
@@ -118,7 +141,7 @@ class AsyncMetrics:
         ``labels``, oldest first, at most ``limit``."""
         wanted = _labels(_metric(metric), labels)
         found = await self.records.query(start, end, labels=wanted, limit=limit)
-        return [_sample(r) for r in found]
+        return [_sample(r, self._where) for r in found]
 
     async def summary(
         self,

@@ -19,10 +19,11 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ..api import AsyncKVStore
-from ..errors import InvalidValueError
+from ..errors import CorruptDataError, InvalidValueError
 from ..records import AsyncRecords, Record
 from ..records.model import to_ms
 from ..sync import KVStore, _blocking, _Face
+from . import _json
 from .metrics import percentile
 
 STATUSES = ("ok", "error")
@@ -45,8 +46,8 @@ class Span:
 
     @property
     def duration(self) -> float:
-        """``end - start`` in seconds."""
-        return self.end - self.start
+        """``end - start`` in seconds (to the millisecond, as they are kept)."""
+        return (round(self.end * 1000) - round(self.start * 1000)) / 1000
 
 
 def _text(what: str, value: object) -> str:
@@ -55,17 +56,30 @@ def _text(what: str, value: object) -> str:
     return value
 
 
-def _span(record: Record) -> Span:
-    data = record.data
+def _span(record: Record, where: str) -> Span:
+    data, labels = record.data, record.labels
+    if (
+        not isinstance(data, dict)
+        or not isinstance(data.get("id"), str)
+        or type(data.get("end")) is not int
+        or not isinstance(data.get("parent"), (str, type(None)))
+        or not isinstance(data.get("attributes"), dict)
+        or not isinstance(labels.get("trace"), str)
+        or not isinstance(labels.get("span"), str)
+        or labels.get("status") not in STATUSES
+    ):
+        raise CorruptDataError(
+            f"{where}: record {record.seq} of partition {record.partition} is no span"
+        )
     return Span(
-        record.labels.get("trace", ""),
-        data.get("id", ""),
-        record.labels.get("span", ""),
+        labels["trace"],
+        data["id"],
+        labels["span"],
         record.timestamp,
-        data.get("end", 0) / 1000,
-        data.get("parent"),
-        record.labels.get("status", "ok"),
-        data.get("attributes") or {},
+        data["end"] / 1000,
+        data["parent"],
+        labels["status"],
+        data["attributes"],
     )
 
 
@@ -74,6 +88,7 @@ class AsyncTraces:
 
     def __init__(self, store: AsyncKVStore, name: str = "traces", partition: str = "hour"):
         self.records: AsyncRecords = store.records(name, partition)
+        self._where = f"traces {name!r}"
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__} over {self.records!r}>"
@@ -96,13 +111,13 @@ class AsyncTraces:
             [
                 Span(
                     trace_id,
-                    span_id or secrets.token_hex(8),
+                    secrets.token_hex(8) if span_id is None else span_id,
                     name,
                     to_ms(start, "start") / 1000,
                     to_ms(end, "end") / 1000,
                     parent_id,
                     status,
-                    attributes or {},
+                    {} if attributes is None else attributes,
                 )
             ]
         )
@@ -110,6 +125,8 @@ class AsyncTraces:
 
     async def record_many(self, spans: Iterable[Span]) -> list[Span]:
         """Add finished spans (:class:`Span` objects): one record append per partition."""
+        if isinstance(spans, (str, bytes, dict)) or not isinstance(spans, Iterable):
+            raise InvalidValueError("record_many takes a list of Span objects")
         rows = []
         for span in spans:
             if not isinstance(span, Span):
@@ -123,6 +140,7 @@ class AsyncTraces:
                 _text("parent_id", span.parent_id)
             if not isinstance(span.attributes, dict):
                 raise InvalidValueError("a span's attributes are a dict")
+            _json.dumps(span.attributes)  # JSON-like values and bytes, as every helper's
             labels = {
                 "trace": _text("trace_id", span.trace_id),
                 "span": _text("name", span.name),
@@ -135,12 +153,12 @@ class AsyncTraces:
                 "attributes": span.attributes,
             }
             rows.append((data, start / 1000, labels))
-        return [_span(r) for r in await self.records.extend(rows)]
+        return [_span(r, self._where) for r in await self.records.extend(rows)]
 
     async def trace(self, trace_id: str, start: Any = None, end: Any = None) -> list[Span]:
         """The spans of one trace that started in ``[start, end)``, by start time."""
         found = await self.records.query(start, end, labels={"trace": _text("trace_id", trace_id)})
-        return [_span(r) for r in found]
+        return [_span(r, self._where) for r in found]
 
     async def spans(
         self,
@@ -161,7 +179,7 @@ class AsyncTraces:
                 raise InvalidValueError(f"a span's status is 'ok' or 'error', not {status!r}")
             labels["status"] = status
         found = await self.records.query(start, end, labels=labels, limit=limit)
-        return [_span(r) for r in found]
+        return [_span(r, self._where) for r in found]
 
     async def summary(self, start: Any = None, end: Any = None) -> dict[str, dict[str, Any]]:
         """Per span name: ``count``, ``errors``, and the ``mean``, ``p50``, ``p99`` and

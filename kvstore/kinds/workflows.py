@@ -26,11 +26,14 @@ from typing import Any
 
 from ..api import AsyncKVStore
 from ..errors import ConflictError, CorruptDataError, InvalidValueError
-from ..records.model import to_ms
+from ..records.model import END_MS, to_ms
 from ..sync import KVStore, _blocking, _Face
 from . import _json
 
 WEEK = 7 * 24 * 3600
+STATES = ("waiting", "resumed")
+MAX_KEEP = 2**62 // 1000
+"""The longest ``keep_resumed`` (seconds): what a value's expiry can hold."""
 
 
 @dataclass(frozen=True)
@@ -70,9 +73,13 @@ class AsyncWorkflows:
         if keep_resumed is not None and (
             isinstance(keep_resumed, bool)
             or not isinstance(keep_resumed, (int, float))
-            or not 0 < keep_resumed < float("inf")
+            or not 0 < keep_resumed <= MAX_KEEP
         ):
-            raise InvalidValueError(f"keep_resumed is seconds > 0 or None, not {keep_resumed!r}")
+            raise InvalidValueError(
+                f"keep_resumed is seconds > 0 (at most {MAX_KEEP}) or None, not {keep_resumed!r}"
+            )
+        if not isinstance(name, str) or not name or len(name) > 256:
+            raise InvalidValueError(f"the workflows' name is a str of 1 to 256 chars, not {name!r}")
         self.store = store
         self.prefix = f"{name}/"
         self.keep_resumed = keep_resumed
@@ -82,18 +89,33 @@ class AsyncWorkflows:
 
     def _decode(self, workflow_id: str, raw: bytes | str) -> Workflow:
         found = _json.loads(raw, f"workflow {workflow_id!r}")
-        try:
-            return Workflow(
-                workflow_id,
-                found["state"],
-                found["context"],
-                found["reason"],
-                found["suspended_at"] / 1000,
-                None if found.get("resume_after") is None else found["resume_after"] / 1000,
-                None if found.get("resumed_at") is None else found["resumed_at"] / 1000,
+
+        def ms(name: str, optional: bool) -> float | None:
+            value = found.get(name)
+            if value is None and optional:
+                return None
+            if not _json.is_number(value) or not 0 <= value < END_MS:
+                raise CorruptDataError(f"workflow {workflow_id!r} is not one ({name}: {value!r})")
+            return float(value) / 1000
+
+        if not isinstance(found, dict) or "context" not in found:
+            raise CorruptDataError(f"workflow {workflow_id!r} is not one (no context)")
+        if found.get("state") not in STATES or not isinstance(found.get("reason"), str):
+            raise CorruptDataError(
+                f"workflow {workflow_id!r} is not one (state {found.get('state')!r}, "
+                f"reason {found.get('reason')!r})"
             )
-        except (KeyError, TypeError, AttributeError) as exc:
-            raise CorruptDataError(f"workflow {workflow_id!r} is not one ({exc})") from None
+        suspended_at = ms("suspended_at", False)
+        assert suspended_at is not None
+        return Workflow(
+            workflow_id,
+            found["state"],
+            found["context"],
+            found["reason"],
+            suspended_at,
+            ms("resume_after", True),
+            ms("resumed_at", True),
+        )
 
     async def suspend(
         self, workflow_id: str, context: Any, *, reason: str, resume_after: Any = None
@@ -116,7 +138,8 @@ class AsyncWorkflows:
                 "resume_after": after,
             }
         )
-        current = await self.store.get_versioned(key)
+        with _json.reading(f"workflow {workflow_id!r}"):
+            current = await self.store.get_versioned(key)
         if current is not None and self._decode(workflow_id, current.value).state == "waiting":
             raise ConflictError(f"workflow {workflow_id!r} is already waiting")
         if current is None:
@@ -132,7 +155,8 @@ class AsyncWorkflows:
         and marks it resumed; None if it is not waiting (never suspended, already resumed,
         or resumed by another caller meanwhile) or, with ``only_due``, not due yet."""
         key = self.prefix + _id(workflow_id)
-        current = await self.store.get_versioned(key)
+        with _json.reading(f"workflow {workflow_id!r}"):
+            current = await self.store.get_versioned(key)
         if current is None:
             return None
         found = self._decode(workflow_id, current.value)
@@ -146,16 +170,23 @@ class AsyncWorkflows:
 
     async def get(self, workflow_id: str) -> Workflow | None:
         """The workflow as stored (waiting or resumed), or None."""
-        raw = await self.store.get(self.prefix + _id(workflow_id))
+        key = self.prefix + _id(workflow_id)
+        with _json.reading(f"workflow {workflow_id!r}"):
+            raw = await self.store.get(key)
         return None if raw is None else self._decode(workflow_id, raw)
 
     async def waiting(self, *, reason: str | None = None, due_by: Any = None) -> list[Workflow]:
         """The workflows waiting (for ``reason``, if given; whose ``resume_after`` is at or
         before ``due_by``, if given: Unix seconds or a datetime), oldest suspension first."""
+        if reason is not None and not isinstance(reason, str):
+            raise InvalidValueError(f"reason is a str, not {reason!r}")
         due = None if due_by is None else to_ms(due_by, "due_by") / 1000
         out = []
         async for page in self.store.key_pages(self.prefix, logs=False):
-            for key, raw in zip(page, await self.store.mget(page), strict=True):
+            raws = await _json.mget(
+                self.store, page, lambda k: f"workflow {k[len(self.prefix) :]!r}"
+            )
+            for key, raw in zip(page, raws, strict=True):
                 if raw is None:
                     continue
                 found = self._decode(key[len(self.prefix) :], raw)

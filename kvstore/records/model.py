@@ -118,8 +118,23 @@ def check_labels(labels: object) -> dict[str, str]:
     return out
 
 
+def _check_finite(data: Any, depth: int = 0) -> None:
+    """InvalidValueError for a NaN or infinite float anywhere in ``data`` (JSON has none:
+    the HTTP service and ``kvstore session export`` answer records in JSON)."""
+    if isinstance(data, float):
+        if not math.isfinite(data):
+            raise InvalidValueError(f"record data must be JSON-like values: not {data!r}")
+    elif depth < 64 and isinstance(data, (list, tuple)):
+        for item in data:
+            _check_finite(item, depth + 1)
+    elif depth < 64 and isinstance(data, Mapping):
+        for item in data.values():
+            _check_finite(item, depth + 1)
+
+
 def encode(ms: int, labels: dict[str, str], data: Any) -> bytes:
     """A record as its partition's log stores it."""
+    _check_finite(data)
     try:
         return msgpack.packb([ms, labels, data], use_bin_type=True, strict_types=False)  # type: ignore[no-any-return]
     except (TypeError, ValueError, OverflowError) as exc:
