@@ -305,7 +305,10 @@ def _store_command(handler: StoreHandler) -> Runner:
         with _open(args) as store:
             reply = handler(store, args)
             for line in reply.lines:
-                out.write(line if isinstance(line, bytes) else line.encode())
+                # surrogateescape: a binary key's bytes (or a rule's prefix of them) as given
+                out.write(
+                    line if isinstance(line, bytes) else line.encode("utf-8", "surrogateescape")
+                )
                 out.write(b"\n")
         if reply.note:
             print(f"{PROG}: {reply.note}", file=sys.stderr)

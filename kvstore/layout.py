@@ -246,17 +246,22 @@ class Layout:
         while rest.startswith(NAMESPACES):
             encoded, sep, rest = rest[len(NAMESPACES) :].partition("~/")
             try:
-                names.append(decode_name(encoded + "~"))
+                name = decode_name(encoded + "~")
             except ValueError:
-                sep = ""
-            if not sep:
+                name = ""
+            if not sep or not name:  # no namespace has an empty name (``ns/~/``)
                 return tuple(names), "foreign", None
+            names.append(name)
         area, _, inner = rest.partition("/")
         kind = _KIND_OF_AREA.get(area + "/", "foreign")
         if area == ".kvstore" and (names or self.base):  # .kvstore/ is the root's alone
             kind = "foreign"
         encoded, sep, leaf = inner.partition("~/")
         if kind == "values":
+            try:
+                decode_name(inner)
+            except ValueError:  # a name no key encodes to (``kv/README``)
+                return tuple(names), "foreign", None
             item: str | None = rest
         elif kind == "sessions":
             item = rest if leaf.startswith("head/") else None

@@ -29,6 +29,7 @@ from collections.abc import Callable
 from typing import Any
 
 from ..context import StoreContext
+from ..errors import InvalidKeyError
 from ..logs import Logs
 from ..records import AsyncRecords, record_collections
 from ..values import Values
@@ -47,9 +48,14 @@ async def _sizes(ctx: StoreContext) -> dict[str, int]:
     return {p: n async for page in ctx.blob.list_sizes(ctx.layout.base) for p, n in page}
 
 
-def _view(ctx: StoreContext, names: tuple[str, ...]) -> StoreContext:
+def _view(ctx: StoreContext, names: tuple[str, ...]) -> StoreContext | None:
+    """The view of a namespace found in a listing; None for a name no namespace can have
+    (a foreign object below ``ns/``)."""
     for name in names:
-        ctx = ctx.namespace(name)
+        try:
+            ctx = ctx.namespace(name)
+        except InvalidKeyError:
+            return None
     return ctx
 
 
@@ -75,7 +81,7 @@ async def maintain(
     report = progress or _no_progress
     before = await _sizes(ctx)
     spaces = sorted({ctx.layout.kind_of(path)[0] for path in before} | {()})
-    views = {names: _view(ctx, names) for names in spaces}
+    views = {names: view for names in spaces if (view := _view(ctx, names)) is not None}
     policies = {names: await retention.policy(view) for names, view in views.items()}
     total = sum(len(rules) for rules in policies.values())
     applied: list[dict[str, Any]] = []

@@ -23,7 +23,9 @@ records    ``max_age``: drops the partitions of the collections (by name prefix)
 
 Ages are by the object store's clock (dated listings: S3 ``LastModified`` against the
 answer's ``Date``; docs/architecture.md, "Time") - no client's clock takes part - except
-for records, whose timestamps are their writers' own.
+for records, whose timestamps are their writers' own (compared with the store's "now").
+A Redis list counts as written when its records were (pushes and pops write its log, not
+its head): a values rule removes a list only once both are idle, and its records with it.
 
 **Safe with writers running at once, and with other maintainers.** Nothing a rule keeps
 is ever removed by a race: a value is deleted only by a conditional delete on the version
@@ -37,16 +39,26 @@ maintainers at once, or one run again after a crash, do no harm and finish the w
 
 from __future__ import annotations
 
+import contextlib
 import math
 from collections.abc import Iterable
 from dataclasses import asdict, dataclass
 from typing import Any
 
+import msgpack
+
 from .. import aio, codec
 from ..artifacts import AsyncArtifacts
+from ..artifacts.versions import Versions
+from ..blob.base import AmbiguousWriteError, Blob
 from ..context import StoreContext
-from ..errors import ConfigurationError, CorruptDataError, UnsupportedOperationError
-from ..layout import parse_version_leaf
+from ..errors import (
+    ConfigurationError,
+    CorruptDataError,
+    UnsupportedOperationError,
+)
+from ..keys import encode_prefix
+from ..layout import LIST_LOG_KEY, Layout, parse_version_leaf
 from ..logs import Logs
 from ..records import AsyncRecords, record_collections
 from ..values import Values
@@ -85,11 +97,11 @@ def make_rule(
     max_versions: object = None,
 ) -> Rule:
     """A checked rule; ConfigurationError naming what is wrong."""
-    if kind not in KINDS:
+    if not isinstance(kind, str) or kind not in KINDS:
         raise ConfigurationError(f"a rule's kind is one of {', '.join(KINDS)}, not {kind!r}")
-    assert isinstance(kind, str)
     if not isinstance(prefix, str):
         raise ConfigurationError(f"a rule's prefix is a str, not {prefix!r}")
+    encode_prefix(prefix)  # one a key can start with (InvalidKeyError: a ConfigurationError)
     limits = {"max_age": max_age, "max_count": max_count, "max_versions": max_versions}
     given = {name for name, value in limits.items() if value is not None}
     if not given:
@@ -103,6 +115,7 @@ def make_rule(
         isinstance(max_age, bool)
         or not isinstance(max_age, (int, float))
         or not 0 < max_age < math.inf
+        or not _finite_float(max_age)
     ):
         raise ConfigurationError(f"max_age is seconds > 0, not {max_age!r}")
     for name in ("max_count", "max_versions"):
@@ -120,6 +133,14 @@ def make_rule(
     )
 
 
+def _finite_float(number: float) -> bool:
+    """Whether ``number`` is a finite float once converted (an int past 1e308 is not)."""
+    try:
+        return math.isfinite(float(number))
+    except OverflowError:
+        return False
+
+
 # -- the stored policy ---------------------------------------------------------------------------
 
 
@@ -133,8 +154,10 @@ def _decode(raw: bytes, ctx: StoreContext) -> list[Rule]:
     where = ctx.where(ctx.layout.meta().value(POLICY_KEY))
     try:
         rows = json.loads(raw)
+        if not isinstance(rows, list) or not all(isinstance(row, dict) for row in rows):
+            raise ValueError("not a list of rules")
         return [make_rule(**row) for row in rows]
-    except (ValueError, TypeError) as exc:
+    except (ValueError, TypeError, RecursionError) as exc:
         raise CorruptDataError(f"the retention policy is not one ({exc})", path=where) from None
 
 
@@ -221,39 +244,116 @@ async def _dated(ctx: StoreContext, prefix: str) -> dict[str, int]:
 
 async def _values(ctx: StoreContext, rule: Rule) -> int:
     """Delete the values not written for ``max_age``. Candidates come from a dated
-    listing; each is read (its version: a ranged GET of the header); a second dated
-    listing, made after the reads, must show it with the date the first showed (not
-    written since); then it is deleted on the version read only (a conditional DELETE). A
-    write after the first listing changes the date the second sees, one after the second
-    changes the version: either way the value written meanwhile survives. Costs a GET and
-    a DELETE per value removed, and two dated LISTs per 1000 values under the prefix."""
+    listing (names kvstore does not write are left alone); each is read (its version: a
+    ranged GET of its first bytes); a second dated listing, made after the reads, must show
+    it with the date the first showed (not written since); then it is deleted on the
+    version read only (a conditional DELETE). A write after the first listing changes the
+    date the second sees, one after the second changes the version: either way the value
+    written meanwhile survives.
+
+    A Redis list is a head (a value) and a log of records that pushes and pops write
+    without rewriting the head: it counts as written when its log was, so a list's head
+    goes only when its log is idle too - checked before the head is deleted and again
+    after (a push that raced the delete puts the head back) - and then its log is dropped
+    as DEL drops it. Costs a GET and a DELETE per value removed, and two dated LISTs per
+    1000 values under the prefix (and one per old list)."""
     if not ctx.blob.dated_listing:
         raise UnsupportedOperationError(
             f"{ctx.blob.url} cannot date its objects: age rules need a store that can"
         )
-    blob, limit = ctx.blob, _max_age_ms(rule)
-    prefix = ctx.layout.value_prefix(rule.prefix)
+    blob, layout, limit = ctx.blob, ctx.layout, _max_age_ms(rule)
+    prefix = layout.value_prefix(rule.prefix)
     first = await blob.list_dated(prefix)
     dated = dict(zip(first.paths, first.modified, strict=True))
-    old = [p for p, age in first.ages().items() if age > limit]
+    old = [p for p, age in first.ages().items() if age > limit and _is_value(layout, p)]
     if not old:
         return 0
-    heads = await aio.bounded([blob.get_head(p, codec.HEADER_SIZE) for p in old], ctx.concurrency)
+    heads = await aio.bounded([blob.get_head(p, _head_size(p)) for p in old], ctx.concurrency)
     second = await blob.list_dated(prefix)
     still = dict(zip(second.paths, second.modified, strict=True))
     doomed = [
-        (path, head.tag)
+        (path, head)
         for path, head in zip(old, heads, strict=True)
         if head is not None and still.get(path) == dated[path]
     ]
+    found = [(path, _list_log(ctx, path, head)) for path, head in doomed]
+    lists = {path: log for path, log in found if log is not None}
+    if lists:  # a list pushed to or popped from within the limit was written: kept
+        idle = await aio.bounded(
+            [_idle(ctx, log.base, limit) for log in lists.values()], ctx.concurrency
+        )
+        busy = {path for path, quiet in zip(lists, idle, strict=True) if not quiet}
+        doomed = [(path, head) for path, head in doomed if path not in busy]
 
     async def run() -> list[bool]:
         return await aio.bounded(
-            [blob.delete_if_match(path, tag) for path, tag in doomed], ctx.concurrency
+            [_delete_value(ctx, path, head, lists.get(path), limit) for path, head in doomed],
+            ctx.concurrency,
         )
 
     paths = [path for path, _ in doomed]
     return sum(await ctx.commit(paths, run)) if doomed else 0
+
+
+_LIST_HEAD_ROOM = 1536
+"""Bytes beyond its path's length that a list's head always fits in (the 32-byte header,
+the metadata naming its path and type, the incarnation and a key of at most 1024 bytes,
+the checksums: about 1100): a longer object is no list head, and a shorter one is read
+whole by the same ranged GET that reads a value's version."""
+
+
+def _head_size(path: str) -> int:
+    return len(path.encode()) + _LIST_HEAD_ROOM
+
+
+def _is_value(layout: Layout, path: str) -> bool:
+    """Whether a path of the value area is one kvstore writes (not a foreign object)."""
+    try:
+        layout.value_key(path)
+    except ValueError:
+        return False
+    return True
+
+
+def _list_log(ctx: StoreContext, path: str, head: Blob) -> Layout | None:
+    """The layout holding a list's records if ``head`` (the first bytes of the value at
+    ``path``) is a whole, readable list head (commands/lists.py: ``[incarnation, key]``);
+    None for any other value."""
+    if len(head.data) >= _head_size(path):
+        return None
+    try:
+        env = codec.decode(head.data, path=ctx.where(path), bound=path)
+        if codec.kind_of(env) != codec.LIST:
+            return None
+        incarnation, origin = msgpack.unpackb(env.payload, raw=False)
+        key = bytes(origin).decode("utf-8", "surrogateescape")
+        return ctx.layout.list_log(key, str(incarnation))
+    except Exception:  # damaged: a value like any other (old: it goes)
+        return None
+
+
+async def _idle(ctx: StoreContext, prefix: str, limit: int) -> bool:
+    """Whether every object below ``prefix`` is older than ``limit`` ms (store's clock)."""
+    ages = (await ctx.blob.list_dated(prefix)).ages()
+    return all(age > limit for age in ages.values())
+
+
+async def _delete_value(
+    ctx: StoreContext, path: str, head: Blob, list_log: Layout | None, limit: int
+) -> bool:
+    """Delete the value on the version read; a list's head only if its log is still idle
+    after (else the head is put back, for a push that read it before it went), and then
+    the list's records, as DEL removes them."""
+    if not await ctx.blob.delete_if_match(path, head.tag):
+        return False
+    if list_log is None:
+        return True
+    if not await _idle(ctx, list_log.base, limit):
+        with contextlib.suppress(AmbiguousWriteError):  # ours, or a new list's head
+            await ctx.blob.put_if_absent(path, head.data)
+        return False
+    await Logs(StoreContext(ctx.resources, list_log)).delete(LIST_LOG_KEY)
+    return True
 
 
 def _by_log(ctx: StoreContext, paths: Iterable[str]) -> dict[str, list[str]]:
@@ -303,9 +403,14 @@ async def _logs(ctx: StoreContext, rule: Rule) -> int:
 async def _artifacts(ctx: StoreContext, rule: Rule) -> int:
     """From one dated listing of the artifacts' manifests: each artifact's live versions,
     newest first; those past ``max_versions``, and those older than ``max_age`` but the
-    newest, deleted (``AsyncArtifacts.delete``: a tombstone, the data with ``purge``)."""
+    newest, deleted (``AsyncArtifacts.delete``: a tombstone, the data with ``purge``).
+    Where the listing dooms a version, the versions kept in its stead are read first
+    (their info: a ranged GET each): a tombstone whose ``.deleted`` marker is not written
+    yet (a delete half done, or running now) is no version to keep, so it neither counts
+    towards ``max_versions`` nor stands as the newest."""
     layout = ctx.layout
     ages = await _dated(ctx, layout.artifact_prefix(rule.prefix))
+    reader = Versions(ctx)
     versions: dict[str, dict[int, int]] = {}
     deleted: set[tuple[str, int]] = set()
     for path, age in ages.items():
@@ -315,21 +420,32 @@ async def _artifacts(ctx: StoreContext, rule: Rule) -> int:
             continue
         try:
             name = layout.key_of(encoded)
-        except ValueError:
+            reader.dir(name)  # a name an artifact can have
+        except ValueError:  # not kvstore's (InvalidKeyError, a ConfigurationError, too)
             continue
         version, is_marker = parsed
         if is_marker:
             deleted.add((name, version))
         else:
             versions.setdefault(name, {})[version] = age
-    doomed: list[tuple[str, int]] = []
-    for name, found in versions.items():
+
+    async def past_limits(name: str, found: dict[int, int]) -> list[tuple[str, int]]:
         live = sorted((v for v in found if (name, v) not in deleted), reverse=True)
-        for i, version in enumerate(live):
-            too_many = rule.max_versions is not None and i >= rule.max_versions
-            too_old = rule.max_age is not None and i > 0 and found[version] > _max_age_ms(rule)
-            if too_many or too_old:
+        if not any(_doomed(rule, i, found[v]) for i, v in enumerate(live)):
+            return []  # the listing alone says nothing goes
+        key, directory = reader.dir(name)
+        kept, doomed = 0, list[tuple[str, int]]()
+        for version in live:
+            if _doomed(rule, kept, found[version]):
                 doomed.append((name, version))
+            elif await _alive(reader, key, directory, version):
+                kept += 1
+        return doomed
+
+    picked = await aio.bounded(
+        [past_limits(name, found) for name, found in versions.items()], ctx.concurrency
+    )
+    doomed = [item for items in picked for item in items]
     artifacts = AsyncArtifacts(ctx)
     done = await aio.bounded(
         [artifacts.delete(name, version) for name, version in doomed], ctx.concurrency
@@ -337,9 +453,28 @@ async def _artifacts(ctx: StoreContext, rule: Rule) -> int:
     return sum(1 for d in done if d)
 
 
+def _doomed(rule: Rule, kept: int, age: int) -> bool:
+    """Whether an artifact's version of this ``age`` goes, ``kept`` newer ones being kept."""
+    too_many = rule.max_versions is not None and kept >= rule.max_versions
+    return too_many or (rule.max_age is not None and kept > 0 and age > _max_age_ms(rule))
+
+
+async def _alive(reader: Versions, key: str, directory: str, version: int) -> bool:
+    """Whether a listed version is one to keep: readable, not a tombstone (a damaged one
+    is left alone, not counted)."""
+    try:
+        return await reader.info(key, directory, version) is not None
+    except CorruptDataError:
+        return False
+
+
 async def _records(ctx: StoreContext, rule: Rule) -> int:
-    """Each collection named with the prefix: ``drop_before(now - max_age)``."""
-    cut = (ctx.clock() - _max_age_ms(rule)) / 1000
+    """Each collection named with the prefix: ``drop_before(now - max_age)``. The records'
+    times are their writers', but "now" is the object store's (a dated listing of the
+    view's settings, where the policy is: one LIST), so a maintainer whose clock runs
+    ahead cannot drop young partitions (nor one running behind keep old ones); a store
+    that cannot date its objects leaves it to this process's clock."""
+    cut = (await _store_now(ctx) - _max_age_ms(rule)) / 1000
     if cut <= 0:
         return 0
     names = [n for n in await record_collections(ctx) if n.startswith(rule.prefix)]
@@ -349,6 +484,15 @@ async def _records(ctx: StoreContext, rule: Rule) -> int:
         if span is not None:
             dropped += await AsyncRecords(ctx, name, span).drop_before(cut)
     return dropped
+
+
+async def _store_now(ctx: StoreContext) -> int:
+    """The object store's time (ms), from a dated listing of the view's settings (which
+    hold the policy the rule came from); this process's clock where the store cannot say
+    (no dated listing, or nothing there and no ``Date`` in the answer)."""
+    if not ctx.blob.dated_listing:
+        return ctx.clock()
+    return (await ctx.blob.list_dated(ctx.layout.meta().base)).now or ctx.clock()
 
 
 async def _span_of(ctx: StoreContext, name: str) -> str | None:

@@ -28,7 +28,7 @@ from typing import Any
 
 from .. import aio
 from ..context import StoreContext
-from ..errors import ConfigurationError, CorruptDataError
+from ..errors import ConfigurationError, CorruptDataError, InvalidKeyError
 from ..keys import key_str
 from ..logs import Logs
 from ..values import Values
@@ -269,8 +269,12 @@ async def record_collections(ctx: StoreContext) -> list[str]:
         if path is None:
             return found
         name = layout.split_records_path(path[0])
-        if name is None:  # foreign (fsck reports it): step over this one path
+        try:
+            inner = None if name is None else layout.records(name)
+        except InvalidKeyError:  # a name no collection can have ("rec/~/"): foreign too
+            inner = None
+        if name is None or inner is None:  # foreign (fsck reports it): step over this path
             start = path[0]
             continue
         found.append(name)
-        start = layout.records(name).base + "\U0010ffff"
+        start = inner.base + "\U0010ffff"
