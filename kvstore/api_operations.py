@@ -123,7 +123,8 @@ class StoreOperations:
         ``kind`` and ``prefix``); returns the policy. Kinds and limits: ``values``
         (``max_age`` seconds since written), ``logs`` (``max_age`` since the last append,
         ``max_count`` last records kept), ``artifacts`` (``max_versions`` newest kept,
-        ``max_age`` - never the newest), ``records`` (``max_age``: partitions dropped).
+        ``max_age`` - never the newest), ``records`` (``max_age``, ``max_count``: whole
+        partitions dropped).
         Stored in the bucket (every process sees it), changed by compare-and-swap;
         applied by :meth:`maintain`. See :mod:`kvstore.operations.retention`."""
         rule = make_rule(kind, prefix, max_age, max_count, max_versions)

@@ -962,7 +962,7 @@ def test_maintain_is_idempotent_and_its_report_adds_up(fast: Target) -> None:
         (lambda s: s.set_retention("values", max_age=1j), "max_age"),
         (lambda s: s.set_retention("logs", max_count=1.0), "max_count"),
         (lambda s: s.set_retention("artifacts", max_versions=-1), "max_versions"),
-        (lambda s: s.set_retention("records", max_count=1), "takes max_age"),
+        (lambda s: s.set_retention("records", max_versions=1), "takes max_age, max_count"),
         (lambda s: s.remove_retention(["logs"]), "kind"),
         (lambda s: s.remove_retention("logs", "\ud800"), "prefix"),
         (lambda s: s.maintain(purge_expired="no"), "purge_expired"),

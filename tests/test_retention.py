@@ -90,6 +90,24 @@ def test_each_rule_removes_what_it_says_and_keeps_the_rest(
     assert store.fsck()["ok"]
 
 
+def test_a_records_count_rule_drops_whole_partitions_oldest_first(
+    clocked: tuple[kvstore.KVStore, FakeClock],
+) -> None:
+    store, clock = clocked
+    start = clock() // 1000 // 3600 * 3600  # the start of an hour
+    events = store.records("events", partition="hour")
+    events.extend(
+        [({"h": h, "i": i}, start + h * 3600 + i, None) for h in range(4) for i in range(3)]
+    )
+    store.records("other").append({"x": 1})  # another collection: no rule for it
+    store.set_retention("records", "events", max_count=5)
+    report = store.maintain()
+    assert report["rules"][0]["removed"] == 2  # 3 + 3 newest kept: at least 5
+    assert sorted({r.data["h"] for r in events.query()}) == [2, 3]
+    assert len(store.records("other").query()) == 1
+    assert store.maintain()["rules"][0]["removed"] == 0  # 6 left: dropping one would keep 3
+
+
 def test_the_policy_lives_in_the_bucket_and_changes_by_compare_and_swap(
     make_target: Callable[[str], Target],
 ) -> None:

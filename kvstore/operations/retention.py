@@ -18,7 +18,8 @@ logs       ``max_age``: drops every record of a log not appended to for that lon
 artifacts  ``max_versions``: keeps each artifact's newest N versions; ``max_age``: deletes
            the versions saved longer ago - never an artifact's newest
 records    ``max_age``: drops the partitions of the collections (by name prefix) that
-           ended more than ``max_age`` ago
+           ended more than ``max_age`` ago; ``max_count``: drops whole partitions, oldest
+           first, while the newer ones hold at least ``max_count`` records
 =========  =================================================================================
 
 Ages are by the object store's clock (dated listings: S3 ``LastModified`` against the
@@ -61,6 +62,7 @@ from ..keys import encode_prefix
 from ..layout import LIST_LOG_KEY, Layout, parse_version_leaf
 from ..logs import Logs
 from ..records import AsyncRecords, record_collections
+from ..records.model import partition_end
 from ..values import Values
 
 POLICY_KEY = "retention"
@@ -68,7 +70,7 @@ KINDS = {
     "values": ("max_age",),
     "logs": ("max_age", "max_count"),
     "artifacts": ("max_age", "max_versions"),
-    "records": ("max_age",),
+    "records": ("max_age", "max_count"),
 }
 """The kinds a rule may name, and the limits each takes."""
 MAX_RULES = 1000
@@ -469,21 +471,43 @@ async def _alive(reader: Versions, key: str, directory: str, version: int) -> bo
 
 
 async def _records(ctx: StoreContext, rule: Rule) -> int:
-    """Each collection named with the prefix: ``drop_before(now - max_age)``. The records'
-    times are their writers', but "now" is the object store's (a dated listing of the
-    view's settings, where the policy is: one LIST), so a maintainer whose clock runs
-    ahead cannot drop young partitions (nor one running behind keep old ones); a store
-    that cannot date its objects leaves it to this process's clock."""
-    cut = (await _store_now(ctx) - _max_age_ms(rule)) / 1000
-    if cut <= 0:
-        return 0
+    """Each collection named with the prefix: ``max_age``: ``drop_before(now - max_age)``;
+    ``max_count``: whole partitions dropped, oldest first, while the newer ones still hold
+    at least ``max_count`` records (so at least that many are kept: a partition goes whole
+    or not at all). Returns the partitions dropped.
+
+    The records' times are their writers', but "now" is the object store's (a dated
+    listing of the view's settings, where the policy is: one LIST), so a maintainer whose
+    clock runs ahead cannot drop young partitions (nor one running behind keep old ones);
+    a store that cannot date its objects leaves it to this process's clock."""
     names = [n for n in await record_collections(ctx) if n.startswith(rule.prefix)]
+    cut = None if rule.max_age is None else (await _store_now(ctx) - _max_age_ms(rule)) / 1000
     dropped = 0
     for name in names:
         span = await _span_of(ctx, name)
-        if span is not None:
-            dropped += await AsyncRecords(ctx, name, span).drop_before(cut)
+        if span is None:
+            continue
+        records = AsyncRecords(ctx, name, span)
+        if cut is not None and cut > 0:
+            dropped += await records.drop_before(cut)
+        if rule.max_count is not None:
+            dropped += await _keep_newest(records, span, rule.max_count, ctx.concurrency)
     return dropped
+
+
+async def _keep_newest(records: AsyncRecords, span: str, count: int, concurrency: int) -> int:
+    """Drop a collection's oldest partitions while the newer ones hold ``count`` records."""
+    parts = await records.partitions()  # holding records, oldest first
+    logs = Logs(records.ctx)
+    sizes = await aio.bounded([logs.length(p) for p in parts], concurrency)
+    kept, first_kept = 0, len(parts)
+    while first_kept > 0 and kept < count:
+        first_kept -= 1
+        kept += sizes[first_kept]
+    if first_kept == 0:
+        return 0
+    end = partition_end(parts[first_kept - 1], span)  # the last dropped partition's end
+    return await records.drop_before(end / 1000)
 
 
 async def _store_now(ctx: StoreContext) -> int:
