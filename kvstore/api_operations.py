@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 from .context import StoreContext
 from .errors import ConfigurationError, KVStoreError
 from .fsck import fsck as run_fsck
-from .logs import Logs
+from .logs import Logs, incarnations
 from .operations import Progress, maintain, make_rule, retention
 from .operations import usage as run_usage
 from .records import AsyncRecords, record_collections
@@ -81,13 +81,16 @@ class StoreOperations:
 
     async def purge(self, prefix: str = "") -> dict[str, int]:
         """Delete for good what no read can see any more: expired values
-        (:meth:`purge_expired`) and the objects of deleted or trimmed log records, chunks
+        (:meth:`purge_expired`), deleted Redis lists' objects, and the objects of deleted
+        or trimmed log records, chunks
         covered by segments and lower marks - logs' only once older than 10 minutes by the
         object store's clock (the rule that keeps concurrent writers safe). A deleted log
         keeps one empty mark object. Returns ``{"expired": n, "log_objects": m}``. Safe to
         run at any time, from any number of processes."""
         expired = await self._values.purge_expired(prefix)
         removed = await self._logs.purge(prefix)
+        if prefix in ("", b""):  # deleted lists' incarnations (kvstore.logs.incarnations)
+            removed += await incarnations.sweep(self._ctx)
         if prefix in ("", b""):  # the logs of records' partitions (kvstore.records)
             for name in await record_collections(self._ctx):
                 removed += await self.records(name).purge()

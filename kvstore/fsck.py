@@ -39,7 +39,7 @@ from .artifacts.manifest import Manifest
 from .blob.base import AmbiguousWriteError
 from .context import StoreContext
 from .errors import CorruptDataError
-from .layout import Lost, lost_name, parse_log_name, parse_version_leaf
+from .layout import Layout, Lost, lost_name, parse_log_name, parse_version_leaf
 from .logs.model import Replan, cover, shortfall
 from .sessions.model import Head, decode_state
 
@@ -226,16 +226,19 @@ async def _check_lists(
     incarnation's log is checked (and repaired) like any log; one that no list head names
     is reported as an orphan (never deleted)."""
     incarnations: set[tuple[str, str]] = set()
+    gone: set[tuple[str, str]] = set()  # deleted by DEL: swept by purge once old
     for path in await _list(ctx, ctx.layout.list_area):
         found = ctx.layout.list_logs(path)
         if found is None:
             report.found("foreign", path, "not a list object kvstore writes")
         else:
             incarnations.add(found)
+            if path == Layout.gone_marker(ctx.layout.list_log(*found)):
+                gone.add(found)
     for key, incarnation in sorted(incarnations):
         inner = StoreContext(ctx.resources, ctx.layout.list_log(key, incarnation))
         await _check_logs(inner, repair, report)
-        if (key, incarnation) not in heads and ("", "") not in heads:
+        if (key, incarnation) not in heads | gone and ("", "") not in heads:
             report.found(
                 "orphan",
                 inner.layout.base,

@@ -19,6 +19,8 @@ path (below the store root)                         object
 ``{base}list/{enc(key)}/{inc}/log/items~/…``       a Redis list's records: a log (above) per
                                                     incarnation ``inc`` named by the list's
                                                     value object (type ``list``)
+``{base}list/{enc(key)}/{inc}/gone``                that incarnation was deleted (DEL): all
+                                                    its objects go once old
 ``{base}meta/kv/{enc(name)}``                        a view's settings (``retention``: its policy)
 ``{base}ses/{enc(app)}/app``                         an app's state (``app:`` keys)
 ``{base}ses/{enc(app)}/user/{enc(user)}``           a user's state in an app (``user:`` keys)
@@ -61,6 +63,8 @@ META = "meta/"
 SESSION_EVENTS_KEY = "events"
 """The key of a session's event log inside its incarnation's layout."""
 LIST_LOG_KEY = "items"
+GONE_LEAF = "gone"
+"""The leaf of a deleted incarnation's marker, beside its ``log/`` directory."""
 """The key of a list's log inside its incarnation's layout."""
 INCARNATION_CHARS = 16  # secrets.token_hex(8)
 STORE_ID = ".kvstore/id"
@@ -278,6 +282,12 @@ class Layout:
         if not is_incarnation(incarnation):
             raise ValueError(f"not a list incarnation: {incarnation!r}")
         return Layout(f"{self.base}{LISTS}{encode_name(key)}/{incarnation}/")
+
+    @staticmethod
+    def gone_marker(incarnation_layout: Layout) -> str:
+        """The object that says an incarnation (of a list) was deleted: its objects can all
+        go once old (:mod:`kvstore.logs.incarnations`)."""
+        return incarnation_layout.base + GONE_LEAF
 
     @property
     def list_area(self) -> str:

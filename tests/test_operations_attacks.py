@@ -604,22 +604,19 @@ def test_the_values_rule_keeps_a_redis_list_that_is_pushed_to(
         clock.advance(HOUR_MS + 1000)
         assert root.maintain()["rules"][0]["removed"] == 2 + len(busy)  # idle an hour now
         assert redis.exists("busy", "popped", "moved") == 0
-        # their records went as DEL removes them: one empty mark per list is left (which
-        # fsck calls an orphan, as after DEL - see the xfail test below)
-        left = [p for p in _paths(root._core._ctx.blob) if "list/" in p]  # type: ignore[attr-defined]
-        assert left and all("/log/items~/m/" in path for path in left), left
+        # their records went as DEL removes them: an empty mark and a "gone" marker per
+        # list are left, which fsck knows (no orphan), and the next maintain, once they are
+        # old, sweeps them
+        blob = root._core._ctx.blob  # type: ignore[attr-defined]
+        left = [p for p in _paths(blob) if "list/" in p]
+        assert left and all("/log/items~/m/" in p or p.endswith("/gone") for p in left), left
         fsck = store.fsck()
-        assert fsck["ok"] and {d["kind"] for d in fsck["damage"]} == {"orphan"}, fsck
+        assert fsck["ok"] and fsck["damage"] == [], fsck
+        clock.advance(HOUR_MS)
+        root.maintain()
+        assert [p for p in _paths(blob) if "list/" in p] == []
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="kvstore/commands/lists.py:97 ListLogs.remove + logs/cleanup.py delete/purge: a "
-    "deleted Redis list's "
-    "incarnation keeps its last mark forever (no incarnation is ever used again), so every "
-    "list ever deleted leaves an object that neither purge nor maintain removes, and fsck "
-    "reports it as an orphan",
-)
 def test_a_deleted_list_leaves_nothing_behind_after_maintain() -> None:
     clock = FakeClock()
     with open_clocked(Target("memory", f"memory://ops-{uuid.uuid4().hex}"), clock) as store:

@@ -32,7 +32,7 @@ from .. import codec
 from ..context import StoreContext
 from ..errors import CorruptDataError
 from ..layout import INCARNATION_CHARS, LIST_LOG_KEY
-from ..logs import Logs
+from ..logs import Logs, incarnations
 from ..logs import limits as log_limits
 from .core import Live, Op, command, expect, key_of, raw_key
 from .reply import OK, CommandError, Reply, err, parse_int
@@ -95,7 +95,11 @@ class ListLogs:
         return await self.of(head).length(LIST_LOG_KEY)
 
     async def remove(self, head: ListHead) -> None:
+        """Delete the list's records and mark its incarnation gone: once old, every object
+        of it is removed by ``purge``/``maintain`` (:mod:`kvstore.logs.incarnations`)."""
         await self.of(head).delete(LIST_LOG_KEY)
+        layout = self.ctx.layout.list_log(head.origin, head.incarnation)
+        await incarnations.mark_gone(self.ctx, layout)
 
 
 def head_of(current: Live) -> ListHead | None:

@@ -30,7 +30,7 @@ from typing import Any
 
 from ..context import StoreContext
 from ..errors import InvalidKeyError
-from ..logs import Logs
+from ..logs import Logs, incarnations
 from ..records import AsyncRecords, record_collections
 from ..values import Values
 from . import retention
@@ -63,7 +63,7 @@ async def _purge(ctx: StoreContext, purge_expired: bool) -> dict[str, int]:
     """What ``store.purge()`` does for one view (not the namespaces inside it); expired
     values only if ``purge_expired``."""
     expired = await Values(ctx).purge_expired("") if purge_expired else 0
-    removed = await Logs(ctx).purge("")
+    removed = await Logs(ctx).purge("") + await incarnations.sweep(ctx)
     for name in await record_collections(ctx):
         span = await retention._span_of(ctx, name)
         if span is not None:

@@ -60,7 +60,7 @@ from ..errors import (
 )
 from ..keys import encode_prefix
 from ..layout import LIST_LOG_KEY, Layout, parse_version_leaf
-from ..logs import Logs
+from ..logs import Logs, incarnations
 from ..records import AsyncRecords, record_collections
 from ..records.model import partition_end
 from ..values import Values
@@ -355,6 +355,7 @@ async def _delete_value(
             await ctx.blob.put_if_absent(path, head.data)
         return False
     await Logs(StoreContext(ctx.resources, list_log)).delete(LIST_LOG_KEY)
+    await incarnations.mark_gone(ctx, list_log)  # swept with the rest once old
     return True
 
 
