@@ -132,5 +132,9 @@ class Logs:
     async def pop(self, key: str, count: int) -> list[bytes]:
         return await self.cleanup.pop(key, count)
 
-    async def read(self, key: str, start: int, end: int) -> tuple[int, list[bytes]]:
-        return await self.reader.read(key, start, end)
+    async def read(
+        self, key: str, start: int, end: int, listed: Sequence[str] | None = None
+    ) -> tuple[int, list[bytes]]:
+        """``listed``: the log's object names from a listing just made (see
+        :meth:`LogReader.plan`): a cold read then costs no LIST of its own."""
+        return await self.reader.read(key, start, end, listed=listed)

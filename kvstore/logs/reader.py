@@ -65,11 +65,16 @@ class LogReader:
         directory: str,
         fresh: bool = False,
         found: dict[str, codec.Envelope] | None = None,
+        listed: Sequence[str] | None = None,
     ) -> Plan:
         """The log's plan: from the cache (unless ``fresh``), else one LIST and one read of
-        the tail chunk, which lands in ``found`` when it was read whole."""
-        if fresh:
-            return await self._make_plan(key, directory, found)
+        the tail chunk, which lands in ``found`` when it was read whole. ``listed``: the
+        log's object names from a listing the caller has just made (a records query's
+        range listing): the plan is made from them instead of a LIST of its own, and not
+        cached (that listing came before this lookup's ticket, so a write between the two
+        could not stop the fill: a cached plan must come from a listing after its ticket)."""
+        if fresh or listed is not None:
+            return await self._make_plan(key, directory, found, listed)
 
         async def make(_: list[int]) -> list[Loaded[Plan | None]]:
             plan = await self._make_plan(key, directory, found)
@@ -83,14 +88,21 @@ class LogReader:
         return plan
 
     async def _make_plan(
-        self, key: str, directory: str, found: dict[str, codec.Envelope] | None
+        self,
+        key: str,
+        directory: str,
+        found: dict[str, codec.Envelope] | None,
+        given: Sequence[str] | None = None,
     ) -> Plan:
         gaps: list[tuple[int, int]] = []
         for attempt in range(limits.REPLANS):
             if gaps:  # let a compaction that raced the listing finish
                 await asyncio.sleep(limits.REPLAN_PAUSE_S * 2**attempt)
             listed = self.ctx.clock()  # the tail is known as of the listing
-            names = await self.list_names(directory)
+            # the caller's listing, on the first attempt only (a torn one: list again)
+            names = list(given) if given is not None and attempt == 0 else None
+            if names is None:
+                names = await self.list_names(directory)
             try:
                 plan = await self.plan_of(key, directory, names, found)
             except Replan as gap:
@@ -98,7 +110,8 @@ class LogReader:
                 continue
             if plan is None:
                 continue
-            self.ctx.state(LogWriters).learn(directory, plan.tail, plan.first, listed)
+            if given is None or attempt > 0:  # a listing of its own: its time is known
+                self.ctx.state(LogWriters).learn(directory, plan.tail, plan.first, listed)
             return plan
         if len(gaps) == limits.REPLANS and len(set(gaps)) == 1:
             start, end = gaps[0]
@@ -226,11 +239,16 @@ class LogReader:
         return (await self.read(key, start, end))[1]
 
     async def read(
-        self, key: str, start: int, end: int, fresh: bool = False
+        self,
+        key: str,
+        start: int,
+        end: int,
+        fresh: bool = False,
+        listed: Sequence[str] | None = None,
     ) -> tuple[int, list[bytes]]:
         """(the sequence number of the first record returned, records ``start..end``:
         Redis LRANGE indices from the first live record); ``fresh``: plan from a new
-        listing, not the cached plan."""
+        listing, not the cached plan; ``listed``: see :meth:`plan`."""
         for name, value in (("start", start), ("end", end)):
             if isinstance(value, bool) or not isinstance(value, int):
                 raise ConfigurationError(f"{name} must be an int, not {value!r}")
@@ -239,7 +257,7 @@ class LogReader:
             found = normalise(start, end, plan.length)
             return None if found is None else (plan.first + found[0], plan.first + found[1])
 
-        return await self._read(key, window, fresh)
+        return await self._read(key, window, fresh, listed)
 
     async def read_from(
         self, key: str, seq: int, count: int | None = None, fresh: bool = False
@@ -263,6 +281,7 @@ class LogReader:
         key: str,
         window: Callable[[Plan], tuple[int, int] | None],
         fresh: bool,
+        listed: Sequence[str] | None = None,
     ) -> tuple[int, list[bytes]]:
         """Records ``[lo, hi)`` by sequence number, ``window(plan)`` giving them."""
         directory = self.dir(key)
@@ -271,7 +290,7 @@ class LogReader:
         for attempt in range(limits.REPLANS):
             if gaps:  # let a compaction that raced the listing finish
                 await asyncio.sleep(limits.REPLAN_PAUSE_S * 2**attempt)
-            plan = await self.plan(key, directory, fresh, known)
+            plan = await self.plan(key, directory, fresh, known, listed if not gaps else None)
             wanted_range = window(plan)
             if wanted_range is None:
                 return plan.first, []

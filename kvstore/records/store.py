@@ -13,9 +13,10 @@ compacted into segments. Costs:
   one conditional PUT for a new collection).
 * ``query(start, end)``: one LIST from the first partition of the range (S3 and GCS start
   the listing there: partitions before it cost nothing), which stops past the last one,
-  then each partition of the range read as a log (concurrently: a LIST, cached for a
-  minute, and a GET per chunk or segment). Partitions outside the range are never read;
-  with a ``limit``, partitions are read oldest first, a batch at a time, until it is met.
+  then each partition of the range read as a log, concurrently: a GET per chunk or
+  segment, its plan made from that same listing (no LIST of its own). Partitions
+  outside the range are never read; with a ``limit``, partitions are read oldest first,
+  a batch at a time, until it is met.
 * ``drop_before(t)``: deletes the logs of the partitions that end at or before ``t`` (a
   mark each); their objects are removed by ``purge`` once the log safety rule allows
   (10 minutes by the object store's clock), as any deleted log's.
@@ -172,7 +173,8 @@ class AsyncRecords:
         found_range = await self._range(start, end)
         if found_range is None or limit == 0:
             return []
-        low, high, parts = found_range
+        low, high, listing = found_range
+        parts = list(listing)
         if not parts:
             return []
         # Partitions are disjoint spans of time, in order: with a limit, read them a batch
@@ -181,7 +183,7 @@ class AsyncRecords:
         timed: list[tuple[int, Record]] = []
         for at in range(0, len(parts), batch):
             found = await aio.bounded(
-                [self._read(p) for p in parts[at : at + batch]], self.ctx.concurrency
+                [self._read(p, listing[p]) for p in parts[at : at + batch]], self.ctx.concurrency
             )
             timed.extend(
                 (ms, r)
@@ -203,11 +205,13 @@ class AsyncRecords:
         found_range = await self._range(start, end)
         if found_range is None:
             return []
-        names = found_range[2]
+        names = list(found_range[2])
         lengths = await aio.bounded([self._logs.length(p) for p in names], self.ctx.concurrency)
         return [p for p, n in zip(names, lengths, strict=True) if n > 0]
 
-    async def _range(self, start: Any, end: Any) -> tuple[int | None, int | None, list[str]] | None:
+    async def _range(
+        self, start: Any, end: Any
+    ) -> tuple[int | None, int | None, dict[str, list[str]]] | None:
         """``[start, end)`` in ms (None: open) and the partitions it may hold records in
         (one listing); None when there is nothing to read (no collection, an empty range)."""
         low = None if start is None else model.to_ms(start, "start")
@@ -218,7 +222,7 @@ class AsyncRecords:
             return None
         first = None if low is None else model.partition_of(low, self.span)
         last = None if high is None else model.partition_of(high - 1, self.span)
-        return low, high, await self._partition_names(first, last)
+        return low, high, await self._listing(first, last)
 
     def _end(self, partition: str) -> int:
         return model.partition_end(partition, self.span)
@@ -226,12 +230,17 @@ class AsyncRecords:
     async def _partition_names(self, first: str | None, last: str | None) -> list[str]:
         """The partitions (logs) between ``first`` and ``last`` inclusive (None: open), from
         one listing of the log area that starts at ``first`` and stops past ``last``."""
+        return list(await self._listing(first, last))
+
+    async def _listing(self, first: str | None, last: str | None) -> dict[str, list[str]]:
+        """:meth:`_partition_names`, each with its log's object names as that listing
+        gave them (what a cold read of the partition would list again)."""
         layout = self.ctx.layout
         # Just before the partition's directory, and not a directory's name itself (no
         # key's encoding lacks its final '~'): SeaweedFS skips a directory named by
         # StartAfter (tests/test_kit.py's xfail).
         start_after = None if first is None else layout.log_dir(first)[:-2]
-        names: list[str] = []
+        names: dict[str, list[str]] = {}
         pages = self.ctx.blob.list_pages(layout.log_area, start_after)
         try:
             async for page in pages:
@@ -245,14 +254,16 @@ class AsyncRecords:
                         continue  # not a log kvstore writes (fsck reports it)
                     if last is not None and name > last:
                         return names
-                    if (not names or names[-1] != name) and model.is_partition(name, self.span):
-                        names.append(name)
+                    if name in names:
+                        names[name].append(found[1])
+                    elif model.is_partition(name, self.span):
+                        names[name] = [found[1]]
         finally:
             await pages.aclose()  # type: ignore[attr-defined]
         return names
 
-    async def _read(self, partition: str) -> list[tuple[int, Record]]:
-        first, raws = await self._logs.read(partition, 0, -1)
+    async def _read(self, partition: str, listed: list[str]) -> list[tuple[int, Record]]:
+        first, raws = await self._logs.read(partition, 0, -1, listed)
         where = self.ctx.where(self.ctx.layout.log_dir(partition))
         return [model.decode(raw, partition, first + i, where) for i, raw in enumerate(raws)]
 
