@@ -322,3 +322,47 @@ def test_an_encrypted_store_through_the_service(tmp_path: Path) -> None:
         assert store.rekey()["current"] >= 1
     with pytest.raises(kvstore.ConfigurationError, match="encryption"):
         kvstore.open("kvstore+http://127.0.0.1:1/x", encryption=RING1)
+
+
+def test_a_callback_rings_fetch_runs_off_the_event_loop_and_a_failure_is_not_retried_at_once(
+    tmp_path: Path,
+) -> None:
+    """A KMS-style callback may block: a read's fetch runs in a worker thread, never on
+    kvstore's loop; a key that cannot be fetched is not asked for again for a few seconds
+    (a store of objects under a lost key does not call the KMS once per object)."""
+    import threading
+
+    url = str(tmp_path / "s")
+    with kvstore.open(url, encryption=KeyRing({"old": K1})) as store:
+        store.mset({f"k{i}": f"v{i}" for i in range(5)})
+    threads: list[str] = []
+    asked: list[str] = []
+
+    def fetch(key_id: str) -> bytes:
+        asked.append(key_id)
+        threads.append(threading.current_thread().name)
+        if key_id == "old":
+            return K1
+        return K2
+
+    with kvstore.open(
+        url, encryption=KeyRing.from_callback(fetch, primary="new"), cache=None
+    ) as store:
+        assert store.get("k0") == b"v0" and store.get("k1") == b"v1"
+        assert asked == ["new", "old"]  # each key fetched once, then held
+        loop_thread = threads[1]
+        assert "kvstore" not in loop_thread.lower() and loop_thread != "MainThread", threads
+    lost: list[str] = []
+
+    def lost_kms(key_id: str) -> bytes:
+        lost.append(key_id)
+        if key_id == "new":
+            return K2
+        raise TimeoutError("the KMS did not answer")
+
+    ring = KeyRing.from_callback(lost_kms, primary="new")
+    with kvstore.open(url, encryption=ring, cache=None) as store:
+        for i in range(5):
+            with pytest.raises(EncryptionKeyError, match="KMS did not answer"):
+                store.get(f"k{i}")
+    assert lost == ["new", "old"]  # asked once for the lost key, not once per object

@@ -10,6 +10,7 @@ import os
 import re
 import secrets
 import threading
+import time
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import TypeGuard
@@ -21,6 +22,8 @@ KEY_BYTES = 32
 _KEY_ID = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
 ENV_KEYS = "KVSTORE_KEYS"
 ENV_PRIMARY = "KVSTORE_PRIMARY_KEY"
+RETRY_FETCH_S = 5.0
+"""Seconds a callback ring waits before asking again for a key it could not fetch."""
 
 
 class EncryptionKeyError(ConfigurationError):
@@ -109,6 +112,7 @@ class KeyRing:
         if fetch is not None and not callable(fetch):
             raise ConfigurationError(f"fetch must be callable, not {shown(fetch)}")
         self._fetch = fetch
+        self._failed: dict[str, tuple[float, str]] = {}  # id -> (when, why): not asked again
         self._lock = threading.Lock()
         if self.primary not in self._keys:
             if fetch is None:
@@ -124,23 +128,43 @@ class KeyRing:
         with self._lock:
             return sorted(self._keys)
 
+    def holds(self, key_id: str) -> bool:
+        """Whether the ring has ``key_id`` at hand (held, or fetched before)."""
+        with self._lock:
+            return key_id in self._keys
+
+    @property
+    def fetches(self) -> bool:
+        """Whether keys it lacks are fetched (a callback ring)."""
+        return self._fetch is not None
+
     def key(self, key_id: str) -> bytes:
         """The key ``key_id``: held, or fetched once (``fetch``) and kept;
-        EncryptionKeyError if neither."""
+        EncryptionKeyError if neither. A fetch that failed is not tried again for
+        ``RETRY_FETCH_S`` seconds (the same error meanwhile): a store full of objects under
+        a lost key does not call the KMS once per object."""
         with self._lock:
             found = self._keys.get(key_id)
+            failed = self._failed.get(key_id)
         if found is not None:
             return found
         if self._fetch is None:
             raise EncryptionKeyError(f"no key {shown(key_id)} in the ring (it holds {self.ids})")
+        if failed is not None and time.monotonic() - failed[0] < RETRY_FETCH_S:
+            raise EncryptionKeyError(failed[1])
         try:
             fetched = _check_key(key_id, self._fetch(key_id))
-        except ConfigurationError as exc:  # the callback's answer is no key (None, short)
-            raise EncryptionKeyError(f"key {shown(key_id)} could not be fetched: {exc}") from None
         except Exception as exc:
-            raise EncryptionKeyError(f"key {shown(key_id)} could not be fetched: {exc}") from exc
+            # ConfigurationError: the callback's answer is no key (None, a short one)
+            why = f"key {shown(key_id)} could not be fetched: {exc}"
+            with self._lock:
+                self._failed[key_id] = (time.monotonic(), why)
+            if isinstance(exc, ConfigurationError):
+                raise EncryptionKeyError(why) from None
+            raise EncryptionKeyError(why) from exc
         with self._lock:
             self._keys.setdefault(key_id, fetched)
+            self._failed.pop(key_id, None)
         return fetched
 
     @classmethod
