@@ -82,5 +82,7 @@ async def rekey(
         done += 1
         report("objects", done, len(paths))
 
-    await aio.bounded([one(p) for p in paths], ctx.concurrency)
+    batch = 64 * ctx.concurrency  # coroutines made a batch at a time, not one per object
+    for at in range(0, len(paths), batch):
+        await aio.bounded([one(p) for p in paths[at : at + batch]], ctx.concurrency)
     return counts

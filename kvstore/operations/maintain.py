@@ -28,6 +28,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+from .. import aio
 from ..context import StoreContext
 from ..errors import InvalidKeyError
 from ..logs import Logs, incarnations
@@ -82,7 +83,8 @@ async def maintain(
     before = await _sizes(ctx)
     spaces = sorted({ctx.layout.kind_of(path)[0] for path in before} | {()})
     views = {names: view for names in spaces if (view := _view(ctx, names)) is not None}
-    policies = {names: await retention.policy(view) for names, view in views.items()}
+    found = await aio.bounded([retention.policy(v) for v in views.values()], ctx.concurrency)
+    policies = dict(zip(views, found, strict=True))  # a GET per namespace, concurrently
     total = sum(len(rules) for rules in policies.values())
     applied: list[dict[str, Any]] = []
     report("rules", 0, total)
