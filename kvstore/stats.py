@@ -22,9 +22,13 @@ class Stats:
     def add(self, name: str, n: int = 1) -> None:
         self._counts[name] += n
 
-    def add_threadsafe(self, name: str, n: int = 1) -> None:
+    def add_threadsafe(self, name: str, n: int = 1, also: str | None = None) -> None:
+        """``add`` from any thread; ``also``: a second counter to add ``n`` to, under the
+        same lock (a cache hit counts twice)."""
         with self._lock:
             self._from_threads[name] += n
+            if also is not None:
+                self._from_threads[also] += n
 
     def get(self, name: str) -> int:
         with self._lock:

@@ -58,6 +58,11 @@ class Cache(ABC):
     #: Where an entry's data starts in what :meth:`lookup` / :meth:`lookup_now` return
     #: (:data:`Entry`); the same for every entry of this cache.
     entry_offset: int = 0
+    #: :meth:`lookup_now` answers from this process's memory and never waits on I/O (the
+    #: in-process cache): code running on the event loop may call it. A cache whose
+    #: ``lookup_now`` makes a network round trip (Redis) is for the blocking face only -
+    #: on the loop it would stall every other task for that round trip.
+    in_process: bool = False
 
     @abstractmethod
     async def lookup(self, keys: Sequence[str]) -> Lookup: ...

@@ -32,6 +32,7 @@ class LocalCache(Cache):
     """An LRU of at most ``max_bytes`` (values + keys + overhead), entries live ``ttl`` s."""
 
     name = "local"
+    in_process = True
 
     def __init__(self, max_bytes: int = DEFAULT_MAX_BYTES, ttl: float = DEFAULT_TTL) -> None:
         if not isinstance(max_bytes, int) or max_bytes < 0:

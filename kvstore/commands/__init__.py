@@ -24,7 +24,7 @@ from typing import TypeVar
 from .. import aio
 from ..context import StoreContext
 from . import hashes, keyspace, lists, sets, strings, zsets  # noqa: F401  (they register)
-from .core import COMMANDS, Core, Op, Spec
+from .core import COMMANDS, NOT_NOW, Core, Op, Spec
 from .reply import OK, CommandError, Reply, Status, WrongType
 
 T = TypeVar("T")
@@ -46,6 +46,7 @@ class Commands(Core):
 
 __all__ = [
     "COMMANDS",
+    "NOT_NOW",
     "OK",
     "CommandError",
     "Commands",

@@ -24,6 +24,7 @@ class EncryptingCache(Cache):
 
     def __init__(self, inner: Cache, ring: KeyRing) -> None:
         self.inner = inner
+        self.in_process = inner.in_process
         self.ring = ring
         self.name = inner.name
         self.shared = inner.shared

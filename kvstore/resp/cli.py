@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import gc
 import os
 import signal
 import sys
@@ -94,6 +95,11 @@ async def _serve(args: argparse.Namespace, config: ServerConfig) -> None:
         loop.add_signal_handler(sig, stop.set)
     try:
         await server.start()
+        # What is loaded by now (modules, the store, the command table) lives as long as
+        # the server: out of the collector's sight, a full collection no longer walks it
+        # (the request path allocates, so collections are frequent).
+        gc.collect()
+        gc.freeze()
         where = config.unix_socket or f"{config.host}:{server.port}"
         print(f"{PROG} serve: listening on {where} ({store.url})", file=sys.stderr, flush=True)
         await stop.wait()

@@ -38,7 +38,7 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import Any, Protocol, cast
 
-from ..commands import CommandError, Commands, Status
+from ..commands import COMMANDS, NOT_NOW, CommandError, Commands, Status
 from ..commands.reply import err, wrong_args
 from ..errors import KVStoreError
 from .auth import Guard
@@ -168,6 +168,8 @@ class Connection(asyncio.Protocol):
         self._timer: asyncio.TimerHandle | None = None
         self._database_at: tuple[int, str | None] | None = None
         self._database: Commands
+        # read by the read callback, for the task to run (or answer: a protocol error)
+        self._held: list[bytes] | ProtocolError | None = None
 
     @property
     def idle(self) -> bool:
@@ -219,7 +221,68 @@ class Connection(asyncio.Protocol):
         ):  # (commands wait to run; not one command longer than that still arriving)
             self._read_paused = True
             self._transport.pause_reading()
-        self._wake()
+        if self._answer_now():
+            self._wake()
+
+    def _answer_now(self) -> bool:
+        """While the task waits for its client, answer here, in the read callback, the
+        commands that can be answered without awaiting (cache-hit reads:
+        ``Commands.answer_now``), in order, and write their replies with one write. The
+        first command that cannot (a write, a miss, a connection command, an error in
+        the stream) is held for the task, which runs it and everything after it. True if
+        the task has something to do. Saves a task switch per read: half the CPU of a
+        cache-hit GET."""
+        waiter = self._waiter
+        if (
+            waiter is None  # the task is running or has not started: it reads them
+            or waiter.done()
+            or self._held is not None
+            or self.busy
+            or self._write_paused
+            or not self.authenticated
+            or self.multi is not None
+            or self.channels
+            or self.patterns
+        ):
+            return True
+        database = self.database()
+        reader, batch, protocol = self.commands, self._batch, self.protocol
+        counters = self.server.counters
+        answered = 0
+        while not self._write_paused:
+            try:
+                args = reader.next(True)
+            except ProtocolError as exc:
+                self._held = exc  # the task answers it and closes
+                break
+            if args is None:
+                break
+            name = args[0].upper()
+            spec = COMMANDS.get(name)
+            reply: Any = NOT_NOW
+            if spec is not None and not spec.write and name not in CONNECTION_COMMANDS:
+                try:
+                    reply = database.answer_now(args)
+                    if protocol == 3 and reply is not NOT_NOW:
+                        reply = resp3_shape(name, args, reply)
+                except Exception as exc:
+                    reply = self._failed(args, exc)
+            if reply is NOT_NOW:
+                self._held = args
+                break
+            counters["total_commands_processed"] += 1
+            self.last_command = name.lower()
+            encoded = self._encode(reply)
+            batch.append(encoded)
+            answered += 1
+            self._batch_size += len(encoded)
+            if self._batch_size >= WRITE_HIGH:
+                self._flush()
+        if self._held is None and not self._write_paused:
+            if answered:
+                self._flush()
+            return False
+        return True
 
     def pause_writing(self) -> None:
         self._write_paused = True
@@ -261,7 +324,10 @@ class Connection(asyncio.Protocol):
                     await self._wait()
                     continue
                 try:
-                    args = self.commands.next(self.authenticated)
+                    held, self._held = self._held, None
+                    if isinstance(held, ProtocolError):
+                        raise held
+                    args = held or self.commands.next(self.authenticated)
                 except ProtocolError as exc:
                     batch.append(error_line(f"ERR {exc}"))
                     self.closing = True
@@ -344,13 +410,23 @@ class Connection(asyncio.Protocol):
         self.server.counters["total_commands_processed"] += 1
         try:
             reply = await self.dispatch(args)
-        except CommandError as exc:
-            reply = exc
-        except KVStoreError as exc:  # the store failed (BackendError ...): not applied
-            reply = CommandError(f"ERR {exc}")
-        except Exception as exc:  # a defect: answered, logged, the connection goes on
-            logger.exception("client %s (id=%d): %r failed", self.addr, self.id, args[:1])
-            reply = CommandError(f"ERR internal error ({type(exc).__name__}); see the server log")
+        except Exception as exc:
+            reply = self._failed(args, exc)
+        return self._encode(reply)
+
+    def _failed(self, args: list[bytes], exc: Exception) -> CommandError:
+        """The error reply of a command that raised."""
+        if isinstance(exc, CommandError):
+            return exc
+        if isinstance(exc, KVStoreError):  # the store failed (BackendError ...): not applied
+            return CommandError(f"ERR {exc}")
+        # a defect: answered, logged, the connection goes on
+        logger.error("client %s (id=%d): %r failed", self.addr, self.id, args[:1], exc_info=exc)
+        return CommandError(f"ERR internal error ({type(exc).__name__}); see the server log")
+
+    def _encode(self, reply: Any) -> bytes:
+        if type(reply) is bytes:  # the commonest reply (GET), directly
+            return b"$%d\r\n%s\r\n" % (len(reply), reply)
         if isinstance(reply, CommandError):
             self.server.counters["total_error_replies"] += 1
         if isinstance(reply, Many):

@@ -67,20 +67,24 @@ class Values:
         return names, paths, cache_keys
 
     def _live(self, values: list[codec.Live | None]) -> list[codec.Live | None]:
+        if all(v is None or not v[1] for v in values):
+            return values  # nothing with an expiry: no clock needed
         now = self.ctx.clock()
         return [v if v is not None and not codec.expired(v[1], now) else None for v in values]
 
     def load_now(
-        self, plan: Plan
+        self, plan: Plan, *, on_loop: bool = False
     ) -> tuple[list[codec.Live | None] | None, Sequence[bytes | None] | None]:
         """Like :meth:`load`, from the cache alone and in the calling thread - no event
         loop, no await: how the blocking face answers a read whose every key is a cache
         hit. Returns (values, None) then; otherwise (None, the entries it did find) for
         :meth:`load` to complete on the loop without asking for them again, or (None,
         None) if the cache could not answer here (or an entry is damaged: the loop drops
-        it)."""
-        if not self.ctx.identified:
-            return None, None  # the loop learns the store's id first
+        it). ``on_loop``: the caller runs on the event loop, so only a cache that answers
+        from this process's memory is asked (``Cache.in_process``; Redis would block the
+        loop for a round trip)."""
+        if not self.ctx.identified or (on_loop and not self.ctx.cache.in_process):
+            return None, None  # (the loop learns the store's id first)
         cached = self.ctx.cache.lookup_now(plan[2])
         if cached is None:
             return None, None
@@ -91,8 +95,7 @@ class Values:
         values, damaged = codec.unpack_cached(cached, self.ctx.cache.entry_offset)
         if damaged:
             return None, None
-        self.ctx.stats.add_threadsafe("cache.hits", len(values))
-        self.ctx.stats.add_threadsafe("cache.hits_in_caller", len(values))
+        self.ctx.stats.add_threadsafe("cache.hits", len(values), "cache.hits_in_caller")
         return self._live(values), None
 
     async def load(
