@@ -1,6 +1,6 @@
 """The floor of S16: the least a Python RESP server can do per command.
 
-``python -m benchmarks.resp_floor PORT``: an asyncio server (an ``asyncio.Protocol``,
+``python -m benchmarks.resp_floor PORT [uvloop]``: an asyncio server (an ``asyncio.Protocol``,
 the same event loop and transport ``kvstore serve`` uses) that parses multibulk commands
 and answers GET, SET and INCR from a dict, PING and CONFIG trivially - no store, no
 cache, no checks. What it costs per request is what any asyncio RESP server in CPython
@@ -77,4 +77,11 @@ async def main(port: int) -> None:
 
 
 if __name__ == "__main__":
-    asyncio.run(main(int(sys.argv[1])))
+    # ``python -m benchmarks.resp_floor PORT [uvloop]``: on asyncio's loop, or uvloop's
+    if sys.argv[2:] == ["uvloop"]:
+        import uvloop
+
+        with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
+            runner.run(main(int(sys.argv[1])))
+    else:
+        asyncio.run(main(int(sys.argv[1])))

@@ -8,13 +8,16 @@ scenario is skipped, saying so, without it) drives, in turn and alternating the 
   a dict - what any Python asyncio server pays per request for the loop, the parsing and
   the socket, before doing anything;
 * **kvstore serve** on a local directory with the in-process cache (the embedded default),
-  started as ``python -m kvstore serve`` (:class:`kvstore.testing.servers.KVStoreServer`).
+  started as ``python -m kvstore serve`` (:class:`kvstore.testing.servers.KVStoreServer`)
+  on the loop it picks (uvloop when installed: ``kvstore[server]``), and again with
+  ``--loop asyncio``; for GET, the floor on uvloop too.
 
 Rows (50 clients; ``-P 16`` is 16 commands per round trip):
 
 * S16.get / S16.get.P16: a cache-hit GET (one key, written first): requests/s of
   redis-server over kvstore's (the issue's targets: 2x, 4x pipelined); ``.floor``: the
-  floor's ratio to redis-server; ``.over_floor``: kvstore's cost over the floor.
+  floor's ratio to redis-server; ``.over_floor``: kvstore's cost over the floor;
+  ``.asyncio`` and ``.floor_uvloop``: kvstore on asyncio's loop, the floor on uvloop's.
 * S16.set / S16.incr: SET and INCR on 10,000 keys (``-r``), each acknowledged after the
   store's write (a file written, fsynced and renamed, its directory fsynced);
   redis-server's rate over kvstore's, with the p99s in the details. No target:
@@ -63,6 +66,17 @@ PLANNED = [
     _planned("S16.get.P16", f"{GET}, -P 16: redis-server rps / kvstore rps", 4, REDIS),
     _planned("S16.get.P16.floor", f"{GET}, -P 16: redis-server rps / floor rps", None, REDIS),
     _planned("S16.get.P16.over_floor", f"{GET}, -P 16: floor rps / kvstore rps", None, FLOOR),
+    _planned("S16.get.asyncio", f"{GET}: redis-server rps / kvstore --loop asyncio", None, REDIS),
+    _planned(
+        "S16.get.P16.asyncio",
+        f"{GET}, -P 16: redis-server rps / kvstore --loop asyncio",
+        None,
+        REDIS,
+    ),
+    _planned("S16.get.floor_uvloop", f"{GET}: redis-server rps / floor on uvloop", None, REDIS),
+    _planned(
+        "S16.get.P16.floor_uvloop", f"{GET}, -P 16: redis-server rps / floor on uvloop", None, REDIS
+    ),
 ]
 for _test in ("SET", "INCR"):
     for _suffix, _how in (("", ""), (".P16", ", -P 16")):
@@ -123,15 +137,18 @@ def bench(
 
 
 class FloorServer:
-    """:mod:`benchmarks.resp_floor` in a subprocess on a free port."""
+    """:mod:`benchmarks.resp_floor` in a subprocess on a free port (``loop``: asyncio's
+    or uvloop's)."""
+
+    def __init__(self, loop: str = "asyncio") -> None:
+        self.loop = loop
 
     def __enter__(self) -> FloorServer:
         with socket.socket() as probe:
             probe.bind(("127.0.0.1", 0))
             self.port = probe.getsockname()[1]
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "benchmarks.resp_floor", str(self.port)], cwd=ROOT
-        )
+        cmd = [sys.executable, "-m", "benchmarks.resp_floor", str(self.port)]
+        self.proc = subprocess.Popen(cmd + (["uvloop"] if self.loop == "uvloop" else []), cwd=ROOT)
         deadline = time.monotonic() + 30
         while True:
             try:
@@ -145,6 +162,22 @@ class FloorServer:
     def __exit__(self, *exc: object) -> None:
         self.proc.terminate()
         self.proc.wait(10)
+
+
+def _event_loop(port: int) -> str:
+    """The event loop a ``kvstore serve`` runs on (INFO's ``kvstore_event_loop``)."""
+    with socket.create_connection(("127.0.0.1", port), timeout=30) as sock:
+        sock.sendall(b"*2\r\n$4\r\nINFO\r\n$6\r\nserver\r\n")
+        text = b""
+        while b"kvstore_event_loop:" not in text or not text.endswith(b"\r\n"):
+            chunk = sock.recv(65536)
+            if not chunk:
+                break
+            text += chunk
+    for line in text.decode().splitlines():
+        if line.startswith("kvstore_event_loop:"):
+            return line.split(":", 1)[1]
+    raise RuntimeError(f"no kvstore_event_loop in INFO: {text[:200]!r}")
 
 
 def _set_key(port: int, key: bytes, value: bytes) -> None:
@@ -184,24 +217,40 @@ def run(ctx: Context) -> list[Row]:
     redis = ctx.redis()
     with (
         FloorServer() as floor,
+        FloorServer("uvloop") as floor_uvloop,
         KVStoreServer(str(ctx.tmp / "s16"), cache="local") as kv,
+        KVStoreServer(str(ctx.tmp / "s16a"), extra_args=["--loop", "asyncio"]) as kva,
         RedisServer(persistence=True) as durable,
     ):
-        servers = {"redis": redis.port, "floor": floor.port, "kvstore": kv.port}
+        servers = {
+            "redis": redis.port,
+            "floor": floor.port,
+            "floor_uvloop": floor_uvloop.port,
+            "kvstore": kv.port,  # on the loop `kvstore serve` picks: uvloop when installed
+            "kvstore_asyncio": kva.port,
+        }
         for port in servers.values():
             _set_key(port, b"key:__rand_int__", b"xxx")
+        loop = _event_loop(kv.port)
         for pipeline, suffix in ((1, ""), (16, ".P16")):
-            n = {"redis": ctx.size(100_000, 400_000), "floor": ctx.size(50_000, 200_000)}
-            n["kvstore"] = ctx.size(20_000, 100_000) * (2 if pipeline > 1 else 1)
+            n = {"redis": ctx.size(100_000, 400_000)}
+            n["floor"] = n["floor_uvloop"] = ctx.size(50_000, 200_000)
+            n["kvstore"] = n["kvstore_asyncio"] = ctx.size(20_000, 100_000) * (
+                2 if pipeline > 1 else 1
+            )
             log(f"GET, -P {pipeline}")
             got = _compare(servers, "get", n, reps, pipeline=pipeline)
             rps = {name: got[name]["rps"] for name in got}
-            details = _details(got)
+            details = {**_details(got), "kvstore.loop": loop}
             rows.append(
                 by_id[f"S16.get{suffix}"].row(rps["redis"] / rps["kvstore"], details=details)
             )
             rows.append(by_id[f"S16.get{suffix}.floor"].row(rps["redis"] / rps["floor"]))
             rows.append(by_id[f"S16.get{suffix}.over_floor"].row(rps["floor"] / rps["kvstore"]))
+            for name in ("asyncio", "floor_uvloop"):
+                contender = name if name.startswith("floor") else f"kvstore_{name}"
+                ratio = rps["redis"] / rps[contender]
+                rows.append(by_id[f"S16.get{suffix}.{name}"].row(ratio))
         writers = {"redis": redis.port, "redis_fsync": durable.port, "kvstore": kv.port}
         for test in ("set", "incr"):
             for pipeline, suffix in ((1, ""), (16, ".P16")):

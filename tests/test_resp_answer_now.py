@@ -14,13 +14,21 @@ from typing import Any
 import pytest
 from conftest import Target
 from test_resp_connection import bulk, connect, expect, multibulk, read_reply
-from test_resp_server import client, serving
+from test_resp_server import LOOP, client, serving
 
 import kvstore
 from kvstore.cache.redis import RedisCache
 from kvstore.commands import NOT_NOW, Commands, core
 from kvstore.resp import session
 from kvstore.resp.server import Server
+
+
+@pytest.fixture(autouse=True, params=["uvloop", "asyncio"])
+def event_loop_of_the_server(request: pytest.FixtureRequest) -> Iterator[str]:
+    """Each test on both loops ``kvstore serve`` runs on (``--loop``)."""
+    LOOP["choice"] = request.param
+    yield request.param
+    LOOP["choice"] = "auto"
 
 
 @pytest.fixture

@@ -14,19 +14,27 @@ import socket
 import threading
 import time
 import tracemalloc
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any, TypeVar
 
 import hiredis
 import pytest
-from test_resp_server import client, serving
+from test_resp_server import LOOP, client, serving
 
 import kvstore
 from kvstore.resp import session
 from kvstore.resp.server import Server
 
 T = TypeVar("T")
+
+
+@pytest.fixture(autouse=True, params=["uvloop", "asyncio"])
+def event_loop_of_the_server(request: pytest.FixtureRequest) -> Iterator[str]:
+    """Each test on both loops ``kvstore serve`` runs on (``--loop``)."""
+    LOOP["choice"] = request.param
+    yield request.param
+    LOOP["choice"] = "auto"
 
 
 # --------------------------------------------------------------------------- helpers

@@ -23,14 +23,20 @@ from conftest import Target
 import kvstore
 from kvstore.errors import ConfigurationError
 from kvstore.resp.config import ServerConfig
+from kvstore.resp.loops import loop_factory
 from kvstore.resp.server import Server
 from kvstore.testing.servers.redis import find_redis_binary
+
+LOOP = {"choice": "auto"}
+"""The event loop :func:`serving` runs servers on (``--loop``'s choices)."""
 
 
 @contextlib.contextmanager
 def serving(store: kvstore.AsyncKVStore, **options: Any) -> Iterator[Server]:
-    """A server of ``store`` on a free loopback port, its loop in a thread of its own."""
-    loop = asyncio.new_event_loop()
+    """A server of ``store`` on a free loopback port, its loop in a thread of its own: the
+    loop ``kvstore serve`` would run on (``LOOP``: uvloop's when installed, as the test
+    environment has it; some suites run on both)."""
+    loop = loop_factory(LOOP["choice"])()
     thread = threading.Thread(target=loop.run_forever, daemon=True)
     thread.start()
     server = Server(store, ServerConfig(port=0, **options))
@@ -366,6 +372,41 @@ def _wait_for(port: int, timeout: float = 30) -> None:
             return
         time.sleep(0.05)
     raise AssertionError(f"kvstore serve did not listen on {port}")
+
+
+@pytest.mark.parametrize("choice", ["auto", "asyncio", "uvloop"])
+def test_the_event_loop_is_uvloop_when_installed_or_asyncio_when_asked(
+    choice: str, tmp_path: Path
+) -> None:
+    """``--loop``: auto takes uvloop (kvstore[server] installs it, as the test
+    environment does); INFO and the start line say which loop serves."""
+    port = _free_port()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "kvstore", "--url", str(tmp_path), "serve", "--port", str(port),
+         "--loop", choice],
+        stderr=subprocess.PIPE,
+    )  # fmt: skip
+    try:
+        _wait_for(port)
+        r = redis.Redis(port=port, socket_timeout=30)
+        assert r.set("k", "v") and r.get("k") == b"v" and r.get("k") == b"v"
+        expected = "asyncio" if choice == "asyncio" else "uvloop"
+        assert r.info("server")["kvstore_event_loop"] == expected
+        r.close()
+        proc.terminate()
+        assert proc.wait(30) == 0
+        assert proc.stderr is not None
+        assert f"; {expected})" in proc.stderr.read().decode()
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+
+
+def test_asking_for_uvloop_without_it_is_a_clear_error(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setitem(sys.modules, "uvloop", None)  # (import uvloop raises ImportError)
+    with pytest.raises(ConfigurationError, match=r"uvloop is not installed.*kvstore\[server\]"):
+        loop_factory("uvloop")
+    assert loop_factory("auto") is asyncio.new_event_loop
 
 
 def test_the_data_path_on_a_real_s3_server(make_target: Callable[[str], Target]) -> None:

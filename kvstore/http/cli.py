@@ -60,6 +60,7 @@ def serve_http(args: argparse.Namespace) -> int:
         log_level="warning",
         access_log=False,
         server_header=False,
+        loop=args.loop,
     )
     return 0
 

@@ -11,6 +11,7 @@ from typing import Any
 from .. import __version__
 from ..commands import COMMANDS, CommandError, Status
 from ..commands.reply import OK, err, parse_int
+from .loops import loop_name
 from .protocol import Map, Verbatim
 from .session import (
     CONNECTION_COMMANDS,
@@ -148,6 +149,7 @@ async def _info(c: Connection, args: list[bytes]) -> Any:
             f"redis_version:{REDIS_VERSION}",
             f"kvstore_version:{__version__}",
             "redis_mode:standalone",
+            f"kvstore_event_loop:{loop_name()}",
             f"tcp_port:{server.port}",
             f"uptime_in_seconds:{int(time.time() - server.started)}",
             f"store:{server.store.url if hasattr(server.store, 'url') else ''}",

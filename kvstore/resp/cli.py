@@ -18,6 +18,7 @@ from ..errors import ConfigurationError
 from ..http.config import HTTP_ARGUMENTS
 from .auth import load_users
 from .config import ServerConfig
+from .loops import loop_factory, loop_name, run
 from .server import Server
 
 PASSWORD_ENV = "KVSTORE_REQUIREPASS"
@@ -58,6 +59,15 @@ ARGUMENTS: tuple[tuple[tuple[str, ...], dict[str, Any]], ...] = (
         ("--timeout",),
         {"type": float, "default": 0.0, "help": "close a client idle this many seconds (0: never)"},
     ),
+    (
+        ("--loop",),
+        {
+            "choices": ("auto", "asyncio", "uvloop"),
+            "default": "auto",
+            "help": "event loop: uvloop when installed (auto; kvstore[server] installs it), "
+            "else asyncio's",
+        },
+    ),
 )
 
 
@@ -82,7 +92,8 @@ def serve(args: argparse.Namespace, out: IO[bytes]) -> int:
     )
     config.check()  # before the store is opened: a refused exposure costs nothing
     config.tls_context()  # a bad certificate or key fails here too
-    asyncio.run(_serve(args, config))
+    loop_factory(args.loop)  # (a loop that cannot be had fails before the store opens)
+    run(_serve(args, config), args.loop)
     return 0
 
 
@@ -101,7 +112,11 @@ async def _serve(args: argparse.Namespace, config: ServerConfig) -> None:
         gc.collect()
         gc.freeze()
         where = config.unix_socket or f"{config.host}:{server.port}"
-        print(f"{PROG} serve: listening on {where} ({store.url})", file=sys.stderr, flush=True)
+        print(
+            f"{PROG} serve: listening on {where} ({store.url}; {loop_name()})",
+            file=sys.stderr,
+            flush=True,
+        )
         await stop.wait()
         print(f"{PROG} serve: closing", file=sys.stderr, flush=True)
     finally:
