@@ -139,7 +139,7 @@ class Core:
         memo = self._read_ops
         try:
             op = memo.get(args_key := tuple(args))
-        except TypeError:  # (a bytearray argument: not kept)
+        except (TypeError, ValueError):  # (a bytearray or memoryview argument: not kept)
             return self._answer_parsed(self.parse(args)[1])
         if op is None:
             spec, op = self.parse(args)
@@ -160,7 +160,10 @@ class Core:
             return NOT_NOW
         current = found[0]
         if current is not None and current[2] == codec.LIST:
-            return NOT_NOW  # whether the list is empty is in its log
+            # whether the list is empty is in its log: the task reads it again (and counts
+            # that hit), so this one is not counted
+            self.ctx.stats.add_threadsafe("cache.hits", -1, "cache.hits_in_caller")
+            return NOT_NOW
         return read(current)
 
     async def run_op(self, op: Op) -> Reply:
